@@ -1,0 +1,1 @@
+"""Benchmark objectives and performance scripts shipped with emews (not part of the core)."""

@@ -1,0 +1,349 @@
+"""YAML configuration -> validated :class:`Config`. Every error names the file, key and value.
+
+Reference (``*`` = required)::
+
+    experiment*: name             # experiment directory name under `output`
+    objective*: pkg.module:function   # not needed with runner.type: command
+    space*: {name: {type: ..., ...}}  # or space_file: path (Supervisor GA JSON, or YAML/JSON mapping)
+    optimizer: random             # or {name: mbo, settings: {...}}; name may be pkg.module:Class
+    mode: async                   # async | batch
+    batch_size: 8                 # batch mode: points per batch (default: the worker count)
+    max_evals*: 100
+    max_time: 3600                # seconds; no new task starts after it
+    workers: 4                    # local pool processes (default: CPU count); MPI: ranks - 1
+    seed: 1
+    output: runs                  # parent of experiment directories
+    pool: auto                    # auto | local | mpi  (auto: mpi when launched with > 1 rank)
+    ranks_per_task: 1             # MPI: ranks per task (sub-communicator given to the objective)
+    gpus: {gpus_per_worker: 1, workers_per_gpu: 1, devices: null}   # or omit for no binding
+    runner:                       # how each evaluation runs
+      type: python                # python | isolated | command
+      timeout: null               # seconds (isolated, command)
+      retries: 0                  # extra attempts for failed tasks
+      command: [python, train.py, --params, "{params_file}"]
+      env: {OMP_NUM_THREADS: "4"}
+      result_file: result.json    # command: JSON file with the loss, in the task directory
+      pattern: 'loss: (\\S+)'      # command: else the last stdout line matching this
+    progress: 10                  # seconds between progress lines (0: quiet)
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib.util
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, SpaceError
+from .space import Space
+
+__all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
+
+_TOP_KEYS = {
+    "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
+    "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
+}
+_RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace"}
+_GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
+_OPT_KEYS = {"name", "settings"}
+
+
+@dataclass
+class Config:
+    """A validated configuration. ``raw`` is the mapping as loaded (after overrides)."""
+
+    experiment: str
+    objective: Any
+    space: Space
+    optimizer: Any = "random"
+    optimizer_settings: dict = field(default_factory=dict)
+    mode: str = "async"
+    batch_size: int | None = None
+    max_evals: int = 100
+    max_time: float | None = None
+    workers: int | None = None
+    seed: int | None = None
+    output: str = "runs"
+    pool: str = "auto"
+    ranks_per_task: int = 1
+    gpus: dict | None = None
+    runner: dict = field(default_factory=lambda: {"type": "python"})
+    progress: float = 0.0
+    source: str = "<dict>"
+    raw: dict = field(default_factory=dict)
+
+
+def _unknown(key: str, value: Any, allowed: set[str], source: str, prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {', '.join(sorted(allowed))}"
+    return ConfigError(f"unknown key {key!r} (value {value!r}){hint}", source, f"{prefix}{key}")
+
+
+def _check_keys(d: Mapping, allowed: set[str], source: str, prefix: str = "") -> None:
+    for k in d:
+        if k not in allowed:
+            raise _unknown(str(k), d[k], allowed, source, prefix)
+
+
+def _int(d: Mapping, key: str, source: str, *, default: Any = None, required: bool = False,
+         minimum: int | None = None, prefix: str = "") -> Any:
+    if key not in d or d[key] is None:
+        if required:
+            raise ConfigError("missing required key", source, prefix + key)
+        return default
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"must be an integer, got {v!r} ({type(v).__name__})", source, prefix + key)
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"must be >= {minimum}, got {v!r}", source, prefix + key)
+    return v
+
+
+def _number(d: Mapping, key: str, source: str, *, default: Any = None, positive: bool = False, prefix: str = "") -> Any:
+    if key not in d or d[key] is None:
+        return default
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"must be a number, got {v!r}", source, prefix + key)
+    if positive and v <= 0:
+        raise ConfigError(f"must be > 0, got {v!r}", source, prefix + key)
+    return float(v)
+
+
+def _str(d: Mapping, key: str, source: str, *, default: Any = None, required: bool = False,
+         choices: tuple[str, ...] | None = None, prefix: str = "") -> Any:
+    if key not in d or d[key] is None:
+        if required:
+            raise ConfigError("missing required key", source, prefix + key)
+        return default
+    v = d[key]
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"must be a non-empty string, got {v!r}", source, prefix + key)
+    if choices and v not in choices:
+        raise ConfigError(f"must be one of {', '.join(choices)}, got {v!r}", source, prefix + key)
+    return v
+
+
+def check_objective_path(path: Any, source: str, key: str = "objective") -> str:
+    """``pkg.module:function`` with an importable module (checked without importing it)."""
+    if not isinstance(path, str):
+        raise ConfigError(f"must be a string 'package.module:function', got {path!r}", source, key)
+    mod, sep, attr = path.partition(":")
+    if not sep or not mod or not attr:
+        raise ConfigError(f"must be written 'package.module:function' (with a colon), got {path!r}", source, key)
+    try:
+        spec = importlib.util.find_spec(mod)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(f"cannot import module {mod!r} of {path!r}: {e}", source, key) from None
+    if spec is None:
+        raise ConfigError(
+            f"cannot import module {mod!r} of {path!r}: no such module (is it installed, or in the "
+            "current directory or the config file's directory?)", source, key)
+    return path
+
+
+def add_import_paths(config_file: str | Path | None) -> None:
+    """Objectives and plug-ins are imported from the working directory and the config's directory."""
+    paths = [os.getcwd()]
+    if config_file:
+        paths.append(str(Path(config_file).resolve().parent))
+    for p in paths:
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override (``key=value`` strings) and validate a YAML config file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError("no such config file", source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a config file", source) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the config file: {e.strerror}", source) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"YAML syntax error at {where}: {e.problem}", source) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"YAML error: {e}", source) from None
+    if raw is None:
+        raise ConfigError("the config file is empty", source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the top level must be a mapping of keys, got {type(raw).__name__}", source)
+    if overrides:
+        raw = apply_overrides(raw, overrides, source)
+    add_import_paths(path)
+    return parse_config(raw, source, base_dir=Path(path).resolve().parent)
+
+
+def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> dict:
+    """``["a.b=1", "optimizer.name=grid"]`` -> a new mapping; values parsed as YAML scalars."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set needs key=value, got {item!r}", source, "--set")
+        try:
+            val = yaml.safe_load(value) if value != "" else None
+        except yaml.YAMLError:
+            val = value
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            if isinstance(node.get(p), str) and p == "optimizer":
+                node[p] = {"name": node[p]}
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set {key!r}: {p!r} is not a mapping", source, key)
+        node[parts[-1]] = val
+    return out
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Config:
+    """Validate a config mapping (see the module docstring for the keys)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a config must be a mapping, got {raw!r}", source)
+    _check_keys(raw, _TOP_KEYS, source)
+    experiment = _str(raw, "experiment", source, required=True)
+    if "/" in experiment or experiment in (".", ".."):
+        raise ConfigError(f"must be a plain name (no '/'), got {experiment!r}", source, "experiment")
+
+    # runner first: a command runner needs no Python objective
+    runner_raw = raw.get("runner") or {}
+    if not isinstance(runner_raw, Mapping):
+        raise ConfigError(f"must be a mapping, got {runner_raw!r}", source, "runner")
+    _check_keys(runner_raw, _RUNNER_KEYS, source, "runner.")
+    runner = dict(runner_raw)
+    runner["type"] = _str(runner_raw, "type", source, default="python", choices=("python", "isolated", "command"), prefix="runner.")
+    timeout = runner_raw.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigError(f"must be a number of seconds > 0, got {timeout!r}", source, "runner.timeout")
+        if runner["type"] == "python":
+            raise ConfigError(
+                f"a timeout ({timeout!r}) needs runner.type isolated or command: a task running inside "
+                "the worker process cannot be killed", source, "runner.timeout")
+    runner["retries"] = _int(runner_raw, "retries", source, default=0, minimum=0, prefix="runner.")
+
+    if runner["type"] == "command":
+        objective = raw.get("objective")
+        if objective is not None:
+            raise ConfigError(f"is not used with runner.type: command (got {objective!r}); remove it", source, "objective")
+        from .workers._command import check_command_spec
+
+        check_command_spec(runner, source)
+    else:
+        if "objective" not in raw or raw["objective"] is None:
+            raise ConfigError("missing required key (e.g. 'mypackage.mymodule:train')", source, "objective")
+        objective = check_objective_path(raw["objective"], source)
+    runner["objective"] = objective
+
+    # space
+    if "space" in raw and "space_file" in raw:
+        raise ConfigError("give either space or space_file, not both", source, "space_file")
+    if "space_file" in raw:
+        space = _load_space_file(raw["space_file"], source, base_dir)
+    elif "space" in raw:
+        space = Space.from_dict(raw["space"], source)
+    else:
+        raise ConfigError("missing required key (or give space_file)", source, "space")
+
+    # optimizer
+    opt_raw = raw.get("optimizer", "random")
+    if isinstance(opt_raw, str):
+        opt_name, settings = opt_raw, {}
+    elif isinstance(opt_raw, Mapping):
+        _check_keys(opt_raw, _OPT_KEYS, source, "optimizer.")
+        opt_name = _str(opt_raw, "name", source, required=True, prefix="optimizer.")
+        settings = opt_raw.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"must be a mapping, got {settings!r}", source, "optimizer.settings")
+    else:
+        raise ConfigError(f"must be a name or {{name: ..., settings: {{...}}}}, got {opt_raw!r}", source, "optimizer")
+    from .optimizers import BUILTIN
+
+    if opt_name not in BUILTIN and ":" not in opt_name:
+        close = difflib.get_close_matches(opt_name, list(BUILTIN), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown optimizer {opt_name!r}; {hint}built-in: {', '.join(BUILTIN)}, or 'package.module:Class'",
+                          source, "optimizer.name" if isinstance(opt_raw, Mapping) else "optimizer")
+    if ":" in opt_name:
+        check_objective_path(opt_name, source, "optimizer.name" if isinstance(opt_raw, Mapping) else "optimizer")
+
+    mode = _str(raw, "mode", source, default="async", choices=("async", "batch"))
+    batch_size = _int(raw, "batch_size", source, minimum=1)
+    max_evals = _int(raw, "max_evals", source, required=True, minimum=1)
+    max_time = _number(raw, "max_time", source, positive=True)
+    workers = _int(raw, "workers", source, minimum=1)
+    seed = _int(raw, "seed", source)
+    output = raw.get("output", "runs")
+    if not isinstance(output, str) or not output:
+        raise ConfigError(f"must be a directory path, got {output!r}", source, "output")
+    out_path = Path(output)
+    if out_path.exists() and not out_path.is_dir():
+        raise ConfigError(f"output directory {output!r} is a file, not a directory", source, "output")
+    pool = _str(raw, "pool", source, default="auto", choices=("auto", "local", "mpi"))
+    ranks_per_task = _int(raw, "ranks_per_task", source, default=1, minimum=1)
+    gpus = raw.get("gpus")
+    if gpus is not None:
+        if not isinstance(gpus, Mapping):
+            raise ConfigError(f"must be a mapping like {{gpus_per_worker: 1}}, got {gpus!r}", source, "gpus")
+        _check_keys(gpus, _GPU_KEYS, source, "gpus.")
+        gpus = {
+            "gpus_per_worker": _int(gpus, "gpus_per_worker", source, default=1, minimum=1, prefix="gpus."),
+            "workers_per_gpu": _int(gpus, "workers_per_gpu", source, default=1, minimum=1, prefix="gpus."),
+            "devices": gpus.get("devices"),
+        }
+        if gpus["gpus_per_worker"] > 1 and gpus["workers_per_gpu"] > 1:
+            raise ConfigError("set gpus_per_worker or workers_per_gpu above 1, not both", source, "gpus")
+        if gpus["devices"] is not None and (not isinstance(gpus["devices"], list) or not gpus["devices"]):
+            raise ConfigError(f"must be a non-empty list of device ids, got {gpus['devices']!r}", source, "gpus.devices")
+    progress = _number(raw, "progress", source, default=0.0) or 0.0
+    if progress < 0:
+        raise ConfigError(f"must be >= 0, got {progress!r}", source, "progress")
+    return Config(
+        experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
+        mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
+        output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
+        source=source, raw=dict(raw),
+    )
+
+
+def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a file path, got {value!r}", source, "space_file")
+    p = Path(value)
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    if not p.is_file():
+        raise ConfigError(f"no such file {value!r} (looked at {str(p)!r})", source, "space_file")
+    if p.suffix == ".json":
+        import json
+
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise SpaceError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", str(p)) from None
+        if isinstance(data, list):
+            return Space.from_supervisor_list(data, str(p))
+        return Space.from_dict(data, str(p), prefix="")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpaceError(f"YAML error: {e}", str(p)) from None
+    if isinstance(data, list):
+        return Space.from_supervisor_list(data, str(p))
+    return Space.from_dict(data, str(p), prefix="")

@@ -1,0 +1,243 @@
+"""The experiment journal: one SQLite file per experiment, written only by the driver.
+
+Every state change of every task attempt is an upsert of one row in ``evals``; changes are
+held in memory and written in one transaction per flush (at most every ``flush_every``
+seconds, and at the end), so journaling costs microseconds per task.
+
+Tables:
+    ``meta(key, value)``: experiment name, config (JSON), start/end time, outcome.
+    ``evals(task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued,
+    start, end, error)``: one row per attempt.
+    ``optimizer_log(seq, time, record)``: records the optimizer journals (e.g. GA generations).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .task import Result
+
+__all__ = ["Journal", "read_journal", "write_results_csv", "write_best_json", "JOURNAL_NAME"]
+
+JOURNAL_NAME = "journal.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS evals (
+    task_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    loss REAL,
+    metrics TEXT,
+    worker INTEGER,
+    host TEXT,
+    gpu TEXT,
+    queued REAL,
+    start REAL,
+    "end" REAL,
+    error TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS optimizer_log (seq INTEGER PRIMARY KEY, time REAL, record TEXT);
+"""
+
+_COLS = ("task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error")
+_UPSERT = (
+    'INSERT OR REPLACE INTO evals (task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error) '
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class Journal:
+    """Batched writer of the experiment journal."""
+
+    def __init__(self, path: str | Path, flush_every: float = 1.0):
+        self.path = Path(path)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._rows: dict[tuple[int, int], list] = {}
+        self._dirty: set[tuple[int, int]] = set()
+        self._logs: list[tuple[float, str]] = []
+        self._meta: dict[str, str] = {}
+        self.flush_every = flush_every
+        self._last_flush = time.monotonic()
+
+    # -- recording -----------------------------------------------------------------------
+    def set_meta(self, **items: Any) -> None:
+        for k, v in items.items():
+            self._meta[k] = v if isinstance(v, str) else json.dumps(v, default=str)
+
+    def queued(self, task_id: int, attempt: int, params: Mapping[str, Any], now: float) -> None:
+        self._put(task_id, attempt, [task_id, attempt, json.dumps(params, default=str), "queued",
+                                     None, None, None, None, None, now, None, None, None])
+
+    def running(self, task_id: int, attempt: int, worker: int | None, now: float) -> None:
+        row = self._rows[(task_id, attempt)]
+        row[3], row[6], row[10] = "running", worker, now
+        self._dirty.add((task_id, attempt))
+
+    def finished(self, r: Result) -> None:
+        key = (r.task_id, r.attempt)
+        row = self._rows.get(key)
+        if row is None:
+            row = [r.task_id, r.attempt, json.dumps(r.params, default=str), None, None, None, None, None, None, None, None, None, None]
+            self._rows[key] = row
+        row[3] = r.status
+        row[4] = r.loss
+        row[5] = json.dumps(r.metrics, default=str) if r.metrics else None
+        row[6] = r.worker if r.worker is not None else row[6]
+        row[7] = r.host
+        row[8] = r.gpu
+        row[10] = r.start if r.start is not None else row[10]
+        row[11] = r.end
+        row[12] = r.error
+        self._dirty.add(key)
+
+    def log(self, record: Mapping[str, Any], now: float) -> None:
+        self._logs.append((now, json.dumps(dict(record), default=str)))
+
+    def _put(self, task_id: int, attempt: int, row: list) -> None:
+        self._rows[(task_id, attempt)] = row
+        self._dirty.add((task_id, attempt))
+
+    # -- writing -------------------------------------------------------------------------
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending change in one transaction."""
+        if not (self._dirty or self._logs or self._meta):
+            self._last_flush = time.monotonic()
+            return
+        rows = [tuple(self._rows[k]) for k in self._dirty]
+        with self._db:
+            self._db.execute("BEGIN")
+            if rows:
+                self._db.executemany(_UPSERT, rows)
+            if self._logs:
+                self._db.executemany("INSERT INTO optimizer_log (time, record) VALUES (?, ?)", self._logs)
+            if self._meta:
+                self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(self._meta.items()))
+        # finished attempts never change again: drop them from memory
+        for k in self._dirty:
+            if self._rows[k][3] not in ("queued", "running"):
+                del self._rows[k]
+        self._dirty.clear()
+        self._logs.clear()
+        self._meta.clear()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Flush and leave a single self-contained file (no -wal/-shm beside it)."""
+        self.flush()
+        try:
+            self._db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError:
+            pass
+        self._db.close()
+
+
+def read_journal(path: str | Path) -> dict[str, Any]:
+    """Read a journal back: ``{"meta": {...}, "evals": [row dicts], "optimizer_log": [dicts]}``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / JOURNAL_NAME
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        meta = {}
+        for k, v in db.execute("SELECT key, value FROM meta"):
+            try:
+                meta[k] = json.loads(v)
+            except (TypeError, json.JSONDecodeError):
+                meta[k] = v
+        evals = []
+        for row in db.execute('SELECT task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error '
+                              "FROM evals ORDER BY task_id, attempt"):
+            d = dict(zip(_COLS, row))
+            d["params"] = json.loads(d["params"])
+            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+            evals.append(d)
+        logs = [json.loads(r) for (r,) in db.execute("SELECT record FROM optimizer_log ORDER BY seq")]
+    finally:
+        db.close()
+    return {"meta": meta, "evals": evals, "optimizer_log": logs}
+
+
+def _final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    last: dict[int, Mapping[str, Any]] = {}
+    for r in rows:
+        t = r["task_id"]
+        if t not in last or r["attempt"] >= last[t]["attempt"]:
+            last[t] = r
+    return [last[k] for k in sorted(last)]
+
+
+def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param_names: list[str]) -> None:
+    """One line per task (its last attempt): ids, status, loss, parameters, metrics, placement."""
+    final = _final_attempts(rows)
+    metric_names: list[str] = []
+    for r in final:
+        for k in r.get("metrics") or {}:
+            if k not in metric_names:
+                metric_names.append(k)
+    head = ["task_id", "attempt", "status", "loss", *param_names,
+            *[m if m not in param_names else f"metric_{m}" for m in metric_names],
+            "worker", "host", "gpu", "start", "end", "runtime", "error"]
+    tmp = Path(path).with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        for r in final:
+            p, m = r["params"], r.get("metrics") or {}
+            runtime = (r["end"] - r["start"]) if r.get("end") is not None and r.get("start") is not None else None
+            w.writerow([r["task_id"], r["attempt"], r["status"], r["loss"], *[_cell(p.get(n)) for n in param_names],
+                        *[_cell(m.get(k)) for k in metric_names], r.get("worker"), r.get("host"), r.get("gpu"),
+                        r.get("start"), r.get("end"), runtime, _last_line(r.get("error"))])
+    tmp.replace(path)
+
+
+def _last_line(text: str | None) -> str:
+    """The error's last line (the exception message); the full text stays in the journal."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return v
+
+
+def best_of(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    best = None
+    for r in rows:
+        if r["status"] == "done" and r["loss"] is not None and math.isfinite(r["loss"]):
+            if best is None or r["loss"] < best["loss"]:
+                best = r
+    return best
+
+
+def write_best_json(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    rows = list(rows)
+    best = best_of(rows)
+    done = sum(1 for r in _final_attempts(rows) if r["status"] == "done")
+    body: dict[str, Any] = {"evaluations": len(_final_attempts(rows)), "succeeded": done}
+    if best is not None:
+        body.update(task_id=best["task_id"], loss=best["loss"], params=best["params"], metrics=best.get("metrics") or {})
+    else:
+        body.update(task_id=None, loss=None, params=None, metrics={})
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return best

@@ -1,0 +1,96 @@
+"""The two optimizer styles.
+
+* :class:`Optimizer` — ask/tell. The driver's adapter calls ``ask(n)`` for ``n`` new
+  parameter sets and ``tell(results)`` with every finished :class:`~emews.task.Result`
+  (failed ones too). It is the easy style: a reference plug-in is ~20 lines
+  (see :mod:`emews.optimizers._random`).
+* :class:`ResidentOptimizer` (or a plain function with the same signature as ``run``) —
+  the EMEWS style: the optimizer owns its loop and calls ``queues.evaluate(batch)``,
+  or ``queues.put(batch)`` / ``queues.get()`` itself.
+
+Both run in a process of their own, beside the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..space import Space
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..queues import OptimizerQueues
+    from ..task import Result
+
+__all__ = ["Optimizer", "ResidentOptimizer"]
+
+
+class Optimizer:
+    """Base class of ask/tell optimizers.
+
+    Subclasses implement :meth:`ask` and usually :meth:`tell`. Settings from the config's
+    ``optimizer.settings`` arrive as keyword arguments; reject unknown ones with a
+    ``TypeError`` (the default when your ``__init__`` lists its settings explicitly).
+
+    Attributes:
+        space: the :class:`~emews.space.Space` searched.
+        rng: a ``numpy.random.Generator`` seeded from ``seed``: use it for every random draw
+            so seeded runs repeat.
+        lookahead: how many proposals the adapter may ask for beyond the free workers.
+            Cheap, model-free optimizers set it > 0 so workers never wait for them.
+
+    Example:
+        >>> class Halving(Optimizer):
+        ...     def ask(self, n):
+        ...         return self.space.sample(n, self.rng)
+    """
+
+    lookahead: int = 0
+
+    def __init__(self, space: Space, seed: int | None = None, **settings: Any):
+        if settings:
+            name = sorted(settings)[0]
+            raise TypeError(f"{type(self).__name__} got an unknown setting {name!r} (value {settings[name]!r})")
+        self.space = space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self, n: int) -> list[dict]:
+        """Return ``n`` (or fewer, when the optimizer is done) new parameter dicts."""
+        raise NotImplementedError
+
+    def tell(self, results: Sequence[Result]) -> None:
+        """Receive finished evaluations, failed ones included (``result.ok`` is False)."""
+
+    def done(self) -> bool:
+        """True when the optimizer has nothing more to propose (e.g. a grid is exhausted)."""
+        return False
+
+    def log(self) -> dict | None:
+        """Optional: a record (dict) to journal after each ``tell``, e.g. a generation summary."""
+        return None
+
+
+class ResidentOptimizer:
+    """Base class of optimizers that own their loop (the EMEWS inversion of control).
+
+    Implement :meth:`run`; it receives :class:`~emews.queues.OptimizerQueues` and returns
+    when the search is over. ``queues.evaluate(list_of_params)`` puts a batch and blocks until
+    all its results are in; when the driver has stopped the search it raises
+    :class:`~emews.errors.StopSearch`, which ``run`` may simply let propagate.
+
+    A plain function ``run(queues, space, seed=None, **settings)`` works the same way.
+    """
+
+    def __init__(self, space: Space, seed: int | None = None, **settings: Any):
+        if settings:
+            name = sorted(settings)[0]
+            raise TypeError(f"{type(self).__name__} got an unknown setting {name!r} (value {settings[name]!r})")
+        self.space = space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def run(self, queues: OptimizerQueues) -> None:
+        raise NotImplementedError

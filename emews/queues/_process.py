@@ -1,0 +1,155 @@
+"""Running an optimizer of either style in its own (spawned) process."""
+
+from __future__ import annotations
+
+import inspect
+import multiprocessing as mp
+import queue
+import threading
+import traceback
+from typing import Any
+
+from .. import _pickling
+from ..errors import StopSearch
+from ..space import Space
+from ._queues import OptimizerQueues
+
+
+def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size: int | None = None) -> None:
+    """The adapter that turns an ask/tell optimizer into a resident loop.
+
+    async: keep ``capacity + lookahead`` evaluations outstanding; each time results come in,
+    tell them and ask for as many new points as slots freed.
+    batch: ask ``batch_size`` points, wait for all of them, tell, repeat.
+    """
+    done = getattr(opt, "done", lambda: False)
+    log = getattr(opt, "log", lambda: None)
+    if mode == "batch":
+        size = batch_size or q.capacity
+        while q.remaining > 0 and not done():
+            params = opt.ask(min(size, q.remaining))
+            if not params:
+                break
+            results = q.evaluate(params)
+            opt.tell(results)
+            _log(q, log)
+            if q.stopped:
+                break
+        return
+    target = q.capacity + max(0, int(getattr(opt, "lookahead", 0) or 0))
+    exhausted = False
+    while True:
+        want = min(target - q.pending, q.remaining)
+        if want > 0 and not exhausted and not done():
+            params = opt.ask(want)
+            if params:
+                q.put(params)
+            else:
+                exhausted = True
+        if q.pending == 0:
+            return
+        results = q.get()
+        if results:
+            opt.tell(results)
+            _log(q, log)
+
+
+def _log(q: OptimizerQueues, log: Any) -> None:
+    rec = log()
+    if rec:
+        q.log(rec)
+
+
+def run_optimizer(
+    conn: Any,
+    blob: bytes,
+    space: Space,
+    seed: int | None,
+    settings: dict,
+    mode: str,
+    batch_size: int | None,
+    capacity: int,
+    max_evals: int,
+) -> None:
+    """Entry point of the optimizer process: build the optimizer and run it to the end.
+
+    Sends ``("done", None)`` when the optimizer finishes (or is stopped) and
+    ``("error", text)`` when it raises.
+    """
+    from ..optimizers import style_of
+
+    q = OptimizerQueues(conn, space, capacity, max_evals)
+    try:
+        obj = _pickling.loads(blob)
+        style = style_of(obj)
+        if style == "ask-tell":
+            opt = obj(space, seed=seed, **settings)
+            drive_ask_tell(opt, q, mode, batch_size)
+        elif inspect.isclass(obj):
+            obj(space, seed=seed, **settings).run(q)
+        else:
+            obj(q, space, seed=seed, **settings)
+        conn.send(("done", None))
+    except StopSearch:
+        conn.send(("done", None))
+    except BaseException as e:  # noqa: BLE001 - everything is reported to the driver
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        try:
+            conn.send(("error", f"{type(e).__name__}: {e}\n{text}"))
+        except (OSError, EOFError):
+            pass
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+class OptimizerProcess:
+    """The resident optimizer in a spawned process, with the driver's end of the pipe."""
+
+    def __init__(self, optimizer: Any, space: Space, seed: int | None, settings: dict, mode: str,
+                 batch_size: int | None, capacity: int, max_evals: int):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=True)
+        blob = _pickling.dumps(optimizer)
+        self.process = ctx.Process(
+            target=run_optimizer,
+            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals),
+            name="emews-optimizer",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        # The driver never blocks on a send: a big batch of results must not wait while the
+        # optimizer itself is blocked sending a big batch of parameters (both pipe buffers full).
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name="emews-to-optimizer", daemon=True)
+        self._sender.start()
+
+    def _send_loop(self) -> None:
+        while True:
+            msg = self._outbox.get()
+            if msg is None:
+                return
+            try:
+                self.conn.send(msg)
+            except (OSError, EOFError, BrokenPipeError):
+                pass
+
+    def send(self, msg: Any) -> None:
+        """Queue a message for the optimizer (returns at once)."""
+        self._outbox.put(msg)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait for the process to finish, then make sure it is gone."""
+        self._outbox.put(None)
+        self._sender.join(timeout)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        try:
+            self.conn.close()
+        except OSError:
+            pass

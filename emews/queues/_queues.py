@@ -1,0 +1,151 @@
+"""The optimizer's side of the queues."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import StopSearch
+from ..space import Space
+from ..task import Result
+
+
+class OptimizerQueues:
+    """What a resident optimizer holds: put batches of parameters, get their results.
+
+    Attributes:
+        space: the search space (``put`` validates every parameter set against it).
+        capacity: how many evaluations can run at once (the worker slots).
+        max_evals: the evaluation budget of the whole search.
+    """
+
+    def __init__(self, conn: Any, space: Space, capacity: int, max_evals: int):
+        self._conn = conn
+        self.space = space
+        self.capacity = capacity
+        self.max_evals = max_evals
+        self._next_id = 0
+        self._pending: dict[int, dict] = {}
+        self._ready: dict[int, Result] = {}  # results received but not yet handed out
+        self.stopped: str | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def submitted(self) -> int:
+        """Parameter sets put so far."""
+        return self._next_id
+
+    @property
+    def remaining(self) -> int:
+        """Evaluations left in the budget (not counting those already put)."""
+        return max(0, self.max_evals - self._next_id)
+
+    @property
+    def pending(self) -> int:
+        """Parameter sets put whose results have not been returned by ``get`` yet."""
+        return len(self._pending)
+
+    def pending_params(self) -> list[dict]:
+        """The parameter sets still being evaluated (for optimizers that avoid proposing them again)."""
+        return list(self._pending.values())
+
+    # -- the queue pair --------------------------------------------------------------------
+    def put(self, params_list: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Send parameter sets to be evaluated; returns their task ids at once.
+
+        Raises:
+            StopSearch: the driver has stopped the search.
+            SpaceError: a parameter set does not fit the space (nothing is sent).
+        """
+        if self.stopped:
+            raise StopSearch(self.stopped)
+        checked = [self.space.validate(p) for p in params_list]
+        ids = list(range(self._next_id, self._next_id + len(checked)))
+        self._next_id += len(checked)
+        for i, p in zip(ids, checked):
+            self._pending[i] = p
+        if checked:
+            self._conn.send(("put", list(zip(ids, checked))))
+        return ids
+
+    def _receive(self, timeout: float | None) -> bool:
+        """Read one message from the driver; False on timeout."""
+        if timeout is not None and not self._conn.poll(timeout):
+            return False
+        try:
+            kind, body = self._conn.recv()
+        except EOFError:
+            self.stopped = "the driver went away"
+            raise StopSearch(self.stopped) from None
+        if kind == "results":
+            for r in body:
+                self._ready[r.task_id] = r
+        elif kind == "stop":
+            self.stopped = body or "stopped by the driver"
+        return True
+
+    def get(self, block: bool = True, timeout: float | None = None) -> list[Result]:
+        """Results that have arrived, in completion order.
+
+        With ``block`` (the default) waits until at least one result is there (or
+        ``timeout`` seconds pass, returning ``[]``).
+
+        Raises:
+            StopSearch: the driver stopped the search and no results are left to hand out.
+        """
+        while self._conn.poll(0):
+            self._receive(0)
+        deadline_left = timeout
+        while block and not self._ready and not self.stopped:
+            if not self._pending:
+                return []
+            if not self._receive(deadline_left):
+                break
+            while self._conn.poll(0):
+                self._receive(0)
+        if not self._ready and self.stopped:
+            raise StopSearch(self.stopped)
+        out = list(self._ready.values())
+        self._ready.clear()
+        for r in out:
+            self._pending.pop(r.task_id, None)
+        return out
+
+    def evaluate(self, params_list: Sequence[Mapping[str, Any]]) -> list[Result]:
+        """Put a batch and wait for all of it: results in the batch's order.
+
+        When the budget is spent part-way the remaining entries come back as ``cancelled``
+        results; once the search is stopped the next call raises :class:`StopSearch`.
+        """
+        ids = self.put(params_list)
+        want = set(ids)
+        got: dict[int, Result] = {}
+        held: list[Result] = []
+        while want - set(got):
+            try:
+                batch = self.get()
+            except StopSearch:
+                break
+            for r in batch:
+                (got.__setitem__(r.task_id, r) if r.task_id in want else held.append(r))
+        for r in held:  # results of other puts stay available to get()
+            self._ready[r.task_id] = r
+            self._pending[r.task_id] = r.params
+        out = []
+        for i, p in zip(ids, params_list):
+            r = got.get(i)
+            if r is None:
+                r = Result(task_id=i, params=dict(p), status="cancelled", error=self.stopped or "stopped")
+                self._pending.pop(i, None)
+            out.append(r)
+        return out
+
+    def map_losses(self, params_list: Sequence[Mapping[str, Any]], failed: float = math.inf) -> list[float]:
+        """Like :meth:`evaluate` but returns losses, ``failed`` for failed evaluations
+        (the shape DEAP's ``toolbox.map`` wants)."""
+        return [r.loss if r.ok else failed for r in self.evaluate(params_list)]
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Journal a record of the optimizer's own (e.g. a generation summary)."""
+        self._conn.send(("log", dict(record)))

@@ -1,0 +1,115 @@
+"""Task and Result: the only records that cross the queues, processes and MPI ranks.
+
+::
+
+    optimizer --[params dicts]--> driver --Task(id, params, attempt)--> worker
+    optimizer <--[Result ...]---- driver <--Result(status, loss, ...)-- worker
+
+Both are small, picklable and keyed by the task id the driver assigns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Task", "Result", "DONE", "FAILED", "TIMEOUT", "CANCELLED", "STATUSES", "outcome_from_value"]
+
+QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED = "queued", "running", "done", "failed", "timeout", "cancelled"
+#: every state a task has in the journal
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED)
+FINAL = (DONE, FAILED, TIMEOUT, CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One evaluation to run: the driver's id, the parameters and the attempt number (0, 1, ...)."""
+
+    id: int
+    params: dict
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class Result:
+    """What became of a task.
+
+    Attributes:
+        task_id: the driver's id of the task.
+        params: the parameters evaluated.
+        status: ``done``, ``failed``, ``timeout`` or ``cancelled``.
+        loss: the loss (``None`` unless ``status == "done"``).
+        metrics: extra values the objective returned beside ``loss``.
+        error: error text (traceback) for failed tasks.
+        worker, host, gpu: where it ran.
+        start, end: wall-clock times (seconds since the epoch) on the worker.
+        attempt: 0 for the first try, then 1, 2... for retries.
+    """
+
+    task_id: int
+    params: dict
+    status: str
+    loss: float | None = None
+    metrics: dict = field(default_factory=dict)
+    error: str | None = None
+    worker: int | None = None
+    host: str | None = None
+    gpu: str | None = None
+    start: float | None = None
+    end: float | None = None
+    attempt: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the evaluation finished with a finite loss."""
+        return self.status == DONE
+
+    @property
+    def runtime(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+def _jsonable(v: Any) -> Any:
+    """Metrics must survive JSON: numpy/torch scalars become Python numbers, others a repr."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else repr(v)
+    item = getattr(v, "item", None)
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return repr(v)
+
+
+def outcome_from_value(value: Any) -> tuple[str, float | None, dict, str | None]:
+    """Interpret what an objective returned: ``(status, loss, metrics, error)``.
+
+    A number is the loss; a dict carries ``loss`` plus extra metrics. NaN, infinity, a
+    missing ``loss`` or a non-number make a failed result (with the reason as error text).
+    """
+    metrics: dict = {}
+    raw = value
+    if isinstance(value, dict):
+        metrics = {str(k): _jsonable(v) for k, v in value.items() if k != "loss"}
+        if "loss" not in value:
+            return FAILED, None, metrics, f"objective returned a dict without 'loss' (keys: {sorted(map(str, value))})"
+        raw = value["loss"]
+    if isinstance(raw, bool) or raw is None:
+        return FAILED, None, metrics, f"objective returned a non-number loss: {raw!r}"
+    try:
+        loss = float(raw)
+    except (TypeError, ValueError):
+        return FAILED, None, metrics, f"objective returned a non-number loss: {raw!r:.200}"
+    if not math.isfinite(loss):
+        return FAILED, None, metrics, f"objective returned loss={loss!r}"
+    return DONE, loss, metrics, None
