@@ -155,6 +155,8 @@ class Driver:
             self._finish(opt, kill=self.interrupted or fatal is not None, t0=t0)
         if fatal is not None:
             raise fatal
+        if self.interrupted:
+            raise KeyboardInterrupt(f"interrupted; results so far are kept in {self.directory}")
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
         return self.results()
@@ -247,10 +249,32 @@ class Driver:
         for r in leftovers:
             self.journal.finished(r)
         opt.send(("stop", self.stop_reason or "finished"))
+        self._drain_optimizer(opt, timeout=10.0)
         opt.close(timeout=5)
         self.journal.set_meta(finished=time.time(), runtime=time.time() - t0, outcome=self.stop_reason or "finished")
         self.journal.close()
         self.write_outputs()
+
+    def _drain_optimizer(self, opt: OptimizerProcess, timeout: float) -> None:
+        """Let the optimizer take in its last results and journal its last log records."""
+        end = time.monotonic() + timeout
+        while not (self.optimizer_done or self.optimizer_error):
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                if not opt.conn.poll(min(left, 0.5)):
+                    continue
+                kind, body = opt.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "log":
+                self.journal.log(body, time.time())
+            elif kind == "done":
+                self.optimizer_done = True
+            elif kind == "error":
+                self.optimizer_error = body
+            # "put" after the stop: nothing more is evaluated
 
     # -- outputs -------------------------------------------------------------------------
     def results(self) -> Results:

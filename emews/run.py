@@ -71,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmewsError as e:
         print(f"emews: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("emews: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"emews: {e or 'interrupted'}", file=sys.stderr)
         return 130
     if not args.quiet:
         print(summary(results))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing as mp
 import queue
+import signal
 import threading
 import traceback
 from typing import Any
@@ -78,6 +79,7 @@ def run_optimizer(
     """
     from ..optimizers import style_of
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     q = OptimizerQueues(conn, space, capacity, max_evals)
     try:
         obj = _pickling.loads(blob)

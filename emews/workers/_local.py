@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Sequence
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
@@ -24,6 +25,7 @@ from ._runners import HOST, execute, make_runner
 
 
 def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     os.environ.update(env)
     gpu = env.get("CUDA_VISIBLE_DEVICES")
     try:
