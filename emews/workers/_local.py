@@ -29,7 +29,7 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
     os.environ.update(env)
     gpu = env.get("CUDA_VISIBLE_DEVICES")
     try:
-        runner = make_runner(runner_spec)
+        runner = make_runner(runner_spec, gpu=gpu)
     except BaseException as e:  # noqa: BLE001 - reported to the driver, which stops the run
         conn.send(("fatal", f"{e}"))
         return
@@ -61,27 +61,39 @@ class LocalPool:
 
     kind = "local"
 
+    #: a worker slot whose process dies this many times before it is ready stops the run
+    MAX_START_FAILURES = 3
+
     def __init__(self, workers: int, runner_spec: dict, gpus: dict | None = None):
         self.size = workers
         self._ctx = mp.get_context("spawn")
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
+        self._spec = runner_spec
+        self._gpus = gpus
+        self._conns: list[Any] = [None] * workers
+        self._procs: list[Any] = [None] * workers
+        self._by_conn: dict[Any, int] = {}
         self._busy: dict[int, Task] = {}
         self._idle: list[int] = []
-        self._ready = 0
-        for i in range(workers):
-            parent, child = self._ctx.Pipe(duplex=True)
-            env = {}
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = gpu_for(i, **gpus)
-            p = self._ctx.Process(target=_worker_main, args=(child, i, runner_spec, env),
-                                  name=f"emews-worker-{i}", daemon=True)
-            p.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(p)
-        self._by_conn = {c: i for i, c in enumerate(self._conns)}
+        self._started: set[int] = set()  # slots whose current process said "ready"
+        self._start_failures = [0] * workers
+        self.respawned = 0
         self._closed = False
+        for i in range(workers):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        """Start (or restart) the process of worker slot ``i``."""
+        parent, child = self._ctx.Pipe(duplex=True)
+        env = {}
+        if self._gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpu_for(i, **self._gpus)
+        p = self._ctx.Process(target=_worker_main, args=(child, i, self._spec, env),
+                              name=f"emews-worker-{i}", daemon=True)
+        p.start()
+        child.close()
+        self._conns[i] = parent
+        self._procs[i] = p
+        self._by_conn[parent] = i
 
     @property
     def idle(self) -> int:
@@ -104,7 +116,7 @@ class LocalPool:
         Raises:
             ObjectiveError: a worker could not load the objective.
         """
-        live = [c for i, c in enumerate(self._conns) if not self._closed]
+        live = [] if self._closed else list(self._by_conn)
         ready = mp_wait(live + list(extra), timeout)
         out: list[Result] = []
         for c in ready:
@@ -122,24 +134,35 @@ class LocalPool:
                 out.append(msg)
             elif msg[0] == "ready":
                 self._idle.append(i)
-                self._ready += 1
+                self._started.add(i)
+                self._start_failures[i] = 0
             elif msg[0] == "fatal":
                 raise ObjectiveError(msg[1])
         return out
 
     def _lost(self, i: int) -> list[Result]:
-        """A worker process died (killed, segfault): its task fails, the worker is gone."""
-        self._by_conn.pop(self._conns[i], None)
+        """A worker process died (segfault, os._exit, OOM kill): its task becomes a failed
+        result and a fresh process takes the slot, so the pool keeps its size."""
+        conn = self._conns[i]
+        self._by_conn.pop(conn, None)
+        conn.close()
         self._procs[i].join(1)
         code = self._procs[i].exitcode
         task = self._busy.pop(i, None)
         if i in self._idle:
             self._idle.remove(i)
-        if not self._by_conn and task is None:
-            raise ObjectiveError(f"every worker process died (last exit code {code})")
+        if i not in self._started:
+            self._start_failures[i] += 1
+            if self._start_failures[i] >= self.MAX_START_FAILURES:
+                raise ObjectiveError(f"worker {i} died {self._start_failures[i]} times while loading the objective "
+                                     f"(last exit code {code})")
+        self._started.discard(i)
+        self._start(i)
+        self.respawned += 1
         if task is None:
             return []
-        why = f"worker {i} died (exit code {code}) while running the task; use runner: isolated to keep workers alive"
+        why = (f"worker {i} died (exit code {code}) while running the task; a new worker process took its place "
+               "(runner: isolated runs each task in a child process instead)")
         return [Result(task.id, task.params, "failed", error=why, worker=i, host=HOST, attempt=task.attempt)]
 
     def running(self) -> list[Task]:
@@ -152,8 +175,8 @@ class LocalPool:
         self._closed = True
         cancelled = [Result(t.id, t.params, CANCELLED, error="cancelled at shutdown", worker=i, host=HOST, attempt=t.attempt)
                      for i, t in self._busy.items()] if kill else []
-        for i, c in enumerate(self._conns):
-            if i in self._by_conn.values() and (kill is False or i not in self._busy):
+        for c, i in list(self._by_conn.items()):
+            if not (kill and i in self._busy):
                 try:
                     c.send(None)
                 except (OSError, BrokenPipeError):
@@ -163,6 +186,7 @@ class LocalPool:
             if p.is_alive():
                 p.terminate()
                 p.join(5)
-        for c in self._conns:
+        for c in self._by_conn:
             c.close()
+        self._by_conn.clear()
         return cancelled

@@ -2,14 +2,29 @@
 
 * ``python`` (default): call the objective in the worker process; the objective is
   imported once per worker and stays loaded.
+* ``isolated`` (:mod:`emews.workers._isolated`): each evaluation in a child process, so
+  a crash or a timeout costs one failed result, not the worker.
+* ``command`` (:mod:`emews.workers._command`): an external program per evaluation.
 
 Runner specs are plain dicts (picklable, so they travel to spawned processes and MPI ranks)::
 
-    {"type": "python", "objective": "pkg.mod:fn" | <pickled callable bytes>}
+    {"type": "python", "objective": "pkg.mod:fn" | <pickled callable bytes>,
+     "env": {"OMP_NUM_THREADS": "4"}, "timeout": 60, "kill_grace": 5, ...}
+
+A runner is built in the worker with :func:`make_runner` and has two methods:
+``run(task) -> (status, loss, metrics, error, start, end)`` and ``close()``.
+
+The MPI communicator convention: an objective whose signature accepts a ``comm`` keyword
+(or ``**kwargs``) is called ``fn(params, comm=group_comm)`` on the MPI pool, where
+``group_comm`` holds the ``ranks_per_task`` ranks evaluating the task together (one rank
+when ``ranks_per_task`` is 1). On the local pool it is called ``fn(params)``, so give
+``comm`` a default (``comm=None``) to run on both.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import socket
 import time
 import traceback
@@ -19,7 +34,7 @@ from .. import _pickling
 from ..errors import ObjectiveError
 from ..task import FAILED, Result, Task, outcome_from_value
 
-__all__ = ["load_objective", "make_runner", "PythonRunner", "RUNNERS"]
+__all__ = ["load_objective", "make_runner", "accepts_comm", "PythonRunner", "RUNNERS"]
 
 
 def load_objective(objective: Any) -> Callable[[dict], Any]:
@@ -49,16 +64,43 @@ def load_objective(objective: Any) -> Callable[[dict], Any]:
     return fn
 
 
-class PythonRunner:
-    """Calls the objective in this process; exceptions become failed results."""
+def accepts_comm(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` can be called with a ``comm=`` keyword argument."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_KEYWORD:
+            return True
+        if p.name == "comm" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            return True
+    return False
 
-    def __init__(self, spec: dict):
+
+class PythonRunner:
+    """Calls the objective in this process; exceptions become failed results.
+
+    Args:
+        spec: the runner spec (``objective``; ``env`` is applied to this process before the
+            objective is imported).
+        gpu: the worker's ``CUDA_VISIBLE_DEVICES`` binding (already in the environment).
+        comm: the MPI communicator of the task's rank group; passed to an objective that
+            accepts ``comm`` (see the module docstring).
+    """
+
+    def __init__(self, spec: dict, gpu: str | None = None, comm: Any = None):
+        if spec.get("env"):
+            os.environ.update({str(k): str(v) for k, v in spec["env"].items()})
+            if gpu is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         self.fn = load_objective(spec["objective"])
+        self.kwargs = {"comm": comm} if comm is not None and accepts_comm(self.fn) else {}
 
     def run(self, task: Task) -> tuple[str, float | None, dict, str | None, float, float]:
         start = time.time()
         try:
-            value = self.fn(dict(task.params))
+            value = self.fn(dict(task.params), **self.kwargs)
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
             end = time.time()
             return FAILED, None, {}, "".join(traceback.format_exception(type(e), e, e.__traceback__)), start, end
@@ -78,17 +120,27 @@ RUNNERS: dict[str, Any] = {"python": PythonRunner}
 _LAZY = {"isolated": "emews.workers._isolated", "command": "emews.workers._command"}
 
 
-def make_runner(spec: dict) -> Any:
-    """Build the runner a spec names (in the worker process)."""
+def make_runner(spec: dict, *, gpu: str | None = None, comm: Any = None) -> Any:
+    """Build the runner a spec names (in the worker process).
+
+    Args:
+        spec: the runner spec.
+        gpu: the worker's ``CUDA_VISIBLE_DEVICES`` binding, or ``None``.
+        comm: the task group's MPI communicator (MPI pool only), or ``None``.
+
+    Raises:
+        ObjectiveError: unknown runner type, or the objective cannot be loaded.
+    """
     kind = spec.get("type", "python")
     if kind not in RUNNERS and kind in _LAZY:
         import importlib
 
         importlib.import_module(_LAZY[kind])
     try:
-        return RUNNERS[kind](spec)
+        cls = RUNNERS[kind]
     except KeyError:
-        raise ObjectiveError(f"unknown runner type {kind!r}; expected one of {sorted(RUNNERS)}") from None
+        raise ObjectiveError(f"unknown runner type {kind!r}; expected one of {sorted(set(RUNNERS) | set(_LAZY))}") from None
+    return cls(spec, gpu=gpu, comm=comm)
 
 
 def execute(runner: Any, task: Task, worker: int, host: str, gpu: str | None) -> Result:

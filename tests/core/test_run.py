@@ -250,3 +250,21 @@ def test_journal_is_one_plain_sqlite_file(tmp_path):
     assert json.loads(meta["config"])["max_evals"] == 3
     assert yaml.safe_load((tmp_path / "e" / "config.yaml").read_text())["max_evals"] == 3
     assert not (tmp_path / "e" / "journal.sqlite-wal").exists()
+
+
+def test_worker_crash_is_a_failed_result_and_the_worker_is_replaced(tmp_path):
+    (tmp_path / "crashy.py").write_text(textwrap.dedent('''
+        import os
+        def run(params):
+            if params["x"] < 0.3:
+                os._exit(7)          # the whole worker process dies
+            return params["x"]
+    '''))
+    cfg = base_config(tmp_path, objective="crashy:run", space=X_SPACE, max_evals=20)
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ev = read_journal(tmp_path / "runs" / "t")["evals"]
+    assert len(ev) == 20
+    failed = [e for e in ev if e["status"] == "failed"]
+    assert failed and all(e["params"]["x"] < 0.3 and "exit code 7" in e["error"] for e in failed)
+    assert all(e["status"] == "done" for e in ev if e["params"]["x"] >= 0.3)
