@@ -19,8 +19,10 @@ from .space import Space
 
 __all__ = ["search", "run_config", "launched_under_mpi"]
 
-# Variables set by MPI launchers (MPICH/Hydra and PMI-2 srun, Open MPI, PMIx, MVAPICH, Cray ALPS).
-_MPI_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "ALPS_APP_PE_COUNT")
+# World-size variables set by MPI launchers: MPICH/Hydra and PMI-2 srun, Open MPI, PMIx,
+# MVAPICH, IBM jsrun, and Slurm's srun step (set for srun steps only, not the batch script).
+_MPI_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE", "JSM_NAMESPACE_SIZE",
+                  "SLURM_STEP_NUM_TASKS")
 
 
 def launched_under_mpi() -> int:

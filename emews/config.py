@@ -24,6 +24,8 @@ Reference (``*`` = required)::
       env: {OMP_NUM_THREADS: "4"}
       result_file: result.json    # command: JSON file with the loss, in the task directory
       pattern: 'loss: (\\S+)'      # command: else the last stdout line matching this
+      workdir: tasks              # command: parent of the task directories (default <experiment>/tasks)
+      kill_grace: 5               # seconds between SIGTERM and SIGKILL on a timeout
     progress: 10                  # seconds between progress lines (0: quiet)
 """
 
@@ -237,14 +239,22 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
                 f"a timeout ({timeout!r}) needs runner.type isolated or command: a task running inside "
                 "the worker process cannot be killed", source, "runner.timeout")
     runner["retries"] = _int(runner_raw, "retries", source, default=0, minimum=0, prefix="runner.")
+    grace = _number(runner_raw, "kill_grace", source, prefix="runner.")
+    if grace is not None and grace < 0:
+        raise ConfigError(f"must be a number of seconds >= 0, got {grace!r}", source, "runner.kill_grace")
+    if grace is not None and runner["type"] == "python":
+        raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
+    for key in ("command", "result_file", "pattern", "workdir"):
+        if runner_raw.get(key) is not None and runner["type"] != "command":
+            raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r})", source, f"runner.{key}")
+    from .workers._command import check_env
+
+    runner["env"] = check_env(runner_raw.get("env"), source)
 
     if runner["type"] == "command":
         objective = raw.get("objective")
         if objective is not None:
             raise ConfigError(f"is not used with runner.type: command (got {objective!r}); remove it", source, "objective")
-        from .workers._command import check_command_spec
-
-        check_command_spec(runner, source)
     else:
         if "objective" not in raw or raw["objective"] is None:
             raise ConfigError("missing required key (e.g. 'mypackage.mymodule:train')", source, "objective")
@@ -260,6 +270,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         space = Space.from_dict(raw["space"], source)
     else:
         raise ConfigError("missing required key (or give space_file)", source, "space")
+    if runner["type"] == "command":
+        from .workers._command import check_command_spec
+
+        check_command_spec(runner, source, space.names, base_dir)
 
     # optimizer
     opt_raw = raw.get("optimizer", "random")
@@ -297,6 +311,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError(f"output directory {output!r} is a file, not a directory", source, "output")
     pool = _str(raw, "pool", source, default="auto", choices=("auto", "local", "mpi"))
     ranks_per_task = _int(raw, "ranks_per_task", source, default=1, minimum=1)
+    if ranks_per_task > 1 and runner["type"] != "python":
+        raise ConfigError(f"ranks_per_task {ranks_per_task} needs runner.type: python (the objective is called on every "
+                          f"rank of the group with its communicator); got {runner['type']!r}", source, "ranks_per_task")
     gpus = raw.get("gpus")
     if gpus is not None:
         if not isinstance(gpus, Mapping):

@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if results is None:  # a worker rank
                 return 0
         else:
+            if size > 1:  # every rank would run a whole search of its own
+                raise ConfigError(f"pool: local, but the launcher started {size} processes; use pool: mpi (or auto) "
+                                  "under mpiexec/srun, or start a single process", cfg.source, "pool")
             results = run_config(cfg, args.out)
     except (ConfigError, ObjectiveError) as e:
         print(f"emews: error: {e}", file=sys.stderr)

@@ -3,6 +3,10 @@
 * :class:`LocalPool` — processes on this machine (the default).
 * ``MPIPool`` — ranks of an MPI job (``emews.workers.mpi``; mpi4py imported lazily).
 
+Runners (``runner.type``), for either pool: ``python`` (in the worker), ``isolated`` (a child
+process per task: crashes and timeouts are failed results) and ``command`` (an external
+program per task); see :mod:`emews.workers._runners`.
+
 Every pool has the same small contract, checked by :mod:`emews.testing`:
 ``size``, ``idle``, ``submit(task)``, ``wait(timeout, extra) -> list[Result]`` and
 ``shutdown(kill=False)``.

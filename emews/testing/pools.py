@@ -1,0 +1,207 @@
+"""The contract every worker pool must pass (local, MPI, or yours).
+
+A pool is anything with ``size``, ``idle``, ``busy``, ``kind``, ``submit(task) -> worker``,
+``wait(timeout, extra=()) -> list[Result]`` and ``shutdown(kill=False) -> list[Result]``.
+Each check takes a factory ``make_pool(runner_spec) -> pool`` and builds a fresh pool::
+
+    from emews.testing.pools import CHECKS, run_pool_checks
+    from emews.workers import LocalPool
+
+    run_pool_checks(lambda spec: LocalPool(2, spec))            # raises AssertionError
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    def test_my_pool(check):
+        check(lambda spec: MyPool(spec))
+
+For the MPI pool run them on rank 0 of an MPI job with ``make_pool = session.pool`` (see
+``tests/workers/mpi_pool_contract.py``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..task import CANCELLED, DONE, FAILED, Result, Task
+
+__all__ = ["CHECKS", "run_pool_checks", "objective", "OBJECTIVE", "drain"]
+
+#: the objective the checks run (importable on every worker)
+OBJECTIVE = "emews.testing.pools:objective"
+
+PoolFactory = Callable[[dict], Any]
+
+
+def objective(params: dict) -> dict:
+    """``x`` squared; sleeps ``sleep`` seconds; raises when ``fail`` is true."""
+    if params.get("sleep"):
+        time.sleep(params["sleep"])
+    if params.get("fail"):
+        raise ValueError(f"failing on purpose (x={params.get('x')})")
+    return {"loss": float(params.get("x", 0)) ** 2, "x": params.get("x")}
+
+
+def _spec() -> dict:
+    return {"type": "python", "objective": OBJECTIVE}
+
+
+def _ready(pool: Any, timeout: float = 60.0) -> None:
+    """Wait until every worker can take a task (workers load the objective first)."""
+    deadline = time.monotonic() + timeout
+    while pool.idle < pool.size:
+        assert time.monotonic() < deadline, f"only {pool.idle} of {pool.size} workers ready after {timeout:g} s"
+        got = pool.wait(0.05)
+        assert not got, f"results before any task was submitted: {got}"
+
+
+def drain(pool: Any, tasks: list[Task], timeout: float = 60.0) -> tuple[list[Result], dict[int, Any]]:
+    """Run ``tasks`` through ``pool`` as workers free up: (results, task id -> worker from submit)."""
+    queue = list(tasks)
+    placed: dict[int, Any] = {}
+    results: list[Result] = []
+    deadline = time.monotonic() + timeout
+    while len(results) < len(tasks):
+        assert time.monotonic() < deadline, f"{len(results)} of {len(tasks)} results after {timeout:g} s"
+        while queue and pool.idle:
+            t = queue.pop(0)
+            placed[t.id] = pool.submit(t)
+            assert pool.busy <= pool.size, f"busy {pool.busy} > size {pool.size}"
+        results.extend(pool.wait(1.0))
+    return results, placed
+
+
+def check_every_task_returns_once(make_pool: PoolFactory) -> None:
+    """Every submitted task comes back exactly once, with its own parameters."""
+    pool = make_pool(_spec())
+    try:
+        _ready(pool)
+        tasks = [Task(i, {"x": i}) for i in range(4 * pool.size + 3)]
+        results, _ = drain(pool, tasks)
+        ids = [r.task_id for r in results]
+        assert sorted(ids) == list(range(len(tasks))), f"ids came back as {sorted(ids)}"
+        for r in results:
+            assert r.status == DONE, f"task {r.task_id}: {r.status} {r.error}"
+            assert r.params == {"x": r.task_id} and r.loss == float(r.task_id) ** 2, r
+        assert pool.busy == 0 and pool.idle == pool.size
+    finally:
+        pool.shutdown()
+
+
+def check_results_carry_placement(make_pool: PoolFactory) -> None:
+    """Results name the worker ``submit`` returned, the host, the attempt, and start <= end."""
+    pool = make_pool(_spec())
+    try:
+        _ready(pool)
+        tasks = [Task(i, {"x": i, "sleep": 0.01}, attempt=i % 2) for i in range(2 * pool.size)]
+        results, placed = drain(pool, tasks)
+        for r in results:
+            assert r.worker is not None and r.worker == placed[r.task_id], (r.worker, placed[r.task_id])
+            assert isinstance(r.host, str) and r.host, r.host
+            assert r.start is not None and r.end is not None and r.start <= r.end, (r.start, r.end)
+            assert r.attempt == r.task_id % 2, r.attempt
+        if pool.size > 1:
+            assert len({r.worker for r in results}) > 1, "every task ran on the same worker"
+    finally:
+        pool.shutdown()
+
+
+def check_failures_are_results(make_pool: PoolFactory) -> None:
+    """An objective that raises gives a failed Result with the error text; the pool goes on."""
+    pool = make_pool(_spec())
+    try:
+        _ready(pool)
+        tasks = [Task(i, {"x": i, "fail": i % 2 == 0}) for i in range(2 * pool.size + 2)]
+        results, _ = drain(pool, tasks)
+        by_id = {r.task_id: r for r in results}
+        for i in range(len(tasks)):
+            r = by_id[i]
+            if i % 2 == 0:
+                assert r.status == FAILED and r.loss is None, r
+                assert "failing on purpose" in (r.error or ""), r.error
+            else:
+                assert r.status == DONE, r
+        more, _ = drain(pool, [Task(100, {"x": 2})])
+        assert more[0].status == DONE and more[0].loss == 4.0
+    finally:
+        pool.shutdown()
+
+
+def check_wait_respects_timeout(make_pool: PoolFactory) -> None:
+    """With nothing running, ``wait(t)`` returns ``[]`` after about ``t`` seconds, ``wait(0)`` at once;
+    a readable ``extra`` connection ends the wait early."""
+    pool = make_pool(_spec())
+    try:
+        _ready(pool)
+        t0 = time.monotonic()
+        assert pool.wait(0) == []
+        assert time.monotonic() - t0 < 0.5, "wait(0) blocked"
+        t0 = time.monotonic()
+        assert pool.wait(0.3) == []
+        took = time.monotonic() - t0
+        assert 0.25 <= took < 2.0, f"wait(0.3) took {took:.3f} s"
+        a, b = mp.Pipe()
+        try:
+            b.send("wake")
+            t0 = time.monotonic()
+            assert pool.wait(5.0, [a]) == []
+            assert time.monotonic() - t0 < 1.0, "wait() ignored a readable extra connection"
+        finally:
+            a.close()
+            b.close()
+    finally:
+        pool.shutdown()
+
+
+def check_shutdown_idempotent(make_pool: PoolFactory) -> None:
+    """``shutdown()`` twice is harmless; the second call returns ``[]``."""
+    pool = make_pool(_spec())
+    _ready(pool)
+    drain(pool, [Task(0, {"x": 1})])
+    assert pool.shutdown() == []
+    assert pool.shutdown() == []
+    assert pool.shutdown(kill=True) == []
+
+
+def check_kill_returns_running_as_cancelled(make_pool: PoolFactory) -> None:
+    """``shutdown(kill=True)`` returns the running tasks as cancelled results, promptly."""
+    pool = make_pool(_spec())
+    try:
+        _ready(pool)
+        pool.submit(Task(7, {"x": 1, "sleep": 0.5}))
+        t0 = time.monotonic()
+        out = pool.shutdown(kill=True)
+        assert time.monotonic() - t0 < 5.0, "shutdown(kill=True) waited for the task"
+        assert [(r.task_id, r.status) for r in out] == [(7, CANCELLED)], out
+    finally:
+        pool.shutdown()
+
+
+#: every check, in a sensible order
+CHECKS: list[Callable[[PoolFactory], None]] = [
+    check_every_task_returns_once,
+    check_results_carry_placement,
+    check_failures_are_results,
+    check_wait_respects_timeout,
+    check_shutdown_idempotent,
+    check_kill_returns_running_as_cancelled,
+]
+
+
+def run_pool_checks(make_pool: PoolFactory, verbose: bool = False) -> list[str]:
+    """Run every check on fresh pools from ``make_pool``; returns the names that passed.
+
+    Raises:
+        AssertionError: the first check that fails, naming it.
+    """
+    passed = []
+    for check in CHECKS:
+        try:
+            check(make_pool)
+        except AssertionError as e:
+            raise AssertionError(f"{check.__name__}: {e}") from e
+        passed.append(check.__name__)
+        if verbose:
+            print(f"ok {check.__name__}", flush=True)
+    return passed

@@ -1,0 +1,152 @@
+"""The ``isolated`` runner: every evaluation in a fresh child process of the worker.
+
+::
+
+    worker (MPI rank or local process)            child (python -X faulthandler, own session)
+    ────────────────────────────────────          ───────────────────────────────────────────
+    Popen(start_new_session=True) ──stdin──▶ payload: objective, params, sys.path (a temp file)
+                                   ◀─pipe─── (status, loss, metrics, error)   [length-prefixed pickle]
+    select(pidfd, pipe, timeout)              stderr → temp file → worker's stderr afterwards
+    on timeout: killpg SIGTERM, SIGKILL after kill_grace
+
+A segfault, ``os._exit``, an out-of-memory kill or a hang costs one failed (or ``timeout``)
+result; the worker and its MPI rank go on. The child is started with fork + exec
+(``subprocess``), never a bare fork, so it is safe after ``MPI_Init``.
+
+The price of isolation: the child imports the objective afresh for every evaluation
+(a CANDLE model that takes a minute to import pays that minute per task); the worker itself
+never imports it. Use the ``python`` runner when the objective is trusted and fast to load.
+
+Spec keys: ``objective``, ``timeout`` (seconds, optional), ``kill_grace`` (seconds between
+SIGTERM and SIGKILL, default 5), ``env`` (extra environment variables for the child).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from ..errors import ObjectiveError
+from ..task import FAILED, TIMEOUT, Task
+from . import _procs
+from ._child import BOOTSTRAP
+from ._runners import RUNNERS
+
+__all__ = ["IsolatedRunner", "DEFAULT_KILL_GRACE"]
+
+DEFAULT_KILL_GRACE = 5.0
+
+
+def _check_importable(objective: Any) -> None:
+    """Fail at worker start when the objective's module cannot be found (without importing it)."""
+    if not isinstance(objective, str):
+        return
+    import importlib.util
+
+    mod = objective.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(mod)
+    except (ImportError, ValueError) as e:
+        raise ObjectiveError(f"cannot import module {mod!r} of {objective!r}: {e}") from None
+    if found is None:
+        raise ObjectiveError(f"cannot import module {mod!r} of {objective!r}: no such module")
+
+
+class IsolatedRunner:
+    """Runs each task in a child process; crashes and timeouts become failed results.
+
+    Args:
+        spec: the runner spec (see the module docstring).
+        gpu: the worker's ``CUDA_VISIBLE_DEVICES`` binding, passed on to the child.
+        comm: unused (a child process cannot share the worker's MPI communicator).
+    """
+
+    def __init__(self, spec: dict, gpu: str | None = None, comm: Any = None):
+        self.objective = spec["objective"]
+        _check_importable(self.objective)
+        self.timeout: float | None = spec.get("timeout")
+        self.kill_grace = float(spec.get("kill_grace") if spec.get("kill_grace") is not None else DEFAULT_KILL_GRACE)
+        self.env = _procs.child_env(spec.get("env"), gpu)
+
+    def run(self, task: Task) -> tuple[str, float | None, dict, str | None, float, float]:
+        start = time.time()
+        payload = pickle.dumps({"objective": self.objective, "params": dict(task.params), "path": list(sys.path)})
+        read_fd, write_fd = os.pipe()
+        with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as stdin:
+            stdin.write(payload)  # a file, not a pipe: writing it can never block
+            stdin.seek(0)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-X", "faulthandler", "-c", BOOTSTRAP, str(write_fd)],
+                    stdin=stdin, stderr=err, pass_fds=(write_fd,), env=self.env, start_new_session=True)
+            except OSError as e:
+                os.close(read_fd)
+                os.close(write_fd)
+                return FAILED, None, {}, f"cannot start the isolated child process: {e}", start, time.time()
+            os.close(write_fd)
+            try:
+                status, loss, metrics, error = self._supervise(proc, read_fd)
+            finally:
+                os.close(read_fd)
+            end = time.time()
+            err.seek(0)
+            stderr = err.read()
+        if stderr:  # the child's stderr reaches the worker's, after the fact
+            try:
+                sys.stderr.buffer.write(stderr)
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        if (status == TIMEOUT or (error or "").startswith("child process")) and stderr.strip():
+            error += "\nlast lines of its stderr:\n" + _procs.tail(stderr)
+        return status, loss, metrics, error, start, end
+
+    def _supervise(self, proc: subprocess.Popen, read_fd: int) -> tuple[str, float | None, dict, str | None]:
+        data = bytearray()
+        exited = _procs.wait_exit(proc, self.timeout, read_fd, data)
+        if not exited:
+            how = _procs.kill_group(proc, self.kill_grace)
+            return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed ({how})")
+        _drain(read_fd, data)
+        _procs.reap(proc)
+        outcome = _decode(data)
+        if outcome is not None:
+            return outcome
+        return FAILED, None, {}, f"child process {_procs.describe_exit(proc.returncode)} before returning a result"
+
+    def close(self) -> None:
+        pass
+
+
+def _drain(fd: int, data: bytearray) -> None:
+    """Read what is left in the result pipe without blocking (a grandchild may hold it open)."""
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        data.extend(chunk)
+
+
+def _decode(data: bytes) -> tuple | None:
+    if len(data) < 8:
+        return None
+    (n,) = struct.unpack("!Q", bytes(data[:8]))
+    if len(data) < 8 + n:
+        return None
+    try:
+        return tuple(pickle.loads(bytes(data[8:8 + n])))
+    except Exception:  # noqa: BLE001 - a garbled result is no result
+        return None
+
+
+RUNNERS["isolated"] = IsolatedRunner
