@@ -347,20 +347,22 @@ def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
         p = base_dir / p
     if not p.is_file():
         raise ConfigError(f"no such file {value!r} (looked at {str(p)!r})", source, "space_file")
-    if p.suffix == ".json":
-        import json
-
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise SpaceError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", str(p)) from None
-        if isinstance(data, list):
-            return Space.from_supervisor_list(data, str(p))
-        return Space.from_dict(data, str(p), prefix="")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise SpaceError(f"YAML error: {e}", str(p)) from None
+        if p.suffix == ".json":
+            import json
+
+            try:
+                data = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                raise SpaceError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", str(p)) from None
+        else:
+            try:
+                data = yaml.safe_load(p.read_text())
+            except yaml.YAMLError as e:
+                raise SpaceError(f"YAML error: {e}", str(p)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {value!r}: {e.strerror}", source, "space_file") from None
+    # a list is a CANDLE Supervisor GA parameter file; a mapping is the `space:` form
     if isinstance(data, list):
         return Space.from_supervisor_list(data, str(p))
     return Space.from_dict(data, str(p), prefix="")

@@ -27,7 +27,20 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Optimizer", "ResidentOptimizer"]
 
 
-class Optimizer:
+class _Seeded:
+    """What both styles share: the space, the seed and a seeded generator; unknown settings
+    (keywords a subclass did not take) are a ``TypeError`` naming the setting and value."""
+
+    def __init__(self, space: Space, seed: int | None = None, **settings: Any):
+        if settings:
+            name = sorted(settings)[0]
+            raise TypeError(f"{type(self).__name__} got an unknown setting {name!r} (value {settings[name]!r})")
+        self.space = space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+
+class Optimizer(_Seeded):
     """Base class of ask/tell optimizers.
 
     Subclasses implement :meth:`ask` and usually :meth:`tell`. Settings from the config's
@@ -49,14 +62,6 @@ class Optimizer:
 
     lookahead: int = 0
 
-    def __init__(self, space: Space, seed: int | None = None, **settings: Any):
-        if settings:
-            name = sorted(settings)[0]
-            raise TypeError(f"{type(self).__name__} got an unknown setting {name!r} (value {settings[name]!r})")
-        self.space = space
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
     def ask(self, n: int) -> list[dict]:
         """Return ``n`` (or fewer, when the optimizer is done) new parameter dicts."""
         raise NotImplementedError
@@ -73,7 +78,7 @@ class Optimizer:
         return None
 
 
-class ResidentOptimizer:
+class ResidentOptimizer(_Seeded):
     """Base class of optimizers that own their loop (the EMEWS inversion of control).
 
     Implement :meth:`run`; it receives :class:`~emews.queues.OptimizerQueues` and returns
@@ -83,14 +88,6 @@ class ResidentOptimizer:
 
     A plain function ``run(queues, space, seed=None, **settings)`` works the same way.
     """
-
-    def __init__(self, space: Space, seed: int | None = None, **settings: Any):
-        if settings:
-            name = sorted(settings)[0]
-            raise TypeError(f"{type(self).__name__} got an unknown setting {name!r} (value {settings[name]!r})")
-        self.space = space
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
 
     def run(self, queues: OptimizerQueues) -> None:
         raise NotImplementedError
