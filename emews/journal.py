@@ -183,6 +183,11 @@ def _final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return [last[k] for k in sorted(last)]
 
 
+#: columns of results.csv besides parameters and metrics (a metric of the same name is
+#: written as ``metric_<name>``)
+_FIXED_COLUMNS = ("task_id", "attempt", "status", "loss", "worker", "host", "gpu", "start", "end", "runtime", "error")
+
+
 def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param_names: list[str]) -> None:
     """One line per task (its last attempt): ids, status, loss, parameters, metrics, placement."""
     final = _final_attempts(rows)
@@ -191,8 +196,9 @@ def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param
         for k in r.get("metrics") or {}:
             if k not in metric_names:
                 metric_names.append(k)
+    taken = set(param_names) | set(_FIXED_COLUMNS)
     head = ["task_id", "attempt", "status", "loss", *param_names,
-            *[m if m not in param_names else f"metric_{m}" for m in metric_names],
+            *[m if m not in taken else f"metric_{m}" for m in metric_names],
             "worker", "host", "gpu", "start", "end", "runtime", "error"]
     tmp = Path(path).with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as f:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .journal import _final_attempts, best_of, read_journal, write_results_csv
+from .journal import _FIXED_COLUMNS, _final_attempts, best_of, read_journal, write_results_csv
 
 __all__ = ["Results"]
 
@@ -68,7 +68,7 @@ class Results:
             d: dict[str, Any] = {"task_id": r["task_id"], "attempt": r["attempt"], "status": r["status"], "loss": r["loss"]}
             d.update(r["params"])
             for k, v in (r.get("metrics") or {}).items():
-                d[k if k not in d else f"metric_{k}"] = v
+                d[k if k not in d and k not in _FIXED_COLUMNS else f"metric_{k}"] = v
             for k in ("worker", "host", "gpu", "start", "end", "error"):
                 d[k] = r.get(k)
             out.append(d)

@@ -174,14 +174,14 @@ def synthetic(n_features: int, n_train: int, n_test: int, seed: int) -> dict[str
     n_blocks = int(blk[-1]) + 1
     # informative genes: runs of 8 neighbouring genes
     run = 8
-    n_inf = max(32, nf // 50)
+    n_inf = max(32, nf // 25)
     starts = rng.choice(max(1, nf - run), size=max(1, n_inf // run), replace=False)
     inf = np.unique(np.clip((starts[:, None] + np.arange(run)).ravel(), 0, nf - 1))
     rng.shuffle(inf)
     half = len(inf) // 2
     shared, sub = np.sort(inf[:half]), np.sort(inf[half:])
-    d_shared = (rng.choice([-1.0, 1.0], len(shared)) * rng.uniform(1.0, 2.0, len(shared)) * sd[shared]).astype(np.float32)
-    d_sub = (rng.uniform(1.5, 2.5, len(sub)) * sd[sub]).astype(np.float32)
+    d_shared = (rng.choice([-1.0, 1.0], len(shared)) * rng.uniform(1.5, 3.0, len(shared)) * sd[shared]).astype(np.float32)
+    d_sub = (rng.uniform(2.0, 3.5, len(sub)) * sd[sub]).astype(np.float32)
     x = np.empty((n, nf), dtype=np.float32)
     chunk = 128
     for s in range(0, n, chunk):

@@ -25,3 +25,15 @@ def test_summary_of_a_real_run(tmp_path, capsys):
     assert "experiment rep (local pool, 2 workers): 6 tasks" in text and "best loss" in text
     assert main([str(res.directory)]) == 0 and "worker utilization" in capsys.readouterr().out
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_metric_names_never_shadow_fixed_columns(tmp_path):
+    import csv
+
+    from emews.journal import write_results_csv
+
+    row = {"task_id": 0, "attempt": 0, "status": "done", "loss": 1.0, "params": {"a": 1},
+           "metrics": {"runtime": 3, "device": "cpu", "a": 2}, "start": 1.0, "end": 2.5}
+    write_results_csv(tmp_path / "r.csv", [row], ["a"])
+    (line,) = csv.DictReader(open(tmp_path / "r.csv"))
+    assert line["runtime"] == "1.5" and line["metric_runtime"] == "3" and line["metric_a"] == "2" and line["a"] == "1"
