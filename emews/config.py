@@ -287,6 +287,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
             raise ConfigError(f"must be a mapping, got {settings!r}", source, "optimizer.settings")
     else:
         raise ConfigError(f"must be a name or {{name: ..., settings: {{...}}}}, got {opt_raw!r}", source, "optimizer")
+    init_pop = settings.get("initial_population")
+    if isinstance(init_pop, str) and base_dir is not None and not Path(init_pop).is_absolute():
+        # like space_file: a path in the config is relative to the config file
+        settings = {**settings, "initial_population": str(base_dir / init_pop)}
     from .optimizers import BUILTIN
 
     if opt_name not in BUILTIN and ":" not in opt_name:

@@ -425,6 +425,15 @@ def _dimension_from_dict(name: str, spec: Any, source: str | None, prefix: str) 
         raise SpaceError(_strip_key(str(e), e.key), source, f"{prefix}{e.key}" if e.key else key) from None
 
 
+def _logical(v: Any) -> bool:
+    """A Supervisor ``element_type: logical`` value: a JSON boolean or "true"/"false"."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise ValueError(f"not a logical value: {v!r}")
+
+
 def _strip_key(msg: str, key: str | None) -> str:
     if key and msg.startswith(f"{key}: "):
         return msg[len(key) + 2 :]
@@ -472,7 +481,10 @@ class Space:
         The file is a JSON list of ``{"name", "type", ...}`` with ``type`` one of ``int``,
         ``float``, ``categorical``, ``ordered``, ``logical``, ``constant`` and the keys
         ``lower``, ``upper``, ``sigma`` (numeric), ``values`` and ``element_type``
-        (categorical/ordered), ``value`` (constant). Sigmas are kept for the GA.
+        (``int``, ``float``, ``string`` or ``logical``; categorical/ordered), ``value``
+        (constant), as in Supervisor's ``workflows/GA/data/*_param_space_ga.json`` files.
+        ``log`` (also spelled ``log_scale`` or ``use_log_scale``) makes a numeric dimension
+        log-uniform. Sigmas are kept for the GA.
         """
         path = Path(path)
         src = str(path)
@@ -491,7 +503,8 @@ class Space:
         if not isinstance(items, list) or not items:
             raise SpaceError("must be a non-empty JSON list of parameter objects", source)
         dims = []
-        known = {"name", "type", "lower", "upper", "sigma", "values", "element_type", "value", "log", "log_scale"}
+        known = {"name", "type", "lower", "upper", "sigma", "values", "element_type", "value", "log", "log_scale",
+                 "use_log_scale"}
         for i, it in enumerate(items):
             key = f"[{i}]"
             if not isinstance(it, Mapping) or "name" not in it or "type" not in it:
@@ -505,16 +518,17 @@ class Space:
             etype = it.get("element_type")
             values = it.get("values")
             if values is not None and etype is not None:
-                conv = {"int": int, "float": float, "string": str, "str": str}.get(etype)
+                conv = {"int": int, "float": float, "string": str, "str": str, "logical": _logical}.get(etype)
                 if conv is None:
                     raise SpaceError(
-                        f"unknown element_type {etype!r}; expected int, float or string", source, f"{key}.element_type"
+                        f"unknown element_type {etype!r}; expected int, float, string or logical", source,
+                        f"{key}.element_type"
                     )
                 try:
                     values = [conv(v) for v in values]
                 except (TypeError, ValueError):
                     raise SpaceError(f"values {values!r} are not all {etype}", source, f"{key}.values") from None
-            log = bool(it.get("log", it.get("log_scale", False)))
+            log = bool(it.get("log", it.get("log_scale", it.get("use_log_scale", False))))
             try:
                 if kind in ("int", "float"):
                     for k in ("lower", "upper"):

@@ -1,0 +1,598 @@
+"""Genetic algorithms on DEAP, the way CANDLE Supervisor ran them.
+
+::
+
+    GA.run(queues)                                   (resident: owns its loop)
+      population ── toolbox.map(evaluate, invalid) ──▶ queues.evaluate(batch) ──▶ workers
+          ▲                      (the queue map)     ◀── losses (failures imputed)
+          └── select(mu+lambda | simple) ◀── vary (uniform crossover, typed mutation)
+                                   └──▶ queues.log({generation, evals, min, mean, max, best})
+
+    SteadyStateGA (ask/tell)       no generation barrier: each result enters the population
+                                   (replacing the worst), each free worker gets a child bred
+                                   by tournament from the population as it is now.
+
+DEAP supplies the fitness, the toolbox and the hall of fame. The variation and selection
+operators are this module's own, drawing from a private ``random.Random`` seeded from the
+optimizer's seed (DEAP's tools draw from the global ``random`` module), and no class is made
+with ``deap.creator`` (which mutates a global module). Genes are the parameter values
+themselves, one per dimension in space order:
+
+=============  =================================================================================
+real, int      ``x + N(0, sigma)``, clipped to the bounds (ints rounded); ``sigma`` from the
+               space (Supervisor JSON) or ``(high - low) / 10`` (log dimensions without a sigma:
+               a tenth of the log range, applied in log space)
+ordinal        index + ``N(0, sigma)`` rounded, clipped; ``sigma`` in index steps (default
+               ``max(len(values) / 10, 0.5)``)
+categorical    another value, drawn uniformly
+bool           flipped
+constant       never changed
+=============  =================================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from deap import base, tools
+
+from ..errors import ConfigError, SpaceError
+from ..space import Bool, Categorical, Constant, Dimension, Int, Ordinal, Real, Space, plain
+from ..task import CANCELLED, Result
+from ._base import Optimizer, ResidentOptimizer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..queues import OptimizerQueues
+
+__all__ = ["GA", "SteadyStateGA", "read_population_csv"]
+
+_STRATEGIES = ("mu+lambda", "simple")
+_IMPUTE = ("worst", "penalty")
+
+
+class _FitnessMin(base.Fitness):
+    """One objective, minimized (a module-level class: no ``deap.creator``)."""
+
+    weights = (-1.0,)
+
+
+class Individual(list):
+    """A list of gene values (one per dimension) with a DEAP ``fitness``."""
+
+    def __init__(self, genes: Sequence[Any] = ()):
+        super().__init__(genes)
+        self.fitness = _FitnessMin()
+
+
+# -- settings validation ---------------------------------------------------------------------------
+def _check_int(owner: str, setting: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner} setting {setting}={value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_prob(owner: str, setting: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{owner} setting {setting}={value!r}: expected a probability in [0, 1]")
+    return float(value)
+
+
+def _check_choice(owner: str, setting: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{owner} setting {setting}={value!r}: expected one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+# -- initial population from a CSV file ------------------------------------------------------------
+_TRUE = {"true", "1", "yes", "y", "t", "1.0"}
+_FALSE = {"false", "0", "no", "n", "f", "0.0"}
+
+
+def _parse_cell(d: Dimension, text: str) -> Any:
+    """A CSV cell as a value of ``d`` (raises ValueError with the reason)."""
+    s = text.strip()
+    if s == "":
+        raise ValueError("is empty")
+    if isinstance(d, Bool):
+        if s.lower() in _TRUE:
+            return True
+        if s.lower() in _FALSE:
+            return False
+        raise ValueError(f"value {s!r} is not true or false")
+    if isinstance(d, Real):
+        try:
+            return float(s)
+        except ValueError:
+            raise ValueError(f"value {s!r} is not a number") from None
+    if isinstance(d, Int):
+        try:
+            x = float(s)
+        except ValueError:
+            raise ValueError(f"value {s!r} is not an integer") from None
+        if not x.is_integer():
+            raise ValueError(f"value {s!r} is not an integer")
+        return int(x)
+    choices = d.values if isinstance(d, (Ordinal, Categorical)) else [d.value] if isinstance(d, Constant) else None
+    if choices is None:
+        return s
+    for v in choices:
+        if str(v) == s:
+            return v
+    try:
+        x = float(s)
+    except ValueError:
+        x = None
+    for v in choices:
+        if x is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == x:
+            return v
+    raise ValueError(f"value {s!r} is not one of {choices!r}")
+
+
+def read_population_csv(path: str | Path, space: Space) -> list[dict]:
+    """Parameter sets from a CSV file with one column per dimension name.
+
+    Columns of constants may be left out; columns that are not dimensions (``loss``,
+    ``task_id``... of a ``results.csv``) are ignored.
+
+    Raises:
+        ConfigError: the file cannot be read, a dimension's column is missing, or a cell
+            is not a value of its dimension (the message names file, row and column).
+    """
+    src = str(path)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except OSError as e:
+        raise ConfigError(f"cannot read the initial population: {e.strerror or e}", src,
+                          "optimizer.settings.initial_population") from None
+    missing = [d.name for d in space.searchable if d.name not in columns]
+    if missing:
+        raise ConfigError(f"missing column {missing[0]!r} (columns needed: {[d.name for d in space.searchable]}, "
+                          f"found: {columns})", src)
+    if not rows:
+        raise ConfigError("has a header but no rows", src)
+    out = []
+    for i, row in enumerate(rows, start=2):  # row 1 is the header
+        params = {}
+        for d in space.dims:
+            cell = row.get(d.name)
+            if cell is None:  # a constant without a column
+                params[d.name] = d.value  # type: ignore[attr-defined]
+                continue
+            try:
+                params[d.name] = _parse_cell(d, cell)
+            except ValueError as e:
+                raise ConfigError(str(e), src, f"row {i}, column {d.name!r}") from None
+        try:
+            out.append(space.validate(params))
+        except SpaceError as e:
+            raise ConfigError(str(e).split(": ", 1)[-1], src, f"row {i}, column {e.key!r}") from None
+    return out
+
+
+# -- operators -------------------------------------------------------------------------------------
+class _Genetics:
+    """Typed mutation, uniform crossover and tournament selection on a private RNG."""
+
+    def __init__(self, space: Space, rnd: random.Random, indpb: float, tournament: int):
+        self.space = space
+        self.rnd = rnd
+        self.indpb = indpb
+        self.tournament = tournament
+        self.sigmas: list[float | None] = [self._sigma(d) for d in space.dims]
+
+    @staticmethod
+    def _sigma(d: Dimension) -> float | None:
+        if isinstance(d, (Real, Int)):
+            if d.sigma is not None:
+                return d.sigma
+            if d.log and isinstance(d, Real):
+                return (math.log(d.high) - math.log(d.low)) / 10
+            return max((d.high - d.low) / 10, 0.5 if isinstance(d, Int) else 0.0)
+        if isinstance(d, Ordinal):
+            return d.sigma if d.sigma is not None else max(len(d.values) / 10, 0.5)
+        return None
+
+    # individuals <-> params
+    def individual(self, params: Mapping[str, Any]) -> Individual:
+        return Individual(params[n] for n in self.space.names)
+
+    def params(self, ind: Sequence[Any]) -> dict:
+        return {n: plain(v) for n, v in zip(self.space.names, ind)}
+
+    def clone(self, ind: Individual) -> Individual:
+        new = Individual(ind)
+        if ind.fitness.valid:
+            new.fitness.values = ind.fitness.values
+        return new
+
+    # variation
+    def mutate_gene(self, d: Dimension, x: Any, sigma: float | None) -> Any:
+        r = self.rnd
+        if isinstance(d, Real):
+            if d.log and d.sigma is None:
+                y = math.exp(math.log(x) + r.gauss(0.0, sigma))
+            else:
+                y = x + r.gauss(0.0, sigma)
+            return float(min(d.high, max(d.low, y)))
+        if isinstance(d, Int):
+            return int(min(d.high, max(d.low, round(x + r.gauss(0.0, sigma)))))
+        if isinstance(d, Ordinal):
+            i = d.index(x) + r.gauss(0.0, sigma)
+            return d.values[int(round(min(len(d.values) - 1, max(0, i))))]
+        if isinstance(d, Categorical):
+            if len(d.values) < 2:
+                return x
+            others = [v for v in d.values if v != x]
+            return others[r.randrange(len(others))]
+        if isinstance(d, Bool):
+            return not x
+        if isinstance(d, Constant):
+            return x
+        return d.sample(np.random.default_rng(r.randrange(2**32)), 1)[0]  # a user's Dimension: resample
+
+    def mutate(self, ind: Individual, force: bool = False) -> Individual:
+        """Mutate each gene with probability ``indpb`` (at least one when ``force``), in place."""
+        dims = self.space.dims
+        changed = False
+        for i, d in enumerate(dims):
+            if not d.searchable:
+                continue
+            if self.rnd.random() < self.indpb:
+                ind[i] = self.mutate_gene(d, ind[i], self.sigmas[i])
+                changed = True
+        if force and not changed:
+            free = [i for i, d in enumerate(dims) if d.searchable]
+            if free:
+                i = free[self.rnd.randrange(len(free))]
+                ind[i] = self.mutate_gene(dims[i], ind[i], self.sigmas[i])
+        del ind.fitness.values
+        return ind
+
+    def crossover(self, a: Individual, b: Individual) -> tuple[Individual, Individual]:
+        """Uniform crossover: swap each gene with probability ``indpb``, in place."""
+        for i in range(min(len(a), len(b))):
+            if self.rnd.random() < self.indpb:
+                a[i], b[i] = b[i], a[i]
+        del a.fitness.values
+        del b.fitness.values
+        return a, b
+
+    def select_one(self, population: Sequence[Individual]) -> Individual:
+        """Tournament: the best of ``tournament`` individuals drawn with replacement."""
+        aspirants = [population[self.rnd.randrange(len(population))] for _ in range(self.tournament)]
+        return max(aspirants, key=lambda ind: ind.fitness)
+
+    def select(self, population: Sequence[Individual], k: int) -> list[Individual]:
+        return [self.select_one(population) for _ in range(k)]
+
+
+def _stats(values: Sequence[float]) -> dict:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return {"min": None, "mean": None, "max": None, "std": None}
+    arr = np.asarray(finite)
+    return {"min": float(arr.min()), "mean": float(arr.mean()), "max": float(arr.max()), "std": float(arr.std())}
+
+
+class _Imputer:
+    """The loss given to failed evaluations: the worst seen so far, or a fixed penalty."""
+
+    def __init__(self, owner: str, impute: str, penalty: float | None):
+        self.impute = _check_choice(owner, "impute", impute, _IMPUTE)
+        if penalty is not None and (isinstance(penalty, bool) or not isinstance(penalty, (int, float))
+                                    or not math.isfinite(penalty)):
+            raise ValueError(f"{owner} setting penalty={penalty!r}: expected a finite number")
+        if self.impute == "penalty" and penalty is None:
+            raise ValueError(f"{owner} setting impute='penalty' needs the setting penalty "
+                             "(the loss of a failed evaluation)")
+        self.penalty = None if penalty is None else float(penalty)
+        self.worst = -math.inf
+
+    def loss(self, r: Result) -> float:
+        if r.ok and r.loss is not None and math.isfinite(r.loss):
+            self.worst = max(self.worst, float(r.loss))
+            return float(r.loss)
+        if self.impute == "penalty":
+            return self.penalty  # type: ignore[return-value]
+        return self.worst if math.isfinite(self.worst) else math.inf
+
+
+# -- the generational GA (resident) ----------------------------------------------------------------
+class GA(ResidentOptimizer):
+    """DEAP genetic algorithm as an EMEWS resident loop: ``toolbox.map`` is the queue map.
+
+    Settings (defaults as CANDLE Supervisor's GA workflow):
+        population: individuals per generation (mu). Default 16.
+        offspring: children per generation (lambda) for ``mu+lambda`` (default: population).
+        generations: stop after this many generations (default: until the budget is spent).
+        strategy: ``"mu+lambda"`` (DEAP ``eaMuPlusLambda``: parents and children compete)
+            or ``"simple"`` (DEAP ``eaSimple``: children replace the parents).
+        mutpb: probability that a child is a mutant. Default 0.8.
+        cxpb: probability that a child comes from crossover. Default 0.2.
+        indpb: per-gene probability of mutation and of a crossover swap. Default 0.5.
+        tournament: tournament size of the selection. Default 4.
+        hall_of_fame: best individuals kept (and logged). Default 5.
+        impute: failed or timed-out evaluations get the ``"worst"`` loss seen so far (default;
+            ``inf`` before any success) or ``penalty``.
+        penalty: the loss of a failed evaluation when ``impute="penalty"``.
+        initial_population: a CSV file with one column per dimension (see
+            :func:`read_population_csv`); its rows start the first generation, random
+            individuals fill it up to ``population``.
+
+    A child identical to an individual already evaluated takes its loss without a new
+    evaluation; the search ends early when 20 generations in a row bring nothing new.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        seed: int | None = None,
+        *,
+        population: int = 16,
+        offspring: int | None = None,
+        generations: int | None = None,
+        strategy: str = "mu+lambda",
+        mutpb: float = 0.8,
+        cxpb: float = 0.2,
+        indpb: float = 0.5,
+        tournament: int = 4,
+        hall_of_fame: int = 5,
+        impute: str = "worst",
+        penalty: float | None = None,
+        initial_population: str | None = None,
+    ):
+        super().__init__(space, seed)
+        owner = "GA"
+        self.population = _check_int(owner, "population", population, 2)
+        self.offspring = _check_int(owner, "offspring", offspring, 1, allow_none=True) or self.population
+        self.generations = _check_int(owner, "generations", generations, 0, allow_none=True)
+        self.strategy = _check_choice(owner, "strategy", strategy, _STRATEGIES)
+        self.mutpb = _check_prob(owner, "mutpb", mutpb)
+        self.cxpb = _check_prob(owner, "cxpb", cxpb)
+        if self.strategy == "mu+lambda" and self.cxpb + self.mutpb > 1.0 + 1e-12:
+            raise ValueError(f"GA settings cxpb={cxpb!r} and mutpb={mutpb!r}: with strategy 'mu+lambda' "
+                             "their sum must not exceed 1")
+        self.indpb = _check_prob(owner, "indpb", indpb)
+        self.tournament = _check_int(owner, "tournament", tournament, 1)
+        self.hall_of_fame = _check_int(owner, "hall_of_fame", hall_of_fame, 1)
+        self.imputer = _Imputer(owner, impute, penalty)
+        self.initial = read_population_csv(initial_population, space) if initial_population is not None else []
+        self.genetics = _Genetics(space, random.Random(int(self.rng.integers(2**63))), self.indpb, self.tournament)
+        self.hof = tools.HallOfFame(self.hall_of_fame)
+        self.evaluated = 0
+        self._failed = 0
+        self._cache: dict[str, float] = {}
+
+    # -- the queue map -----------------------------------------------------------------------
+    def _queue_map(self, queues: OptimizerQueues):
+        """A ``toolbox.map`` that evaluates a whole list through the queues at once.
+
+        Returns one fitness tuple per individual, ``None`` for those the driver cancelled
+        (budget spent). Repeats of evaluated individuals are answered from memory.
+        """
+        g = self.genetics
+
+        def queue_map(evaluate: Any, individuals: Sequence[Individual]) -> list[tuple[float] | None]:
+            keys = [self.space.key(g.params(ind)) for ind in individuals]
+            todo: dict[str, dict] = {}
+            for k, ind in zip(keys, individuals):
+                if k not in self._cache and k not in todo:
+                    todo[k] = g.params(ind)
+            budget = queues.remaining
+            batch = list(todo.items())[:budget]
+            if batch:
+                results = list(zip((k for k, _ in batch), queues.evaluate([p for _, p in batch])))
+                # successes first, so that a failure gets the worst loss of this batch too
+                for k, r in sorted(results, key=lambda kr: not kr[1].ok):
+                    if r.status == CANCELLED:
+                        continue
+                    self.evaluated += 1
+                    self._failed += 0 if r.ok else 1
+                    self._cache[k] = self.imputer.loss(r)
+            return [(self._cache[k],) if k in self._cache else None for k in keys]
+
+        return queue_map
+
+    def _assign(self, toolbox: base.Toolbox, individuals: Sequence[Individual]) -> list[Individual]:
+        """Evaluate those without fitness; returns the individuals that have one."""
+        invalid = [ind for ind in individuals if not ind.fitness.valid]
+        for ind, fit in zip(invalid, toolbox.map(toolbox.evaluate, invalid)):
+            if fit is not None:
+                ind.fitness.values = fit
+        return [ind for ind in individuals if ind.fitness.valid]
+
+    def _vary_or(self, population: Sequence[Individual], n: int) -> list[Individual]:
+        """DEAP ``varOr``: each child from crossover, mutation or reproduction."""
+        g, out = self.genetics, []
+        for _ in range(n):
+            r = g.rnd.random()
+            if r < self.cxpb and len(population) > 1:
+                i, j = g.rnd.sample(range(len(population)), 2)
+                a, _b = g.crossover(g.clone(population[i]), g.clone(population[j]))
+                out.append(a)
+            elif r < self.cxpb + self.mutpb:
+                out.append(g.mutate(g.clone(population[g.rnd.randrange(len(population))])))
+            else:
+                out.append(g.clone(population[g.rnd.randrange(len(population))]))
+        return out
+
+    def _vary_and(self, population: Sequence[Individual]) -> list[Individual]:
+        """DEAP ``varAnd``: crossover of neighbours, then mutation of each child."""
+        g = self.genetics
+        out = [g.clone(ind) for ind in population]
+        for i in range(1, len(out), 2):
+            if g.rnd.random() < self.cxpb:
+                g.crossover(out[i - 1], out[i])
+        for i in range(len(out)):
+            if g.rnd.random() < self.mutpb:
+                g.mutate(out[i])
+        return out
+
+    def _log(self, queues: OptimizerQueues, gen: int, evals: int, population: Sequence[Individual]) -> None:
+        best = self.hof[0] if len(self.hof) else None
+        rec = {"optimizer": "ga", "generation": gen, "evals": evals, "total_evals": self.evaluated,
+               "failed": self._failed, "population": len(population),
+               **_stats([ind.fitness.values[0] for ind in population]),
+               "best_loss": best.fitness.values[0] if best is not None else None,
+               "best_params": self.genetics.params(best) if best is not None else None}
+        queues.log(rec)
+
+    def run(self, queues: OptimizerQueues) -> None:
+        g = self.genetics
+        toolbox = base.Toolbox()
+        toolbox.register("evaluate", lambda ind: None)  # evaluation happens in the queue map
+        toolbox.register("map", self._queue_map(queues))
+
+        start = [g.individual(p) for p in self.initial]
+        if len(start) < self.population:
+            start += [g.individual(p) for p in self.space.sample(self.population - len(start), self.rng)]
+        before = self.evaluated
+        pop = self._assign(toolbox, start)
+        self.hof.update(pop)
+        if len(pop) > self.population:
+            pop = self._survivors(pop)
+        self._log(queues, 0, self.evaluated - before, pop)
+        if not pop:
+            return
+        gen, idle = 0, 0
+        while queues.remaining > 0 and (self.generations is None or gen < self.generations):
+            gen += 1
+            before = self.evaluated
+            if self.strategy == "mu+lambda":
+                children = self._assign(toolbox, self._vary_or(pop, self.offspring))
+                self.hof.update(children)
+                pop = self._survivors(pop + children)
+            else:
+                children = self._assign(toolbox, self._vary_and(g.select(pop, self.population)))
+                self.hof.update(children)
+                pop = children or pop
+            spent = self.evaluated - before
+            self._log(queues, gen, spent, pop)
+            idle = 0 if spent else idle + 1
+            if idle >= 20:  # nothing new for 20 generations: converged (or a tiny space)
+                break
+
+    def _survivors(self, candidates: list[Individual]) -> list[Individual]:
+        """``mu`` survivors by tournament (DEAP's eaMuPlusLambda with selTournament)."""
+        return [self.genetics.clone(ind) for ind in self.genetics.select(candidates, self.population)]
+
+
+# -- the steady-state GA (ask/tell, asynchronous) --------------------------------------------------
+class SteadyStateGA(Optimizer):
+    """Asynchronous steady-state GA: no generation barrier, so workers never idle.
+
+    Each finished evaluation enters the population (while it has fewer than ``population``
+    members, or replacing the worst member when it is better); each free worker gets a child
+    bred from the population as it is at that moment: uniform crossover of two tournament
+    winners with probability ``cxpb`` (else a copy of one), then typed mutation with
+    probability ``mutpb`` (always when the child repeats a pending or evaluated point).
+
+    Settings: ``population``, ``mutpb``, ``cxpb``, ``indpb``, ``tournament``, ``impute``,
+    ``penalty``, ``initial_population`` as in :class:`GA`. ``log()`` summarizes the population
+    every ``population`` results (a "generation").
+    """
+
+    lookahead = 0
+
+    def __init__(
+        self,
+        space: Space,
+        seed: int | None = None,
+        *,
+        population: int = 16,
+        mutpb: float = 0.8,
+        cxpb: float = 0.2,
+        indpb: float = 0.5,
+        tournament: int = 4,
+        impute: str = "worst",
+        penalty: float | None = None,
+        initial_population: str | None = None,
+    ):
+        super().__init__(space, seed)
+        owner = "SteadyStateGA"
+        self.population = _check_int(owner, "population", population, 2)
+        self.mutpb = _check_prob(owner, "mutpb", mutpb)
+        self.cxpb = _check_prob(owner, "cxpb", cxpb)
+        self.indpb = _check_prob(owner, "indpb", indpb)
+        self.tournament = _check_int(owner, "tournament", tournament, 1)
+        self.imputer = _Imputer(owner, impute, penalty)
+        self.genetics = _Genetics(space, random.Random(int(self.rng.integers(2**63))), self.indpb, self.tournament)
+        self._initial = read_population_csv(initial_population, space) if initial_population is not None else []
+        self._seeded = 0  # initial individuals proposed so far
+        self.members: list[Individual] = []
+        self._pending: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._told = 0
+        self._failed = 0
+        self._record: dict | None = None
+
+    def ask(self, n: int) -> list[dict]:
+        out = []
+        for _ in range(max(0, n)):
+            if self._seeded < self.population or not self.members:
+                self._seeded += 1
+                params = self._initial.pop(0) if self._initial else self.space.sample(1, self.rng)[0]
+            else:
+                params = self._breed()
+            key = self.space.key(params)
+            self._pending[key] = self._pending.get(key, 0) + 1
+            out.append(params)
+        return out
+
+    def _breed(self) -> dict:
+        g = self.genetics
+        if g.rnd.random() < self.cxpb and len(self.members) > 1:
+            child, _ = g.crossover(g.clone(g.select_one(self.members)), g.clone(g.select_one(self.members)))
+        else:
+            child = g.clone(g.select_one(self.members))
+        if g.rnd.random() < self.mutpb:
+            g.mutate(child)
+        for _ in range(20):  # a repeat of a pending or evaluated point teaches nothing
+            key = self.space.key(g.params(child))
+            if key not in self._pending and key not in self._seen:
+                break
+            g.mutate(child, force=True)
+        return g.params(child)
+
+    def tell(self, results: Sequence[Result]) -> None:
+        g = self.genetics
+        for r in sorted(results, key=lambda r: not r.ok):  # successes first: failures get their worst
+            key = self.space.key(r.params)
+            if self._pending.get(key, 0) > 1:
+                self._pending[key] -= 1
+            else:
+                self._pending.pop(key, None)
+            if r.status == CANCELLED:
+                continue
+            self._seen.add(key)
+            self._told += 1
+            self._failed += 0 if r.ok else 1
+            ind = g.individual(r.params)
+            ind.fitness.values = (self.imputer.loss(r),)
+            if len(self.members) < self.population:
+                self.members.append(ind)
+            else:
+                worst = min(range(len(self.members)), key=lambda i: self.members[i].fitness)
+                if ind.fitness > self.members[worst].fitness:
+                    self.members[worst] = ind
+            if self._told % self.population == 0:
+                best = max(self.members, key=lambda i: i.fitness)
+                self._record = {"optimizer": "ga-steady", "generation": self._told // self.population,
+                                "evals": self._told, "failed": self._failed, "population": len(self.members),
+                                **_stats([m.fitness.values[0] for m in self.members]),
+                                "best_loss": best.fitness.values[0], "best_params": g.params(best)}
+
+    def log(self) -> dict | None:
+        rec, self._record = self._record, None
+        return rec

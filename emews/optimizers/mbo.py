@@ -1,0 +1,428 @@
+"""Model-based optimization (mlrMBO-style) on scikit-optimize surrogates.
+
+::
+
+    tell(results) ──▶ observations (failures imputed) ──▶ fit ONE surrogate per data change
+                                                                │
+    ask(q) ◀── decode ◀── greedy pick of q candidates ◀── acquisition on N candidates
+                          (exclusion radius around         (global random + local moves
+                           pending and picked points)        around the best points)
+
+Why not ``skopt.Optimizer.ask(q, "cl_min")``: it refits the model once per proposed point
+(a constant-liar fantasy each), so a batch of 1,000 at 5,000 observations costs 1,000 forest
+fits. Here a batch costs one fit and one prediction over the candidate set; batch diversity
+and asynchrony come from
+
+* mlrMBO's multi-point LCB (``acquisition="lcb"``): each point of a batch optimizes
+  ``mean - lambda * std`` with its own ``lambda`` drawn from an exponential distribution
+  (mean ``kappa``), so a batch spans exploitation to exploration from one model;
+* an exclusion radius in the encoded space: no proposal lies closer than ``exclusion`` to a
+  point still being evaluated (pending = asked but not told) or to one picked earlier in
+  the same batch, and none repeats an evaluated point.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..space import Space
+from ..task import CANCELLED, Result
+from ._base import Optimizer
+from ._surrogates import SURROGATES, make_surrogate
+from ._unit import UnitGrid
+
+__all__ = ["MBO"]
+
+_ACQUISITIONS = ("ei", "lcb", "pi")
+_DESIGNS = ("lhs", "sobol", "random")
+_IMPUTE = ("worst", "penalty")
+_TRANSFORMS = ("rank", "log", "none")
+
+
+def _choice(setting: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"MBO setting {setting}={value!r}: expected one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+def _int_setting(setting: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"MBO setting {setting}={value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _float_setting(setting: str, value: Any, minimum: float = 0.0, allow_none: bool = False,
+                   maximum: float = math.inf) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or not minimum <= value <= maximum:
+        raise ValueError(f"MBO setting {setting}={value!r}: expected a number in [{minimum}, {maximum}]")
+    return float(value)
+
+
+def _min_distance(E: np.ndarray, P: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Euclidean distance from each row of ``E`` to its nearest row of ``P``."""
+    e2 = (E * E).sum(1)
+    best = np.full(len(E), np.inf)
+    for s in range(0, len(P), chunk):
+        B = P[s : s + chunk]
+        d2 = e2[:, None] + (B * B).sum(1)[None, :] - 2.0 * (E @ B.T)
+        best = np.minimum(best, d2.min(axis=1))
+    return np.sqrt(np.maximum(best, 0.0))
+
+
+def _transform(y: np.ndarray, how: str) -> np.ndarray:
+    """The losses as the surrogate learns them, standardized (mean 0, std 1).
+
+    ``rank``: normal scores of the ranks (a Gaussian copula: only the order of the losses
+    matters, so one diverged run at 1e6 does not flatten everything else); ``log``:
+    ``log(y - min + spread/1000)``; ``none``: the losses themselves.
+    """
+    if how == "rank":
+        from scipy.stats import norm, rankdata
+
+        z = norm.ppf((rankdata(y) - 0.5) / len(y))
+    elif how == "log":
+        spread = float(np.ptp(y)) or 1.0
+        z = np.log(y - y.min() + spread / 1000)
+    else:
+        z = y.astype(float)
+    std = float(z.std()) or 1.0
+    return (z - z.mean()) / std
+
+
+class MBO(Optimizer):
+    """Model-based optimization: a surrogate, an acquisition function, batches from one fit.
+
+    Settings:
+        surrogate: ``"rf"`` (random forest, mlrMBO's default), ``"et"`` (extra trees),
+            ``"gp"`` (Gaussian process, Matern 5/2, fitted on at most ``gp_max_points``),
+            ``"gbrt"`` (quantile gradient boosting). Default ``"rf"``.
+        acquisition: ``"ei"`` (expected improvement), ``"lcb"`` (lower confidence bound;
+            a batch draws one exploration weight per point, mlrMBO's qLCB) or ``"pi"``
+            (probability of improvement). Default ``"ei"``.
+        kappa: LCB exploration weight (the mean of the per-point weights in a batch). Default 1.
+        xi: EI/PI improvement margin, in standard deviations of the transformed losses. Default 0.
+        initial_design: ``"lhs"`` (Latin hypercube), ``"sobol"`` or ``"random"``.
+        n_initial: size of the initial design (default ``max(2 * dims + 2, first ask)``;
+            an initial design is never smaller than the first batch asked for).
+        impute: failed and timed-out evaluations count as the ``"worst"`` loss seen so far
+            (default) or as ``penalty``. Cancelled ones are forgotten.
+        penalty: the loss of a failed evaluation when ``impute="penalty"``.
+        n_candidates: candidate points scored per proposal (at least ``20 * q`` for a batch
+            of ``q``). Default 5000.
+        local_fraction: share of candidates made by perturbing the best points found so far
+            (the rest are uniform samples). Default 0.8.
+        exclusion: radius, in the encoded unit space scaled by 1/sqrt(columns), around
+            pending points and points picked for the same batch, where no proposal may land.
+            Shrinks when a batch does not fit. Default 0.02.
+        transform: what the surrogate learns: ``"rank"`` (normal scores of the loss ranks,
+            default: robust to diverged runs and heavy tails), ``"log"`` or ``"none"``.
+        random_fraction: share of proposals drawn uniformly at random instead (mlrMBO's
+            interleaved random points; a guard against a surrogate that over-exploits).
+            Default 0.
+        n_estimators: trees of the forest / boosting stages (rf, et, gbrt). Default 100.
+        n_jobs: threads for forest fits and predictions (-1: every core). Default -1.
+        gp_max_points: observations a GP is fitted on at most. Default 300.
+
+    Example:
+        >>> from emews.space import Space
+        >>> space = Space.from_dict({"x": {"type": "real", "low": -2, "high": 2}})
+        >>> opt = MBO(space, seed=0, n_initial=4)
+        >>> len(opt.ask(4))
+        4
+    """
+
+    lookahead = 0  # proposals depend on the latest results: never ask ahead of free workers
+
+    def __init__(
+        self,
+        space: Space,
+        seed: int | None = None,
+        *,
+        surrogate: str = "rf",
+        acquisition: str = "ei",
+        kappa: float = 1.0,
+        xi: float = 0.0,
+        initial_design: str = "lhs",
+        n_initial: int | None = None,
+        impute: str = "worst",
+        penalty: float | None = None,
+        n_candidates: int = 5000,
+        local_fraction: float = 0.8,
+        exclusion: float = 0.02,
+        transform: str = "rank",
+        random_fraction: float = 0.0,
+        n_estimators: int = 100,
+        n_jobs: int = -1,
+        gp_max_points: int = 300,
+    ):
+        super().__init__(space, seed)
+        self.surrogate = _choice("surrogate", surrogate, SURROGATES)
+        self.acquisition = _choice("acquisition", acquisition, _ACQUISITIONS)
+        self.kappa = _float_setting("kappa", kappa)
+        self.xi = _float_setting("xi", xi)
+        self.initial_design = _choice("initial_design", initial_design, _DESIGNS)
+        self.n_initial = _int_setting("n_initial", n_initial, 1, allow_none=True)
+        self.impute = _choice("impute", impute, _IMPUTE)
+        self.penalty = _float_setting("penalty", penalty, -math.inf, allow_none=True)
+        if self.impute == "penalty" and self.penalty is None:
+            raise ValueError("MBO setting impute='penalty' needs the setting penalty (the loss of a failed evaluation)")
+        self.n_candidates = _int_setting("n_candidates", n_candidates, 10)
+        self.local_fraction = _float_setting("local_fraction", local_fraction, 0.0, maximum=1.0)
+        self.exclusion = _float_setting("exclusion", exclusion, 0.0)
+        self.transform = _choice("transform", transform, _TRANSFORMS)
+        self.random_fraction = _float_setting("random_fraction", random_fraction, 0.0, maximum=1.0)
+        self.n_estimators = _int_setting("n_estimators", n_estimators, 1)
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+            raise ValueError(f"MBO setting n_jobs={n_jobs!r}: expected a positive integer or -1")
+        self.n_jobs = n_jobs
+        self.gp_max_points = _int_setting("gp_max_points", gp_max_points, 10)
+
+        self.grid = UnitGrid(space)
+        # observations: unit rows, loss (nan = failed, imputed at fit time)
+        self._U: list[np.ndarray] = []
+        self._y: list[float] = []
+        self._keys: set[str] = set()
+        self._pending: dict[str, list[np.ndarray]] = {}  # key -> unit rows asked, not told
+        self._design: np.ndarray | None = None
+        self._design_next = 0
+        self._model = None
+        self._model_size = -1  # observations the model was fitted on
+        self._best_z = 0.0  # the best observed loss, transformed as the model sees it
+        self._record: dict | None = None
+        self._fits = 0
+        self._proposed = 0  # model-phase proposals so far (paces the interleaved random points)
+
+    # -- ask/tell ----------------------------------------------------------------------------
+    def ask(self, n: int) -> list[dict]:
+        if n <= 0:
+            return []
+        t0 = time.perf_counter()
+        U = self._from_design(n)
+        if len(U) < n:
+            more = self._propose(n - len(U))
+            U = np.vstack([U, more]) if len(U) else more
+        params = self.grid.params(U)
+        for u, p in zip(U, params):
+            self._pending.setdefault(self.space.key(p), []).append(u)
+        if self._record is not None:
+            self._record["propose_seconds"] = round(time.perf_counter() - t0, 4)
+            self._record["proposed"] = n
+        return params
+
+    def tell(self, results: Sequence[Result]) -> None:
+        for r in results:
+            key = self.space.key(r.params)
+            rows = self._pending.get(key)
+            if rows:
+                rows.pop()
+                if not rows:
+                    del self._pending[key]
+            if r.status == CANCELLED:
+                continue  # never ran: nothing learned
+            try:
+                u = self.grid.unit([r.params])[0]
+            except (KeyError, TypeError, ValueError):  # not a point of this space: nothing to learn
+                continue
+            self._U.append(u)
+            self._y.append(float(r.loss) if r.ok and r.loss is not None and math.isfinite(r.loss) else math.nan)
+            self._keys.add(key)
+
+    def log(self) -> dict | None:
+        """A summary after each model fit: observations, failures, best loss, seconds."""
+        rec, self._record = self._record, None
+        return rec
+
+    # -- initial design ------------------------------------------------------------------------
+    def _from_design(self, n: int) -> np.ndarray:
+        if self._design is None:
+            size = self.n_initial if self.n_initial is not None else 2 * self.grid.n + 2
+            if not self._y:
+                size = max(size, n)  # without data, the first batch has nothing better to follow
+            size = max(0, size - len(self._y))  # observations told before the first ask count
+            self._design = self.grid.snap(self._unit_design(size)) if size > 0 else np.empty((0, self.grid.n))
+        take = self._design[self._design_next : self._design_next + n]
+        self._design_next += len(take)
+        return take
+
+    def _unit_design(self, size: int) -> np.ndarray:
+        d = self.grid.n
+        if self.initial_design == "random":
+            return self.rng.random((size, d))
+        if self.initial_design == "sobol":
+            from scipy.stats import qmc
+
+            try:
+                sobol = qmc.Sobol(d, scramble=True, rng=self.rng)
+            except TypeError:  # scipy < 1.15
+                sobol = qmc.Sobol(d, scramble=True, seed=self.rng)
+            m = int(math.ceil(math.log2(max(size, 2))))
+            return sobol.random_base2(m)[:size]
+        # Latin hypercube: one point per row-stratum in every column
+        cells = np.argsort(self.rng.random((size, d)), axis=0)
+        return (cells + self.rng.random((size, d))) / size
+
+    # -- model ---------------------------------------------------------------------------------
+    def _training_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        y = np.asarray(self._y, dtype=float)
+        ok = np.isfinite(y)
+        if ok.sum() < 2 or np.ptp(y[ok]) == 0:
+            return None
+        fill = float(y[ok].max()) if self.impute == "worst" else float(self.penalty)  # type: ignore[arg-type]
+        y = np.where(ok, y, fill)
+        return np.asarray(self._U), y
+
+    def _fit(self) -> bool:
+        """Fit the surrogate when observations changed since the last fit; False when too few."""
+        if self._model is not None and self._model_size == len(self._y):
+            return True
+        data = self._training_data()
+        if data is None:
+            return False
+        U, y = data
+        z = _transform(y, self.transform)
+        t0 = time.perf_counter()
+        model = make_surrogate(self.surrogate, random_state=int(self.rng.integers(2**31 - 1)),
+                               n_estimators=self.n_estimators, n_jobs=self.n_jobs, gp_max_points=self.gp_max_points,
+                               previous=self._model)
+        model.fit(self.grid.encode(U), z)
+        self._fits += 1
+        self._model, self._model_size = model, len(self._y)
+        raw = np.asarray(self._y, dtype=float)
+        finite = raw[np.isfinite(raw)]
+        self._best_z = float(z[np.isfinite(raw)].min())
+        self._record = {
+            "optimizer": "mbo", "fit": self._fits, "observations": len(y),
+            "failed": int(len(raw) - len(finite)), "best": float(finite.min()),
+            "surrogate": self.surrogate, "fit_seconds": round(time.perf_counter() - t0, 4),
+        }
+        return True
+
+    # -- proposals -----------------------------------------------------------------------------
+    #: scales (in unit-cube widths) of local moves, and how many of the best points they start from
+    _scales = (0.2, 0.1, 0.05, 0.02, 0.005)
+    _top = 10
+
+    def _propose(self, q: int) -> np.ndarray:
+        if not self._fit():
+            return self.grid.snap(self.rng.random((q, self.grid.n)))
+        n = max(self.n_candidates, 20 * q)
+        C = self._candidates(n)
+        E = self.grid.encode(C)
+        mu, sd = self._model.predict(E)
+        # interleaved random points: proposals number k, k+1/f, k+2/f, ... are uniform draws
+        f = self.random_fraction
+        done = self._proposed
+        n_random = int(math.floor((done + q) * f + 1e-9) - math.floor(done * f + 1e-9))
+        self._proposed += q
+        n_global = n - (int(round(n * self.local_fraction)) if self._U else 0)
+        return C[self._select(E, mu, sd, q, n_random, n_global)]
+
+    def _candidates(self, n: int) -> np.ndarray:
+        d = self.grid.n
+        n_local = int(round(n * self.local_fraction)) if self._U else 0
+        out = [self.rng.random((n - n_local, d))]
+        if n_local:
+            U = np.asarray(self._U)
+            y = np.asarray(self._y, dtype=float)
+            y = np.where(np.isfinite(y), y, np.inf)
+            top = np.argsort(y, kind="stable")[: max(1, min(self._top, len(y) // 5 + 1))]
+            # the best point gets half the moves, the others share the rest
+            weights = np.full(len(top), 0.5 / max(1, len(top) - 1))
+            weights[0] = 0.5 if len(top) > 1 else 1.0
+            out.append(self._perturb(U[top], weights / weights.sum(), n_local, self._scales))
+        return self.grid.snap(np.vstack(out))
+
+    def _perturb(self, P: np.ndarray, weights: np.ndarray | None, n: int, scales: Sequence[float]) -> np.ndarray:
+        """``n`` local moves from rows of ``P``: a few columns each, at one of ``scales``."""
+        parents = P[self.rng.choice(len(P), size=n, p=weights)]
+        d = self.grid.n
+        # change each column with probability ~ 2/d (at least one column per point)
+        mask = self.rng.random((n, d)) < min(1.0, 2.0 / d)
+        mask[np.arange(n), self.rng.integers(0, d, size=n)] = True
+        scale = np.asarray(scales)[self.rng.integers(0, len(scales), size=n)][:, None]
+        # ordered columns move by a Gaussian step (at least one cell for discrete ones)
+        step = self.rng.normal(size=(n, d)) * scale
+        levels = self.grid.levels
+        disc = levels > 0
+        if disc.any():
+            cell = np.where(disc, 1.0 / np.maximum(levels, 1), 0.0)
+            step = np.where(disc & (np.abs(step) < cell), np.sign(step) * cell, step)
+        moved = parents + step
+        # mirror at the bounds instead of piling points onto them
+        moved = np.abs(moved)
+        moved = np.where(moved > 1.0, 2.0 - moved, moved)
+        cat = self.grid.categorical
+        if cat.any():
+            moved[:, cat] = self.rng.random((n, int(cat.sum())))
+        return np.where(mask, moved, parents)
+
+    def _acquisition(self, mu: np.ndarray, sd: np.ndarray, kappa: float) -> np.ndarray:
+        """Higher is better."""
+        best = self._best_z
+        if self.acquisition == "lcb":
+            return -(mu - kappa * sd)
+        imp = best - mu - self.xi
+        z = imp / sd
+        if self.acquisition == "pi":
+            return ndtr(z)
+        return imp * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    def _select(self, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int, n_random: int = 0,
+                n_global: int = 0) -> np.ndarray:
+        """Greedy pick of ``q`` candidate indices, kept apart by the exclusion radius."""
+        scale = 1.0 / math.sqrt(max(1, E.shape[1]))
+        # distance of each candidate to the nearest pending / already picked point
+        dmin = np.full(len(E), np.inf)
+        pending = [u for rows in self._pending.values() for u in rows]
+        if pending:
+            dmin = _min_distance(E, self.grid.encode(np.asarray(pending))) * scale
+        # never re-propose an evaluated point
+        seen = np.zeros(len(E), dtype=bool)
+        if self._keys:
+            # exact repeats are only possible on discrete columns: compare snapped encodings
+            obs = self.grid.encode(self.grid.snap(np.asarray(self._U)))
+            lookup = {row.tobytes() for row in np.round(obs, 9)}
+            seen = np.fromiter((row.tobytes() in lookup for row in np.round(E, 9)), bool, len(E))
+        if self.acquisition == "lcb":
+            kappas = self.rng.exponential(self.kappa, size=q)
+            kappas[0] = self.kappa  # a batch of one is plain LCB
+        else:
+            kappas = np.full(q, self.kappa)
+        base = None if self.acquisition == "lcb" else self._acquisition(mu, sd, self.kappa)
+        radius = self.exclusion
+        picked: list[int] = []
+        uniform = np.zeros(q, dtype=bool)
+        if n_random:
+            uniform[self.rng.choice(q, size=min(q, n_random), replace=False)] = True
+        for j in range(q):
+            if uniform[j]:  # any free uniform candidate
+                score = np.where(np.arange(len(E)) < n_global, self.rng.random(len(E)), -np.inf)
+            else:
+                score = base if base is not None else self._acquisition(mu, sd, kappas[j])
+            free = (dmin > radius) & ~seen
+            while not free.any() and radius > 1e-6:
+                radius /= 2
+                free = (dmin > radius) & ~seen
+            if not free.any():
+                free = dmin > 0
+            if not free.any():  # a tiny discrete space, all of it taken: repeat the best
+                free = np.ones(len(E), dtype=bool)
+            masked = np.where(free, score, -np.inf)
+            if uniform[j] and not np.isfinite(masked).any():  # no free uniform candidate left
+                score = base if base is not None else self._acquisition(mu, sd, kappas[j])
+                masked = np.where(free, score, -np.inf)
+            i = int(np.argmax(masked))
+            picked.append(i)
+            dmin = np.minimum(dmin, np.sqrt(((E - E[i]) ** 2).sum(-1)) * scale)
+        return np.asarray(picked, dtype=int)
