@@ -39,3 +39,41 @@ def test_readme_config_reference_is_a_valid_config(tmp_path):
 
     cfg = parse_config(raw, "README.md")
     assert cfg.optimizer == "mbo" and cfg.space["learning_rate"].log and cfg.gpus["gpus_per_worker"] == 1
+
+
+def test_readme_command_runner_example_runs(tmp_path):
+    import textwrap
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"  ```yaml\n(  runner:\n.*?)  ```", text, re.S).group(1)
+    import yaml
+
+    runner = yaml.safe_load(textwrap.dedent(block))["runner"]
+    (tmp_path / "train.py").write_text(textwrap.dedent('''
+        import argparse, json
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--params"); ap.add_argument("--lr", type=float)
+        a = ap.parse_args()
+        p = json.load(open(a.params))
+        assert abs(p["learning_rate"] - a.lr) <= 1e-9 * a.lr
+        print("epoch 1 ...")
+        print(f"loss: {(a.lr - 0.01) ** 2}")
+    '''))
+    cfg = base_config(tmp_path, objective=None, runner=runner, max_evals=4)
+    r = run_cli([str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "e")], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ev = read_journal(tmp_path / "e")["evals"]
+    assert len(ev) == 4 and all(e["status"] == "done" for e in ev), ev
+    assert all(abs(e["loss"] - (e["params"]["learning_rate"] - 0.01) ** 2) < 1e-12 for e in ev)
+    assert (tmp_path / "e" / "tasks").is_dir()
+
+
+def test_readme_plugin_passes_the_contract_suite(tmp_path, monkeypatch):
+    (tmp_path / "myopt.py").write_text(_block("# myopt.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import myopt
+
+    from emews.testing.optimizers import check_optimizer
+
+    assert check_optimizer(myopt.Perturb, settings={"scale": 0.05})
+    assert check_optimizer(myopt.halving, settings={"rounds": 2})
