@@ -26,7 +26,7 @@ Reference (``*`` = required)::
       pattern: 'loss: (\\S+)'      # command: else the last stdout line matching this
       workdir: tasks              # command: parent of the task directories (default <experiment>/tasks)
       kill_grace: 5               # seconds between SIGTERM and SIGKILL on a timeout
-    progress: 10                  # seconds between progress lines (0: quiet)
+    progress: 30                  # seconds between progress lines on stderr (0: quiet; CLI default 30)
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Config:
     ranks_per_task: int = 1
     gpus: dict | None = None
     runner: dict = field(default_factory=lambda: {"type": "python"})
-    progress: float = 0.0
+    progress: float | None = None
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -332,8 +332,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
             raise ConfigError("set gpus_per_worker or workers_per_gpu above 1, not both", source, "gpus")
         if gpus["devices"] is not None and (not isinstance(gpus["devices"], list) or not gpus["devices"]):
             raise ConfigError(f"must be a non-empty list of device ids, got {gpus['devices']!r}", source, "gpus.devices")
-    progress = _number(raw, "progress", source, default=0.0) or 0.0
-    if progress < 0:
+    progress = _number(raw, "progress", source)  # None: the command line prints every 30 s
+    if progress is not None and progress < 0:
         raise ConfigError(f"must be >= 0, got {progress!r}", source, "progress")
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),

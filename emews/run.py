@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         if args.quiet:
             cfg.progress = 0
+        elif cfg.progress is None:
+            cfg.progress = 30.0
         size = launched_under_mpi()
         if cfg.pool == "mpi" or (cfg.pool == "auto" and size > 1):
             from .workers.mpi import run_mpi

@@ -42,7 +42,9 @@ def _env() -> dict[str, str]:
 
 
 def _mpiexec(ranks: int) -> list[str]:
-    exe = shutil.which("mpiexec") or shutil.which("mpirun")
+    # the launcher installed beside this Python (pip install mpich) first, then PATH
+    here = os.path.dirname(sys.executable)
+    exe = shutil.which("mpiexec", path=here) or shutil.which("mpiexec") or shutil.which("mpirun")
     if exe is None:
         sys.exit("mpiexec not found: pip install mpi4py mpich")
     return [exe, "-n", str(ranks)]

@@ -45,7 +45,9 @@ def run(ranks: int, tasks: int, mean: float, mode: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from emews.journal import read_journal
 
-    exe = shutil.which("mpiexec") or shutil.which("mpirun")
+    # the launcher installed beside this Python (pip install mpich) first, then PATH
+    here = os.path.dirname(sys.executable)
+    exe = shutil.which("mpiexec", path=here) or shutil.which("mpiexec") or shutil.which("mpirun")
     if exe is None:
         sys.exit("mpiexec not found: pip install mpi4py mpich")
     with tempfile.TemporaryDirectory() as d:

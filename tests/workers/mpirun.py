@@ -20,7 +20,9 @@ HERE = Path(__file__).resolve().parent
 
 @functools.lru_cache(maxsize=None)
 def mpiexec_argv() -> tuple[str, ...]:
-    exe = shutil.which("mpiexec") or shutil.which("mpirun")
+    # the launcher installed beside this Python (pip install mpich) first, then PATH
+    here = os.path.dirname(sys.executable)
+    exe = shutil.which("mpiexec", path=here) or shutil.which("mpiexec") or shutil.which("mpirun")
     if exe is None:
         pytest.fail("mpiexec not found: `pip install mpi4py mpich` (or deselect these tests with -m 'not mpi')")
     try:
