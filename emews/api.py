@@ -55,7 +55,11 @@ def _runner_spec(cfg: Config, directory: Path) -> dict:
     spec = {k: v for k, v in cfg.runner.items() if k != "retries"}
     obj = spec.get("objective")
     if obj is not None and not isinstance(obj, (str, bytes)):
-        spec["objective"] = _pickling.dumps(obj)
+        try:
+            spec["objective"] = _pickling.dumps(obj)
+        except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
+            name = getattr(obj, "__qualname__", repr(obj))
+            raise ObjectiveError(f"cannot send the objective {name} to the workers: {type(e).__name__}: {e}") from e
     spec.setdefault("workdir", str(directory / "tasks"))
     return spec
 
@@ -90,6 +94,8 @@ def run_config(cfg: Config, out: str | Path | None = None) -> Results:
         return Driver(settings, pool, directory).run()
     except ObjectiveError as e:
         raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
+    finally:
+        pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
 
 
 def search(

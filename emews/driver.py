@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import collections
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from .results import Results
 from .space import Space
 from .task import CANCELLED, DONE, Result, Task
 
-__all__ = ["Driver", "SearchSettings", "prepare_experiment_dir"]
+__all__ = ["Driver", "SearchSettings", "Terminated", "prepare_experiment_dir"]
 
 
 @dataclass
@@ -50,6 +52,26 @@ class SearchSettings:
     experiment: str = "experiment"
     config: dict | None = None  # the config as loaded, journaled in meta
     progress_every: float | None = None  # seconds between progress lines (None: quiet)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, ``scancel``, ``kill``) during a run: handled like
+    Ctrl-C, so the journal is closed and the outputs are written."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+def _catch_sigterm() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def prepare_experiment_dir(output: str | Path, name: str, exact: str | Path | None = None) -> Path:
@@ -115,18 +137,22 @@ class Driver:
                               config=s.config or {}, max_evals=s.max_evals, pool=getattr(self.pool, "kind", "?"),
                               workers=self.pool.size)
         self.journal.flush()
-        opt = OptimizerProcess(s.optimizer, s.space, s.seed, s.optimizer_settings, s.mode,
-                               s.batch_size, self.pool.size, s.max_evals)
-        self._opt = opt
+        opt: OptimizerProcess | None = None
         deadline = (time.monotonic() + s.max_time) if s.max_time else None
         last_progress = time.monotonic()
         fatal: BaseException | None = None
+        previous_sigterm = _catch_sigterm()
         try:
+            opt = OptimizerProcess(s.optimizer, s.space, s.seed, s.optimizer_settings, s.mode,
+                                   s.batch_size, self.pool.size, s.max_evals)
             while True:
-                if self.stop_reason is None:
+                if self.stop_reason is None and not self.optimizer_error:
                     while self.waiting and self.pool.idle:
                         task = self.waiting.popleft()
                         worker = self.pool.submit(task)
+                        if worker is None:  # that worker had died; a new one is starting
+                            self.waiting.appendleft(task)
+                            break
                         self.journal.running(task.id, task.attempt, worker, time.time())
                 if self._over():
                     break
@@ -145,6 +171,9 @@ class Driver:
                 if s.progress_every and time.monotonic() - last_progress >= s.progress_every:
                     last_progress = time.monotonic()
                     self._progress(t0)
+        except Terminated:
+            self.interrupted = True
+            self.stop_reason = "terminated (SIGTERM)"
         except KeyboardInterrupt:
             self.interrupted = True
             self.stop_reason = "interrupted (Ctrl-C)"
@@ -152,11 +181,15 @@ class Driver:
             fatal = e
             self.stop_reason = f"error: {e}"
         finally:
-            self._finish(opt, kill=self.interrupted or fatal is not None, t0=t0)
+            try:
+                self._finish(opt, kill=self.interrupted or fatal is not None, t0=t0)
+            finally:
+                _restore_sigterm(previous_sigterm)
         if fatal is not None:
             raise fatal
         if self.interrupted:
-            raise KeyboardInterrupt(f"interrupted; results so far are kept in {self.directory}")
+            exc = Terminated if self.stop_reason.startswith("terminated") else KeyboardInterrupt
+            raise exc(f"{self.stop_reason}; results so far are kept in {self.directory}")
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
         return self.results()
@@ -184,6 +217,7 @@ class Driver:
                 if not self.optimizer_done:
                     code = opt.process.exitcode
                     self.optimizer_error = f"the optimizer process ended unexpectedly (exit code {code})"
+                    self._cancel_waiting("the optimizer failed")
                 return
             if kind == "put":
                 refused = []
@@ -202,7 +236,9 @@ class Driver:
                 self.optimizer_done = True
             elif kind == "error":
                 self.optimizer_error = body
-                print(f"emews: the optimizer failed; finishing running tasks.\n{body}", file=sys.stderr)
+                self._cancel_waiting("the optimizer failed")
+                print("emews: the optimizer failed; letting running tasks finish, cancelling queued ones",
+                      file=sys.stderr)
 
     def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
         to_optimizer = []
@@ -223,37 +259,49 @@ class Driver:
         if self.finished >= self.s.max_evals and self.stop_reason is None:
             self._stop("max_evals reached", opt)
 
-    def _stop(self, reason: str, opt: OptimizerProcess) -> None:
-        """No new tasks start; queued ones are cancelled; running ones finish."""
-        self.stop_reason = reason
+    def _cancel_waiting(self, reason: str) -> list[Result]:
+        """Journal every queued (not started) task as cancelled; returns their results."""
         now = time.time()
         cancelled = []
         while self.waiting:
             t = self.waiting.popleft()
-            r = Result(t.id, t.params, CANCELLED, error=reason, start=None, end=now, attempt=t.attempt)
+            r = Result(t.id, t.params, CANCELLED, error=reason, end=now, attempt=t.attempt)
             self.journal.finished(r)
             cancelled.append(r)
+        return cancelled
+
+    def _stop(self, reason: str, opt: OptimizerProcess) -> None:
+        """No new tasks start; queued ones are cancelled; running ones finish."""
+        self.stop_reason = reason
+        cancelled = self._cancel_waiting(reason)
         if cancelled:
             opt.send(("results", cancelled))
         opt.send(("stop", reason))
 
-    def _finish(self, opt: OptimizerProcess, kill: bool, t0: float) -> None:
-        now = time.time()
-        for t in self.waiting:
-            self.journal.finished(Result(t.id, t.params, CANCELLED, error=self.stop_reason, end=now, attempt=t.attempt))
-        self.waiting.clear()
+    def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
+        """Stop the pool and the optimizer, then always flush the journal and write the outputs."""
         try:
-            leftovers = self.pool.shutdown(kill=kill)
-        except BaseException:  # noqa: BLE001
-            leftovers = []
-        for r in leftovers:
-            self.journal.finished(r)
-        opt.send(("stop", self.stop_reason or "finished"))
-        self._drain_optimizer(opt, timeout=10.0)
-        opt.close(timeout=5)
-        self.journal.set_meta(finished=time.time(), runtime=time.time() - t0, outcome=self.stop_reason or "finished")
-        self.journal.close()
-        self.write_outputs()
+            cancelled = self._cancel_waiting(self.stop_reason or "finished")
+            try:
+                leftovers = self.pool.shutdown(kill=kill)
+            except Exception:  # noqa: BLE001 - the journal and outputs come first
+                leftovers = []
+            for r in leftovers:
+                self.journal.finished(r)
+            if opt is not None:
+                # every id the optimizer put gets a final result, so it never waits for one
+                if cancelled or leftovers:
+                    opt.send(("results", cancelled + leftovers))
+                opt.send(("stop", self.stop_reason or "finished"))
+                self._drain_optimizer(opt, timeout=1.0 if kill else 10.0)
+                opt.close(timeout=1.0 if kill else 5.0)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, but still write what we have
+            if opt is not None:
+                opt.process.terminate()
+        finally:
+            self.journal.set_meta(finished=time.time(), runtime=time.time() - t0, outcome=self.stop_reason or "finished")
+            self.journal.close()
+            self.write_outputs()
 
     def _drain_optimizer(self, opt: OptimizerProcess, timeout: float) -> None:
         """Let the optimizer take in its last results and journal its last log records."""
@@ -270,11 +318,12 @@ class Driver:
                 return
             if kind == "log":
                 self.journal.log(body, time.time())
+            elif kind == "put":  # after the stop nothing more is evaluated
+                opt.send(("results", [Result(tid, p, CANCELLED, error=self.stop_reason) for tid, p in body]))
             elif kind == "done":
                 self.optimizer_done = True
             elif kind == "error":
                 self.optimizer_error = body
-            # "put" after the stop: nothing more is evaluated
 
     # -- outputs -------------------------------------------------------------------------
     def results(self) -> Results:

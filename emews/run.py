@@ -1,6 +1,7 @@
 """``python -m emews.run config.yaml`` (also the ``emews`` command, and under mpiexec/srun).
 
 Exit status: 0 on success, 2 on bad input (config, space, objective), 1 when the run failed,
+143 when terminated (SIGTERM, e.g. a batch time limit),
 130 when interrupted. Errors are one paragraph on stderr; results computed before an error
 stay in the experiment directory.
 """
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from .api import launched_under_mpi, run_config
 from .config import load_config
+from .driver import Terminated
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
 
 USAGE_EXAMPLE = """examples:
@@ -76,8 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmewsError as e:
         print(f"emews: error: {e}", file=sys.stderr)
         return 1
+    except Terminated as e:
+        print(f"emews: {str(e) or 'terminated'}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt as e:
-        print(f"emews: {e or 'interrupted'}", file=sys.stderr)
+        print(f"emews: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
     if not args.quiet:
         print(summary(results))

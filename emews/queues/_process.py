@@ -11,7 +11,7 @@ import traceback
 from typing import Any
 
 from .. import _pickling
-from ..errors import StopSearch
+from ..errors import OptimizerError, StopSearch
 from ..space import Space
 from ._queues import OptimizerQueues
 
@@ -41,7 +41,7 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
     exhausted = False
     while True:
         want = min(target - q.pending, q.remaining)
-        if want > 0 and not exhausted and not done():
+        if want > 0 and not exhausted and not q.stopped and not done():
             params = opt.ask(want)
             if params:
                 q.put(params)
@@ -93,7 +93,10 @@ def run_optimizer(
             obj(q, space, seed=seed, **settings)
         conn.send(("done", None))
     except StopSearch:
-        conn.send(("done", None))
+        try:
+            conn.send(("done", None))
+        except OSError:  # the driver has gone already
+            pass
     except BaseException as e:  # noqa: BLE001 - everything is reported to the driver
         text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
         try:
@@ -114,12 +117,16 @@ class OptimizerProcess:
                  batch_size: int | None, capacity: int, max_evals: int):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
-        blob = _pickling.dumps(optimizer)
+        try:
+            blob = _pickling.dumps(optimizer)
+        except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
+            name = getattr(optimizer, "__qualname__", repr(optimizer))
+            raise OptimizerError(f"cannot send the optimizer {name} to its process: {type(e).__name__}: {e}") from e
         self.process = ctx.Process(
             target=run_optimizer,
             args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals),
             name="emews-optimizer",
-            daemon=True,
+            daemon=False,  # an optimizer may start processes of its own; close() ends it
         )
         self.process.start()
         child.close()

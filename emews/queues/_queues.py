@@ -92,12 +92,14 @@ class OptimizerQueues:
         ``timeout`` seconds pass, returning ``[]``).
 
         Raises:
-            StopSearch: the driver stopped the search and no results are left to hand out.
+            StopSearch: the driver stopped the search and no results are pending any more.
         """
         while self._conn.poll(0):
             self._receive(0)
         deadline_left = timeout
-        while block and not self._ready and not self.stopped:
+        # after a stop, results of tasks still running keep coming: wait for them too (the
+        # driver sends a final result, cancelled if need be, for every id that was put)
+        while block and not self._ready and (not self.stopped or self._pending):
             if not self._pending:
                 return []
             if not self._receive(deadline_left):

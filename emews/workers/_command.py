@@ -276,7 +276,12 @@ class CommandRunner:
                                         start_new_session=True)
             except OSError as e:
                 return FAILED, None, {}, f"cannot run {argv[0]!r}: {e.strerror or e}"
-            if not _procs.wait_exit(proc, self.timeout):
+            try:
+                exited = _procs.wait_exit(proc, self.timeout)
+            except BaseException:  # the worker is being stopped: take the task's processes with it
+                _procs.kill_group(proc, 0)
+                raise
+            if not exited:
                 how = _procs.kill_group(proc, self.kill_grace)
                 return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed "
                                            f"({how}); logs in {d}")

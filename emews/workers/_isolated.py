@@ -92,6 +92,9 @@ class IsolatedRunner:
             os.close(write_fd)
             try:
                 status, loss, metrics, error = self._supervise(proc, read_fd)
+            except BaseException:  # the worker is being stopped: take the task's processes with it
+                _procs.kill_group(proc, 0)
+                raise
             finally:
                 os.close(read_fd)
             end = time.time()

@@ -24,8 +24,13 @@ from ._gpu import gpu_for
 from ._runners import HOST, execute, make_runner
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # shutdown(kill): runners clean up their children
     os.environ.update(env)
     gpu = env.get("CUDA_VISIBLE_DEVICES")
     try:
@@ -77,6 +82,7 @@ class LocalPool:
         self._started: set[int] = set()  # slots whose current process said "ready"
         self._start_failures = [0] * workers
         self.respawned = 0
+        self._fatal: str | None = None
         self._closed = False
         for i in range(workers):
             self._start(i)
@@ -88,7 +94,7 @@ class LocalPool:
         if self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpu_for(i, **self._gpus)
         p = self._ctx.Process(target=_worker_main, args=(child, i, self._spec, env),
-                              name=f"emews-worker-{i}", daemon=True)
+                              name=f"emews-worker-{i}", daemon=False)  # objectives may start processes
         p.start()
         child.close()
         self._conns[i] = parent
@@ -103,10 +109,16 @@ class LocalPool:
     def busy(self) -> int:
         return len(self._busy)
 
-    def submit(self, task: Task) -> int:
+    def submit(self, task: Task) -> int | None:
+        """Send ``task`` to an idle worker; ``None`` when that worker turned out to be dead
+        (the task did not start: the caller keeps it, and a new process takes the slot)."""
         i = self._idle.pop()
+        try:
+            self._conns[i].send(task)
+        except OSError:
+            self._lost(i)
+            return None
         self._busy[i] = task
-        self._conns[i].send(task)
         return i
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
@@ -116,6 +128,8 @@ class LocalPool:
         Raises:
             ObjectiveError: a worker could not load the objective.
         """
+        if self._fatal:
+            raise ObjectiveError(self._fatal)
         live = [] if self._closed else list(self._by_conn)
         ready = mp_wait(live + list(extra), timeout)
         out: list[Result] = []
@@ -137,7 +151,9 @@ class LocalPool:
                 self._started.add(i)
                 self._start_failures[i] = 0
             elif msg[0] == "fatal":
-                raise ObjectiveError(msg[1])
+                self._fatal = msg[1]  # raised once the results already read are handed over
+        if self._fatal and not out:
+            raise ObjectiveError(self._fatal)
         return out
 
     def _lost(self, i: int) -> list[Result]:
