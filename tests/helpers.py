@@ -21,6 +21,20 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, env: dict | None =
                           text=True, timeout=timeout)
 
 
+def run_cli_then_signal(args: list[str], cwd: Path, sig: int, after: float = 4.0) -> tuple[int, str]:
+    """Start ``python -m emews.run ARGS``, send it ``sig`` after ``after`` seconds; (exit code, stderr)."""
+    import time
+
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", "emews.run", *args], cwd=cwd, env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
 def base_config(tmp_path: Path, **changes) -> dict:
     cfg = {
         "experiment": "t",

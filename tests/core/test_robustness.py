@@ -1,14 +1,10 @@
 """Edge cases found in review: dying workers, child processes, SIGTERM, optimizer failures, stops."""
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 from emews.journal import read_journal
-from helpers import ROOT, base_config, run_cli, write_config
+from helpers import base_config, run_cli, run_cli_then_signal, write_config
 
 X_SPACE = {"x": {"type": "real", "low": 0.0, "high": 1.0}}
 
@@ -81,13 +77,8 @@ def test_objectives_may_start_processes(tmp_path):
 
 def test_sigterm_keeps_the_results(tmp_path):
     p = setup(tmp_path, objective="robust:slow", space={"x": {"type": "real", "low": 0.2, "high": 0.4}}, max_evals=1000)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "emews.run", str(p), "--out", str(tmp_path / "e")], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    code, err = run_cli_then_signal([str(p), "--out", str(tmp_path / "e")], tmp_path, signal.SIGTERM)
+    assert code == 143, err
     assert "terminated (SIGTERM)" in err
     j = read_journal(tmp_path / "e")
     assert any(e["status"] == "done" for e in j["evals"])

@@ -5,13 +5,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import emews
 from emews.journal import read_journal
-from helpers import ROOT, base_config, write_config
+from helpers import ROOT, base_config, run_cli_then_signal, write_config
 
 SCRIPT = textwrap.dedent('''
     import json, math, os, sys, time
@@ -91,13 +90,8 @@ def test_ctrl_c_keeps_what_was_computed(tmp_path):
     (tmp_path / "slowmod.py").write_text("import time\ndef run(p):\n    time.sleep(0.3)\n    return p['x']\n")
     cfg = base_config(tmp_path, objective="slowmod:run", space={"x": {"type": "real", "low": 0, "high": 1}}, max_evals=1000)
     p = write_config(tmp_path, cfg)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "emews.run", str(p), "--out", str(tmp_path / "e")], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, err = run_cli_then_signal([str(p), "--out", str(tmp_path / "e")], tmp_path, signal.SIGINT)
+    assert code == 130, err
     ev = read_journal(tmp_path / "e")["evals"]
     done = [e for e in ev if e["status"] == "done"]
     assert done, "finished evaluations are in the journal"
