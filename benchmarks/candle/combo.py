@@ -51,15 +51,14 @@ from .common import (
     build_optimizer,
     cached,
     common_schema,
-    count_params,
     dense_stack,
     file_key,
     find_data_dir,
+    finish,
     impute_mean,
     init_weights,
     make_logger,
     parse_params,
-    plain_result,
     regression_metrics,
     resolve_device,
     setup_backend,
@@ -465,24 +464,20 @@ def run(params: dict[str, Any] | None = None) -> dict[str, Any]:
         model.eval()
         with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(p.bf16)):
             metrics = regression_metrics(y_va, predict_val())
-    out.update(
-        {
-            "val_mse": metrics["mse"],
-            "val_mae": metrics["mae"],
-            "val_r2": metrics["r2"],
-            "val_corr": metrics["corr"],
-            "runtime": time.perf_counter() - t_start,
-            "data_seconds": t_data,
-            "n_params": count_params(model),
-            "n_cells": int(cells.shape[0]),
-            "n_drugs": int(drugs.shape[0]),
-            "n_cell_features": int(cells.shape[1]),
-            "n_drug_features": int(drugs.shape[1]),
-            "n_train": int(r_tr.shape[0]),
-            "n_val": n_val,
-            "device": str(device),
-            "data_source": source,
-            "oom_retries": trainer.oom_retries,
-        }
+    return finish(
+        out,
+        trainer,
+        t_start,
+        t_data,
+        source,
+        val_mse=metrics["mse"],
+        val_mae=metrics["mae"],
+        val_r2=metrics["r2"],
+        val_corr=metrics["corr"],
+        n_cells=int(cells.shape[0]),
+        n_drugs=int(drugs.shape[0]),
+        n_cell_features=int(cells.shape[1]),
+        n_drug_features=int(drugs.shape[1]),
+        n_train=int(r_tr.shape[0]),
+        n_val=n_val,
     )
-    return plain_result(out)

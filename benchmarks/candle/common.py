@@ -763,6 +763,24 @@ def regression_metrics(y_true: torch.Tensor, y_pred: torch.Tensor) -> dict[str, 
     return {"mse": vals[0], "mae": vals[1], "r2": vals[2], "corr": vals[3]}
 
 
+def finish(out: dict[str, Any], trainer: Trainer, t_start: float, t_data: float, source: str,
+           **metrics: Any) -> dict[str, Any]:
+    """The result every CANDLE objective returns: the trainer's summary (``out``), the model's
+    own ``metrics``, then the run's bookkeeping (runtime, data time, size, device, data source)."""
+    out.update(metrics)
+    out.update(
+        {
+            "runtime": time.perf_counter() - t_start,
+            "data_seconds": t_data,
+            "n_params": count_params(trainer.model),
+            "device": str(trainer.device),
+            "data_source": source,
+            "oom_retries": trainer.oom_retries,
+        }
+    )
+    return plain_result(out)
+
+
 def plain_result(d: Mapping[str, Any]) -> dict[str, Any]:
     """Plain Python scalars/strings only (numpy/torch scalars converted)."""
     out: dict[str, Any] = {}

@@ -38,14 +38,13 @@ from .common import (
     build_optimizer,
     cached,
     common_schema,
-    count_params,
     file_key,
     find_data_dir,
+    finish,
     init_weights,
     make_logger,
     maxabs_scale,
     parse_params,
-    plain_result,
     resolve_device,
     setup_backend,
     to_device,
@@ -291,19 +290,15 @@ def run(params: dict[str, Any] | None = None) -> dict[str, Any]:
     trainer.fit()
     out = trainer.summary()
     acc = float(state["correct"].item()) / n_test if "correct" in state else float("nan")
-    out.update(
-        {
-            "accuracy": acc,
-            "val_accuracy": acc,
-            "runtime": time.perf_counter() - t_start,
-            "data_seconds": t_data,
-            "n_params": count_params(model),
-            "n_features": n_features,
-            "n_train": int(x_tr.shape[0]),
-            "n_val": n_test,
-            "device": str(device),
-            "data_source": source,
-            "oom_retries": trainer.oom_retries,
-        }
+    return finish(
+        out,
+        trainer,
+        t_start,
+        t_data,
+        source,
+        accuracy=acc,
+        val_accuracy=acc,
+        n_features=n_features,
+        n_train=int(x_tr.shape[0]),
+        n_val=n_test,
     )
-    return plain_result(out)

@@ -44,15 +44,14 @@ from .common import (
     build_optimizer,
     cached,
     common_schema,
-    count_params,
     dense_stack,
     file_key,
     find_data_dir,
+    finish,
     init_weights,
     make_logger,
     minmax_scale,
     parse_params,
-    plain_result,
     resolve_device,
     setup_backend,
     to_device,
@@ -360,23 +359,19 @@ def run(params: dict[str, Any] | None = None) -> dict[str, Any]:
     else:
         val, test = {}, {}
     nan = float("nan")
-    out.update(
-        {
-            "val_mse": val.get("mse", nan),
-            "val_corr": val.get("corr", nan),
-            "val_r2": val.get("r2", nan),
-            "test_mse": test.get("mse", nan),
-            "test_corr": test.get("corr", nan),
-            "test_r2": test.get("r2", nan),
-            "runtime": time.perf_counter() - t_start,
-            "data_seconds": t_data,
-            "n_params": count_params(model),
-            "n_features": n_features,
-            "n_train": int(x_tr.shape[0]),
-            "n_val": n_val,
-            "device": str(device),
-            "data_source": source,
-            "oom_retries": trainer.oom_retries,
-        }
+    return finish(
+        out,
+        trainer,
+        t_start,
+        t_data,
+        source,
+        val_mse=val.get("mse", nan),
+        val_corr=val.get("corr", nan),
+        val_r2=val.get("r2", nan),
+        test_mse=test.get("mse", nan),
+        test_corr=test.get("corr", nan),
+        test_r2=test.get("r2", nan),
+        n_features=n_features,
+        n_train=int(x_tr.shape[0]),
+        n_val=n_val,
     )
-    return plain_result(out)
