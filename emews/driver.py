@@ -128,6 +128,7 @@ class Driver:
         self.optimizer_error: str | None = None
         self.optimizer_done = False
         self.interrupted = False
+        self._final: dict | None = None  # the journal as read back once the run is over
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> Results:
@@ -327,11 +328,13 @@ class Driver:
 
     # -- outputs -------------------------------------------------------------------------
     def results(self) -> Results:
-        j = read_journal(self.directory)
+        j = self._final or read_journal(self.directory)
         return Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"])
 
     def write_outputs(self) -> None:
-        j = read_journal(self.directory)
+        """results.csv, best.json and optimizer_log.jsonl from the closed journal (read once,
+        kept for :meth:`results`)."""
+        j = self._final = read_journal(self.directory)
         write_results_csv(self.directory / "results.csv", j["evals"], self.s.space.names)
         write_best_json(self.directory / "best.json", j["evals"])
         if j["optimizer_log"]:

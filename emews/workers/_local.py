@@ -181,9 +181,6 @@ class LocalPool:
                "(runner: isolated runs each task in a child process instead)")
         return [Result(task.id, task.params, "failed", error=why, worker=i, host=HOST, attempt=task.attempt)]
 
-    def running(self) -> list[Task]:
-        return list(self._busy.values())
-
     def shutdown(self, kill: bool = False) -> list[Result]:
         """Stop every worker; with ``kill`` running tasks are abandoned (returned as cancelled)."""
         if self._closed:

@@ -325,10 +325,6 @@ class MPIPool:
         """Worker groups running a task."""
         return len(self._busy)
 
-    def running(self) -> list[Task]:
-        """The tasks running now."""
-        return list(self._busy.values())
-
     def submit(self, task: Task) -> int:
         """Send ``task`` to the longest-idle worker group; returns its leader's world rank."""
         leader = self._idle.popleft()
