@@ -122,6 +122,8 @@ class Driver:
         self.journal = Journal(self.directory / JOURNAL_NAME)
         self.waiting: collections.deque[Task] = collections.deque()
         self.accepted = 0  # tasks taken from the optimizer (counted against max_evals)
+        self.batches = 0  # "put" messages read so far (journaled as each task's batch)
+        self._batch_of: dict[int, int] = {}  # task id -> its batch, while the task may be retried
         self.finished = 0  # tasks with a final result
         self.best: float | None = None
         self.stop_reason: str | None = None
@@ -221,13 +223,15 @@ class Driver:
                     self._cancel_waiting("the optimizer failed")
                 return
             if kind == "put":
+                self.batches += 1
                 refused = []
                 for tid, params in body:
                     if self.stop_reason is not None or self.accepted >= self.s.max_evals:
                         refused.append(Result(tid, params, CANCELLED, error=self.stop_reason or "evaluation budget spent"))
                         continue
                     self.accepted += 1
-                    self.journal.queued(tid, 0, params, now)
+                    self.journal.queued(tid, 0, params, now, self.batches)
+                    self._batch_of[tid] = self.batches
                     self.waiting.append(Task(tid, params, 0))
                 if refused:
                     opt.send(("results", refused))
@@ -247,10 +251,11 @@ class Driver:
             if r.status != DONE and r.status != CANCELLED and r.attempt < self.s.retries and self.stop_reason is None:
                 self.journal.finished(r)
                 retry = Task(r.task_id, r.params, r.attempt + 1)
-                self.journal.queued(retry.id, retry.attempt, retry.params, time.time())
+                self.journal.queued(retry.id, retry.attempt, retry.params, time.time(), self._batch_of.get(r.task_id))
                 self.waiting.appendleft(retry)
                 continue
             self.journal.finished(r)
+            self._batch_of.pop(r.task_id, None)
             self.finished += 1
             if r.ok and (self.best is None or r.loss < self.best):
                 self.best = r.loss

@@ -7,7 +7,8 @@ seconds, and at the end), so journaling costs microseconds per task.
 Tables:
     ``meta(key, value)``: experiment name, config (JSON), start/end time, outcome.
     ``evals(task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued,
-    start, end, error)``: one row per attempt.
+    start, end, error, batch)``: one row per attempt; ``batch`` numbers the optimizer's
+    ``put`` messages (tasks proposed together share it), so a report can show iterations.
     ``optimizer_log(seq, time, record)``: records the optimizer journals (e.g. GA generations).
 """
 
@@ -22,9 +23,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import EmewsError
 from .task import Result
 
-__all__ = ["Journal", "read_journal", "write_results_csv", "write_best_json", "JOURNAL_NAME"]
+__all__ = ["Journal", "JournalError", "read_journal", "write_results_csv", "write_best_json", "JOURNAL_NAME"]
 
 JOURNAL_NAME = "journal.sqlite"
 
@@ -44,16 +46,44 @@ CREATE TABLE IF NOT EXISTS evals (
     start REAL,
     "end" REAL,
     error TEXT,
+    batch INTEGER,
     PRIMARY KEY (task_id, attempt)
 );
 CREATE TABLE IF NOT EXISTS optimizer_log (seq INTEGER PRIMARY KEY, time REAL, record TEXT);
 """
 
-_COLS = ("task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error")
+_COLS = ("task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error",
+         "batch")
 _UPSERT = (
-    'INSERT OR REPLACE INTO evals (task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error) '
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    'INSERT OR REPLACE INTO evals (task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error, batch) '
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+class JournalError(EmewsError):
+    """A file is not a readable emews journal (missing, corrupted, or another program's)."""
+
+
+def _check_journal(db: sqlite3.Connection, path: Path, allow_empty: bool = True) -> None:
+    """Raise :class:`JournalError` unless ``db`` holds the emews tables (or, with
+    ``allow_empty``, no tables at all: a journal about to be created)."""
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise JournalError(f"{path}: not an emews journal: the file is not a readable SQLite database ({e})") from None
+    missing = {"meta", "evals"} - tables
+    if not tables and not allow_empty:
+        raise JournalError(f"{path}: not an emews journal: the SQLite database is empty")
+    if tables and missing:
+        raise JournalError(f"{path}: not an emews journal: it is an SQLite database without the "
+                           f"{' and '.join(sorted(missing))} table(s) (tables found: {', '.join(sorted(tables))})")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a journal written by an older emews up to the current columns."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(evals)")}
+    if "batch" not in cols:
+        db.execute("ALTER TABLE evals ADD COLUMN batch INTEGER")
 
 
 class Journal:
@@ -62,9 +92,18 @@ class Journal:
     def __init__(self, path: str | Path, flush_every: float = 1.0):
         self.path = Path(path)
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            _check_journal(self._db, self.path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            _migrate(self._db)
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise JournalError(f"{self.path}: not an emews journal: {e}") from None
+        except JournalError:
+            self._db.close()
+            raise
         self._rows: dict[tuple[int, int], list] = {}
         self._dirty: set[tuple[int, int]] = set()
         self._logs: list[tuple[float, str]] = []
@@ -77,9 +116,9 @@ class Journal:
         for k, v in items.items():
             self._meta[k] = v if isinstance(v, str) else json.dumps(v, default=str)
 
-    def queued(self, task_id: int, attempt: int, params: Mapping[str, Any], now: float) -> None:
+    def queued(self, task_id: int, attempt: int, params: Mapping[str, Any], now: float, batch: int | None = None) -> None:
         self._put(task_id, attempt, [task_id, attempt, json.dumps(params, default=str), "queued",
-                                     None, None, None, None, None, now, None, None, None])
+                                     None, None, None, None, None, now, None, None, None, batch])
 
     def running(self, task_id: int, attempt: int, worker: int | None, now: float) -> None:
         row = self._rows[(task_id, attempt)]
@@ -90,7 +129,8 @@ class Journal:
         key = (r.task_id, r.attempt)
         row = self._rows.get(key)
         if row is None:
-            row = [r.task_id, r.attempt, json.dumps(r.params, default=str), None, None, None, None, None, None, None, None, None, None]
+            row = [r.task_id, r.attempt, json.dumps(r.params, default=str), None, None, None, None, None, None, None, None, None, None,
+                   None]
             self._rows[key] = row
         row[3] = r.status
         row[4] = r.loss
@@ -149,28 +189,51 @@ class Journal:
 
 
 def read_journal(path: str | Path) -> dict[str, Any]:
-    """Read a journal back: ``{"meta": {...}, "evals": [row dicts], "optimizer_log": [dicts]}``."""
+    """Read a journal back: ``{"meta": {...}, "evals": [row dicts], "optimizer_log": [dicts]}``.
+
+    Raises:
+        JournalError: no journal there, or the file is not an emews journal.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / JOURNAL_NAME
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    if not path.is_file():
+        where = path.parent
+        what = "does not exist" if not where.exists() else "is not an emews experiment directory (it has no journal.sqlite)"
+        raise JournalError(f"{where}: {what}")
     try:
-        meta = {}
-        for k, v in db.execute("SELECT key, value FROM meta"):
-            try:
-                meta[k] = json.loads(v)
-            except (TypeError, json.JSONDecodeError):
-                meta[k] = v
-        evals = []
-        for row in db.execute('SELECT task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error '
-                              "FROM evals ORDER BY task_id, attempt"):
-            d = dict(zip(_COLS, row))
-            d["params"] = json.loads(d["params"])
-            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
-            evals.append(d)
-        logs = [json.loads(r) for (r,) in db.execute("SELECT record FROM optimizer_log ORDER BY seq")]
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise JournalError(f"{path}: cannot open the journal: {e}") from None
+    try:
+        _check_journal(db, path, allow_empty=False)
+        return _read(db)
+    except sqlite3.DatabaseError as e:
+        raise JournalError(f"{path}: not an emews journal, or a damaged one: {e}") from None
     finally:
         db.close()
+
+
+def _read(db: sqlite3.Connection) -> dict[str, Any]:
+    meta = {}
+    for k, v in db.execute("SELECT key, value FROM meta"):
+        try:
+            meta[k] = json.loads(v)
+        except (TypeError, json.JSONDecodeError):
+            meta[k] = v
+    evals = []
+    has_batch = "batch" in {r[1] for r in db.execute("PRAGMA table_info(evals)")}
+    cols = 'task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error'
+    cols += ", batch" if has_batch else ", NULL"
+    for row in db.execute(f"SELECT {cols} FROM evals ORDER BY task_id, attempt"):
+        d = dict(zip(_COLS, row))
+        d["params"] = json.loads(d["params"])
+        d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+        evals.append(d)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    logs = []
+    if "optimizer_log" in tables:
+        logs = [json.loads(r) for (r,) in db.execute("SELECT record FROM optimizer_log ORDER BY seq")]
     return {"meta": meta, "evals": evals, "optimizer_log": logs}
 
 

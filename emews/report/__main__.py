@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 
+from ..journal import JournalError
 from . import plot, summary
 
 
@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(a.directory))
         if a.plot:
             print(f"wrote {plot(a.directory, a.plot)}")
-    except (sqlite3.Error, OSError) as e:
-        print(f"emews.report: error: {a.directory}: no readable journal.sqlite ({e})", file=sys.stderr)
+    except JournalError as e:
+        print(f"emews.report: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:
         print(f"emews.report: error: {e}", file=sys.stderr)
