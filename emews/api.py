@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,13 +13,16 @@ import yaml
 
 from . import _pickling
 from .config import Config, parse_config
-from .driver import Driver, SearchSettings, prepare_experiment_dir
+from .driver import Driver, SearchSettings
 from .errors import ConfigError, ObjectiveError
+from .experiment import open_experiment
 from .optimizers import resolve
 from .results import Results
 from .space import Space
 
-__all__ = ["search", "run_config", "launched_under_mpi"]
+__all__ = ["search", "run_config", "launched_under_mpi", "batch_deadline"]
+
+log = logging.getLogger("emews")
 
 # World-size variables set by MPI launchers: MPICH/Hydra and PMI-2 srun, Open MPI, PMIx,
 # MVAPICH, IBM jsrun, and Slurm's srun step (set for srun steps only, not the batch script).
@@ -34,7 +39,27 @@ def launched_under_mpi() -> int:
     return 1
 
 
+def batch_deadline(environ: Mapping[str, str] | None = None) -> float | None:
+    """The batch job's end time as the scheduler announces it (Slurm's ``SLURM_JOB_END_TIME``,
+    epoch seconds), or None."""
+    env = os.environ if environ is None else environ
+    v = env.get("SLURM_JOB_END_TIME")
+    if not v:
+        return None
+    try:
+        t = float(v)
+    except ValueError:
+        log.warning("ignoring SLURM_JOB_END_TIME=%r: not epoch seconds", v)
+        return None
+    return t if t > 0 else None
+
+
 def _settings_from_config(cfg: Config) -> SearchSettings:
+    deadline, source = cfg.deadline, "deadline"
+    if deadline is None:
+        deadline, source = batch_deadline(), "Slurm job end (SLURM_JOB_END_TIME)"
+    elif deadline is False:
+        deadline = None
     return SearchSettings(
         space=cfg.space,
         optimizer=resolve(cfg.optimizer),
@@ -48,7 +73,19 @@ def _settings_from_config(cfg: Config) -> SearchSettings:
         experiment=cfg.experiment,
         config=cfg.raw,
         progress_every=cfg.progress or None,
+        deadline=deadline,
+        deadline_source=source,
+        stop_margin=cfg.stop_margin,
+        kill_margin=cfg.kill_margin,
+        live_progress=bool(cfg.progress) and _stderr_is_terminal(),
     )
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _runner_spec(cfg: Config, directory: Path) -> dict:
@@ -77,8 +114,15 @@ def write_config_copy(cfg: Config, directory: Path) -> None:
     (directory / "config.yaml").write_text(f"# effective configuration (source: {cfg.source})\n" + text)
 
 
-def run_config(cfg: Config, out: str | Path | None = None) -> Results:
-    """Run a validated config on the local pool (``python -m emews.run`` without MPI)."""
+def run_config(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", force: bool = False) -> Results:
+    """Run a validated config on the local pool (``python -m emews.run`` without MPI).
+
+    Args:
+        out: the experiment directory (default ``cfg.output/cfg.experiment``).
+        resume: ``auto`` (continue the experiment found there, else start it), ``resume``
+            (one must be there) or ``fresh`` (always a new experiment).
+        force: resume even though the config describes a different search.
+    """
     from .workers import LocalPool
 
     if cfg.pool == "mpi":
@@ -86,16 +130,17 @@ def run_config(cfg: Config, out: str | Path | None = None) -> Results:
     if cfg.ranks_per_task != 1:
         raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
     settings = _settings_from_config(cfg)
-    directory = prepare_experiment_dir(cfg.output, cfg.experiment, exact=out)
-    write_config_copy(cfg, directory)
-    workers = cfg.workers or os.cpu_count() or 1
-    pool = LocalPool(workers, _runner_spec(cfg, directory), cfg.gpus)
-    try:
-        return Driver(settings, pool, directory).run()
-    except ObjectiveError as e:
-        raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
-    finally:
-        pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
+    with open_experiment(cfg, out, resume, force) as exp:
+        directory = exp.directory
+        write_config_copy(cfg, directory)
+        workers = cfg.workers or os.cpu_count() or 1
+        pool = LocalPool(workers, _runner_spec(cfg, directory), cfg.gpus)
+        try:
+            return Driver(settings, pool, directory, exp.resume).run()
+        except ObjectiveError as e:
+            raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
+        finally:
+            pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
 
 
 def search(
@@ -115,6 +160,7 @@ def search(
     experiment: str = "search",
     runner: Mapping[str, Any] | None = None,
     progress: float = 0,
+    resume: bool = False,
 ) -> Results:
     """Run a search on the local pool and return its :class:`~emews.results.Results`.
 
@@ -135,6 +181,9 @@ def search(
         output: parent directory of the experiment directory (journal, results.csv, best.json).
         experiment: experiment directory name (``search``, ``search-2``, ...).
         runner: runner settings, e.g. ``{"type": "isolated", "timeout": 60}``.
+        progress: seconds between progress log lines (0: none).
+        resume: continue ``output/experiment`` if it holds an experiment of the same search
+            (else start it there); by default every call starts a new directory.
 
     Example:
         >>> import emews
@@ -174,4 +223,4 @@ def search(
     if not isinstance(optimizer, str):
         cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
-    return run_config(cfg)
+    return run_config(cfg, resume="auto" if resume else "fresh")

@@ -9,7 +9,11 @@ Reference (``*`` = required)::
     mode: async                   # async | batch
     batch_size: 8                 # batch mode: points per batch (default: the worker count)
     max_evals*: 100
-    max_time: 3600                # seconds; no new task starts after it
+    max_time: 3600                # seconds (this session); no new task starts after it
+    deadline: 2026-11-27T18:00    # the job's end: ISO time, epoch seconds or +2h / +90m / +600
+                                  # (default: $SLURM_JOB_END_TIME when set; false: none)
+    stop_margin: 60               # no new task starts within this many seconds of the deadline
+    kill_margin: 10               # running tasks are cancelled (re-run on resume) this close to it
     workers: 4                    # local pool processes (default: CPU count); MPI: ranks - 1
     seed: 1
     output: runs                  # parent of experiment directories
@@ -52,6 +56,7 @@ __all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
+    "deadline", "stop_margin", "kill_margin",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
@@ -79,6 +84,9 @@ class Config:
     gpus: dict | None = None
     runner: dict = field(default_factory=lambda: {"type": "python"})
     progress: float | None = None
+    deadline: float | bool | None = None  # epoch seconds; None: from the batch system; False: none
+    stop_margin: float = 60.0
+    kill_margin: float = 10.0
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -335,12 +343,60 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     progress = _number(raw, "progress", source)  # None: the command line prints every 30 s
     if progress is not None and progress < 0:
         raise ConfigError(f"must be >= 0, got {progress!r}", source, "progress")
+    deadline = parse_deadline(raw.get("deadline"), source, "deadline")
+    stop_margin = _number(raw, "stop_margin", source, default=60.0)
+    kill_margin = _number(raw, "kill_margin", source, default=10.0)
+    for k, v in (("stop_margin", stop_margin), ("kill_margin", kill_margin)):
+        if v < 0:
+            raise ConfigError(f"must be >= 0 seconds, got {v!r}", source, k)
+    if kill_margin > stop_margin:
+        raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
-        source=source, raw=dict(raw),
+        deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), source=source, raw=dict(raw),
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_deadline(value: Any, source: str = "<dict>", key: str = "deadline", now: float | None = None) -> float | bool | None:
+    """A deadline as epoch seconds (or None: ask the batch system; False: none).
+
+    Accepts epoch seconds, an ISO 8601 time (``2026-11-27T18:00``, local time unless it
+    has an offset), or a time from now: ``+600``, ``+90m``, ``+2h``.
+    """
+    import datetime as _dt
+    import re
+    import time as _time
+
+    if value is None or value is False:
+        return value
+    if isinstance(value, _dt.datetime):  # YAML parses unquoted ISO times itself
+        return value.timestamp()
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day).timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"must be epoch seconds, an ISO time or +DURATION, got {value!r}", source, key)
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        m = re.fullmatch(r"\+\s*(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+        if m:
+            return (_time.time() if now is None else now) + float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        try:
+            return _dt.datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            pass
+        try:
+            return parse_deadline(float(text), source, key)
+        except ValueError:
+            pass
+    raise ConfigError(f"must be epoch seconds, an ISO time like 2026-11-27T18:00, or +DURATION like +90m; got {value!r}",
+                      source, key)
 
 
 def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:

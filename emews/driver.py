@@ -18,22 +18,27 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
+import secrets
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, OptimizerError
+from ._progress import Progress
+from .errors import OptimizerError
+from .experiment import ResumeState
 from .journal import JOURNAL_NAME, Journal, read_journal, write_best_json, write_results_csv
 from .queues import OptimizerProcess
 from .results import Results
 from .space import Space
 from .task import CANCELLED, DONE, Result, Task
 
-__all__ = ["Driver", "SearchSettings", "Terminated", "prepare_experiment_dir"]
+__all__ = ["Driver", "SearchSettings", "Terminated"]
+
+log = logging.getLogger("emews")
 
 
 @dataclass
@@ -52,6 +57,11 @@ class SearchSettings:
     experiment: str = "experiment"
     config: dict | None = None  # the config as loaded, journaled in meta
     progress_every: float | None = None  # seconds between progress lines (None: quiet)
+    deadline: float | None = None  # epoch seconds: the job's end (a batch system's wall time)
+    deadline_source: str = "deadline"  # where it came from, for messages
+    stop_margin: float = 60.0  # no new task starts within this many seconds of the deadline
+    kill_margin: float = 10.0  # running tasks are cancelled this many seconds before it
+    live_progress: bool = False  # a redrawn status line (a terminal) instead of log lines
 
 
 class Terminated(KeyboardInterrupt):
@@ -74,80 +84,127 @@ def _restore_sigterm(previous: Any) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def prepare_experiment_dir(output: str | Path, name: str, exact: str | Path | None = None) -> Path:
-    """Create the experiment directory.
-
-    With ``exact`` that directory is used and must not already hold a journal. Otherwise
-    ``output/name``, or ``output/name-2``, ``-3``... when that one is taken: a new run never
-    overwrites an old one.
-
-    Raises:
-        ConfigError: the path (or a parent) is a file, or ``exact`` already holds a journal.
-    """
-    if exact is not None:
-        d = Path(exact)
-        if d.exists() and not d.is_dir():
-            raise ConfigError(f"output directory {str(d)!r} is a file, not a directory", key="--out")
-        if (d / JOURNAL_NAME).exists():
-            raise ConfigError(f"{str(d)!r} already holds an experiment journal; choose a new directory", key="--out")
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise ConfigError(f"cannot create output directory {str(d)!r}: a parent is a file", key="--out") from None
-        return d
-    base = Path(output)
-    if base.exists() and not base.is_dir():
-        raise ConfigError(f"output directory {str(base)!r} is a file, not a directory", key="output")
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"cannot create output directory {str(base)!r}: a parent is a file", key="output") from None
-    n = 1
-    while True:
-        d = base / (name if n == 1 else f"{name}-{n}")
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError:
-            n += 1
-
-
 class Driver:
-    """Runs one search: starts the optimizer process, feeds the pool, journals everything."""
+    """Runs one search: starts the optimizer process, feeds the pool, journals everything.
 
-    def __init__(self, settings: SearchSettings, pool: Any, directory: Path):
+    With ``resume`` (an earlier session's state, see :mod:`emews.experiment`) the finished
+    results count against the budget and go to the optimizer as history, and the tasks
+    that were queued or running when that session ended run again first.
+    """
+
+    def __init__(self, settings: SearchSettings, pool: Any, directory: Path, resume: ResumeState | None = None):
         self.s = settings
         self.pool = pool
         self.directory = Path(directory)
+        self.resume = resume
         self.journal = Journal(self.directory / JOURNAL_NAME)
         self.waiting: collections.deque[Task] = collections.deque()
         self.accepted = 0  # tasks taken from the optimizer (counted against max_evals)
+        self.finished = 0  # tasks with a final result
+        self.failed = 0  # of which failed or timed out
+        self.finished_before = 0  # finished in earlier sessions (resume)
         self.batches = 0  # "put" messages read so far (journaled as each task's batch)
         self._batch_of: dict[int, int] = {}  # task id -> its batch, while the task may be retried
-        self.finished = 0  # tasks with a final result
         self.best: float | None = None
         self.stop_reason: str | None = None
         self.optimizer_error: str | None = None
         self.optimizer_done = False
         self.interrupted = False
+        self._cancel_running = False  # the deadline is too close for running tasks to finish
         self._final: dict | None = None  # the journal as read back once the run is over
+
+    # -- start ---------------------------------------------------------------------------
+    def _start_meta(self, t0: float) -> int:
+        """Journal the session's start; returns the seed the optimizer gets."""
+        s, r = self.s, self.resume
+        seed = s.seed
+        if seed is None and r is not None:
+            seed = r.seed  # a resident optimizer retraces its steps only with the same seed
+        if seed is None:
+            seed = secrets.randbits(31)  # unseeded search: still recorded, so a resume can replay it
+        sessions = list(r.meta.get("sessions") or []) if r is not None else []
+        if r is not None and not sessions:  # a journal from before sessions were recorded
+            sessions = [{k: r.meta.get(k) for k in ("started", "finished", "outcome", "pool", "workers")}]
+        if sessions and sessions[-1].get("finished") is None:
+            sessions[-1]["outcome"] = sessions[-1].get("outcome") or "killed (no orderly end was journaled)"
+        sessions.append({"started": t0, "pool": getattr(self.pool, "kind", "?"), "workers": self.pool.size,
+                         "finished_before": len(r.completed) if r is not None else 0})
+        self._sessions = sessions
+        meta = dict(experiment=s.experiment, space=s.space.to_dict(), config=s.config or {}, max_evals=s.max_evals,
+                    pool=getattr(self.pool, "kind", "?"), workers=self.pool.size, seed=seed, sessions=sessions,
+                    outcome="running")
+        if r is None:
+            meta["started"] = t0
+        self.journal.set_meta(**meta)
+        self.journal.flush()
+        return seed
+
+    def _take_over(self, now: float) -> dict | None:
+        """Resume: count the earlier results, queue the interrupted tasks again; returns what
+        the optimizer process needs to pick up where the last one stopped."""
+        r = self.resume
+        if r is None:
+            return None
+        self.finished = self.finished_before = len(r.completed)
+        self.failed = sum(1 for x in r.completed if not x.ok)
+        self.best = r.best
+        self.batches = r.last_batch
+        left = max(0, self.s.max_evals - self.finished)
+        rerun, dropped = r.interrupted[:left], r.interrupted[left:]
+        for t in rerun:
+            b = r.batches.get(t.id)
+            self.journal.queued(t.id, t.attempt, t.params, now, b)
+            if b is not None:
+                self._batch_of[t.id] = b
+            self.waiting.append(t)
+        for t in dropped:  # the budget is spent: journal them as (still) cancelled, for good
+            self.journal.finished(Result(t.id, t.params, CANCELLED, error="interrupted; not run again: "
+                                         "evaluation budget spent", end=now, attempt=t.attempt - 1))
+        self.accepted = self.finished + len(rerun)
+        log.info("resuming %s: %d of %d evaluations finished earlier (best loss %s), %d interrupted task(s) to run "
+                 "again", self.directory, self.finished, self.s.max_evals,
+                 "-" if self.best is None else f"{self.best:.6g}", len(rerun))
+        return {"history": r.completed, "inflight": [(t.id, t.params) for t in rerun], "first_id": r.first_id}
+
+    def _time_limits(self) -> tuple[float | None, float | None]:
+        """Monotonic times at which new tasks stop and running ones are cancelled."""
+        s, now_m, now = self.s, time.monotonic(), time.time()
+        stop = (now_m + s.max_time) if s.max_time else None
+        kill = None
+        if s.deadline is not None:
+            left = s.deadline - now
+            stop_dl = now_m + left - s.stop_margin
+            stop = stop_dl if stop is None else min(stop, stop_dl)
+            kill = now_m + left - s.kill_margin
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.deadline))
+            if left - s.stop_margin <= 0:
+                log.warning("the %s (%s) is %s: no new task will start", s.deadline_source, when,
+                            "past" if left <= 0 else f"only {left:.0f} s away (stop_margin {s.stop_margin:g} s)")
+            else:
+                log.info("%s at %s: new tasks stop %g s before it, running ones are cancelled %g s before it",
+                         s.deadline_source, when, s.stop_margin, s.kill_margin)
+        return stop, kill
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> Results:
         s = self.s
         t0 = time.time()
-        self.journal.set_meta(experiment=s.experiment, started=t0, space=s.space.to_dict(),
-                              config=s.config or {}, max_evals=s.max_evals, pool=getattr(self.pool, "kind", "?"),
-                              workers=self.pool.size)
-        self.journal.flush()
         opt: OptimizerProcess | None = None
-        deadline = (time.monotonic() + s.max_time) if s.max_time else None
-        last_progress = time.monotonic()
         fatal: BaseException | None = None
         previous_sigterm = _catch_sigterm()
+        progress = Progress(s.progress_every, s.max_evals, self.pool.size, live=s.live_progress)
         try:
-            opt = OptimizerProcess(s.optimizer, s.space, s.seed, s.optimizer_settings, s.mode,
-                                   s.batch_size, self.pool.size, s.max_evals)
+            seed = self._start_meta(t0)
+            resume = self._take_over(time.time())
+            stop_at, kill_at = self._time_limits()
+            if self.finished >= s.max_evals and not self.waiting:
+                self.stop_reason = f"already complete ({self.finished} of {s.max_evals} evaluations)"
+                log.info("%s: nothing to do; raise max_evals (--set max_evals=N) to continue, or use --fresh for "
+                         "a new experiment", self.stop_reason)
+                return self._end(None, progress, t0)
+            opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
+                                   s.batch_size, self.pool.size, s.max_evals, resume)
+            progress.start(self.finished)
             while True:
                 if self.stop_reason is None and not self.optimizer_error:
                     while self.waiting and self.pool.idle:
@@ -160,20 +217,28 @@ class Driver:
                 if self._over():
                     break
                 timeout = 1.0
-                if deadline is not None and self.stop_reason is None:
-                    timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+                now_m = time.monotonic()
+                if stop_at is not None and self.stop_reason is None:
+                    timeout = max(0.0, min(timeout, stop_at - now_m))
+                if kill_at is not None:
+                    timeout = max(0.0, min(timeout, kill_at - now_m))
                 extra = [] if self.optimizer_done or self.optimizer_error else [opt.conn]
                 results = self.pool.wait(timeout, extra)
                 if extra:
                     self._read_optimizer(opt)
                 if results:
                     self._on_results(results, opt)
-                if deadline is not None and self.stop_reason is None and time.monotonic() >= deadline:
-                    self._stop(f"max_time of {s.max_time:g} s reached", opt)
+                now_m = time.monotonic()
+                if stop_at is not None and self.stop_reason is None and now_m >= stop_at:
+                    self._stop(self._time_reason(), opt)
+                if kill_at is not None and now_m >= kill_at and self.pool.busy:
+                    self.stop_reason = self.stop_reason or self._time_reason()
+                    self._cancel_running = True
+                    log.warning("%d running task(s) cancelled %g s before the %s; a resume runs them again",
+                                self.pool.busy, s.kill_margin, s.deadline_source)
+                    break
                 self.journal.maybe_flush()
-                if s.progress_every and time.monotonic() - last_progress >= s.progress_every:
-                    last_progress = time.monotonic()
-                    self._progress(t0)
+                progress.update(self.finished, self.failed, self.best, self.pool.busy)
         except Terminated:
             self.interrupted = True
             self.stop_reason = "terminated (SIGTERM)"
@@ -185,16 +250,29 @@ class Driver:
             self.stop_reason = f"error: {e}"
         finally:
             try:
-                self._finish(opt, kill=self.interrupted or fatal is not None, t0=t0)
+                if self._final is None:
+                    self._end(opt, progress, t0, kill=self.interrupted or fatal is not None or self._cancel_running)
             finally:
                 _restore_sigterm(previous_sigterm)
         if fatal is not None:
             raise fatal
         if self.interrupted:
             exc = Terminated if self.stop_reason.startswith("terminated") else KeyboardInterrupt
-            raise exc(f"{self.stop_reason}; results so far are kept in {self.directory}")
+            raise exc(f"{self.stop_reason}; results so far are kept in {self.directory}; run the same command again "
+                      "to resume")
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
+        return self.results()
+
+    def _time_reason(self) -> str:
+        s = self.s
+        if s.deadline is not None and (not s.max_time or time.time() >= s.deadline - s.stop_margin - 0.5):
+            return f"{s.deadline_source} near: stopped {s.stop_margin:g} s before it"
+        return f"max_time of {s.max_time:g} s reached"
+
+    def _end(self, opt: OptimizerProcess | None, progress: Progress, t0: float, kill: bool = False) -> Results:
+        progress.close(self.finished, self.failed, self.best, 0)
+        self._finish(opt, kill=kill, t0=t0)
         return self.results()
 
     def _over(self) -> bool:
@@ -242,8 +320,7 @@ class Driver:
             elif kind == "error":
                 self.optimizer_error = body
                 self._cancel_waiting("the optimizer failed")
-                print("emews: the optimizer failed; letting running tasks finish, cancelling queued ones",
-                      file=sys.stderr)
+                log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
 
     def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
         to_optimizer = []
@@ -256,10 +333,14 @@ class Driver:
                 continue
             self.journal.finished(r)
             self._batch_of.pop(r.task_id, None)
-            self.finished += 1
+            if r.status != CANCELLED:
+                self.finished += 1
+                self.failed += 0 if r.ok else 1
             if r.ok and (self.best is None or r.loss < self.best):
                 self.best = r.loss
             to_optimizer.append(r)
+        # a finished result is on disk before anything else happens: a SIGKILL loses none
+        self.journal.flush()
         if to_optimizer and not (self.optimizer_done or self.optimizer_error):
             opt.send(("results", to_optimizer))
         if self.finished >= self.s.max_evals and self.stop_reason is None:
@@ -305,7 +386,13 @@ class Driver:
             if opt is not None:
                 opt.process.terminate()
         finally:
-            self.journal.set_meta(finished=time.time(), runtime=time.time() - t0, outcome=self.stop_reason or "finished")
+            now = time.time()
+            outcome = self.stop_reason or "finished"
+            sessions = getattr(self, "_sessions", [])
+            if sessions:
+                sessions[-1].update(finished=now, outcome=outcome, evaluations=self.finished - self.finished_before)
+            before = float((self.resume.meta.get("runtime") or 0) if self.resume is not None else 0)
+            self.journal.set_meta(finished=now, runtime=before + now - t0, outcome=outcome, sessions=sessions)
             self.journal.close()
             self.write_outputs()
 
@@ -334,7 +421,9 @@ class Driver:
     # -- outputs -------------------------------------------------------------------------
     def results(self) -> Results:
         j = self._final or read_journal(self.directory)
-        return Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"])
+        res = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"])
+        res.outcome = self.stop_reason or "finished"
+        return res
 
     def write_outputs(self) -> None:
         """results.csv, best.json and optimizer_log.jsonl from the closed journal (read once,
@@ -346,10 +435,3 @@ class Driver:
             with open(self.directory / "optimizer_log.jsonl", "w") as f:
                 for rec in j["optimizer_log"]:
                     f.write(json.dumps(rec, default=str) + "\n")
-
-    def _progress(self, t0: float) -> None:
-        best = "-" if self.best is None else f"{self.best:.6g}"
-        print(f"emews: {self.finished}/{self.s.max_evals} done, {self.pool.busy} running, "
-              f"best loss {best}, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-
-

@@ -1,27 +1,37 @@
 """``python -m emews.run config.yaml`` (also the ``emews`` command, and under mpiexec/srun).
 
-Exit status: 0 on success, 2 on bad input (config, space, objective), 1 when the run failed,
-143 when terminated (SIGTERM, e.g. a batch time limit),
-130 when interrupted. Errors are one paragraph on stderr; results computed before an error
-stay in the experiment directory.
+Running the same command again continues the experiment in its directory (a resume:
+finished results are kept and given to the optimizer, interrupted tasks run again);
+``--fresh`` starts a new experiment instead.
+
+Exit status: 0 on success (also when stopped at a deadline: run again to resume), 2 on bad
+input (config, space, objective, a locked or mismatched experiment), 1 when the run failed,
+143 when terminated (SIGTERM, e.g. a batch time limit), 130 when interrupted. Errors are one
+paragraph on stderr; results computed before an error stay in the experiment directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
+from ._progress import LiveAwareHandler
 from .api import launched_under_mpi, run_config
-from .config import load_config
+from .config import load_config, parse_deadline
 from .driver import Terminated
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
+from .journal import JournalError
 
 USAGE_EXAMPLE = """examples:
   python -m emews.run configs/quickstart.yaml
   python -m emews.run configs/quickstart.yaml --set max_evals=20 --set optimizer.name=grid
   mpiexec -n 5 python -m emews.run configs/quickstart.yaml      # 1 driver + 4 MPI workers
+  python -m emews.run configs/nt3_mbo.yaml --deadline +11h50m   # stop before the job's end
+  python -m emews.run configs/quickstart.yaml                   # again: resumes runs/quickstart
+  python -m emews.run configs/quickstart.yaml --fresh           # a new runs/quickstart-2
 """
 
 
@@ -32,8 +42,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="experiment directory (default: OUTPUT/EXPERIMENT[-N] from the config)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a config key (dotted for nested keys), e.g. --set max_evals=10; repeatable")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--resume", action="store_const", const="resume", dest="how", default="auto",
+                     help="continue the experiment in the directory (an error if there is none); without a flag an "
+                          "existing experiment is resumed and a missing one started")
+    how.add_argument("--fresh", action="store_const", const="fresh", dest="how",
+                     help="start a new experiment even if one exists (in OUTPUT/EXPERIMENT-N; with --out, DIR must "
+                          "hold none)")
+    p.add_argument("--force", action="store_true",
+                   help="resume even though the space, objective or optimizer changed")
+    p.add_argument("--deadline", metavar="WHEN",
+                   help="the job's end: ISO time, epoch seconds or +DURATION (+90m, +2h); new tasks stop "
+                        "stop_margin seconds before it (default: $SLURM_JOB_END_TIME when set)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print debugging messages")
     return p
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """``emews: message`` lines on stderr, at INFO (WARNING with -q, DEBUG with -v)."""
+    logger = logging.getLogger("emews")
+    for h in list(logger.handlers):
+        if getattr(h, "_emews_cli", False):
+            logger.removeHandler(h)
+    handler = LiveAwareHandler(sys.stderr)
+    handler._emews_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("emews: %(levelname)s: %(message)s" if verbose else "emews: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
 
 
 def summary(results, quiet: bool = False) -> str:
@@ -46,13 +83,20 @@ def summary(results, quiet: bool = False) -> str:
         lines.append(f"emews: best loss {best['loss']:.6g} (task {best['task_id']})")
         lines.append("emews: best params " + json.dumps(best["params"], default=str))
     lines.append(f"emews: results in {results.directory}")
+    outcome = getattr(results, "outcome", None) or ""
+    if outcome.startswith(("max_time", "Slurm", "deadline")):
+        lines.append(f"emews: stopped early ({outcome}); run the same command again to resume")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.deadline is not None:
+            cfg.deadline = parse_deadline(args.deadline, "--deadline", "--deadline")
+            cfg.raw["deadline"] = args.deadline
         if args.quiet:
             cfg.progress = 0
         elif cfg.progress is None:
@@ -61,15 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.pool == "mpi" or (cfg.pool == "auto" and size > 1):
             from .workers.mpi import run_mpi
 
-            results = run_mpi(cfg, args.out)
+            results = run_mpi(cfg, args.out, resume=args.how, force=args.force)
             if results is None:  # a worker rank
                 return 0
         else:
             if size > 1:  # every rank would run a whole search of its own
                 raise ConfigError(f"pool: local, but the launcher started {size} processes; use pool: mpi (or auto) "
                                   "under mpiexec/srun, or start a single process", cfg.source, "pool")
-            results = run_config(cfg, args.out)
-    except (ConfigError, ObjectiveError) as e:
+            results = run_config(cfg, args.out, resume=args.how, force=args.force)
+    except (ConfigError, ObjectiveError, JournalError) as e:
         print(f"emews: error: {e}", file=sys.stderr)
         return 2
     except OptimizerError as e:

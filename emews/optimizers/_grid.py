@@ -44,6 +44,7 @@ class GridSearch(Optimizer):
             self._order = self.rng.permutation(self.size)
         self._axes = axes
         self._next = 0
+        self._skip: set[str] = set()  # points a resumed experiment has already evaluated
 
     @staticmethod
     def _axis(d, count: int) -> list[Any]:
@@ -81,9 +82,18 @@ class GridSearch(Optimizer):
         out = []
         while len(out) < n and self._next < self.size:
             flat = int(self._order[self._next]) if self._order is not None else self._next
-            out.append(self._point(flat))
             self._next += 1
+            p = self._point(flat)
+            if self._skip and self.space.key(p) in self._skip:
+                continue
+            out.append(p)
         return out
+
+    def restore(self, history, pending) -> None:
+        """Resumed experiment: skip the grid points finished or still pending from before
+        (cancelled ones are visited again)."""
+        self._skip = {self.space.key(r.params) for r in history if r.status != "cancelled"}
+        self._skip |= {self.space.key(p) for p in pending}
 
     def done(self) -> bool:
         return self._next >= self.size

@@ -593,6 +593,18 @@ class SteadyStateGA(Optimizer):
                                 **_stats([m.fitness.values[0] for m in self.members]),
                                 "best_loss": best.fitness.values[0], "best_params": g.params(best)}
 
+    def restore(self, history: Sequence[Result], pending: Sequence[dict]) -> None:
+        """Resumed experiment: the earlier results fill the population; points pending from
+        before count as seeded, so no more random individuals are drawn than the first
+        session would have."""
+        for p in pending:
+            key = self.space.key(p)
+            self._pending[key] = self._pending.get(key, 0) + 1
+        self.tell(history)
+        self._seeded = min(self.population, len(history) + len(pending))
+        while self._initial and self._seeded > 0 and len(self._initial) > self.population - self._seeded:
+            self._initial.pop(0)
+
     def log(self) -> dict | None:
         rec, self._record = self._record, None
         return rec

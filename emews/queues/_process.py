@@ -25,6 +25,14 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
     """
     done = getattr(opt, "done", lambda: False)
     log = getattr(opt, "log", lambda: None)
+    if q.resumed:
+        # the earlier sessions' results: restore(history, pending) when the optimizer has it
+        restore = getattr(opt, "restore", None)
+        if restore is not None:
+            restore(list(q.history), q.pending_params())
+        elif q.history:
+            opt.tell(list(q.history))
+        _log(q, log)
     if mode == "batch":
         size = batch_size or q.capacity
         while q.remaining > 0 and not done():
@@ -71,8 +79,12 @@ def run_optimizer(
     batch_size: int | None,
     capacity: int,
     max_evals: int,
+    resume: dict | None = None,
 ) -> None:
     """Entry point of the optimizer process: build the optimizer and run it to the end.
+
+    ``resume`` (a resumed experiment): ``{"history": [Result], "inflight": [(id, params)],
+    "first_id": int}``.
 
     Sends ``("done", None)`` when the optimizer finishes (or is stopped) and
     ``("error", text)`` when it raises.
@@ -80,10 +92,10 @@ def run_optimizer(
     from ..optimizers import style_of
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    q = OptimizerQueues(conn, space, capacity, max_evals)
     try:
         obj = _pickling.loads(blob)
         style = style_of(obj)
+        q = OptimizerQueues(conn, space, capacity, max_evals, replay=style != "ask-tell", **(resume or {}))
         if style == "ask-tell":
             opt = obj(space, seed=seed, **settings)
             drive_ask_tell(opt, q, mode, batch_size)
@@ -114,7 +126,7 @@ class OptimizerProcess:
     """The resident optimizer in a spawned process, with the driver's end of the pipe."""
 
     def __init__(self, optimizer: Any, space: Space, seed: int | None, settings: dict, mode: str,
-                 batch_size: int | None, capacity: int, max_evals: int):
+                 batch_size: int | None, capacity: int, max_evals: int, resume: dict | None = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
         try:
@@ -124,7 +136,7 @@ class OptimizerProcess:
             raise OptimizerError(f"cannot send the optimizer {name} to its process: {type(e).__name__}: {e}") from e
         self.process = ctx.Process(
             target=run_optimizer,
-            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals),
+            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals, resume),
             name="emews-optimizer",
             daemon=False,  # an optimizer may start processes of its own; close() ends it
         )

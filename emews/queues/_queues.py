@@ -18,28 +18,59 @@ class OptimizerQueues:
         space: the search space (``put`` validates every parameter set against it).
         capacity: how many evaluations can run at once (the worker slots).
         max_evals: the evaluation budget of the whole search.
+        history: on a resumed experiment, the finished results of the earlier sessions in
+            completion order (empty on a fresh start).
+        resumed: True when the experiment is a resumed one.
+
+    Resuming (``replay=True``, used for resident optimizers): a resident optimizer started
+    again with the same seed retraces its earlier steps. A ``put`` of a parameter set that
+    already finished in an earlier session is answered at once from ``history`` (same task
+    id, no new evaluation); one that was interrupted is attached to its re-run. Each earlier
+    task answers at most one ``put``. Points never proposed again stay in ``history``.
+    Ask/tell optimizers instead get ``restore(history, pending)`` (or ``tell(history)``),
+    and the interrupted tasks are pending from the start.
     """
 
-    def __init__(self, conn: Any, space: Space, capacity: int, max_evals: int):
+    def __init__(self, conn: Any, space: Space, capacity: int, max_evals: int, *,
+                 history: Sequence[Result] = (), inflight: Sequence[tuple[int, dict]] = (),
+                 first_id: int = 0, replay: bool = False):
         self._conn = conn
         self.space = space
         self.capacity = capacity
         self.max_evals = max_evals
-        self._next_id = 0
+        self._next_id = first_id
         self._pending: dict[int, dict] = {}
         self._ready: dict[int, Result] = {}  # results received but not yet handed out
         self.stopped: str | None = None
+        self.history: list[Result] = list(history)
+        self.resumed = bool(history) or bool(inflight)
+        self._replay = replay
+        self._done_by_key: dict[str, list[Result]] = {}
+        self._inflight_by_key: dict[str, list[int]] = {}
+        self._unclaimed: dict[int, dict] = {}  # re-run tasks not (yet) claimed by a put
+        if replay:
+            self._puts = 0  # a replaying optimizer spends its budget as it did the first time
+            for r in self.history:
+                self._done_by_key.setdefault(space.key(r.params), []).append(r)
+            for tid, p in inflight:
+                self._inflight_by_key.setdefault(space.key(p), []).append(tid)
+                self._unclaimed[tid] = dict(p)
+        else:
+            self._puts = len(self.history) + len(inflight)
+            for tid, p in inflight:
+                self._pending[tid] = dict(p)
 
     # -- state ---------------------------------------------------------------------------
     @property
     def submitted(self) -> int:
-        """Parameter sets put so far."""
-        return self._next_id
+        """Parameter sets put so far (on a resumed experiment, counting the earlier sessions'
+        tasks, or for a replaying resident optimizer the puts it made again)."""
+        return self._puts
 
     @property
     def remaining(self) -> int:
         """Evaluations left in the budget (not counting those already put)."""
-        return max(0, self.max_evals - self._next_id)
+        return max(0, self.max_evals - self._puts)
 
     @property
     def pending(self) -> int:
@@ -61,13 +92,34 @@ class OptimizerQueues:
         if self.stopped:
             raise StopSearch(self.stopped)
         checked = [self.space.validate(p) for p in params_list]
-        ids = list(range(self._next_id, self._next_id + len(checked)))
-        self._next_id += len(checked)
-        for i, p in zip(ids, checked):
-            self._pending[i] = p
-        if checked:
-            self._conn.send(("put", list(zip(ids, checked))))
+        ids, new = [], []
+        for p in checked:
+            tid = self._replayed(p) if self._replay else None
+            if tid is None:
+                tid = self._next_id
+                self._next_id += 1
+                new.append((tid, p))
+            ids.append(tid)
+            self._pending[tid] = p
+        self._puts += len(checked)
+        if new:
+            self._conn.send(("put", new))
         return ids
+
+    def _replayed(self, params: dict) -> int | None:
+        """The earlier task this put repeats (its result is made ready, or it is re-running)."""
+        key = self.space.key(params)
+        done = self._done_by_key.get(key)
+        if done:
+            r = done.pop(0)
+            self._ready[r.task_id] = r
+            return r.task_id
+        running = self._inflight_by_key.get(key)
+        if running:
+            tid = running.pop(0)
+            self._unclaimed.pop(tid, None)
+            return tid
+        return None
 
     def _receive(self, timeout: float | None) -> bool:
         """Read one message from the driver; False on timeout."""
@@ -80,6 +132,13 @@ class OptimizerQueues:
             raise StopSearch(self.stopped) from None
         if kind == "results":
             for r in body:
+                if r.task_id in self._unclaimed:  # a re-run nobody asked for (yet): history
+                    del self._unclaimed[r.task_id]
+                    self._inflight_by_key[self.space.key(r.params)].remove(r.task_id)
+                    if r.status != "cancelled":
+                        self.history.append(r)
+                        self._done_by_key.setdefault(self.space.key(r.params), []).append(r)
+                    continue
                 self._ready[r.task_id] = r
         elif kind == "stop":
             self.stopped = body or "stopped by the driver"

@@ -561,7 +561,7 @@ def _join_gpus(gpus: list[str | None]) -> str | None:
 
 
 # -- the CLI entry -----------------------------------------------------------------------------
-def run_mpi(cfg: Config, out: str | Path | None = None) -> Results | None:
+def run_mpi(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", force: bool = False) -> Results | None:
     """Run a validated config on the MPI pool; every rank calls this.
 
     Rank 0 prepares the experiment directory, drives the search and returns its
@@ -573,7 +573,8 @@ def run_mpi(cfg: Config, out: str | Path | None = None) -> Results | None:
         ObjectiveError: a worker rank cannot load the objective.
     """
     from ..api import _runner_spec, _settings_from_config, launched_under_mpi, run_config, write_config_copy
-    from ..driver import Driver, prepare_experiment_dir
+    from ..driver import Driver
+    from ..experiment import open_experiment
 
     MPI = _mpi(cfg.source)
     comm = MPI.COMM_WORLD
@@ -591,7 +592,7 @@ def run_mpi(cfg: Config, out: str | Path | None = None) -> Results | None:
         print(f"emews: warning: pool: mpi with a single MPI rank, so no worker ranks: running {workers} local worker "
               "processes on this node instead (launch with mpiexec -n N, N >= 2, for MPI workers)",
               file=sys.stderr, flush=True)
-        return run_config(dataclasses.replace(cfg, pool="local"), out)
+        return run_config(dataclasses.replace(cfg, pool="local"), out, resume=resume, force=force)
     try:
         session = mpi_session(cfg.ranks_per_task, cfg.gpus, comm, cfg.source)
     except ConfigError:
@@ -602,12 +603,13 @@ def run_mpi(cfg: Config, out: str | Path | None = None) -> Results | None:
         return None
     with session:
         settings = _settings_from_config(cfg)
-        directory = prepare_experiment_dir(cfg.output, cfg.experiment, exact=out)
-        write_config_copy(cfg, directory)
-        pool = session.pool(_runner_spec(cfg, directory))
-        try:
-            return Driver(settings, pool, directory).run()
-        except ObjectiveError as e:
-            raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
-        finally:
-            pool.shutdown(kill=True)  # no-op after the driver's own shutdown
+        with open_experiment(cfg, out, resume, force) as exp:
+            directory = exp.directory
+            write_config_copy(cfg, directory)
+            pool = session.pool(_runner_spec(cfg, directory))
+            try:
+                return Driver(settings, pool, directory, exp.resume).run()
+            except ObjectiveError as e:
+                raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
+            finally:
+                pool.shutdown(kill=True)  # no-op after the driver's own shutdown

@@ -115,16 +115,20 @@ def test_failing_objectives_are_failed_results(user_dir):
             assert "without 'loss'" in e["error"]
     assert errors and x_of
     assert all(e["metrics"]["note"] == "ok" for e in by["done"])
-    # a new run never overwrites the old experiment directory
+    # the same command again resumes (nothing left to do here); --fresh never overwrites the old directory
     r2 = run_cli([str(user_dir / "config.yaml"), "--set", "max_evals=2"], cwd=user_dir)
-    assert r2.returncode == 0 and (user_dir / "runs" / "t-2" / "journal.sqlite").is_file()
+    assert r2.returncode == 0 and "already complete" in r2.stderr and not (user_dir / "runs" / "t-2").exists()
+    r3 = run_cli([str(user_dir / "config.yaml"), "--set", "max_evals=2", "--fresh"], cwd=user_dir)
+    assert r3.returncode == 0 and (user_dir / "runs" / "t-2" / "journal.sqlite").is_file()
 
 
-def test_out_refuses_an_existing_experiment(tmp_path):
+def test_fresh_out_refuses_an_existing_experiment(tmp_path):
     p = write_config(tmp_path, base_config(tmp_path, max_evals=2))
     assert run_cli([str(p), "--out", str(tmp_path / "e")], cwd=tmp_path).returncode == 0
-    r = run_cli([str(p), "--out", str(tmp_path / "e")], cwd=tmp_path)
-    assert r.returncode == 2 and "already holds an experiment journal" in r.stderr
+    r = run_cli([str(p), "--out", str(tmp_path / "e"), "--fresh"], cwd=tmp_path)
+    assert r.returncode == 2 and f"{tmp_path / 'e'} already holds an experiment; --fresh needs a new directory" in r.stderr
+    r = run_cli([str(p), "--out", str(tmp_path / "new"), "--resume"], cwd=tmp_path)
+    assert r.returncode == 2 and "nothing to resume" in r.stderr and str(tmp_path / "new") in r.stderr
 
 
 def test_cli_bad_input_exits_2_with_one_paragraph(tmp_path):

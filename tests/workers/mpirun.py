@@ -46,13 +46,13 @@ def mpiexec(n: int, args: list[str], cwd: Path, timeout: float = 120) -> subproc
     return subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
-def run(n: int | None, cfg: dict, tmp_path: Path, name: str = "exp", timeout: float = 120
+def run(n: int | None, cfg: dict, tmp_path: Path, name: str = "exp", timeout: float = 120, extra: tuple = ()
         ) -> tuple[subprocess.CompletedProcess, Path]:
     """Write ``cfg``, run it under ``mpiexec -n n`` (``None``: plain python); (process, out dir)."""
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = tmp_path / name
-    args = ["-m", "emews.run", str(path), "--out", str(out)]
+    args = ["-m", "emews.run", str(path), "--out", str(out), *extra]
     if n is None:
         p = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env(), capture_output=True, text=True,
                            timeout=timeout)

@@ -198,8 +198,8 @@ def test_error_on_rank_0_releases_workers(tmp_path):
     p, out = run(3, cfg, tmp_path)
     assert p.returncode == 0, p.stderr
     t0 = time.monotonic()
-    p, _ = run(3, cfg, tmp_path)  # same --out: rank 0 refuses it after the workers started
-    assert p.returncode == 2 and "already holds an experiment journal" in p.stderr, p.stderr
+    p, _ = run(3, cfg, tmp_path, extra=("--fresh",))  # same --out: rank 0 refuses it after the workers started
+    assert p.returncode == 2 and "already holds an experiment" in p.stderr, p.stderr
     assert time.monotonic() - t0 < 30
 
 

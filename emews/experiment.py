@@ -1,0 +1,278 @@
+"""Experiment directories: create one, or reopen one to resume it, under a lock.
+
+::
+
+    open_experiment(cfg, out, how="auto")
+        no journal there   -> a new experiment in that directory
+        a journal there    -> resume it (how="auto" or "resume"), after checking that the
+                              config still describes the same search (space, objective,
+                              optimizer); how="fresh" picks a new directory instead
+        another run has it -> ExperimentLocked, naming the pid, host and start time
+
+The lock is an advisory ``flock`` on ``DIR/.lock``; the kernel drops it when the process
+dies, even by SIGKILL, so a killed run never blocks its own resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .journal import JOURNAL_NAME, JournalError, _final_attempts, read_journal
+from .task import DONE, FAILED, TIMEOUT, Result, Task
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Experiment", "ExperimentLocked", "ResumeState", "open_experiment", "load_resume_state", "config_changes",
+           "LOCK_NAME", "IDENTITY_KEYS"]
+
+log = logging.getLogger("emews")
+
+LOCK_NAME = ".lock"
+#: config keys that define the search; a resume refuses a change to them unless forced
+IDENTITY_KEYS = ("space", "objective", "optimizer", "runner")
+#: runner settings that change what an evaluation computes (a timeout or retries do not)
+_RUNNER_IDENTITY = ("type", "command", "result_file", "pattern")
+
+
+class ExperimentLocked(ConfigError):
+    """Another live run holds the experiment directory."""
+
+
+@dataclass
+class ResumeState:
+    """What an earlier session left in the journal.
+
+    Attributes:
+        completed: finished results (done, failed, timeout), in completion order.
+        interrupted: tasks that were queued, running or cancelled when the session ended,
+            as the next attempt of each (to be run again, oldest first).
+        batches: {task id: batch} of the interrupted tasks.
+        first_id: the first task id free for new tasks.
+        last_batch: the highest batch number used.
+        meta: the journal's meta table.
+    """
+
+    completed: list[Result]
+    interrupted: list[Task]
+    batches: dict[int, int | None]
+    first_id: int
+    last_batch: int
+    meta: dict
+
+    @property
+    def seed(self) -> int | None:
+        s = self.meta.get("seed")
+        return s if isinstance(s, int) else None
+
+    @property
+    def best(self) -> float | None:
+        losses = [r.loss for r in self.completed if r.ok and r.loss is not None]
+        return min(losses) if losses else None
+
+
+@dataclass
+class Experiment:
+    """An experiment directory held (locked) by this process; ``resume`` is None on a new one."""
+
+    directory: Path
+    resume: ResumeState | None = None
+    _lock_fd: int | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Release the lock (also released by the kernel when the process ends)."""
+        if self._lock_fd is not None:
+            try:
+                os.close(self._lock_fd)
+            except OSError:
+                pass
+            self._lock_fd = None
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _lock(directory: Path, key: str) -> int | None:
+    """Take the experiment's lock, or raise ExperimentLocked naming who holds it."""
+    path = directory / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:  # pragma: no cover
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        os.close(fd)
+        who = ""
+        if holder:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+            who = f" (pid {holder.get('pid')} on host {holder.get('host')}, started {when})"
+        raise ExperimentLocked(f"{directory} is in use by another emews run{who}; wait for it to end, or start a "
+                               "new experiment elsewhere (--fresh, or --out DIR)", key=key) from None
+    except OSError as e:  # a file system without flock (some NFS/Lustre mounts)
+        log.warning("cannot lock %s (%s); make sure no other run uses this experiment directory", path, e)
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, me, 0)
+    return fd
+
+
+def _mkdir(d: Path, key: str) -> None:
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"output directory {str(d)!r} is a file, not a directory", key=key)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"cannot create output directory {str(d)!r}: a parent is a file", key=key) from None
+
+
+def _free_name(base: Path, name: str) -> Path:
+    """``base/name``, or ``name-2``, ``-3``... : the first without a journal."""
+    n = 1
+    while True:
+        d = base / (name if n == 1 else f"{name}-{n}")
+        if not (d / JOURNAL_NAME).exists() and not (d.exists() and not d.is_dir()):
+            return d
+        n += 1
+
+
+def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", force: bool = False) -> Experiment:
+    """Create or reopen the experiment directory of ``cfg`` (``out`` overrides it) and lock it.
+
+    Args:
+        cfg: a :class:`~emews.config.Config`.
+        out: the experiment directory (default ``cfg.output/cfg.experiment``).
+        how: ``auto`` (resume when there is a journal, else start), ``resume`` (there must be
+            one), ``fresh`` (a new experiment: with ``out``, that directory must not hold
+            one; else the first free ``experiment-N``).
+        force: resume even when the config describes a different search.
+
+    Raises:
+        ConfigError: nothing to resume, ``out`` holds an experiment on ``fresh``, the config
+            changed (naming each change), or the path is unusable.
+        ExperimentLocked: another run holds the directory.
+        JournalError: the directory's journal.sqlite is not a readable emews journal.
+    """
+    key = "--out" if out is not None else "output"
+    d = Path(out) if out is not None else Path(cfg.output) / cfg.experiment
+    if how == "fresh":
+        if (d / JOURNAL_NAME).exists():
+            if out is not None:
+                raise ConfigError(f"{d} already holds an experiment; --fresh needs a new directory (or drop --fresh "
+                                  "to resume it)", key=key)
+            d = _free_name(Path(cfg.output), cfg.experiment)
+    elif how == "resume" and not (d / JOURNAL_NAME).exists():
+        raise ConfigError(f"nothing to resume: {d} holds no experiment (no {JOURNAL_NAME}); run without --resume "
+                          "to start it", key=key)
+    elif how not in ("auto", "resume"):
+        raise ValueError(f"how must be auto, resume or fresh, got {how!r}")
+    _mkdir(d, key)
+    fd = _lock(d, key)
+    exp = Experiment(d, None, fd)
+    try:
+        if (d / JOURNAL_NAME).exists():
+            exp.resume = load_resume_state(d)
+            changes = config_changes(exp.resume.meta, cfg)
+            identity = [c for c in changes if c[0].split(".")[0] in IDENTITY_KEYS]
+            if identity and not force:
+                lines = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in identity)
+                raise ConfigError(f"cannot resume {d}: the config describes a different search ({lines}). "
+                                  "Use --fresh (or another --out) for a new experiment, or --force to resume anyway",
+                                  getattr(cfg, "source", None))
+            for k, a, b in changes:
+                if k.split(".")[0] in IDENTITY_KEYS:
+                    log.warning("resuming despite a changed %s (--force): %s -> %s", k, _short(a), _short(b))
+                else:
+                    log.info("resuming with %s changed: %s -> %s", k, _short(a), _short(b))
+    except BaseException:
+        exp.close()
+        raise
+    return exp
+
+
+def _short(v: Any, width: int = 120) -> str:
+    text = json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def load_resume_state(directory: Path) -> ResumeState:
+    """Read what the earlier sessions left (see :class:`ResumeState`)."""
+    j = read_journal(directory)
+    if "space" not in j["meta"]:
+        raise JournalError(f"{directory / JOURNAL_NAME}: the journal has no recorded search (meta 'space' missing): "
+                           "not an emews experiment, or one that never started")
+    rows = j["evals"]
+    final = _final_attempts(rows)
+    completed, interrupted, batches = [], [], {}
+    for r in final:
+        if r["status"] in (DONE, FAILED, TIMEOUT):
+            completed.append(Result(task_id=r["task_id"], params=r["params"], status=r["status"], loss=r["loss"],
+                                    metrics=r.get("metrics") or {}, error=r.get("error"), worker=r.get("worker"),
+                                    host=r.get("host"), gpu=r.get("gpu"), start=r.get("start"), end=r.get("end"),
+                                    attempt=r["attempt"]))
+        else:  # queued, running (the process died) or cancelled: to be run again
+            interrupted.append(Task(r["task_id"], r["params"], r["attempt"] + 1))
+            batches[r["task_id"]] = r.get("batch")
+    completed.sort(key=lambda r: (r.end if r.end is not None else 0.0, r.task_id))
+    first_id = 1 + max((r["task_id"] for r in rows), default=-1)
+    last_batch = max((r["batch"] for r in rows if r.get("batch") is not None), default=0)
+    return ResumeState(completed, interrupted, batches, first_id, last_batch, j["meta"])
+
+
+def _canon(v: Any) -> Any:
+    return json.loads(json.dumps(v, sort_keys=True, default=str))
+
+
+def _optimizer_of(raw: Any) -> dict:
+    if isinstance(raw, dict):
+        return {"name": raw.get("name", "random"), "settings": raw.get("settings") or {}}
+    return {"name": raw if raw is not None else "random", "settings": {}}
+
+
+def config_changes(meta: dict, cfg: Any) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` for each difference between the journaled config and ``cfg``.
+
+    ``space``, ``objective``, ``optimizer`` and what the runner computes (``runner.type``,
+    ``.command``, ``.result_file``, ``.pattern``) define the search; budget, time, worker and
+    seed changes are allowed on a resume and listed for information.
+    """
+    old = meta.get("config") or {}
+    new = dict(getattr(cfg, "raw", {}) or {})
+    out: list[tuple[str, Any, Any]] = []
+    old_space, new_space = _canon(meta.get("space")), _canon(cfg.space.to_dict())
+    if old_space != new_space:
+        for name in list(old_space or {}) + [n for n in new_space if n not in (old_space or {})]:
+            a, b = (old_space or {}).get(name), new_space.get(name)
+            if a != b:
+                out.append((f"space.{name}", a if a is not None else "(absent)", b if b is not None else "(absent)"))
+    if _canon(old.get("objective")) != _canon(new.get("objective")):
+        out.append(("objective", old.get("objective"), new.get("objective")))
+    a, b = _canon(_optimizer_of(old.get("optimizer"))), _canon(_optimizer_of(new.get("optimizer")))
+    if a != b:
+        out.append(("optimizer", a, b))
+    ra, rb = old.get("runner") or {}, new.get("runner") or {}
+    for k in _RUNNER_IDENTITY:
+        default = "python" if k == "type" else None
+        if _canon(ra.get(k, default)) != _canon(rb.get(k, default)):
+            out.append((f"runner.{k}", ra.get(k, default), rb.get(k, default)))
+    for k in ("max_evals", "max_time", "mode", "batch_size", "workers", "seed", "pool", "deadline"):
+        if _canon(old.get(k)) != _canon(new.get(k)):
+            out.append((k, old.get(k), new.get(k)))
+    return out
+
