@@ -68,3 +68,88 @@ def write_config(tmp_path: Path, cfg: dict, name: str = "config.yaml") -> Path:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# -- kill and resume -------------------------------------------------------------------------
+def kill_env(tmp_path: Path, sleep: float = 0.05) -> dict:
+    """Environment for runs of the ``killable`` objectives: repository and tests importable,
+    the evaluation log in ``tmp_path/evals.log``."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), e.get("PYTHONPATH", "")])
+    e["KILLABLE_LOG"] = str(tmp_path / "evals.log")
+    e["KILLABLE_SLEEP"] = str(sleep)
+    e.pop("SLURM_JOB_END_TIME", None)
+    return e
+
+
+def start_cli(args: list[str], cwd: Path, env: dict, launcher: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start ``[launcher...] python -m emews.run ARGS`` in the background (own session)."""
+    return subprocess.Popen([*launcher, sys.executable, "-m", "emews.run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finished_rows(out: Path) -> dict[int, dict]:
+    """Tasks whose last journaled attempt has a final result (done, failed, timeout)."""
+    from emews.journal import JournalError, _final_attempts, read_journal
+
+    try:
+        rows = read_journal(out)["evals"]
+    except JournalError:
+        return {}
+    return {r["task_id"]: r for r in _final_attempts(rows) if r["status"] in ("done", "failed", "timeout")}
+
+
+def wait_for_results(out: Path, k: int, proc: subprocess.Popen, timeout: float = 60) -> dict[int, dict]:
+    """Poll the journal until ``k`` results are in; fails if the run ends first."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = finished_rows(out)
+        if len(got) >= k:
+            return got
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"the run ended (exit {proc.returncode}) before {k} results: {err}")
+        time.sleep(0.02)
+    pytest.fail(f"fewer than {k} results in {timeout} s")
+
+
+def check_exactly_once(out: Path, before: dict[int, dict], max_evals: int, log: Path, workers: int) -> list[dict]:
+    """The invariants of a killed-then-resumed run; returns the final finished rows.
+
+    * the budget: exactly ``max_evals`` tasks with a final result, at most one per task;
+    * nothing lost: every result journaled before the kill is still there, unchanged;
+    * nothing evaluated twice: no two finished tasks share parameters, and no point that
+      had finished before the kill was evaluated again (the objective's own log);
+    * the journal is consistent: no task is left queued or running.
+    """
+    import collections
+    import json
+
+    from emews.journal import read_journal
+
+    rows = read_journal(out)["evals"]
+    finals = [r for r in rows if r["status"] in ("done", "failed", "timeout")]
+    per_task = collections.Counter(r["task_id"] for r in finals)
+    assert per_task and max(per_task.values()) == 1, f"a task has two final results: {per_task.most_common(3)}"
+    assert len(finals) == max_evals, f"{len(finals)} evaluations for a budget of {max_evals}"
+    by_id = {r["task_id"]: r for r in finals}
+    for tid, r in before.items():
+        now = by_id.get(tid)
+        assert now is not None, f"task {tid} finished before the kill and is gone"
+        assert (now["loss"], now["params"], now["attempt"]) == (r["loss"], r["params"], r["attempt"])
+    keys = [json.dumps(r["params"], sort_keys=True) for r in finals]
+    dup = [k for k, n in collections.Counter(keys).items() if n > 1]
+    assert not dup, f"parameters evaluated by two tasks: {dup[:3]}"
+    last = {}
+    for r in rows:
+        last[r["task_id"]] = r
+    assert not [r for r in last.values() if r["status"] in ("queued", "running")], "tasks left queued or running"
+    evaluated = collections.Counter(line.strip() for line in log.read_text().splitlines() if line.strip())
+    for r in before.values():
+        k = json.dumps(r["params"], sort_keys=True)
+        assert evaluated[k] == 1, f"{k} finished before the kill and was evaluated {evaluated[k]} times"
+    # only tasks running at the kill may have been evaluated twice (once by an orphaned worker)
+    assert sum(evaluated.values()) <= max_evals + workers, f"{sum(evaluated.values())} evaluations in the log"
+    return finals

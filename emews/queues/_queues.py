@@ -22,13 +22,14 @@ class OptimizerQueues:
             completion order (empty on a fresh start).
         resumed: True when the experiment is a resumed one.
 
-    Resuming (``replay=True``, used for resident optimizers): a resident optimizer started
-    again with the same seed retraces its earlier steps. A ``put`` of a parameter set that
-    already finished in an earlier session is answered at once from ``history`` (same task
-    id, no new evaluation); one that was interrupted is attached to its re-run. Each earlier
-    task answers at most one ``put``. Points never proposed again stay in ``history``.
-    Ask/tell optimizers instead get ``restore(history, pending)`` (or ``tell(history)``),
-    and the interrupted tasks are pending from the start.
+    Resuming: a ``put`` of a parameter set that already finished in an earlier session is
+    answered at once from ``history`` (same task id and result, no new evaluation); each
+    earlier result answers at most one ``put``. So an optimizer started again with the same
+    seed (emews records it) retraces its earlier steps for free. Resident optimizers
+    (``replay=True``) also get a ``put`` of an interrupted task attached to its re-run, and
+    spend their budget as they did the first time; ask/tell optimizers get
+    ``restore(history, pending)`` (or ``tell(history)``) first, with the interrupted tasks
+    pending from the start.
     """
 
     def __init__(self, conn: Any, space: Space, capacity: int, max_evals: int, *,
@@ -48,17 +49,15 @@ class OptimizerQueues:
         self._done_by_key: dict[str, list[Result]] = {}
         self._inflight_by_key: dict[str, list[int]] = {}
         self._unclaimed: dict[int, dict] = {}  # re-run tasks not (yet) claimed by a put
-        if replay:
-            self._puts = 0  # a replaying optimizer spends its budget as it did the first time
-            for r in self.history:
-                self._done_by_key.setdefault(space.key(r.params), []).append(r)
-            for tid, p in inflight:
-                self._inflight_by_key.setdefault(space.key(p), []).append(tid)
-                self._unclaimed[tid] = dict(p)
-        else:
-            self._puts = len(self.history) + len(inflight)
-            for tid, p in inflight:
+        for r in self.history:
+            self._done_by_key.setdefault(space.key(r.params), []).append(r)
+        for tid, p in inflight:
+            self._inflight_by_key.setdefault(space.key(p), []).append(tid)
+            self._unclaimed[tid] = dict(p)
+            if not replay:  # an ask/tell optimizer is told their results like any other
                 self._pending[tid] = dict(p)
+        # a replaying optimizer spends its budget as it did the first time
+        self._puts = 0 if replay else len(self.history) + len(inflight)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -94,14 +93,14 @@ class OptimizerQueues:
         checked = [self.space.validate(p) for p in params_list]
         ids, new = [], []
         for p in checked:
-            tid = self._replayed(p) if self._replay else None
+            tid = self._replayed(p) if self._done_by_key or self._inflight_by_key else None
             if tid is None:
                 tid = self._next_id
                 self._next_id += 1
                 new.append((tid, p))
             ids.append(tid)
             self._pending[tid] = p
-        self._puts += len(checked)
+        self._puts += len(checked) if self._replay else len(new)
         if new:
             self._conn.send(("put", new))
         return ids
@@ -132,13 +131,16 @@ class OptimizerQueues:
             raise StopSearch(self.stopped) from None
         if kind == "results":
             for r in body:
-                if r.task_id in self._unclaimed:  # a re-run nobody asked for (yet): history
+                if r.task_id in self._unclaimed:  # a re-run not proposed again (yet)
                     del self._unclaimed[r.task_id]
-                    self._inflight_by_key[self.space.key(r.params)].remove(r.task_id)
-                    if r.status != "cancelled":
-                        self.history.append(r)
-                        self._done_by_key.setdefault(self.space.key(r.params), []).append(r)
-                    continue
+                    key = self.space.key(r.params)
+                    self._inflight_by_key[key].remove(r.task_id)
+                    if r.status != "cancelled":  # a later put of the same point is answered from it
+                        self._done_by_key.setdefault(key, []).append(r)
+                    if self._replay:  # nobody asked: it joins the history
+                        if r.status != "cancelled":
+                            self.history.append(r)
+                        continue
                 self._ready[r.task_id] = r
         elif kind == "stop":
             self.stopped = body or "stopped by the driver"

@@ -1,0 +1,240 @@
+"""Kill a real run with SIGKILL at a random point, resume it, and check that every evaluation
+is in the journal exactly once, within the budget; plus the resume rules and their errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import time
+
+import pytest
+from helpers import (
+    check_exactly_once,
+    finished_rows,
+    kill_env,
+    run_cli,
+    start_cli,
+    wait_for_results,
+    write_config,
+)
+
+from emews.journal import read_journal
+
+SPACE = {"x0": {"type": "real", "low": -1, "high": 1}, "x1": {"type": "real", "low": -1, "high": 1}}
+OPTIMIZERS = {
+    "random": "random",
+    "mbo": {"name": "mbo", "settings": {"n_initial": 6}},
+    "ga": {"name": "ga", "settings": {"population": 6, "offspring": 6}},
+    "grid": {"name": "grid", "settings": {"points": 6}},  # 36 points
+    "plug-in": "killable:Drift",
+}
+
+
+def _config(tmp_path, optimizer, max_evals=36, workers=2, **more):
+    cfg = {"experiment": "k", "objective": "killable:slow", "space": SPACE, "optimizer": optimizer,
+           "max_evals": max_evals, "workers": workers, "seed": 5, "output": str(tmp_path / "runs"), **more}
+    return write_config(tmp_path, cfg)
+
+
+def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, extra=(), launcher=()):
+    """Run, SIGKILL the driver after a random number of results (and a random extra delay),
+    then run the same command again; returns (results before the kill, final rows)."""
+    out = tmp_path / "runs" / "k"
+    env = kill_env(tmp_path)
+    proc = start_cli([str(cfg_path), *extra], tmp_path, env, launcher)
+    k = rnd.randint(3, max_evals - 8)
+    try:
+        wait_for_results(out, k, proc)
+        time.sleep(rnd.uniform(0.0, 0.1))
+        pid = json.loads((out / ".lock").read_text())["pid"]  # the driver (rank 0 under MPI)
+        os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.communicate()
+    before = finished_rows(out)
+    assert len(before) < max_evals, "the run ended before the kill"
+    assert read_journal(out)["meta"]["outcome"] == "running"  # it died without an orderly end
+    if launcher:
+        import subprocess
+
+        r = subprocess.run([*launcher, *_py(), str(cfg_path), *extra], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=180)
+    else:
+        r = run_cli([str(cfg_path), *extra], cwd=tmp_path, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and f"{len(before)} of {max_evals} evaluations finished earlier" in r.stderr, r.stderr
+    finals = check_exactly_once(out, before, max_evals, tmp_path / "evals.log", workers)
+    meta = read_journal(out)["meta"]
+    assert len(meta["sessions"]) == 2 and meta["sessions"][0]["outcome"].startswith("killed")
+    assert meta["outcome"] == "max_evals reached" or meta["outcome"] == "optimizer finished"
+    return before, finals
+
+
+def _py():
+    import sys
+
+    return [sys.executable, "-m", "emews.run"]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_sigkill_then_resume_local(tmp_path, name):
+    seed = random.randrange(10**6)
+    rnd = random.Random(seed)
+    cfg = _config(tmp_path, OPTIMIZERS[name])
+    try:
+        before, finals = kill_and_resume(tmp_path, cfg, 36, 2, rnd)
+    except AssertionError as e:
+        raise AssertionError(f"{e} (kill point seed {seed})") from e
+    if name == "grid":  # every grid point exactly once
+        assert len({json.dumps(r["params"], sort_keys=True) for r in finals}) == 36
+
+
+def test_ga_resumed_retraces_the_uninterrupted_search(tmp_path):
+    """A resumed GA (same recorded seed) proposes exactly what an uninterrupted run does."""
+    cfg = _config(tmp_path, OPTIMIZERS["ga"], max_evals=30, seed=11)
+    kill_and_resume(tmp_path, cfg, 30, 2, random.Random(7))
+    killed = {json.dumps(r["params"], sort_keys=True) for r in finished_rows(tmp_path / "runs" / "k").values()}
+    ref_dir = tmp_path / "ref"
+    r = run_cli([str(cfg), "--out", str(ref_dir)], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
+    assert r.returncode == 0, r.stderr
+    ref = {json.dumps(x["params"], sort_keys=True) for x in finished_rows(ref_dir).values()}
+    assert killed == ref
+
+
+def test_unseeded_search_records_its_seed_for_the_resume(tmp_path):
+    cfg = _config(tmp_path, OPTIMIZERS["ga"], max_evals=30, seed=None)
+    kill_and_resume(tmp_path, cfg, 30, 2, random.Random(3))
+    meta = read_journal(tmp_path / "runs" / "k")["meta"]
+    assert isinstance(meta["seed"], int)
+
+
+def test_sigterm_then_resume(tmp_path):
+    """SIGTERM (scancel, the batch limit) ends orderly: running tasks are cancelled and
+    journaled as such, and the resume runs them again."""
+    cfg = _config(tmp_path, "random", max_evals=30)
+    out = tmp_path / "runs" / "k"
+    env = kill_env(tmp_path, sleep=0.3)
+    proc = start_cli([str(cfg)], tmp_path, env)
+    wait_for_results(out, 4, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "run the same command again to resume" in err
+    j = read_journal(out)
+    assert j["meta"]["outcome"] == "terminated (SIGTERM)"
+    assert not [r for r in j["evals"] if r["status"] in ("queued", "running")]
+    before = finished_rows(out)
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    check_exactly_once(out, before, 30, tmp_path / "evals.log", 2)
+
+
+def test_a_second_run_on_a_live_experiment_is_refused(tmp_path):
+    cfg = _config(tmp_path, "random", max_evals=200)
+    out = tmp_path / "runs" / "k"
+    env = kill_env(tmp_path, sleep=0.2)
+    proc = start_cli([str(cfg)], tmp_path, env)
+    try:
+        wait_for_results(out, 1, proc)
+        r = run_cli([str(cfg)], cwd=tmp_path, env=env)
+        assert r.returncode == 2
+        assert f"{out} is in use by another emews run (pid {proc.pid} on host" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        r = run_cli([str(cfg), "--fresh", "--set", "max_evals=2"], cwd=tmp_path, env=env)  # a new directory is fine
+        assert r.returncode == 0 and (tmp_path / "runs" / "k-2" / "journal.sqlite").is_file(), r.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    # the kernel dropped the dead run's lock: the resume goes ahead
+    r = run_cli([str(cfg), "--set", "max_evals=12"], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
+
+
+def test_changed_search_is_refused_naming_the_change(tmp_path):
+    cfg = _config(tmp_path, "random", max_evals=4)
+    env = kill_env(tmp_path, sleep=0.0)
+    assert run_cli([str(cfg)], cwd=tmp_path, env=env).returncode == 0
+    r = run_cli([str(cfg), "--set", "space.x1.high=2", "--set", "max_evals=6"], cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot resume" in r.stderr and "space.x1" in r.stderr and '"high": 1' in r.stderr and '"high": 2' in r.stderr
+    assert "--force" in r.stderr and str(cfg) in r.stderr
+    r = run_cli([str(cfg), "--set", "objective=killable:sleepy"], cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "objective: killable:slow -> killable:sleepy" in r.stderr
+    # budget, workers and seed may change; --force accepts the rest
+    r = run_cli([str(cfg), "--set", "max_evals=6", "--set", "workers=1"], cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "max_evals changed: 4 -> 6" in r.stderr, r.stderr
+    r = run_cli([str(cfg), "--set", "space.x1.high=2", "--set", "max_evals=8", "--force"], cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "despite a changed space.x1" in r.stderr
+    assert len(finished_rows(tmp_path / "runs" / "k")) == 8
+
+
+def test_complete_experiment_is_not_run_again(tmp_path):
+    cfg = _config(tmp_path, "random", max_evals=5)
+    env = kill_env(tmp_path, sleep=0.0)
+    assert run_cli([str(cfg)], cwd=tmp_path, env=env).returncode == 0
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "already complete (5 of 5 evaluations)" in r.stderr
+    assert len((tmp_path / "evals.log").read_text().splitlines()) == 5
+    assert "best loss" in r.stdout  # the summary is still printed
+
+
+@pytest.mark.parametrize("content", [b"not a database at all, just text" * 40, "sqlite-foreign"])
+def test_foreign_or_damaged_journal_is_a_clear_error(tmp_path, content):
+    out = tmp_path / "runs" / "k"
+    out.mkdir(parents=True)
+    path = out / "journal.sqlite"
+    if content == "sqlite-foreign":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE photos (id INTEGER, name TEXT)")
+        db.commit()
+        db.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    r = run_cli([str(_config(tmp_path, "random", max_evals=3))], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"{path}: not an emews journal" in r.stderr
+    assert path.read_bytes() == before  # left as it was
+
+
+def test_search_api_resume(tmp_path):
+    import emews
+
+    space = {"x": {"type": "real", "low": -1, "high": 1}}
+    a = emews.search("emews.examples:sphere", space, max_evals=4, workers=1, seed=2, output=tmp_path, experiment="s")
+    b = emews.search("emews.examples:sphere", space, max_evals=7, workers=1, seed=2, output=tmp_path, experiment="s",
+                     resume=True)
+    assert a.directory == b.directory and len(b) == 7
+    assert [r["params"] for r in b.rows[:4]] == [r["params"] for r in a.rows]
+    c = emews.search("emews.examples:sphere", space, max_evals=2, workers=1, output=tmp_path, experiment="s")
+    assert c.directory.name == "s-2"  # without resume, a new directory
+
+
+def test_unclaimed_rerun_results_join_the_history():
+    """Queue level: a resident optimizer that never proposes an interrupted point again still
+    gets its result, in ``history``; one that does is attached to the re-run."""
+    from multiprocessing import Pipe
+
+    from emews import Space
+    from emews.queues import OptimizerQueues
+    from emews.task import Result
+
+    space = Space.from_dict({"x": {"type": "real", "low": 0, "high": 1}})
+    opt_end, drv_end = Pipe()
+    old = Result(0, {"x": 0.1}, "done", loss=1.0)
+    q = OptimizerQueues(opt_end, space, 2, 10, history=[old], inflight=[(1, {"x": 0.2}), (2, {"x": 0.3})],
+                        first_id=3, replay=True)
+    assert q.put([{"x": 0.1}, {"x": 0.3}, {"x": 0.9}]) == [0, 2, 3]  # a replay, a re-run, a new task
+    assert drv_end.recv() == ("put", [(3, {"x": 0.9})])
+    assert q.remaining == 7
+    drv_end.send(("results", [Result(1, {"x": 0.2}, "done", loss=2.0), Result(2, {"x": 0.3}, "done", loss=3.0)]))
+    got = {r.task_id: r.loss for r in q.get()}
+    assert got == {0: 1.0, 2: 3.0}  # task 1 was never asked for again
+    assert [r.task_id for r in q.history] == [0, 1]
+    assert q.put([{"x": 0.2}]) == [1] and q.get()[0].loss == 2.0  # proposed later: answered from history

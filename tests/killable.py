@@ -1,0 +1,68 @@
+"""Objectives and a plug-in optimizer for the kill-and-resume tests (imported by the workers).
+
+Every finished evaluation appends its parameters to the file named by ``$KILLABLE_LOG``
+(one JSON line, written with O_APPEND before the result is returned), so a test can count
+how often each point was really evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from emews import Optimizer
+
+
+def _record(params: dict) -> None:
+    path = os.environ.get("KILLABLE_LOG")
+    if path:
+        line = (json.dumps(params, sort_keys=True) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def slow(params: dict) -> float:
+    """A deterministic loss after ``$KILLABLE_SLEEP`` seconds (default 0.05)."""
+    time.sleep(float(os.environ.get("KILLABLE_SLEEP", "0.05")))
+    loss = sum((float(v) - 0.3) ** 2 for k, v in sorted(params.items()) if isinstance(v, (int, float)))
+    _record(params)
+    return loss
+
+
+def sleepy(params: dict) -> float:
+    """Sleeps ``params["t"]`` seconds (the deadline tests)."""
+    time.sleep(float(params["t"]))
+    _record(params)
+    return float(params["t"])
+
+
+class Drift(Optimizer):
+    """A small ask/tell plug-in without ``restore``: random points, then steps around the best.
+
+    On a resume it gets the history through ``tell``, and since it starts from the same seed
+    its first proposals repeat the first session's: emews answers those from the journal.
+    """
+
+    def __init__(self, space, seed=None, step: float = 0.2):
+        super().__init__(space, seed)
+        self.step = step
+        self.best_params: dict | None = None
+        self.best_loss = float("inf")
+
+    def ask(self, n):
+        out = []
+        for p in self.space.sample(n, self.rng):
+            if self.best_params is not None and self.rng.random() < 0.5:
+                p = {k: min(1.0, max(-1.0, v + self.step * float(self.rng.normal())))
+                     for k, v in self.best_params.items()}
+            out.append(p)
+        return out
+
+    def tell(self, results):
+        for r in results:
+            if r.ok and r.loss < self.best_loss:
+                self.best_params, self.best_loss = dict(r.params), r.loss
