@@ -96,6 +96,9 @@ def _mark_failures(ax: Any, xs: Sequence[float], label: str | None = "failed") -
         ax.set_ylim(lo, hi + 0.12 * (hi - lo))
     ax.scatter(xs, [0.96] * len(xs), transform=ax.get_xaxis_transform(), marker="x", s=22, color="tab:red",
                linewidths=1.2, label=label, zorder=4, clip_on=False)
+    # drawn in axes coordinates vertically, so autoscaling ignores them: widen x by hand
+    ax.update_datalim([(x, lo) for x in xs], updatey=False)
+    ax.autoscale_view(scaley=False)
 
 
 def _session_lines(ax: Any, src: Source, t0: float, scale: float) -> None:
@@ -178,7 +181,8 @@ def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = No
         draw_trajectory(a, src, "evaluation")
         draw_trajectory(b, src, "time")
         b.set_ylabel("")
-        a.legend(fontsize=7, loc="upper right", framealpha=0.8)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7, loc="upper right", framealpha=0.8)
         n = len(_data.completed(src.rows))
         best = _data.top_trials(src.rows, 1)
         tail = f", best {best[0]['loss']:.4g}" if best else ""
@@ -235,7 +239,7 @@ def draw_gantt(ax: Any, src: Source) -> None:
     labels = ["?" if w is None else str(w) for w in timeline]
     step = max(1, math.ceil(len(labels) / 16))
     ax.set_yticks(range(0, len(labels), step), labels[::step])
-    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_ylim(max(1, len(labels)) - 0.5, -0.5)
     ax.set_ylabel("worker")
     ax.set_xlabel(f"time since the first start ({unit})")
     _session_lines(ax, src, t0, scale)

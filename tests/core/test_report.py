@@ -399,6 +399,21 @@ def test_params_plot_of_many_kinds_of_parameter(tmp_path):
     assert d["failures"] == 7 and d["experiment"] == "many"
 
 
+def test_plots_of_a_run_without_any_success(tmp_path):
+    pytest.importorskip("matplotlib")
+    from emews.report import plot_load, plot_trajectory
+
+    j = {"meta": {"experiment": "bad", "workers": 2},
+         "evals": [row(t, float(t), t + 1.0, None, status="failed", worker=t % 2) for t in range(6)]}
+    fig = plot_trajectory(j)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo <= 1 and hi >= 6  # the failures (crosses at the top) are in view
+    assert len(plot_load({"meta": {}, "evals": []}).axes) == 2
+    d = write_report(j, tmp_path)
+    assert d["best"] is None and d["failures"] == 6 and d["plots"] == PNGS
+    assert "best: no successful evaluation" in (tmp_path / "report.txt").read_text()
+
+
 def test_metric_names_never_shadow_fixed_columns(tmp_path):
     import csv
 
