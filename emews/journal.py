@@ -195,12 +195,12 @@ def read_journal(path: str | Path) -> dict[str, Any]:
         JournalError: no journal there, or the file is not an emews journal.
     """
     path = Path(path)
+    if not path.exists():
+        raise JournalError(f"{path}: does not exist")
     if path.is_dir():
         path = path / JOURNAL_NAME
     if not path.is_file():
-        where = path.parent
-        what = "does not exist" if not where.exists() else "is not an emews experiment directory (it has no journal.sqlite)"
-        raise JournalError(f"{where}: {what}")
+        raise JournalError(f"{path.parent}: is not an emews experiment directory (it has no {JOURNAL_NAME})")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as e:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .journal import _FIXED_COLUMNS, _final_attempts, best_of, read_journal, write_results_csv
+from .journal import _FIXED_COLUMNS, JournalError, _final_attempts, best_of, read_journal, write_results_csv
 
 __all__ = ["Results"]
 
@@ -19,15 +19,31 @@ class Results:
             host, gpu, queued, start, end, error``.
         directory: the experiment directory (``None`` for a search without one).
         param_names: the space's dimension names, in order.
+        meta: the journal's meta (experiment, space, pool, workers, outcome, ...); read from
+            the directory's journal on first use when not given (``{}`` without one).
     """
 
     def __init__(self, rows: Sequence[Mapping[str, Any]], param_names: Sequence[str],
-                 directory: Path | None = None, optimizer_log: Sequence[Mapping[str, Any]] = ()):
+                 directory: Path | None = None, optimizer_log: Sequence[Mapping[str, Any]] = (),
+                 meta: Mapping[str, Any] | None = None):
         self.all_attempts = list(rows)
         self.rows = list(_final_attempts(self.all_attempts))
         self.param_names = list(param_names)
         self.directory = Path(directory) if directory else None
         self.optimizer_log = list(optimizer_log)
+        self._meta = dict(meta) if meta is not None else None
+
+    @property
+    def meta(self) -> dict:
+        """The journal's meta; read from the experiment directory when it was not given."""
+        if self._meta is None:
+            self._meta = {}
+            if self.directory is not None:
+                try:
+                    self._meta = dict(read_journal(self.directory)["meta"])
+                except JournalError:
+                    pass
+        return self._meta
 
     @classmethod
     def load(cls, directory: str | Path) -> Results:
@@ -36,7 +52,7 @@ class Results:
         names = list((j["meta"].get("space") or {}).keys())
         if not names and j["evals"]:
             names = list(j["evals"][0]["params"])
-        return cls(j["evals"], names, Path(directory), j["optimizer_log"])
+        return cls(j["evals"], names, Path(directory), j["optimizer_log"], meta=j["meta"])
 
     @property
     def best(self) -> dict | None:
@@ -86,3 +102,41 @@ class Results:
         """Write the same CSV as the experiment's ``results.csv``."""
         write_results_csv(path, self.rows, self.param_names)
         return Path(path)
+
+    # -- reports (need matplotlib for the plots: pip install "emews[plots]") ---------------
+    def report(self, plots: bool = True, out: str | Path | None = None, top: int = 10) -> dict:
+        """Write ``report.json``, ``report.txt`` and the plots into the experiment directory
+        (or ``out``) and return the report's data; see :func:`emews.report.write_report`."""
+        from .report import write_report
+
+        if out is None and self.directory is None:
+            raise ValueError("these results have no experiment directory: give report() an out directory")
+        return write_report(self, out, plots=plots, top=top)
+
+    def report_data(self) -> dict:
+        """The report's numbers (what ``report.json`` holds) without writing anything."""
+        from .report import report_data
+
+        return report_data(self)
+
+    def plot_trajectory(self, ax=None, x: str = "evaluation"):
+        """The search trajectory as a matplotlib Figure: each loss, the best so far and the
+        per-iteration min/mean, against the evaluation index and time (or, on a given ``ax``,
+        one panel against ``x``: ``"evaluation"`` or ``"time"``)."""
+        from .report import plot_trajectory
+
+        return plot_trajectory(self, ax=ax, x=x)
+
+    def plot_load(self, ax=None):
+        """Busy workers over time and each worker's tasks, as a matplotlib Figure (on a given
+        ``ax``: the busy-workers panel only)."""
+        from .report import plot_load
+
+        return plot_load(self, ax=ax)
+
+    def plot_params(self, top: int = 10, fig=None):
+        """Loss against each parameter with the ``top`` best trials highlighted, and their
+        parallel coordinates, as a matplotlib Figure (drawn into ``fig`` when given)."""
+        from .report import plot_params
+
+        return plot_params(self, top=top, fig=fig)

@@ -77,3 +77,25 @@ def test_readme_plugin_passes_the_contract_suite(tmp_path, monkeypatch):
 
     assert check_optimizer(myopt.Perturb, settings={"scale": 0.05})
     assert check_optimizer(myopt.halving, settings={"rounds": 2})
+
+
+def test_readme_report_example_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    import emews
+
+    res = emews.search("emews.examples:sphere", {"x0": {"type": "real", "low": -1, "high": 1}}, max_evals=6,
+                       workers=2, seed=0, output=tmp_path, experiment="q")
+    code = _block("res = emews.Results.load(").replace('"runs/quickstart"', repr(str(res.directory)))
+    exec(compile(code, "README.md", "exec"), {"emews": emews, "ax": Figure().add_subplot()})  # noqa: S102
+    assert (res.directory / "report.json").is_file() and (res.directory / "params.png").is_file()
+
+
+def test_readme_images_are_checked_in_and_small():
+    text = (ROOT / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert {"docs/img/trajectory.png", "docs/img/load.png", "docs/img/params.png"} <= set(images)
+    for name in images:
+        body = (ROOT / name).read_bytes()
+        assert body[:8] == b"\x89PNG\r\n\x1a\n" and 1000 < len(body) < 100_000, name

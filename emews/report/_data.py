@@ -1,0 +1,479 @@
+"""The numbers behind a report, computed from journal rows (no matplotlib here).
+
+Every function takes the journal's rows (one dict per task attempt, as
+:func:`emews.journal.read_journal` returns them) and returns plain Python data, so the same
+numbers feed ``report.json``, the text summary, the plots and a notebook.
+
+Times: rows carry epoch seconds; the functions here return seconds since ``t0``, the first
+start of any attempt (the first time a worker picked up a task) unless told otherwise.
+
+A run killed with SIGKILL leaves attempts ``queued`` or ``running`` without an end: where an
+interval is needed they are taken to end at ``now``, the last timestamp the journal holds
+(:func:`last_seen`); they are not evaluations yet, so the trajectory leaves them out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..journal import _final_attempts, read_journal
+
+#: statuses of an attempt that has not finished (yet, or ever: a killed run)
+ACTIVE = ("queued", "running")
+#: statuses counted as failures in a report
+FAILURES = ("failed", "timeout")
+UNFINISHED = "unfinished (killed?)"
+
+Row = Mapping[str, Any]
+
+
+class Interval(NamedTuple):
+    """One attempt's time on a worker (epoch seconds); ``status`` is ``running`` for an
+    attempt that never ended (closed at the journal's last timestamp)."""
+
+    task_id: int
+    attempt: int
+    worker: int | None
+    start: float
+    end: float
+    status: str
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float when it is a finite number, else ``None``."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def last_seen(rows: Iterable[Row]) -> float | None:
+    """The latest timestamp (queued, start or end) of any attempt: "now" for a killed run."""
+    ts = [t for r in rows for t in (r.get("queued"), r.get("start"), r.get("end")) if t is not None]
+    return max(ts) if ts else None
+
+
+def first_start(rows: Iterable[Row]) -> float | None:
+    """The first start of any attempt (the first queued time when nothing started)."""
+    rows = list(rows)
+    starts = [r["start"] for r in rows if r.get("start") is not None]
+    if starts:
+        return min(starts)
+    queued = [r["queued"] for r in rows if r.get("queued") is not None]
+    return min(queued) if queued else None
+
+
+def intervals(rows: Iterable[Row], now: float | None = None) -> list[Interval]:
+    """Every attempt that ran, as an :class:`Interval`, sorted by start.
+
+    An attempt with a start and no end (still ``running``, or killed) ends at ``now``; with
+    ``now=None`` it is left out. Cancelled attempts never ran and are left out.
+    """
+    out = []
+    for r in rows:
+        start, end = r.get("start"), r.get("end")
+        if start is None or r.get("status") == "cancelled":
+            continue
+        status = r.get("status") or "?"
+        if end is None:
+            if now is None:
+                continue
+            end, status = max(now, start), "running"
+        out.append(Interval(r["task_id"], r.get("attempt", 0), r.get("worker"), start, end, status))
+    out.sort(key=lambda i: (i.start, i.task_id, i.attempt))
+    return out
+
+
+def _session_of(t: float, starts: Sequence[float]) -> int:
+    """Index of the last session started at or before ``t`` (0 before the first)."""
+    k = 0
+    for i, s in enumerate(starts):
+        if s <= t:
+            k = i
+    return k
+
+
+def sessions(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> list[dict]:
+    """The run's sessions: ``[{"started", "finished", "outcome"}]`` (``finished`` and
+    ``outcome`` are ``None`` for a session that never finished).
+
+    A resumed experiment's journal may list them in ``meta["sessions"]``; otherwise the whole
+    journal is one session described by the meta's ``started/finished/outcome`` (a ``started``
+    later than ``finished`` means the latest session has not finished).
+    """
+    listed = meta.get("sessions")
+    if isinstance(listed, list):
+        out = [{"started": finite(s.get("started")), "finished": finite(s.get("finished")), "outcome": s.get("outcome")}
+               for s in listed if isinstance(s, Mapping) and finite(s.get("started")) is not None]
+        if out:
+            out.sort(key=lambda s: s["started"])
+            for s in out:
+                if s["finished"] is None:
+                    s["outcome"] = None
+            return out
+    started = finite(meta.get("started"))
+    if started is None:
+        started = first_start(rows)
+    finished = finite(meta.get("finished"))
+    outcome = meta.get("outcome")
+    if finished is None or (started is not None and started > finished) or outcome is None:
+        finished, outcome = None, None
+    return [{"started": started, "finished": finished, "outcome": outcome}]
+
+
+def outcome(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> str:
+    """The latest session's outcome (e.g. ``max_evals reached``), or ``unfinished (killed?)``."""
+    last = sessions(meta, rows)[-1]
+    return str(last["outcome"]) if last["finished"] is not None and last["outcome"] is not None else UNFINISHED
+
+
+def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
+                session_starts: Sequence[float] | None = None) -> dict[str, float]:
+    """Busy time / (workers × span), the span running from the first start to the last end.
+
+    Returns ``{"busy": s, "span": s, "utilization": fraction}``. Every attempt counts (retries
+    too); one with no end counts until ``now`` (left out when ``now`` is ``None``). With
+    ``session_starts`` (a resumed experiment) the span is the sum of each session's span, so
+    the time between sessions is not idle time.
+    """
+    iv = intervals(rows, now)
+    if not iv or workers <= 0:
+        return {"busy": 0.0, "span": 0.0, "utilization": 0.0}
+    busy = sum(i.end - i.start for i in iv)
+    groups: dict[int, list[Interval]] = {}
+    for i in iv:
+        groups.setdefault(_session_of(i.start, session_starts or ()), []).append(i)
+    span = sum(max(i.end for i in g) - min(i.start for i in g) for g in groups.values())
+    return {"busy": busy, "span": span, "utilization": busy / (workers * span) if span > 0 else 1.0}
+
+
+def load_over_time(rows: Iterable[Row], now: float | None = None, t0: float | None = None) -> list[tuple[float, int]]:
+    """Steps ``(seconds since t0, attempts running from then on)``, one per distinct time.
+
+    ``t0`` defaults to the first start; attempts without an end run until ``now`` (left out
+    when ``now`` is ``None``). The last step is the time the last attempt ended (0 running).
+    """
+    iv = intervals(rows, now)
+    if not iv:
+        return []
+    if t0 is None:
+        t0 = iv[0].start
+    delta: dict[float, int] = {}
+    for i in iv:
+        delta[i.start - t0] = delta.get(i.start - t0, 0) + 1
+        delta[i.end - t0] = delta.get(i.end - t0, 0) - 1
+    out, running = [], 0
+    for t in sorted(delta):
+        running += delta[t]
+        out.append((t, running))
+    return out
+
+
+def worker_timeline(rows: Iterable[Row], now: float | None = None) -> dict[Any, list[Interval]]:
+    """Each worker's attempts in start order: ``{worker id: [Interval, ...]}``, ids sorted
+    (an attempt without a worker id is under ``None``, last)."""
+    out: dict[Any, list[Interval]] = {}
+    for i in intervals(rows, now):
+        out.setdefault(i.worker, []).append(i)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] is None, kv[0] if isinstance(kv[0], int) else str(kv[0]))))
+
+
+def best_over_time(rows: Iterable[Row]) -> list[tuple[float, float]]:
+    """``(seconds since the first start, best loss so far)`` at each improvement."""
+    rows = list(rows)
+    done = sorted((r for r in rows if r["status"] == "done" and r.get("end") is not None
+                   and finite(r.get("loss")) is not None), key=lambda r: r["end"])
+    t0 = first_start(rows)
+    if not done or t0 is None:
+        return []
+    best, out = math.inf, []
+    for r in done:
+        if r["loss"] < best:
+            best = r["loss"]
+            out.append((r["end"] - t0, best))
+    return out
+
+
+def _completion_time(r: Row) -> float | None:
+    for k in ("end", "start", "queued"):
+        if r.get(k) is not None:
+            return r[k]
+    return None
+
+
+def completed(rows: Iterable[Row]) -> list[Row]:
+    """The last attempt of every task that has finished (done, failed, timeout: not queued,
+    running or cancelled), in completion order."""
+    out = [r for r in _final_attempts(rows) if r["status"] not in ACTIVE and r["status"] != "cancelled"
+           and _completion_time(r) is not None]
+    out.sort(key=lambda r: (_completion_time(r), r["task_id"]))
+    return out
+
+
+def trajectory(rows: Iterable[Row], t0: float | None = None) -> list[dict]:
+    """The search, one entry per completed evaluation in completion order:
+    ``{"index": 1.., "task_id", "time": s since t0, "status", "loss", "best"}``.
+
+    ``loss`` is ``None`` for a failed evaluation (or a non-finite loss); ``best`` is the lowest
+    loss so far (``None`` until the first success).
+    """
+    rows = list(rows)
+    if t0 is None:
+        t0 = first_start(rows) or 0.0
+    best: float | None = None
+    out = []
+    for i, r in enumerate(completed(rows), 1):
+        loss = finite(r.get("loss")) if r["status"] == "done" else None
+        if loss is not None and (best is None or loss < best):
+            best = loss
+        out.append({"index": i, "task_id": r["task_id"], "time": _completion_time(r) - t0, "status": r["status"],
+                    "loss": loss, "best": best})
+    return out
+
+
+def _proposal_groups(rows: Sequence[Row], session_starts: Sequence[float] = ()) -> list[list[int]]:
+    """Task ids grouped by the optimizer message that proposed them, in proposal order.
+
+    A task's group is its first attempt's ``batch`` (falling back to its ``queued`` time for a
+    journal without batch numbers), and within a session; tasks are taken in id order and a new
+    group starts whenever that key changes (so batch numbers restarting in a resumed session
+    never merge two proposals).
+    """
+    first: dict[int, Row] = {}
+    for r in rows:
+        t = r["task_id"]
+        if t not in first or r.get("attempt", 0) < first[t].get("attempt", 0):
+            first[t] = r
+    groups: list[list[int]] = []
+    prev: object = object()
+    for t in sorted(first):
+        r = first[t]
+        q = r.get("queued")
+        sess = _session_of(q, session_starts) if q is not None and session_starts else 0
+        key = (sess, "batch", r["batch"]) if r.get("batch") is not None else (sess, "queued", q)
+        if key != prev:
+            groups.append([])
+            prev = key
+        groups[-1].append(t)
+    return groups
+
+
+def iterations(rows: Iterable[Row], workers: int, t0: float | None = None,
+               session_starts: Sequence[float] = ()) -> dict:
+    """Per-iteration statistics of the completed evaluations.
+
+    The rule: an iteration is one batch of the optimizer (the tasks one ``put`` proposed)
+    when the run has at least two batches averaging at least two tasks each (batch mode, a
+    GA generation). Otherwise the batches say nothing about progress (asynchronous mode
+    refilling one free worker at a time, or a single batch holding the whole budget), and an
+    iteration is a window of ``workers`` consecutive completions (the last one may be shorter).
+
+    Returns ``{"rule": "batch" | "window", "size": window size or None, "items": [...]}`` where
+    each item is ``{"iteration": 1.., "tasks": [ids], "count", "done", "failures", "min",
+    "mean", "index", "time"}``: ``min``/``mean`` over the successful losses (``None`` when
+    none), ``index``/``time`` the completion index and time of the iteration's last
+    evaluation (where to draw it). Iterations with nothing completed yet are left out.
+    """
+    rows = list(rows)
+    traj = trajectory(rows, t0)
+    groups = _proposal_groups(rows, session_starts)
+    tasks = sum(len(g) for g in groups)
+    if len(groups) >= 2 and tasks >= 2 * len(groups):
+        rule, size = "batch", None
+        by_task = {e["task_id"]: e for e in traj}
+        members = [[by_task[t] for t in g if t in by_task] for g in groups]
+    else:
+        rule, size = "window", max(1, int(workers))
+        members = [traj[i:i + size] for i in range(0, len(traj), size)]
+    items = []
+    for m in members:
+        if not m:
+            continue
+        losses = [e["loss"] for e in m if e["loss"] is not None]
+        items.append({"iteration": len(items) + 1, "tasks": [e["task_id"] for e in m], "count": len(m),
+                      "done": len(losses), "failures": sum(e["status"] in FAILURES for e in m),
+                      "min": min(losses) if losses else None, "mean": sum(losses) / len(losses) if losses else None,
+                      "index": max(e["index"] for e in m), "time": max(e["time"] for e in m)})
+    return {"rule": rule, "size": size, "items": items}
+
+
+def top_trials(rows: Iterable[Row], k: int = 10) -> list[Row]:
+    """The ``k`` successful tasks (last attempts) with the lowest finite loss, best first."""
+    ok = [r for r in _final_attempts(rows) if r["status"] == "done" and finite(r.get("loss")) is not None]
+    ok.sort(key=lambda r: (r["loss"], r["task_id"]))
+    return ok[:max(0, int(k))]
+
+
+def status_counts(rows: Iterable[Row]) -> dict[str, int]:
+    """How many tasks (last attempts) have each status."""
+    counts: dict[str, int] = {}
+    for r in _final_attempts(rows):
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# -- a report's input, from whatever the caller holds ------------------------------------------
+
+@dataclass
+class Source:
+    """What a report reads: the journal's meta, rows (every attempt) and optimizer log, the
+    experiment directory (``None`` for results held only in memory) and parameter names."""
+
+    meta: dict
+    rows: list
+    optimizer_log: list = field(default_factory=list)
+    directory: Path | None = None
+    param_names: list = field(default_factory=list)
+
+    @property
+    def space(self) -> dict:
+        """The search space as journaled (``name -> spec dict``), or ``{}``."""
+        s = self.meta.get("space")
+        return dict(s) if isinstance(s, Mapping) else {}
+
+    @property
+    def workers(self) -> int:
+        """The pool's worker count (from the meta; else the distinct workers seen; at least 1)."""
+        w = self.meta.get("workers")
+        if isinstance(w, int) and not isinstance(w, bool) and w > 0:
+            return w
+        seen = {r.get("worker") for r in self.rows if r.get("worker") is not None}
+        return max(1, len(seen))
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("experiment") or (self.directory.name if self.directory else "experiment"))
+
+
+def load_source(source: Any) -> Source:
+    """A :class:`Source` from an experiment directory (or its ``journal.sqlite``), a journal
+    dict as :func:`~emews.journal.read_journal` returns it, a :class:`~emews.results.Results`,
+    or a :class:`Source`.
+
+    Raises:
+        JournalError: the path is not an experiment directory or its journal is unreadable.
+        TypeError: ``source`` is none of these.
+    """
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        j = read_journal(p)
+        directory = p if p.is_dir() else p.parent
+        return _from_journal(j, directory)
+    if isinstance(source, Mapping) and "evals" in source:
+        return _from_journal(source, None)
+    if hasattr(source, "all_attempts"):  # a Results
+        meta = getattr(source, "meta", None) or {}
+        return Source(dict(meta), list(source.all_attempts), list(getattr(source, "optimizer_log", ())),
+                      getattr(source, "directory", None), list(getattr(source, "param_names", ())))
+    raise TypeError(f"cannot report on {type(source).__name__}: give an experiment directory, a journal "
+                    "(emews.journal.read_journal) or a Results")
+
+
+def _from_journal(j: Mapping[str, Any], directory: Path | None) -> Source:
+    meta = dict(j.get("meta") or {})
+    rows = list(j.get("evals") or [])
+    space = meta.get("space")
+    names = list(space) if isinstance(space, Mapping) else []
+    if not names:
+        for r in rows:
+            for k in r.get("params") or {}:
+                if k not in names:
+                    names.append(k)
+    return Source(meta, rows, list(j.get("optimizer_log") or []), directory, names)
+
+
+def report_data(source: Any, top: int = 5) -> dict:
+    """Everything ``report.json`` holds, for an experiment directory, journal dict or Results.
+
+    Keys: ``experiment, directory, outcome`` (the latest session's, or ``unfinished
+    (killed?)``), ``finished, pool, workers, max_evals, sessions, evaluations`` (tasks),
+    ``attempts, status`` (tasks per status), ``failures`` (failed + timeout), ``unfinished``
+    (tasks still queued or running), ``best`` (``{task_id, loss, params, metrics}`` or
+    ``None``), ``top`` (the ``top`` best: ``{task_id, loss, params}``), ``utilization``
+    (``{busy, span, utilization}``), ``runtime`` (s), ``first``/``last`` (epoch s: first
+    start, last timestamp), ``iterations`` (``{rule, size, count}``), ``plots`` (PNG files
+    written, filled by :func:`~emews.report.write_report`). Non-finite numbers become ``None``.
+    """
+    src = load_source(source)
+    rows, meta = src.rows, src.meta
+    now = last_seen(rows)
+    sess = sessions(meta, rows)
+    starts = [s["started"] for s in sess if s["started"] is not None]
+    final = _final_attempts(rows)
+    counts = status_counts(rows)
+    best = top_trials(rows, 1)
+    out_of = outcome(meta, rows)
+    runtime = finite(meta.get("runtime")) if out_of != UNFINISHED and "sessions" not in meta else None
+    if runtime is None:
+        runtime = _runtime(sess, rows)
+    it = iterations(rows, src.workers, session_starts=starts)
+    data = {
+        "experiment": src.name,
+        "directory": str(src.directory) if src.directory else None,
+        "outcome": out_of,
+        "finished": out_of != UNFINISHED,
+        "pool": meta.get("pool"),
+        "workers": src.workers,
+        "max_evals": meta.get("max_evals"),
+        "sessions": len(sess),
+        "evaluations": len(final),
+        "attempts": len(rows),
+        "status": counts,
+        "failures": sum(counts.get(s, 0) for s in FAILURES),
+        "unfinished": sum(counts.get(s, 0) for s in ACTIVE),
+        "best": ({"task_id": best[0]["task_id"], "loss": best[0]["loss"], "params": dict(best[0]["params"]),
+                  "metrics": dict(best[0].get("metrics") or {})} if best else None),
+        "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in top_trials(rows, top)],
+        "utilization": utilization(rows, src.workers, now=now, session_starts=starts),
+        "runtime": runtime,
+        "first": first_start(rows),
+        "last": now,
+        "iterations": {"rule": it["rule"], "size": it["size"], "count": len(it["items"])},
+        "plots": [],
+    }
+    return clean(data)
+
+
+def _runtime(sess: Sequence[Mapping[str, Any]], rows: Sequence[Row]) -> float | None:
+    """Seconds the sessions lasted; one that never finished lasts until its last timestamp."""
+    stamps = [t for r in rows for t in (r.get("queued"), r.get("start"), r.get("end")) if t is not None]
+    total, known = 0.0, False
+    for i, s in enumerate(sess):
+        if s["started"] is None:
+            continue
+        end = s["finished"]
+        if end is None:
+            nxt = sess[i + 1]["started"] if i + 1 < len(sess) and sess[i + 1]["started"] is not None else math.inf
+            inside = [t for t in stamps if s["started"] <= t < nxt]
+            end = max(inside) if inside else s["started"]
+        total += max(0.0, end - s["started"])
+        known = True
+    return total if known else None
+
+
+def clean(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` and numpy scalars, tuples and
+    other values made JSON-ready (unknown objects become their ``str``)."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [clean(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalar
+        try:
+            return clean(obj.item())
+        except (TypeError, ValueError):
+            pass
+    return str(obj)

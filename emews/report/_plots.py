@@ -1,0 +1,485 @@
+"""The report's figures (matplotlib, an optional extra: ``pip install "emews[plots]"``).
+
+Figures are built as bare :class:`matplotlib.figure.Figure` objects, not through pyplot: no
+global backend is chosen or switched (saving a PNG uses Agg; a notebook shows a returned
+figure as the cell's value) and nothing stays registered in pyplot after a figure is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _data
+from ._data import FAILURES, Source
+
+#: dots per inch of the written PNGs (small files: about 900 × 400 pixels each)
+DPI = 90
+STATUS_COLORS = {"done": "tab:blue", "failed": "tab:red", "timeout": "tab:orange", "running": "0.6"}
+INSTALL_HINT = 'pip install "emews[plots]"'
+
+
+def require_matplotlib() -> Any:
+    """Import matplotlib, or raise ImportError saying how to install it."""
+    try:
+        import matplotlib
+        import matplotlib.figure
+    except ImportError:
+        raise ImportError(f"emews plots need matplotlib, which is not installed: {INSTALL_HINT}") from None
+    return matplotlib
+
+
+def _figure(width: float, height: float) -> Any:
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save(fig: Any, path: str | Path | None) -> None:
+    """Write ``fig`` as a PNG at ``path``: a 256-colour palette image when Pillow (which
+    matplotlib requires) can make one (plots have few colours: the file is about three times
+    smaller), through a temporary file so a reader never sees half a file."""
+    if path is None:
+        return
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    body = buf.getvalue()
+    try:
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(body)).convert("RGB")
+        small = io.BytesIO()
+        img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            small, format="PNG", optimize=True)
+        if small.tell() < len(body):
+            body = small.getvalue()
+    except Exception as e:  # noqa: BLE001 - the full-colour PNG is fine too
+        logging.getLogger("emews").debug("emews: %s kept in full colour: %s", path, e)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(body)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _time_scale(span: float) -> tuple[float, str]:
+    """(divisor, unit) for a time axis covering ``span`` seconds."""
+    if span > 2 * 3600:
+        return 3600.0, "h"
+    if span > 120:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def _use_log(losses: Sequence[float]) -> bool:
+    """A log loss axis when every loss is positive and they span more than three decades."""
+    return bool(losses) and min(losses) > 0 and max(losses) / min(losses) > 1e3
+
+
+def _mark_failures(ax: Any, xs: Sequence[float], label: str | None = "failed") -> None:
+    """Failed evaluations as red crosses along the top edge of ``ax``, above the data (call
+    it once the y scale is set)."""
+    if not xs:
+        return
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log" and lo > 0:
+        ax.set_ylim(lo, hi * (hi / lo) ** 0.12)
+    else:
+        ax.set_ylim(lo, hi + 0.12 * (hi - lo))
+    ax.scatter(xs, [0.96] * len(xs), transform=ax.get_xaxis_transform(), marker="x", s=22, color="tab:red",
+               linewidths=1.2, label=label, zorder=4, clip_on=False)
+    # drawn in axes coordinates vertically, so autoscaling ignores them: widen x by hand
+    ax.update_datalim([(x, lo) for x in xs], updatey=False)
+    ax.autoscale_view(scaley=False)
+
+
+def _session_lines(ax: Any, src: Source, t0: float, scale: float) -> None:
+    """Dotted vertical lines where a resumed experiment's later sessions started."""
+    for s in _data.sessions(src.meta, src.rows)[1:]:
+        if s["started"] is not None:
+            ax.axvline((s["started"] - t0) / scale, color="0.4", ls=":", lw=1)
+
+
+def _title(src: Source, what: str) -> str:
+    """``experiment: what``, flagged when the run did not finish."""
+    flag = f" [{_data.UNFINISHED}]" if _data.outcome(src.meta, src.rows) == _data.UNFINISHED else ""
+    return f"{src.name}: {what}{flag}"
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+# -- trajectory --------------------------------------------------------------------------------
+
+def draw_trajectory(ax: Any, src: Source, x: str = "evaluation") -> None:
+    """One trajectory panel on ``ax``: each evaluation's loss, the best so far (a step line),
+    the per-iteration min and mean, failures as crosses at the top; against the evaluation
+    index (``x="evaluation"``) or the time since the first start (``x="time"``)."""
+    if x not in ("evaluation", "time"):
+        raise ValueError(f"x must be 'evaluation' or 'time', not {x!r}")
+    t0 = _data.first_start(src.rows) or 0.0
+    traj = _data.trajectory(src.rows, t0)
+    its = _data.iterations(src.rows, src.workers, t0, [s["started"] for s in _data.sessions(src.meta, src.rows)
+                                                        if s["started"] is not None])
+    span = max((e["time"] for e in traj), default=0.0)
+    scale, unit = _time_scale(span) if x == "time" else (1.0, "")
+    key = "index" if x == "evaluation" else "time"
+
+    def pos(e: Mapping[str, Any]) -> float:
+        return e[key] / scale
+
+    ok = [e for e in traj if e["loss"] is not None]
+    if ok:
+        ax.scatter([pos(e) for e in ok], [e["loss"] for e in ok], s=12, color="tab:blue", alpha=0.45, lw=0,
+                   label="evaluation", zorder=2)
+        steps = [e for e in traj if e["best"] is not None]
+        ax.step([pos(e) for e in steps], [e["best"] for e in steps], where="post", color="tab:red", lw=1.8,
+                label="best so far", zorder=3)
+        items = sorted((i for i in its["items"] if i["min"] is not None), key=lambda i: i[key])
+        what = "batch" if its["rule"] == "batch" else f"window of {its['size']}"
+        ax.plot([i[key] / scale for i in items], [i["min"] for i in items], color="tab:green", lw=1, marker=".",
+                ms=4, label=f"min per {what}", zorder=3)
+        ax.plot([i[key] / scale for i in items], [i["mean"] for i in items], color="tab:purple", lw=1, ls="--",
+                label=f"mean per {what}", zorder=3)
+        if _use_log([e["loss"] for e in ok]):
+            ax.set_yscale("log")
+    else:
+        _empty(ax, "no successful evaluation yet")
+    _mark_failures(ax, [pos(e) for e in traj if e["status"] in FAILURES])
+    if x == "time":
+        _session_lines(ax, src, t0, scale)
+        ax.set_xlabel(f"time since the first start ({unit})")
+    else:
+        ax.set_xlabel("evaluation (completion order)")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+
+
+def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = None, x: str = "evaluation") -> Any:
+    """The search trajectory; returns the figure (and writes a PNG when ``path`` is given).
+
+    Without ``ax``: a new figure of two panels, against the evaluation index and against time.
+    With ``ax``: one panel on it, against ``x`` (``"evaluation"`` or ``"time"``).
+    """
+    src = _data.load_source(source)
+    if ax is not None:
+        require_matplotlib()
+        draw_trajectory(ax, src, x)
+        fig = ax.figure
+    else:
+        fig = _figure(10, 3.9)
+        a, b = fig.subplots(1, 2, sharey=True)
+        draw_trajectory(a, src, "evaluation")
+        draw_trajectory(b, src, "time")
+        b.set_ylabel("")
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7, loc="upper right", framealpha=0.8)
+        n = len(_data.completed(src.rows))
+        best = _data.top_trials(src.rows, 1)
+        tail = f", best {best[0]['loss']:.4g}" if best else ""
+        fig.suptitle(_title(src, f"search trajectory ({n} evaluations{tail})"), fontsize=10)
+    _save(fig, path)
+    return fig
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+def draw_load(ax: Any, src: Source) -> None:
+    """Busy workers against time (a step line) with the pool size dashed, on ``ax``."""
+    now = _data.last_seen(src.rows)
+    t0 = _data.first_start(src.rows) or 0.0
+    steps = _data.load_over_time(src.rows, now=now, t0=t0)
+    workers = src.workers
+    scale, unit = _time_scale(steps[-1][0] if steps else 0.0)
+    if steps:
+        ts, ns = [t / scale for t, _ in steps], [n for _, n in steps]
+        ax.step(ts, ns, where="post", color="tab:blue", lw=1.2, label="busy workers")
+        ax.fill_between(ts, ns, step="post", color="tab:blue", alpha=0.25, lw=0)
+        top = max(max(ns), workers)
+    else:
+        _empty(ax, "no task started yet")
+        top = workers
+    ax.axhline(workers, color="0.3", ls="--", lw=1, label=f"{workers} workers")
+    ax.set_ylim(0, top + max(0.9, 0.3 * top))  # room for the legend above the pool size
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    _session_lines(ax, src, t0, scale)
+    ax.set_ylabel("busy workers")
+    ax.set_xlabel(f"time since the first start ({unit})")
+    ax.grid(alpha=0.3)
+
+
+def draw_gantt(ax: Any, src: Source) -> None:
+    """One row per worker with a bar per attempt, coloured by status, on ``ax``."""
+    from matplotlib.patches import Patch
+
+    now = _data.last_seen(src.rows)
+    t0 = _data.first_start(src.rows) or 0.0
+    timeline = _data.worker_timeline(src.rows, now=now)
+    end = max((i.end for iv in timeline.values() for i in iv), default=t0)
+    scale, unit = _time_scale(end - t0)
+    seen: list[str] = []
+    for y, (worker, iv) in enumerate(timeline.items()):
+        by_status: dict[str, list[tuple[float, float]]] = {}
+        for i in iv:
+            by_status.setdefault(i.status, []).append(((i.start - t0) / scale, (i.end - i.start) / scale))
+        for status, bars in by_status.items():
+            ax.broken_barh(bars, (y - 0.38, 0.76), facecolors=STATUS_COLORS.get(status, "tab:purple"),
+                           edgecolor="white", linewidth=0.3)
+            if status not in seen:
+                seen.append(status)
+    labels = ["?" if w is None else str(w) for w in timeline]
+    step = max(1, math.ceil(len(labels) / 16))
+    ax.set_yticks(range(0, len(labels), step), labels[::step])
+    ax.set_ylim(max(1, len(labels)) - 0.5, -0.5)
+    ax.set_ylabel("worker")
+    ax.set_xlabel(f"time since the first start ({unit})")
+    _session_lines(ax, src, t0, scale)
+    if seen:
+        ax.legend(handles=[Patch(color=STATUS_COLORS.get(s, "tab:purple"), label=s) for s in seen], fontsize=7,
+                  loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=len(seen), frameon=False, borderaxespad=0.1)
+    else:
+        _empty(ax, "no task started yet")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_load(source: Any, path: str | Path | None = None, *, ax: Any = None) -> Any:
+    """Load over time; returns the figure (and writes a PNG when ``path`` is given).
+
+    Without ``ax``: a new figure with busy workers against time on top and one bar per
+    attempt per worker below. With ``ax``: the busy-workers panel only, on it.
+    """
+    src = _data.load_source(source)
+    if ax is not None:
+        require_matplotlib()
+        draw_load(ax, src)
+        fig = ax.figure
+    else:
+        n = len(_data.worker_timeline(src.rows, now=_data.last_seen(src.rows)))
+        lower = max(1.6, min(6.0, 0.22 * n + 0.8))
+        fig = _figure(10, 2.4 + lower)
+        a, b = fig.subplots(2, 1, sharex=True, height_ratios=[2.4, lower])
+        draw_load(a, src)
+        a.set_xlabel("")
+        a.legend(fontsize=7, loc="upper left", ncols=2, framealpha=0.8)
+        draw_gantt(b, src)
+        u = _data.utilization(src.rows, src.workers, now=_data.last_seen(src.rows),
+                              session_starts=[s["started"] for s in _data.sessions(src.meta, src.rows)
+                                              if s["started"] is not None])
+        fig.suptitle(_title(src, f"load over time (utilization {u['utilization']:.0%} of {src.workers} workers)"),
+                     fontsize=10)
+    _save(fig, path)
+    return fig
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+class _Axis:
+    """How one parameter is placed on a plot: numbers on their (log) scale, choices on integer
+    positions with their values as tick labels."""
+
+    def __init__(self, name: str, spec: Mapping[str, Any] | None, values: Sequence[Any]):
+        self.name = name
+        kind = (spec or {}).get("type")
+        self.log = bool((spec or {}).get("log"))
+        self.choices: list | None = None
+        self.low = self.high = None
+        if kind in ("real", "int"):
+            self.low, self.high = float(spec["low"]), float(spec["high"])
+        elif kind in ("ordinal", "categorical"):
+            self.choices = list(spec.get("values") or [])
+        elif kind == "bool":
+            self.choices = [False, True]
+        else:  # no spec (results held in memory, an old journal): go by the values seen
+            nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if values and len(nums) == len(values):
+                self.low, self.high = float(min(nums)), float(max(nums))
+                self.log = False
+            elif values and all(isinstance(v, bool) for v in values):
+                self.choices = [False, True]
+            else:
+                self.choices = sorted({_hashable(v) for v in values}, key=str)
+        if self.choices is not None:  # values seen outside the spec's list still get a place
+            for v in values:
+                if _hashable(v) not in [_hashable(c) for c in self.choices]:
+                    self.choices.append(v)
+        if self.log and self.low is not None and self.low <= 0:
+            self.log = False
+
+    def position(self, v: Any) -> float | None:
+        """Where ``v`` goes on a scatter axis (``None``: not placeable)."""
+        if self.choices is not None:
+            h = _hashable(v)
+            for i, c in enumerate(self.choices):
+                if _hashable(c) == h:
+                    return float(i)
+            return None
+        f = _data.finite(v)
+        if f is None or (self.log and f <= 0):
+            return None
+        return f
+
+    def unit(self, v: Any) -> float | None:
+        """``v`` scaled to [0, 1] for the parallel coordinates."""
+        p = self.position(v)
+        if p is None:
+            return None
+        if self.choices is not None:
+            return p / (len(self.choices) - 1) if len(self.choices) > 1 else 0.5
+        lo, hi, f = self.low, self.high, (lambda t: t)
+        if self.log:
+            f = math.log
+        if hi is None or lo is None or f(hi) == f(lo):
+            return 0.5
+        return min(1.0, max(0.0, (f(p) - f(lo)) / (f(hi) - f(lo))))
+
+    def ends(self) -> tuple[str, str]:
+        """Labels for the bottom and top of a parallel-coordinates axis."""
+        if self.choices is not None:
+            return (str(self.choices[0]), str(self.choices[-1])) if self.choices else ("", "")
+        return (f"{self.low:.3g}", f"{self.high:.3g}")
+
+
+def _hashable(v: Any) -> Any:
+    try:
+        hash(v)
+    except TypeError:
+        return repr(v)
+    return (type(v) is bool, v)  # True is not 1 here
+
+
+def _param_axes(src: Source) -> list[_Axis]:
+    """The parameters worth a panel: not constants, present in the rows."""
+    space = src.space
+    out = []
+    for name in src.param_names:
+        spec = space.get(name) if isinstance(space.get(name), Mapping) else None
+        if spec and spec.get("type") == "constant":
+            continue
+        values = [r["params"][name] for r in src.rows if name in (r.get("params") or {})]
+        if not values:
+            continue
+        if spec is None and len({_hashable(v) for v in values}) == 1 and len(values) > 1:
+            continue  # the same value everywhere: a constant
+        out.append(_Axis(name, spec, values))
+    return out
+
+
+def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, fig: Any = None) -> Any:
+    """Loss against each parameter (every successful trial; the ``top`` best highlighted,
+    failures as crosses at the top) and parallel coordinates of the ``top`` best trials in
+    unit-scaled coordinates (categorical, ordinal and bool values on evenly spaced positions;
+    log dimensions on log axes). Returns the figure; writes a PNG when ``path`` is given;
+    draws into ``fig`` (an empty matplotlib Figure) when given.
+    """
+    import numpy as np
+
+    src = _data.load_source(source)
+    axes = _param_axes(src)
+    n = len(axes)
+    ncols = min(4 if n <= 12 else 5, max(1, n))
+    nrows = max(1, math.ceil(n / ncols))
+    if fig is None:
+        fig = _figure(10, (2.1 if nrows <= 2 else 1.7) * nrows + 2.9)
+    else:
+        require_matplotlib()
+    gs = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.0] * nrows + [1.35])
+    final = _data._final_attempts(src.rows)
+    ok = [r for r in final if r["status"] == "done" and _data.finite(r.get("loss")) is not None]
+    failed = [r for r in final if r["status"] in FAILURES]
+    best = _data.top_trials(src.rows, top)
+    best_ids = {r["task_id"] for r in best}
+    log_loss = _use_log([r["loss"] for r in ok])
+    rng = np.random.default_rng(0)
+    fig.suptitle(_title(src, f"parameters ({len(ok)} successful trials; top {len(best)} highlighted)"), fontsize=10)
+    if n == 0:
+        _empty(fig.add_subplot(gs[:, :]), "no varying parameter")
+        _save(fig, path)
+        return fig
+    for k, axis in enumerate(axes):
+        ax = fig.add_subplot(gs[k // ncols, k % ncols])
+        jitter = 0.12 if axis.choices is not None else 0.0
+
+        def xy(rows: Sequence[Mapping[str, Any]], axis: _Axis = axis, jitter: float = jitter) -> tuple[list, list]:
+            pts = [(axis.position(r["params"].get(axis.name)), r["loss"]) for r in rows if axis.name in r["params"]]
+            pts = [(x + (rng.uniform(-jitter, jitter) if jitter else 0.0), y) for x, y in pts if x is not None]
+            return [x for x, _ in pts], [y for _, y in pts]
+
+        xs, ys = xy([r for r in ok if r["task_id"] not in best_ids])
+        ax.scatter(xs, ys, s=9, color="0.55", alpha=0.6, lw=0, label="trials")
+        xs, ys = xy(best)
+        ax.scatter(xs, ys, s=18, color="tab:red", lw=0, label=f"top {len(best)}", zorder=3)
+        if axis.choices is not None:
+            labels = [str(c) for c in axis.choices]
+            ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30 if sum(map(len, labels)) > 24 else 0)
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+        else:
+            if axis.log:
+                ax.set_xscale("log")
+            if axis.low is not None and axis.high is not None and axis.high > axis.low:
+                pad = (axis.high / axis.low) ** 0.03 if axis.log else 0.03 * (axis.high - axis.low)
+                ax.set_xlim(*((axis.low / pad, axis.high * pad) if axis.log else (axis.low - pad, axis.high + pad)))
+            ax.tick_params(axis="x", labelsize=7)
+        if log_loss:
+            ax.set_yscale("log")
+        xs, _ = xy([{**r, "loss": 0.0} for r in failed])
+        _mark_failures(ax, xs, label="failed")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title(axis.name, fontsize=9)
+        if k % ncols == 0:
+            ax.set_ylabel("loss", fontsize=8)
+        if k == 0:
+            ax.legend(fontsize=6, loc="upper right", framealpha=0.8)
+        ax.grid(alpha=0.3)
+    _parallel(fig.add_subplot(gs[nrows, :]), axes, best)
+    _save(fig, path)
+    return fig
+
+
+def _parallel(ax: Any, axes: Sequence[_Axis], best: Sequence[Mapping[str, Any]]) -> None:
+    """Parallel coordinates of the best trials: one vertical axis per parameter and one for
+    the loss, each line a trial coloured by its loss (dark: best)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    m = len(axes)
+    ax.set_xlim(-0.3, m + 0.3)
+    ax.set_ylim(-0.12, 1.12)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_xticks(range(m + 1), [a.name for a in axes] + ["loss"], fontsize=7,
+                  rotation=30 if m > 6 else 0)
+    ax.set_title(f"top {len(best)} trials, parallel coordinates (each axis scaled to its range)", fontsize=9)
+    for k, a in enumerate(axes):
+        ax.axvline(k, color="0.7", lw=0.8, zorder=1)
+        lo, hi = a.ends()
+        ax.text(k, -0.05, lo, ha="center", va="top", fontsize=6, color="0.3")
+        ax.text(k, 1.05, hi, ha="center", va="bottom", fontsize=6, color="0.3")
+    ax.axvline(m, color="0.7", lw=0.8, zorder=1)
+    if not best:
+        _empty(ax, "no successful trial")
+        return
+    losses = [r["loss"] for r in best]
+    lo, hi = min(losses), max(losses)
+    ax.text(m, -0.05, f"{lo:.4g}", ha="center", va="top", fontsize=6, color="0.3")
+    ax.text(m, 1.05, f"{hi:.4g}", ha="center", va="bottom", fontsize=6, color="0.3")
+    norm = Normalize(lo, hi if hi > lo else lo + 1)
+    cmap = colormaps["viridis"]
+    for r in reversed(best):  # the best drawn last, on top
+        ys = [a.unit(r["params"].get(a.name)) for a in axes] + [(r["loss"] - lo) / (hi - lo) if hi > lo else 0.5]
+        xs = [k for k, y in enumerate(ys) if y is not None]
+        ax.plot(xs, [y for y in ys if y is not None], color=cmap(norm(r["loss"])), lw=1.4, alpha=0.85,
+                marker="o", ms=3, zorder=2)
+    cb = ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01, aspect=15)
+    cb.set_label("loss", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
