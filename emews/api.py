@@ -78,6 +78,7 @@ def _settings_from_config(cfg: Config) -> SearchSettings:
         stop_margin=cfg.stop_margin,
         kill_margin=cfg.kill_margin,
         live_progress=bool(cfg.progress) and _stderr_is_terminal(),
+        report=cfg.report,
     )
 
 
@@ -161,6 +162,7 @@ def search(
     runner: Mapping[str, Any] | None = None,
     progress: float = 0,
     resume: bool = False,
+    report: bool = True,
 ) -> Results:
     """Run a search on the local pool and return its :class:`~emews.results.Results`.
 
@@ -184,6 +186,8 @@ def search(
         progress: seconds between progress log lines (0: none).
         resume: continue ``output/experiment`` if it holds an experiment of the same search
             (else start it there); by default every call starts a new directory.
+        report: write report.json, report.txt and the PNG plots (when matplotlib is
+            installed) into the experiment directory at the end.
 
     Example:
         >>> import emews
@@ -210,6 +214,7 @@ def search(
         "output": str(output),
         "runner": {**dict(runner or {}), "retries": retries},
         "progress": progress,
+        "report": report,
     }
     if raw["runner"].get("type") == "command":
         raw.pop("objective")

@@ -31,6 +31,7 @@ Reference (``*`` = required)::
       workdir: tasks              # command: parent of the task directories (default <experiment>/tasks)
       kill_grace: 5               # seconds between SIGTERM and SIGKILL on a timeout
     progress: 30                  # seconds between progress lines on stderr (0: quiet; CLI default 30)
+    report: true                  # at the end: report.json, report.txt and PNG plots (with matplotlib)
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ __all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
-    "deadline", "stop_margin", "kill_margin",
+    "deadline", "stop_margin", "kill_margin", "report",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
@@ -87,6 +88,7 @@ class Config:
     deadline: float | bool | None = None  # epoch seconds; None: from the batch system; False: none
     stop_margin: float = 60.0
     kill_margin: float = 10.0
+    report: bool = True
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -349,13 +351,17 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     for k, v in (("stop_margin", stop_margin), ("kill_margin", kill_margin)):
         if v < 0:
             raise ConfigError(f"must be >= 0 seconds, got {v!r}", source, k)
+    report = raw.get("report", True)
+    if not isinstance(report, bool):
+        raise ConfigError(f"must be true or false, got {report!r}", source, "report")
     if kill_margin > stop_margin:
         raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
-        deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), source=source, raw=dict(raw),
+        deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
+        source=source, raw=dict(raw),
     )
 
 

@@ -62,6 +62,7 @@ class SearchSettings:
     stop_margin: float = 60.0  # no new task starts within this many seconds of the deadline
     kill_margin: float = 10.0  # running tasks are cancelled this many seconds before it
     live_progress: bool = False  # a redrawn status line (a terminal) instead of log lines
+    report: bool = True  # write report.json/.txt and the plots (when matplotlib is there) at the end
 
 
 class Terminated(KeyboardInterrupt):
@@ -273,7 +274,22 @@ class Driver:
     def _end(self, opt: OptimizerProcess | None, progress: Progress, t0: float, kill: bool = False) -> Results:
         progress.close(self.finished, self.failed, self.best, 0)
         self._finish(opt, kill=kill, t0=t0)
+        if self.s.report:
+            self._report()
         return self.results()
+
+    def _report(self) -> None:
+        """report.json, report.txt and the PNGs; a problem here never costs the results."""
+        from .report import write_report
+
+        try:
+            data = write_report(self.directory)
+        except KeyboardInterrupt:
+            log.warning("report skipped (interrupted); make it with: python -m emews.report %s", self.directory)
+        except Exception as e:  # noqa: BLE001 - the journal and results.csv are already written
+            log.warning("no report written (%s); try: python -m emews.report %s", e, self.directory)
+        else:
+            log.debug("report written: %s", ", ".join(["report.json", "report.txt", *data.get("plots", [])]))
 
     def _over(self) -> bool:
         running = self.pool.busy

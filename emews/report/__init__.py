@@ -157,7 +157,7 @@ def write_report(directory: Any, out: str | Path | None = None, plots: bool = Tr
         try:
             require_matplotlib()
         except ImportError as e:
-            log.warning("emews: report written without plots: %s", e)
+            log.info("report written without plots: %s", e)
             data["warnings"].append(str(e))
         else:
             for name, draw in PLOTS.items():
@@ -166,7 +166,7 @@ def write_report(directory: Any, out: str | Path | None = None, plots: bool = Tr
                     draw(src, out / name, **kw)
                     data["plots"].append(name)
                 except Exception as e:  # noqa: BLE001 - a plot never breaks a report
-                    log.warning("emews: could not draw %s: %s: %s", out / name, type(e).__name__, e)
+                    log.warning("could not draw %s: %s: %s", out / name, type(e).__name__, e)
                     data["warnings"].append(f"{name}: {type(e).__name__}: {e}")
     _write_text(out / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
     _write_text(out / "report.txt", summary_text(data) + "\n")

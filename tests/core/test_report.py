@@ -153,12 +153,21 @@ def test_report_data_counts_and_is_valid_json():
 
 # -- a real run --------------------------------------------------------------------------------------
 
-def _search(tmp_path, name="rep", n=8):
+def _search(tmp_path, name="rep", n=8, report=False):
     import emews
 
     return emews.search("emews.examples:sphere", {"x0": {"type": "real", "low": -1, "high": 1},
                                                   "x1": {"type": "real", "low": -1, "high": 1}},
-                        max_evals=n, workers=2, seed=0, output=tmp_path, experiment=name)
+                        max_evals=n, workers=2, seed=0, output=tmp_path, experiment=name, report=report)
+
+
+def test_every_run_ends_with_its_report(tmp_path):
+    res = _search(tmp_path, n=6, report=True)
+    d = json.loads((res.directory / "report.json").read_text())
+    assert d["evaluations"] == 6 and d["outcome"] == "max_evals reached"
+    assert sorted(d["plots"]) == ["load.png", "params.png", "trajectory.png"]
+    for name in d["plots"]:
+        assert (res.directory / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _check_png(path):
@@ -208,7 +217,7 @@ def _kill_journal(directory):
     """Make a finished journal look like a SIGKILLed run: no end, two tasks still running."""
     db = sqlite3.connect(directory / "journal.sqlite")
     with db:
-        db.execute("DELETE FROM meta WHERE key IN ('finished', 'outcome', 'runtime')")
+        db.execute("DELETE FROM meta WHERE key IN ('finished', 'outcome', 'runtime', 'sessions')")
         db.execute("UPDATE evals SET status='running', \"end\"=NULL, loss=NULL WHERE task_id IN "
                    "(SELECT task_id FROM evals ORDER BY \"end\" DESC LIMIT 2)")
         db.execute("UPDATE evals SET status='queued', start=NULL, \"end\"=NULL, worker=NULL, loss=NULL "
