@@ -153,3 +153,41 @@ def check_exactly_once(out: Path, before: dict[int, dict], max_evals: int, log: 
     # only tasks running at the kill may have been evaluated twice (once by an orphaned worker)
     assert sum(evaluated.values()) <= max_evals + workers, f"{sum(evaluated.values())} evaluations in the log"
     return finals
+
+
+def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, extra=(), launcher=()):
+    """Run, SIGKILL the driver after a random number of results (and a random extra delay),
+    then run the same command again; returns (results before the kill, final rows)."""
+    import json
+    import signal
+    import time
+
+    from emews.journal import read_journal
+
+    out = tmp_path / "runs" / "k"
+    env = kill_env(tmp_path)
+    proc = start_cli([str(cfg_path), *extra], tmp_path, env, launcher)
+    k = rnd.randint(3, max_evals - 8)
+    try:
+        wait_for_results(out, k, proc)
+        time.sleep(rnd.uniform(0.0, 0.1))
+        pid = json.loads((out / ".lock").read_text())["pid"]  # the driver (rank 0 under MPI)
+        os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.communicate()
+    before = finished_rows(out)
+    assert len(before) < max_evals, "the run ended before the kill"
+    assert read_journal(out)["meta"]["outcome"] == "running"  # it died without an orderly end
+    r = subprocess.run([*launcher, sys.executable, "-m", "emews.run", str(cfg_path), *extra], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and f"{len(before)} of {max_evals} evaluations finished earlier" in r.stderr, r.stderr
+    finals = check_exactly_once(out, before, max_evals, tmp_path / "evals.log", workers)
+    meta = read_journal(out)["meta"]
+    assert len(meta["sessions"]) == 2 and meta["sessions"][0]["outcome"].startswith("killed")
+    assert meta["outcome"] == "max_evals reached" or meta["outcome"] == "optimizer finished"
+    return before, finals

@@ -34,7 +34,12 @@ def slow(params: dict) -> float:
 
 
 def sleepy(params: dict) -> float:
-    """Sleeps ``params["t"]`` seconds (the deadline tests)."""
+    """Sleeps ``params["t"]`` seconds (the deadline tests); appends its pid to
+    ``$KILLABLE_PIDS`` first, when set (the worker-kill test)."""
+    pids = os.environ.get("KILLABLE_PIDS")
+    if pids:
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
     time.sleep(float(params["t"]))
     _record(params)
     return float(params["t"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from ..errors import ObjectiveError
 from ..task import CANCELLED, Result, Task
 from ._gpu import gpu_for
+from ._procs import describe_exit
 from ._runners import HOST, execute, make_runner
 
 
@@ -177,9 +179,11 @@ class LocalPool:
         self.respawned += 1
         if task is None:
             return []
-        why = (f"worker {i} died (exit code {code}) while running the task; a new worker process took its place "
+        how = describe_exit(code) if code is not None else "ended"
+        why = (f"worker {i} died while running the task ({how}); a new worker process took its place "
                "(runner: isolated runs each task in a child process instead)")
-        return [Result(task.id, task.params, "failed", error=why, worker=i, host=HOST, attempt=task.attempt)]
+        return [Result(task.id, task.params, "failed", error=why, worker=i, host=HOST, attempt=task.attempt,
+                       end=time.time())]
 
     def shutdown(self, kill: bool = False) -> list[Result]:
         """Stop every worker; with ``kill`` running tasks are abandoned (returned as cancelled)."""

@@ -14,6 +14,7 @@ import pytest
 from helpers import (
     check_exactly_once,
     finished_rows,
+    kill_and_resume,
     kill_env,
     run_cli,
     start_cli,
@@ -37,49 +38,6 @@ def _config(tmp_path, optimizer, max_evals=36, workers=2, **more):
     cfg = {"experiment": "k", "objective": "killable:slow", "space": SPACE, "optimizer": optimizer,
            "max_evals": max_evals, "workers": workers, "seed": 5, "output": str(tmp_path / "runs"), **more}
     return write_config(tmp_path, cfg)
-
-
-def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, extra=(), launcher=()):
-    """Run, SIGKILL the driver after a random number of results (and a random extra delay),
-    then run the same command again; returns (results before the kill, final rows)."""
-    out = tmp_path / "runs" / "k"
-    env = kill_env(tmp_path)
-    proc = start_cli([str(cfg_path), *extra], tmp_path, env, launcher)
-    k = rnd.randint(3, max_evals - 8)
-    try:
-        wait_for_results(out, k, proc)
-        time.sleep(rnd.uniform(0.0, 0.1))
-        pid = json.loads((out / ".lock").read_text())["pid"]  # the driver (rank 0 under MPI)
-        os.kill(pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.communicate()
-    before = finished_rows(out)
-    assert len(before) < max_evals, "the run ended before the kill"
-    assert read_journal(out)["meta"]["outcome"] == "running"  # it died without an orderly end
-    if launcher:
-        import subprocess
-
-        r = subprocess.run([*launcher, *_py(), str(cfg_path), *extra], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=180)
-    else:
-        r = run_cli([str(cfg_path), *extra], cwd=tmp_path, env=env, timeout=180)
-    assert r.returncode == 0, r.stderr
-    assert "resuming" in r.stderr and f"{len(before)} of {max_evals} evaluations finished earlier" in r.stderr, r.stderr
-    finals = check_exactly_once(out, before, max_evals, tmp_path / "evals.log", workers)
-    meta = read_journal(out)["meta"]
-    assert len(meta["sessions"]) == 2 and meta["sessions"][0]["outcome"].startswith("killed")
-    assert meta["outcome"] == "max_evals reached" or meta["outcome"] == "optimizer finished"
-    return before, finals
-
-
-def _py():
-    import sys
-
-    return [sys.executable, "-m", "emews.run"]
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

@@ -270,5 +270,5 @@ def test_worker_crash_is_a_failed_result_and_the_worker_is_replaced(tmp_path):
     ev = read_journal(tmp_path / "runs" / "t")["evals"]
     assert len(ev) == 20
     failed = [e for e in ev if e["status"] == "failed"]
-    assert failed and all(e["params"]["x"] < 0.3 and "exit code 7" in e["error"] for e in failed)
+    assert failed and all(e["params"]["x"] < 0.3 and "exited with code 7" in e["error"] for e in failed)
     assert all(e["status"] == "done" for e in ev if e["params"]["x"] >= 0.3)

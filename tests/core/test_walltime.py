@@ -1,0 +1,142 @@
+"""Wall-time awareness (a deadline, the Slurm job's end), progress lines and log levels."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from helpers import finished_rows, kill_env, run_cli, write_config
+
+from emews._progress import Progress, format_duration
+from emews.config import parse_deadline
+from emews.errors import ConfigError
+from emews.journal import read_journal
+
+
+def _config(tmp_path, t, max_evals, **more):
+    cfg = {"experiment": "w", "objective": "killable:sleepy", "space": {"t": {"type": "constant", "value": t},
+           "i": {"type": "int", "low": 0, "high": 10**6}}, "max_evals": max_evals, "workers": 2, "seed": 1,
+           "output": str(tmp_path / "runs"), "report": False, **more}
+    return write_config(tmp_path, cfg)
+
+
+def test_slurm_end_time_stops_new_tasks_before_it(tmp_path):
+    cfg = _config(tmp_path, 0.2, 200, stop_margin=2.0, kill_margin=0.5)
+    end = time.time() + 4.0
+    env = kill_env(tmp_path) | {"SLURM_JOB_END_TIME": str(int(end))}
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Slurm job end (SLURM_JOB_END_TIME)" in r.stderr
+    assert "stopped early" in r.stdout and "run the same command again to resume" in r.stdout
+    j = read_journal(tmp_path / "runs" / "w")
+    assert j["meta"]["outcome"].startswith("Slurm job end (SLURM_JOB_END_TIME) near: stopped 2 s before it")
+    starts = [e["start"] for e in j["evals"] if e["start"] is not None]
+    assert starts and max(starts) <= int(end) - 2.0 + 0.3  # nothing started inside the margin
+    # every started task could finish; those queued (random search keeps some) were cancelled
+    assert all(e["status"] == ("done" if e["start"] is not None else "cancelled") for e in j["evals"])
+    n = sum(e["status"] == "done" for e in j["evals"])
+    assert 0 < n < 200
+    # the next job (no deadline now) resumes where this one stopped
+    r = run_cli([str(cfg), "--set", "max_evals=" + str(n + 4)], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 0 and f"{n} of {n + 4} evaluations finished earlier" in r.stderr, r.stderr
+    assert len(finished_rows(tmp_path / "runs" / "w")) == n + 4
+
+
+def test_running_tasks_are_cancelled_before_the_deadline_and_rerun_on_resume(tmp_path):
+    cfg = _config(tmp_path, 2.5, 2, stop_margin=1.5, kill_margin=1.0)
+    t0 = time.monotonic()
+    r = run_cli([str(cfg), "--deadline", "+2"], cwd=tmp_path, env=kill_env(tmp_path))
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert "2 running task(s) cancelled 1 s before the deadline; a resume runs them again" in r.stderr
+    assert took < 2.5 + 2  # did not wait for the 2.5 s tasks (start-up included)
+    j = read_journal(tmp_path / "runs" / "w")
+    assert sorted(e["status"] for e in j["evals"]) == ["cancelled", "cancelled"]
+    assert not (tmp_path / "evals.log").exists()  # nothing was evaluated to the end
+    r = run_cli([str(cfg)], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 0 and "2 interrupted task(s) to run again" in r.stderr, r.stderr
+    rows = read_journal(tmp_path / "runs" / "w")["evals"]
+    assert sorted((e["attempt"], e["status"]) for e in rows) == [(0, "cancelled"), (0, "cancelled"), (1, "done"), (1, "done")]
+    assert len((tmp_path / "evals.log").read_text().splitlines()) == 2
+
+
+def test_deadline_formats():
+    now = 1_000_000.0
+    assert parse_deadline("+90m", now=now) == now + 5400
+    assert parse_deadline("+2h", now=now) == now + 7200
+    assert parse_deadline("+600", now=now) == now + 600
+    assert parse_deadline(1.8e9) == 1.8e9 and parse_deadline("1800000000") == 1.8e9
+    assert parse_deadline("2030-01-02T03:04:05+00:00") == 1893553445.0
+    assert parse_deadline(None) is None and parse_deadline(False) is False
+    with pytest.raises(ConfigError, match=r"--deadline: must be epoch seconds.*got 'tomorrow'"):
+        parse_deadline("tomorrow", "--deadline", "--deadline")
+
+
+def test_bad_deadline_on_the_command_line_and_in_the_config(tmp_path):
+    cfg = _config(tmp_path, 0.0, 2)
+    r = run_cli([str(cfg), "--deadline", "soon"], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 2 and "--deadline: must be epoch seconds" in r.stderr and "'soon'" in r.stderr
+    r = run_cli([str(cfg), "--set", "kill_margin=100"], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 2 and f"{cfg}: kill_margin: must not exceed stop_margin (60), got 100" in r.stderr
+
+
+def test_progress_text_and_live_line():
+    buf = io.StringIO()
+    p = Progress(1.0, 10, 4, live=True, stream=buf)
+    p.start(2)  # two evaluations from an earlier session
+    p.t0 -= 30  # 30 s ago
+    text = p.text(5, 1, 0.125, 3)
+    assert text.startswith("emews: 5/10 done (1 failed) · best 0.125 · 3/4 busy · 30s elapsed · ETA ")
+    assert text.endswith("ETA 50s")  # 3 new in 30 s, 5 to go
+    p._last -= 1
+    p.update(5, 1, 0.125, 3)
+    assert buf.getvalue().startswith("\r\x1b[K" + "emews: 5/10")
+    p.close(10, 1, 0.1, 0)
+    assert buf.getvalue().endswith("\n") and "10/10 done" in buf.getvalue().splitlines()[-1]
+    assert format_duration(3725) == "1h02m" and format_duration(65) == "1m05s"
+
+
+def test_progress_lines_and_log_levels_in_a_batch_log(tmp_path):
+    cfg = _config(tmp_path, 0.15, 16, progress=0.3)
+    r = run_cli([str(cfg)], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 0
+    lines = [ln for ln in r.stderr.splitlines() if " done" in ln and "busy" in ln]
+    assert len(lines) >= 2, r.stderr  # plain lines (stderr is not a terminal), no \r redraws
+    assert all(ln.startswith("emews: ") and "\r" not in ln for ln in lines)
+    assert any("ETA" in ln for ln in lines)
+    r = run_cli([str(cfg), "-q", "--set", "max_evals=18"], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 0 and r.stderr == "" and r.stdout == ""  # -q: warnings and errors only
+    r = run_cli([str(cfg), "-v", "--set", "max_evals=19"], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 0 and "emews: INFO: resuming" in r.stderr
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_worker_killed_mid_task_is_replaced_and_the_task_retried_or_failed(tmp_path, retries):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, 1.0, 4, runner={"retries": retries})
+    env = kill_env(tmp_path) | {"KILLABLE_PIDS": str(tmp_path / "pids")}
+    proc = subprocess.Popen([sys.executable, "-m", "emews.run", str(cfg)], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    end = time.monotonic() + 60
+    while not (tmp_path / "pids").exists() or not (tmp_path / "pids").read_text().strip():
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
+    victim = int((tmp_path / "pids").read_text().split()[0])
+    os.kill(victim, signal.SIGKILL)  # the worker process, in the middle of its task
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = read_journal(tmp_path / "runs" / "w")["evals"]
+    killed = [e for e in rows if e["status"] == "failed"]
+    assert len(killed) == 1 and "killed by signal SIGKILL (9)" in killed[0]["error"], killed
+    assert killed[0]["end"] is not None and killed[0]["start"] is not None
+    final = {e["task_id"]: e for e in rows}  # rows are ordered by attempt: the last one wins
+    statuses = sorted(e["status"] for e in final.values())
+    assert statuses == (["done"] * 4 if retries else ["done"] * 3 + ["failed"])
+    assert len(final) == 4
+    pids = set((tmp_path / "pids").read_text().split())
+    assert len(pids) >= 3  # a new worker process took the dead one's place
