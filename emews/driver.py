@@ -85,6 +85,10 @@ def _restore_sigterm(previous: Any) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: the longest a finished result waits in memory before it is written to the journal
+RESULT_FLUSH = 0.05
+
+
 class Driver:
     """Runs one search: starts the optimizer process, feeds the pool, journals everything.
 
@@ -112,6 +116,7 @@ class Driver:
         self.optimizer_done = False
         self.interrupted = False
         self._cancel_running = False  # the deadline is too close for running tasks to finish
+        self._results_due = False  # finished results not yet flushed
         self._final: dict | None = None  # the journal as read back once the run is over
 
     # -- start ---------------------------------------------------------------------------
@@ -223,6 +228,8 @@ class Driver:
                     timeout = max(0.0, min(timeout, stop_at - now_m))
                 if kill_at is not None:
                     timeout = max(0.0, min(timeout, kill_at - now_m))
+                if self._results_due:
+                    timeout = max(0.0, min(timeout, self.journal.since_flush_left(RESULT_FLUSH)))
                 extra = [] if self.optimizer_done or self.optimizer_error else [opt.conn]
                 results = self.pool.wait(timeout, extra)
                 if extra:
@@ -238,6 +245,7 @@ class Driver:
                     log.warning("%d running task(s) cancelled %g s before the %s; a resume runs them again",
                                 self.pool.busy, s.kill_margin, s.deadline_source)
                     break
+                self._flush_results()
                 self.journal.maybe_flush()
                 progress.update(self.finished, self.failed, self.best, self.pool.busy)
         except Terminated:
@@ -355,12 +363,19 @@ class Driver:
             if r.ok and (self.best is None or r.loss < self.best):
                 self.best = r.loss
             to_optimizer.append(r)
-        # a finished result is on disk before anything else happens: a SIGKILL loses none
-        self.journal.flush()
+        # finished results reach the disk within RESULT_FLUSH seconds (at once when results are
+        # rare, as with real training runs; in batches when thousands arrive per second)
+        self._results_due = True
+        self._flush_results()
         if to_optimizer and not (self.optimizer_done or self.optimizer_error):
             opt.send(("results", to_optimizer))
         if self.finished >= self.s.max_evals and self.stop_reason is None:
             self._stop("max_evals reached", opt)
+
+    def _flush_results(self) -> None:
+        if self._results_due and self.journal.since_flush_left(RESULT_FLUSH) <= 0:
+            self.journal.flush()
+            self._results_due = False
 
     def _cancel_waiting(self, reason: str) -> list[Result]:
         """Journal every queued (not started) task as cancelled; returns their results."""

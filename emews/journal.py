@@ -151,6 +151,10 @@ class Journal:
         self._dirty.add((task_id, attempt))
 
     # -- writing -------------------------------------------------------------------------
+    def since_flush_left(self, interval: float) -> float:
+        """Seconds until ``interval`` has passed since the last flush (<= 0: it has)."""
+        return interval - (time.monotonic() - self._last_flush)
+
     def maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every:
             self.flush()

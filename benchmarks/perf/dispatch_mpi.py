@@ -59,7 +59,7 @@ def run_emews(ranks: int, evals: int) -> tuple[float, float]:
 
     with tempfile.TemporaryDirectory() as d:
         cfg = {"experiment": "dispatch", "objective": "emews.examples:noop", "space": SPACE, "optimizer": "random",
-               "max_evals": evals, "seed": 0, "output": d}
+               "max_evals": evals, "seed": 0, "output": d, "report": False}
         path = Path(d, "dispatch.yaml")
         path.write_text(yaml.safe_dump(cfg))
         out = Path(d, "out")

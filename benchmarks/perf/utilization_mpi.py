@@ -53,7 +53,7 @@ def run(ranks: int, tasks: int, mean: float, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         cfg = {"experiment": f"util-{mode}", "objective": "benchmarks.perf.utilization_mpi:sleep_lognormal",
                "space": {"u": {"type": "real", "low": 0.0, "high": 1.0}, "mean": {"type": "constant", "value": mean}},
-               "optimizer": "random", "mode": mode, "max_evals": tasks, "seed": 0, "output": d}
+               "optimizer": "random", "mode": mode, "max_evals": tasks, "seed": 0, "output": d, "report": False}
         path = Path(d, "util.yaml")
         path.write_text(yaml.safe_dump(cfg))
         out = Path(d, "out")
