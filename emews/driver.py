@@ -156,16 +156,18 @@ class Driver:
         self.best = r.best
         self.batches = r.last_batch
         left = max(0, self.s.max_evals - self.finished)
-        rerun, dropped = r.interrupted[:left], r.interrupted[left:]
+        rerun = r.interrupted[:left]
+        for i, t in enumerate(r.interrupted):  # the dead session's open attempts end here, cancelled
+            if t.id in r.left_open:
+                again = "run again" if i < left else "not run again: evaluation budget spent"
+                self.journal.close_attempt(t.id, t.attempt - 1, CANCELLED, f"interrupted while {r.left_open[t.id]} "
+                                           f"(the run ended without a result); {again}", now)
         for t in rerun:
             b = r.batches.get(t.id)
             self.journal.queued(t.id, t.attempt, t.params, now, b)
             if b is not None:
                 self._batch_of[t.id] = b
             self.waiting.append(t)
-        for t in dropped:  # the budget is spent: journal them as (still) cancelled, for good
-            self.journal.finished(Result(t.id, t.params, CANCELLED, error="interrupted; not run again: "
-                                         "evaluation budget spent", end=now, attempt=t.attempt - 1))
         self.accepted = self.finished + len(rerun)
         log.info("resuming %s: %d of %d evaluations finished earlier (best loss %s), %d interrupted task(s) to run "
                  "again", self.directory, self.finished, self.s.max_evals,
@@ -399,6 +401,7 @@ class Driver:
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
         """Stop the pool and the optimizer, then always flush the journal and write the outputs."""
         try:
+            self.journal.flush()  # first: an MPI job may be torn down while the pool stops
             cancelled = self._cancel_waiting(self.stop_reason or "finished")
             try:
                 leftovers = self.pool.shutdown(kill=kill)

@@ -108,6 +108,7 @@ class Journal:
         self._dirty: set[tuple[int, int]] = set()
         self._logs: list[tuple[float, str]] = []
         self._meta: dict[str, str] = {}
+        self._closings: list[tuple] = []  # attempts of an earlier session to mark as ended
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
 
@@ -143,6 +144,11 @@ class Journal:
         row[12] = r.error
         self._dirty.add(key)
 
+    def close_attempt(self, task_id: int, attempt: int, status: str, error: str, now: float) -> None:
+        """Mark an attempt an earlier session left queued or running (it died) as ended,
+        keeping what was recorded of it (params, worker, start)."""
+        self._closings.append((status, error, now, task_id, attempt))
+
     def log(self, record: Mapping[str, Any], now: float) -> None:
         self._logs.append((now, json.dumps(dict(record), default=str)))
 
@@ -161,12 +167,15 @@ class Journal:
 
     def flush(self) -> None:
         """Write every pending change in one transaction."""
-        if not (self._dirty or self._logs or self._meta):
+        if not (self._dirty or self._logs or self._meta or self._closings):
             self._last_flush = time.monotonic()
             return
         rows = [tuple(self._rows[k]) for k in self._dirty]
         with self._db:
             self._db.execute("BEGIN")
+            if self._closings:
+                self._db.executemany('UPDATE evals SET status=?, error=?, "end"=COALESCE("end", ?) '
+                                     "WHERE task_id=? AND attempt=?", self._closings)
             if rows:
                 self._db.executemany(_UPSERT, rows)
             if self._logs:
@@ -178,6 +187,7 @@ class Journal:
             if self._rows[k][3] not in ("queued", "running"):
                 del self._rows[k]
         self._dirty.clear()
+        self._closings.clear()
         self._logs.clear()
         self._meta.clear()
         self._last_flush = time.monotonic()

@@ -142,16 +142,15 @@ def check_exactly_once(out: Path, before: dict[int, dict], max_evals: int, log: 
     keys = [json.dumps(r["params"], sort_keys=True) for r in finals]
     dup = [k for k, n in collections.Counter(keys).items() if n > 1]
     assert not dup, f"parameters evaluated by two tasks: {dup[:3]}"
-    last = {}
-    for r in rows:
-        last[r["task_id"]] = r
-    assert not [r for r in last.values() if r["status"] in ("queued", "running")], "tasks left queued or running"
+    left_open = [(r["task_id"], r["attempt"], r["status"]) for r in rows if r["status"] in ("queued", "running")]
+    assert not left_open, f"attempts left queued or running: {left_open[:5]}"
     evaluated = collections.Counter(line.strip() for line in log.read_text().splitlines() if line.strip())
     for r in before.values():
         k = json.dumps(r["params"], sort_keys=True)
         assert evaluated[k] == 1, f"{k} finished before the kill and was evaluated {evaluated[k]} times"
-    # only tasks running at the kill may have been evaluated twice (once by an orphaned worker)
-    assert sum(evaluated.values()) <= max_evals + workers, f"{sum(evaluated.values())} evaluations in the log"
+    # only tasks running at the kill (finished later by an orphaned worker) and results that
+    # reached the driver in its last RESULT_FLUSH (50 ms) before the kill may be evaluated twice
+    assert sum(evaluated.values()) <= max_evals + 2 * workers + 2, f"{sum(evaluated.values())} evaluations in the log"
     return finals
 
 
