@@ -9,9 +9,11 @@
                                   └───────────────────────────────────┘
 
 The loop blocks in ``pool.wait`` on every worker and the optimizer pipe at once; it never
-spins. Every state change goes to the journal (batched). At the end — normal, error or
-Ctrl-C — the journal is flushed and ``results.csv`` and ``best.json`` are written, so
-nothing already computed is lost.
+spins. Every state change goes to the journal (batched; finished results within
+``RESULT_FLUSH`` seconds). At the end — normal, deadline, error, SIGTERM or Ctrl-C — the
+journal is flushed and ``results.csv``, ``best.json`` and the report are written, so nothing
+already computed is lost. A resumed experiment (:mod:`emews.experiment`) starts from what
+the journal holds: finished results count and go to the optimizer, open tasks run again.
 """
 
 from __future__ import annotations
