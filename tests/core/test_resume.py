@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import sqlite3
-import time
 
 import pytest
 from helpers import (
