@@ -189,7 +189,7 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
     fd = _lock(d, key)
     exp = Experiment(d, None, fd)
     try:
-        if (d / JOURNAL_NAME).exists():
+        if (d / JOURNAL_NAME).exists() and not _never_started(d):
             exp.resume = load_resume_state(d)
             changes = config_changes(exp.resume.meta, cfg)
             identity = [c for c in changes if c[0].split(".")[0] in IDENTITY_KEYS]
@@ -212,6 +212,12 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
 def _short(v: Any, width: int = 120) -> str:
     text = json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _never_started(directory: Path) -> bool:
+    """A journal a run created but died before recording anything in (nothing to resume)."""
+    j = read_journal(directory)
+    return "space" not in j["meta"] and not j["evals"]
 
 
 def load_resume_state(directory: Path) -> ResumeState:

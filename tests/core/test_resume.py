@@ -195,3 +195,14 @@ def test_unclaimed_rerun_results_join_the_history():
     assert got == {0: 1.0, 2: 3.0}  # task 1 was never asked for again
     assert [r.task_id for r in q.history] == [0, 1]
     assert q.put([{"x": 0.2}]) == [1] and q.get()[0].loss == 2.0  # proposed later: answered from history
+
+
+def test_a_journal_that_never_recorded_anything_is_started_over(tmp_path):
+    from emews.journal import Journal
+
+    out = tmp_path / "runs" / "k"
+    out.mkdir(parents=True)
+    Journal(out / "journal.sqlite").close()  # created, then the run died before its first flush
+    r = run_cli([str(_config(tmp_path, "random", max_evals=3))], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
+    assert r.returncode == 0 and "resuming" not in r.stderr, r.stderr
+    assert len(finished_rows(out)) == 3
