@@ -102,8 +102,10 @@ class Progress:
             if not _live_line:
                 _live_line.append(self.stream)
             self._shown = True
-        else:
+        elif log.hasHandlers():
             log.info("%s", line[len("emews: "):])
+        else:  # a notebook or script that configured no logging: still show it
+            print(line, file=self.stream, flush=True)
 
     def close(self, done: int, failed: int, best: float | None, busy: int) -> None:
         """Leave the final state on its own line (live mode) and stop drawing."""

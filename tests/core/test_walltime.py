@@ -140,3 +140,19 @@ def test_worker_killed_mid_task_is_replaced_and_the_task_retried_or_failed(tmp_p
     assert len(final) == 4
     pids = set((tmp_path / "pids").read_text().split())
     assert len(pids) >= 3  # a new worker process took the dead one's place
+
+
+def test_progress_without_logging_configured_still_prints(capsys):
+    import logging
+
+    logger = logging.getLogger("emews")
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers[:] = []
+    logger.propagate = False
+    try:
+        p = Progress(0.01, 5, 2)
+        p._last -= 1
+        p.update(2, 0, 1.5, 2)
+    finally:
+        logger.handlers[:], logger.propagate = saved
+    assert "emews: 2/5 done · best 1.5 · 2/2 busy" in capsys.readouterr().err
