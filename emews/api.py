@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,13 +52,18 @@ def batch_deadline(environ: Mapping[str, str] | None = None) -> float | None:
     try:
         t = float(v)
     except ValueError:
+        t = math.nan
+    if not (math.isfinite(t) and 0 < t < 253402300799.0):
         log.warning("ignoring SLURM_JOB_END_TIME=%r: not epoch seconds", v)
         return None
-    return t if t > 0 else None
+    return t
 
 
 def _settings_from_config(cfg: Config) -> SearchSettings:
     deadline, source = cfg.deadline, "deadline"
+    if isinstance(deadline, float) and deadline <= time.time():  # a typo would "resume" forever, doing nothing
+        when = datetime.datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
+        raise ConfigError(f"is in the past ({when}); give the job's end, e.g. --deadline +11h50m", cfg.source, "deadline")
     if deadline is None:
         deadline, source = batch_deadline(), "Slurm job end (SLURM_JOB_END_TIME)"
     elif deadline is False:

@@ -366,18 +366,21 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the latest deadline taken seriously (year 9999); later values are typos
+_LATEST = 253402300799.0
 
 
 def parse_deadline(value: Any, source: str = "<dict>", key: str = "deadline", now: float | None = None) -> float | bool | None:
     """A deadline as epoch seconds (or None: ask the batch system; False: none).
 
     Accepts epoch seconds, an ISO 8601 time (``2026-11-27T18:00``, local time unless it
-    has an offset), or a time from now: ``+600``, ``+90m``, ``+2h``.
+    has an offset), or a time from now: ``+600``, ``+90m``, ``+2h``, ``+11h50m``.
     """
     import datetime as _dt
     import re
     import time as _time
 
+    bad = f"must be epoch seconds, an ISO time like 2026-11-27T18:00, or +DURATION like +90m or +11h50m; got {value!r}"
     if value is None or value is False:
         return value
     if isinstance(value, _dt.datetime):  # YAML parses unquoted ISO times itself
@@ -385,14 +388,17 @@ def parse_deadline(value: Any, source: str = "<dict>", key: str = "deadline", no
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day).timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"must be epoch seconds, an ISO time or +DURATION, got {value!r}", source, key)
+        if not math.isfinite(value) or not 0 < value <= _LATEST:
+            raise ConfigError(bad, source, key)
         return float(value)
     if isinstance(value, str):
         text = value.strip()
-        m = re.fullmatch(r"\+\s*(\d+(?:\.\d+)?)\s*([smhd]?)", text)
-        if m:
-            return (_time.time() if now is None else now) + float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        if text.startswith("+"):
+            parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text[1:])
+            if parts and re.fullmatch(r"(\s*\d+(?:\.\d+)?\s*[smhd]?)+\s*", text[1:]):
+                seconds = sum(float(n) * _UNITS[u or "s"] for n, u in parts)
+                return (_time.time() if now is None else now) + seconds
+            raise ConfigError(bad, source, key)
         try:
             return _dt.datetime.fromisoformat(text).timestamp()
         except ValueError:
@@ -401,8 +407,7 @@ def parse_deadline(value: Any, source: str = "<dict>", key: str = "deadline", no
             return parse_deadline(float(text), source, key)
         except ValueError:
             pass
-    raise ConfigError(f"must be epoch seconds, an ISO time like 2026-11-27T18:00, or +DURATION like +90m; got {value!r}",
-                      source, key)
+    raise ConfigError(bad, source, key)
 
 
 def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:

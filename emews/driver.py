@@ -119,6 +119,7 @@ class Driver:
         self.interrupted = False
         self._cancel_running = False  # the deadline is too close for running tasks to finish
         self._results_due = False  # finished results not yet flushed
+        self._failures: dict[int, int] = {}  # task id -> failed or timed-out attempts (against retries)
         self._final: dict | None = None  # the journal as read back once the run is over
 
     # -- start ---------------------------------------------------------------------------
@@ -153,13 +154,25 @@ class Driver:
         r = self.resume
         if r is None:
             return None
-        self.finished = self.finished_before = len(r.completed)
-        self.failed = sum(1 for x in r.completed if not x.ok)
+        s = self.s
+        self._failures = dict(r.failures)
+        # failed after a stop, with retries left: the stop kept them from their next attempt
+        retry = [x for x in r.completed if x.status != DONE and r.failures.get(x.task_id, 0) <= s.retries]
+        retry_ids = {x.task_id for x in retry}
+        completed = [x for x in r.completed if x.task_id not in retry_ids]
+        todo = sorted([Task(x.task_id, x.params, x.attempt + 1) for x in retry] + r.interrupted, key=lambda t: t.id)
+        fits = [t for t in todo if self._fits(t.params)]
+        for t in todo:
+            if t.id in r.left_open and not any(t is f for f in fits):
+                self.journal.close_attempt(t.id, t.attempt - 1, CANCELLED, "interrupted; not run again: its "
+                                           "parameters do not fit the changed space", now)
+        self.finished = self.finished_before = len(completed)
+        self.failed = sum(1 for x in completed if not x.ok)
         self.best = r.best
         self.batches = r.last_batch
-        left = max(0, self.s.max_evals - self.finished)
-        rerun = r.interrupted[:left]
-        for i, t in enumerate(r.interrupted):  # the dead session's open attempts end here, cancelled
+        left = max(0, s.max_evals - self.finished)
+        rerun = fits[:left]
+        for i, t in enumerate(fits):  # the dead session's open attempts end here, cancelled
             if t.id in r.left_open:
                 again = "run again" if i < left else "not run again: evaluation budget spent"
                 self.journal.close_attempt(t.id, t.attempt - 1, CANCELLED, f"interrupted while {r.left_open[t.id]} "
@@ -171,10 +184,21 @@ class Driver:
                 self._batch_of[t.id] = b
             self.waiting.append(t)
         self.accepted = self.finished + len(rerun)
+        history = [x for x in completed if self._fits(x.params)]
+        if len(history) < len(completed):
+            log.warning("%d earlier result(s) do not fit the changed space: they count against max_evals but are not "
+                        "given to the optimizer", len(completed) - len(history))
         log.info("resuming %s: %d of %d evaluations finished earlier (best loss %s), %d interrupted task(s) to run "
-                 "again", self.directory, self.finished, self.s.max_evals,
+                 "again", self.directory, self.finished, s.max_evals,
                  "-" if self.best is None else f"{self.best:.6g}", len(rerun))
-        return {"history": r.completed, "inflight": [(t.id, t.params) for t in rerun], "first_id": r.first_id}
+        return {"history": history, "inflight": [(t.id, t.params) for t in rerun], "first_id": r.first_id}
+
+    def _fits(self, params: dict) -> bool:
+        try:
+            self.s.space.validate(params)
+        except (ValueError, KeyError, TypeError):
+            return False
+        return True
 
     def _time_limits(self) -> tuple[float | None, float | None]:
         """Monotonic times at which new tasks stop and running ones are cancelled."""
@@ -353,7 +377,10 @@ class Driver:
     def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
         to_optimizer = []
         for r in results:
-            if r.status != DONE and r.status != CANCELLED and r.attempt < self.s.retries and self.stop_reason is None:
+            failed_before = self._failures.get(r.task_id, 0)
+            if r.status != DONE and r.status != CANCELLED:
+                self._failures[r.task_id] = failed_before + 1
+            if r.status != DONE and r.status != CANCELLED and failed_before < self.s.retries and self.stop_reason is None:
                 self.journal.finished(r)
                 retry = Task(r.task_id, r.params, r.attempt + 1)
                 self.journal.queued(retry.id, retry.attempt, retry.params, time.time(), self._batch_of.get(r.task_id))
@@ -361,6 +388,7 @@ class Driver:
                 continue
             self.journal.finished(r)
             self._batch_of.pop(r.task_id, None)
+            self._failures.pop(r.task_id, None)
             if r.status != CANCELLED:
                 self.finished += 1
                 self.failed += 0 if r.ok else 1

@@ -57,7 +57,8 @@ class ResumeState:
         completed: finished results (done, failed, timeout), in completion order.
         interrupted: tasks that were queued, running or cancelled when the session ended,
             as the next attempt of each (to be run again, oldest first).
-        batches: {task id: batch} of the interrupted tasks.
+        batches: {task id: batch} of every task.
+        failures: {task id: failed or timed-out attempts} (what counts against retries).
         left_open: {task id: status} of interrupted tasks whose last attempt is still
             ``queued`` or ``running`` in the journal (the process died without ending it).
         first_id: the first task id free for new tasks.
@@ -68,6 +69,7 @@ class ResumeState:
     completed: list[Result]
     interrupted: list[Task]
     batches: dict[int, int | None]
+    failures: dict[int, int]
     left_open: dict[int, str]
     first_id: int
     last_batch: int
@@ -229,6 +231,11 @@ def load_resume_state(directory: Path) -> ResumeState:
     rows = j["evals"]
     final = _final_attempts(rows)
     completed, interrupted, batches, left_open = [], [], {}, {}
+    failures: dict[int, int] = {}
+    for r in rows:
+        batches[r["task_id"]] = r.get("batch")
+        if r["status"] in (FAILED, TIMEOUT):
+            failures[r["task_id"]] = failures.get(r["task_id"], 0) + 1
     for r in final:
         if r["status"] in (DONE, FAILED, TIMEOUT):
             completed.append(Result(task_id=r["task_id"], params=r["params"], status=r["status"], loss=r["loss"],
@@ -237,13 +244,12 @@ def load_resume_state(directory: Path) -> ResumeState:
                                     attempt=r["attempt"]))
         else:  # queued, running (the process died) or cancelled: to be run again
             interrupted.append(Task(r["task_id"], r["params"], r["attempt"] + 1))
-            batches[r["task_id"]] = r.get("batch")
             if r["status"] != "cancelled":
                 left_open[r["task_id"]] = r["status"]
     completed.sort(key=lambda r: (r.end if r.end is not None else 0.0, r.task_id))
     first_id = 1 + max((r["task_id"] for r in rows), default=-1)
     last_batch = max((r["batch"] for r in rows if r.get("batch") is not None), default=0)
-    return ResumeState(completed, interrupted, batches, left_open, first_id, last_batch, j["meta"])
+    return ResumeState(completed, interrupted, batches, failures, left_open, first_id, last_batch, j["meta"])
 
 
 def _canon(v: Any) -> Any:

@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         if args.deadline is not None:
-            cfg.deadline = parse_deadline(args.deadline, "--deadline", "--deadline")
+            cfg.deadline = parse_deadline(args.deadline, "command line", "--deadline")
             cfg.raw["deadline"] = args.deadline
         if args.quiet:
             cfg.progress = 0

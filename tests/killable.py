@@ -71,3 +71,33 @@ class Drift(Optimizer):
         for r in results:
             if r.ok and r.loss < self.best_loss:
                 self.best_params, self.best_loss = dict(r.params), r.loss
+
+
+def flaky(params: dict) -> float:
+    """Fails the first time a point is evaluated, succeeds the second (retries)."""
+    import hashlib
+
+    mark = os.path.join(os.environ["KILLABLE_MARKS"], hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest())
+    time.sleep(float(os.environ.get("KILLABLE_SLEEP", "0.05")))
+    if not os.path.exists(mark):
+        open(mark, "w").close()
+        raise RuntimeError("first try fails")
+    _record(params)
+    return sum(float(v) for v in params.values() if isinstance(v, (int, float)))
+
+
+class Recorder(Optimizer):
+    """Random proposals (so a resumed one repeats its first session's); every task id it is
+    told, through tell or as history, goes to ``$KILLABLE_TELLS`` as ``$KILLABLE_SESSION id``."""
+
+    def __init__(self, space, seed=None):
+        super().__init__(space, seed)
+        self.session = int(os.environ.get("KILLABLE_SESSION", "1"))
+
+    def ask(self, n):
+        return self.space.sample(n, self.rng)
+
+    def tell(self, results):
+        with open(os.environ["KILLABLE_TELLS"], "a") as f:
+            for r in results:
+                f.write(f"{self.session} {r.task_id}\n")

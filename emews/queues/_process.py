@@ -25,6 +25,7 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
     """
     done = getattr(opt, "done", lambda: False)
     log = getattr(opt, "log", lambda: None)
+    tell = opt.tell
     if q.resumed:
         # the earlier sessions' results: restore(history, pending) when the optimizer has it
         restore = getattr(opt, "restore", None)
@@ -33,6 +34,17 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
         elif q.history:
             opt.tell(list(q.history))
         _log(q, log)
+        told = {r.task_id for r in q.history}
+
+        def tell(results: list) -> None:  # a point proposed again is answered from the journal: tell it once
+            new = [r for r in results if r.task_id not in told]
+            told.update(r.task_id for r in new)
+            if new:
+                opt.tell(new)
+
+        if mode == "batch":
+            while q.pending:  # the interrupted batch is finished before the next one is asked
+                tell(q.get())
     if mode == "batch":
         size = batch_size or q.capacity
         while q.remaining > 0 and not done():
@@ -40,7 +52,7 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
             if not params:
                 break
             results = q.evaluate(params)
-            opt.tell(results)
+            tell(results)
             _log(q, log)
             if q.stopped:
                 break
@@ -59,7 +71,7 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
             return
         results = q.get()
         if results:
-            opt.tell(results)
+            tell(results)
             _log(q, log)
 
 
@@ -92,6 +104,9 @@ def run_optimizer(
     from ..optimizers import style_of
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    from ..workers._procs import die_with_parent
+
+    die_with_parent(signal.SIGTERM)  # the driver SIGKILLed: no optimizer left running alone
     try:
         obj = _pickling.loads(blob)
         style = style_of(obj)

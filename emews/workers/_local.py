@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ObjectiveError
 from ..task import CANCELLED, Result, Task
 from ._gpu import gpu_for
-from ._procs import describe_exit
+from ._procs import describe_exit, die_with_parent
 from ._runners import HOST, execute, make_runner
 
 
@@ -33,6 +33,7 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # shutdown(kill): runners clean up their children
+    die_with_parent(signal.SIGTERM)  # the driver SIGKILLed: stop, with the task's children, too
     os.environ.update(env)
     gpu = env.get("CUDA_VISIBLE_DEVICES")
     try:

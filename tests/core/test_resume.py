@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import sqlite3
+import time
 
 import pytest
 from helpers import (
@@ -206,3 +207,99 @@ def test_a_journal_that_never_recorded_anything_is_started_over(tmp_path):
     r = run_cli([str(_config(tmp_path, "random", max_evals=3))], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
     assert r.returncode == 0 and "resuming" not in r.stderr, r.stderr
     assert len(finished_rows(out)) == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("runner", ["python", "command"])
+def test_workers_and_their_tasks_end_with_a_sigkilled_driver(tmp_path, runner):
+    """The OOM killer or kill -9 takes the driver: its workers (and a command's processes)
+    must not run on beside the next job's resume."""
+    cfg = _config(tmp_path, "random", max_evals=4)
+    text = cfg.read_text().replace("objective: killable:slow", "objective: killable:sleepy")
+    cfg.write_text(text + "space:\n  t: {type: constant, value: 30}\n  i: {type: int, low: 0, high: 1000000}\n")
+    if runner == "command":
+        cfg.write_text(cfg.read_text().replace("objective: killable:sleepy\n", "") + (
+            "runner:\n  type: command\n  command: [sh, -c, 'echo $$ >> " + str(tmp_path / "pids") + "; exec sleep 30']\n"))
+    env = kill_env(tmp_path) | {"KILLABLE_PIDS": str(tmp_path / "pids")}
+    proc = start_cli([str(cfg)], tmp_path, env)
+    try:
+        end = time.monotonic() + 60
+        while len((tmp_path / "pids").read_text().split() if (tmp_path / "pids").exists() else []) < 2:
+            assert time.monotonic() < end and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        pids = [int(x) for x in (tmp_path / "pids").read_text().split()]
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only (the workers are its children)
+        end = time.monotonic() + 15
+        while any(_alive(p) for p in pids) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)], "tasks still running after their driver was killed"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def _kill_midway(tmp_path, cfg, env, k):
+    """Start the run, SIGKILL its driver once ``k`` results are journaled."""
+    out = tmp_path / "runs" / "k"
+    proc = start_cli([str(cfg)], tmp_path, env)
+    try:
+        wait_for_results(out, k, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    return out
+
+
+def test_interrupted_tasks_keep_their_retries(tmp_path):
+    """An attempt cut short by a kill is not a failure: the task still gets all its retries."""
+    (tmp_path / "marks").mkdir()
+    cfg = _config(tmp_path, "random", max_evals=24, runner={"retries": 1})
+    cfg.write_text(cfg.read_text().replace("killable:slow", "killable:flaky"))
+    env = kill_env(tmp_path) | {"KILLABLE_MARKS": str(tmp_path / "marks")}
+    out = _kill_midway(tmp_path, cfg, env, 5)
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
+    rows = read_journal(out)["evals"]
+    last = {}
+    for x in rows:
+        last[x["task_id"]] = x
+    done = [t for t, x in last.items() if x["status"] == "done"]
+    assert len(done) == 24 and all(x["status"] in ("done", "cancelled") for x in last.values())
+    # no task ended failed: a cancelled attempt did not use up the retry (a task's one failure
+    # may be missing from the journal when the kill came between the failure and its journaling)
+    for tid in done:
+        assert sum(1 for x in rows if x["task_id"] == tid and x["status"] == "failed") <= 1
+
+
+@pytest.mark.parametrize("mode", ["async", "batch"])
+def test_optimizer_is_told_every_result_once_per_session(tmp_path, mode):
+    cfg = _config(tmp_path, "killable:Recorder", max_evals=30, mode=mode, batch_size=4)
+    env = kill_env(tmp_path) | {"KILLABLE_TELLS": str(tmp_path / "tells")}
+    out = _kill_midway(tmp_path, cfg, env, random.Random(mode).randint(5, 20))
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env | {"KILLABLE_SESSION": "2"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    told = [tuple(map(int, ln.split())) for ln in (tmp_path / "tells").read_text().splitlines()]
+    second = [tid for s, tid in told if s == 2]
+    assert len(second) == len(set(second)), "a result told twice to the resumed optimizer"
+    assert set(second) == set(finished_rows(out)), "a finished result never told to the resumed optimizer"
+
+
+def test_force_with_a_new_dimension_keeps_going(tmp_path):
+    cfg = _config(tmp_path, "ga-steady", max_evals=4)
+    env = kill_env(tmp_path, sleep=0.0)
+    assert run_cli([str(cfg)], cwd=tmp_path, env=env).returncode == 0
+    r = run_cli([str(cfg), "--force", "--set", "max_evals=8", "--set",
+                 'space.c={"type": "categorical", "values": ["a", "b"]}'], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "4 earlier result(s) do not fit the changed space" in r.stderr
+    assert len(finished_rows(tmp_path / "runs" / "k")) == 8

@@ -66,17 +66,23 @@ def test_deadline_formats():
     assert parse_deadline("+90m", now=now) == now + 5400
     assert parse_deadline("+2h", now=now) == now + 7200
     assert parse_deadline("+600", now=now) == now + 600
+    assert parse_deadline("+11h50m", now=now) == now + 42600 and parse_deadline("+1d 2h", now=now) == now + 93600
     assert parse_deadline(1.8e9) == 1.8e9 and parse_deadline("1800000000") == 1.8e9
     assert parse_deadline("2030-01-02T03:04:05+00:00") == 1893553445.0
     assert parse_deadline(None) is None and parse_deadline(False) is False
-    with pytest.raises(ConfigError, match=r"--deadline: must be epoch seconds.*got 'tomorrow'"):
-        parse_deadline("tomorrow", "--deadline", "--deadline")
+    for bad in ("tomorrow", "+", "+2x", 1e20, float("inf"), "nan"):
+        with pytest.raises(ConfigError, match=r"^command line: --deadline: must be epoch seconds.*got "):
+            parse_deadline(bad, "command line", "--deadline")
 
 
 def test_bad_deadline_on_the_command_line_and_in_the_config(tmp_path):
     cfg = _config(tmp_path, 0.0, 2)
     r = run_cli([str(cfg), "--deadline", "soon"], cwd=tmp_path, env=kill_env(tmp_path))
     assert r.returncode == 2 and "--deadline: must be epoch seconds" in r.stderr and "'soon'" in r.stderr
+    r = run_cli([str(cfg), "--deadline", "2020-01-01T00:00"], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 2 and f"{cfg}: deadline: is in the past (2020-01-01T00:00:00)" in r.stderr, r.stderr
+    r = run_cli([str(cfg)], cwd=tmp_path, env=kill_env(tmp_path) | {"SLURM_JOB_END_TIME": "inf"})
+    assert r.returncode == 0 and "ignoring SLURM_JOB_END_TIME='inf': not epoch seconds" in r.stderr, r.stderr
     r = run_cli([str(cfg), "--set", "kill_margin=100"], cwd=tmp_path, env=kill_env(tmp_path))
     assert r.returncode == 2 and f"{cfg}: kill_margin: must not exceed stop_margin (60), got 100" in r.stderr
 
