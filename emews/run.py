@@ -74,8 +74,11 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
 
 
 def summary(results, quiet: bool = False) -> str:
-    lines = [f"emews: {len(results)} evaluations ({results.count('done')} done, {results.count('failed')} failed, "
-             f"{results.count('timeout')} timed out, {results.count('cancelled')} cancelled)"]
+    done, failed, timeout, cancelled = (results.count(s) for s in ("done", "failed", "timeout", "cancelled"))
+    line = f"emews: {done + failed + timeout} evaluations ({done} done, {failed} failed, {timeout} timed out)"
+    if cancelled:
+        line += f"; {cancelled} cancelled task(s) never finished"
+    lines = [line]
     best = results.best
     if best is None:
         lines.append("emews: no evaluation succeeded; see the error column of results.csv")
