@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m emews.run", description="Run an emews hyperparameter search.",
                                 epilog=USAGE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML configuration file")
-    p.add_argument("--out", metavar="DIR", help="experiment directory (default: OUTPUT/EXPERIMENT[-N] from the config)")
+    p.add_argument("--out", metavar="DIR", help="experiment directory (default: OUTPUT/EXPERIMENT from the config)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a config key (dotted for nested keys), e.g. --set max_evals=10; repeatable")
     how = p.add_mutually_exclusive_group()
