@@ -167,10 +167,10 @@ def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, 
     out = tmp_path / "runs" / "k"
     env = kill_env(tmp_path)
     proc = start_cli([str(cfg_path), *extra], tmp_path, env, launcher)
-    k = rnd.randint(3, max_evals - 8)
+    k = rnd.randint(3, max_evals - 12)  # leaves the run >= 0.3 s to go: the kill lands mid-run
     try:
         wait_for_results(out, k, proc)
-        time.sleep(rnd.uniform(0.0, 0.1))
+        time.sleep(rnd.uniform(0.0, 0.05))
         pid = json.loads((out / ".lock").read_text())["pid"]  # the driver (rank 0 under MPI)
         os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=60)
