@@ -212,7 +212,7 @@ def test_a_journal_that_never_recorded_anything_is_started_over(tmp_path):
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # the name may hold spaces
     except (FileNotFoundError, ProcessLookupError):  # gone, also between open and read
         return False
 
