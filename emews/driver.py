@@ -120,7 +120,8 @@ class Driver:
         self._cancel_running = False  # the deadline is too close for running tasks to finish
         self._results_due = False  # finished results not yet flushed
         self._failures: dict[int, int] = {}  # task id -> failed or timed-out attempts (against retries)
-        self._final: dict | None = None  # the journal as read back once the run is over
+        self._sessions: list[dict] = []  # the journal's sessions, this one last
+        self._results: Results | None = None  # the journal as read back once the run is over
 
     # -- start ---------------------------------------------------------------------------
     def _start_meta(self, t0: float) -> int:
@@ -161,9 +162,11 @@ class Driver:
         retry_ids = {x.task_id for x in retry}
         completed = [x for x in r.completed if x.task_id not in retry_ids]
         todo = sorted([Task(x.task_id, x.params, x.attempt + 1) for x in retry] + r.interrupted, key=lambda t: t.id)
-        fits = [t for t in todo if self._fits(t.params)]
+        fits = []
         for t in todo:
-            if t.id in r.left_open and not any(t is f for f in fits):
+            if self._fits(t.params):
+                fits.append(t)
+            elif t.id in r.left_open:
                 self.journal.close_attempt(t.id, t.attempt - 1, CANCELLED, "interrupted; not run again: its "
                                            "parameters do not fit the changed space", now)
         self.finished = self.finished_before = len(completed)
@@ -287,7 +290,7 @@ class Driver:
             self.stop_reason = f"error: {e}"
         finally:
             try:
-                if self._final is None:
+                if self._results is None:
                     self._end(opt, progress, t0, kill=self.interrupted or fatal is not None or self._cancel_running)
             finally:
                 _restore_sigterm(previous_sigterm)
@@ -310,16 +313,17 @@ class Driver:
     def _end(self, opt: OptimizerProcess | None, progress: Progress, t0: float, kill: bool = False) -> Results:
         progress.close(self.finished, self.failed, self.best, 0)
         self._finish(opt, kill=kill, t0=t0)
+        res = self.results()
         if self.s.report:
-            self._report()
-        return self.results()
+            self._report(res)
+        return res
 
-    def _report(self) -> None:
+    def _report(self, res: Results) -> None:
         """report.json, report.txt and the PNGs; a problem here never costs the results."""
         from .report import write_report
 
         try:
-            data = write_report(self.directory)
+            data = write_report(res)
         except KeyboardInterrupt:
             log.warning("report skipped (interrupted); make it with: python -m emews.report %s", self.directory)
         except Exception as e:  # noqa: BLE001 - the journal and results.csv are already written
@@ -452,7 +456,7 @@ class Driver:
         finally:
             now = time.time()
             outcome = self.stop_reason or "finished"
-            sessions = getattr(self, "_sessions", [])
+            sessions = self._sessions
             if sessions:
                 sessions[-1].update(finished=now, outcome=outcome, evaluations=self.finished - self.finished_before)
             before = float((self.resume.meta.get("runtime") or 0) if self.resume is not None else 0)
@@ -484,18 +488,19 @@ class Driver:
 
     # -- outputs -------------------------------------------------------------------------
     def results(self) -> Results:
-        j = self._final or read_journal(self.directory)
-        res = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"])
-        res.outcome = self.stop_reason or "finished"
-        return res
+        if self._results is None:
+            j = read_journal(self.directory)
+            self._results = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"], meta=j["meta"])
+            self._results.outcome = self.stop_reason or "finished"
+        return self._results
 
     def write_outputs(self) -> None:
         """results.csv, best.json and optimizer_log.jsonl from the closed journal (read once,
-        kept for :meth:`results`)."""
-        j = self._final = read_journal(self.directory)
-        write_results_csv(self.directory / "results.csv", j["evals"], self.s.space.names)
-        write_best_json(self.directory / "best.json", j["evals"])
-        if j["optimizer_log"]:
+        kept as :meth:`results`, which the report also uses)."""
+        res = self.results()
+        write_results_csv(self.directory / "results.csv", res.all_attempts, self.s.space.names)
+        write_best_json(self.directory / "best.json", res.all_attempts)
+        if res.optimizer_log:
             with open(self.directory / "optimizer_log.jsonl", "w") as f:
-                for rec in j["optimizer_log"]:
+                for rec in res.optimizer_log:
                     f.write(json.dumps(rec, default=str) + "\n")

@@ -191,8 +191,9 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
     fd = _lock(d, key)
     exp = Experiment(d, None, fd)
     try:
-        if (d / JOURNAL_NAME).exists() and not _never_started(d):
+        if (d / JOURNAL_NAME).exists():
             exp.resume = load_resume_state(d)
+        if exp.resume is not None:
             changes = config_changes(exp.resume.meta, cfg)
             identity = [c for c in changes if c[0].split(".")[0] in IDENTITY_KEYS]
             if identity and not force:
@@ -216,15 +217,12 @@ def _short(v: Any, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _never_started(directory: Path) -> bool:
-    """A journal a run created but died before recording anything in (nothing to resume)."""
+def load_resume_state(directory: Path) -> ResumeState | None:
+    """Read what the earlier sessions left (see :class:`ResumeState`); None for a journal a
+    run created but died before recording anything in (nothing to resume)."""
     j = read_journal(directory)
-    return "space" not in j["meta"] and not j["evals"]
-
-
-def load_resume_state(directory: Path) -> ResumeState:
-    """Read what the earlier sessions left (see :class:`ResumeState`)."""
-    j = read_journal(directory)
+    if "space" not in j["meta"] and not j["evals"]:
+        return None
     if "space" not in j["meta"]:
         raise JournalError(f"{directory / JOURNAL_NAME}: the journal has no recorded search (meta 'space' missing): "
                            "not an emews experiment, or one that never started")
