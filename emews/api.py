@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from . import _pickling
-from .config import Config, parse_config
+from .config import LATEST_DEADLINE, Config, parse_config
 from .driver import Driver, SearchSettings
 from .errors import ConfigError, ObjectiveError
 from .experiment import open_experiment
@@ -53,7 +53,7 @@ def batch_deadline(environ: Mapping[str, str] | None = None) -> float | None:
         t = float(v)
     except ValueError:
         t = math.nan
-    if not (math.isfinite(t) and 0 < t < 253402300799.0):
+    if not (math.isfinite(t) and 0 < t <= LATEST_DEADLINE):
         log.warning("ignoring SLURM_JOB_END_TIME=%r: not epoch seconds", v)
         return None
     return t

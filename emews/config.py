@@ -367,7 +367,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: the latest deadline taken seriously (year 9999); later values are typos
-_LATEST = 253402300799.0
+LATEST_DEADLINE = 253402300799.0
 
 
 def parse_deadline(value: Any, source: str = "<dict>", key: str = "deadline", now: float | None = None) -> float | bool | None:
@@ -388,7 +388,7 @@ def parse_deadline(value: Any, source: str = "<dict>", key: str = "deadline", no
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day).timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or not 0 < value <= _LATEST:
+        if not math.isfinite(value) or not 0 < value <= LATEST_DEADLINE:
             raise ConfigError(bad, source, key)
         return float(value)
     if isinstance(value, str):

@@ -48,12 +48,12 @@ class OptimizerQueues:
         self._replay = replay
         self._done_by_key: dict[str, list[Result]] = {}
         self._inflight_by_key: dict[str, list[int]] = {}
-        self._unclaimed: dict[int, dict] = {}  # re-run tasks not (yet) claimed by a put
+        self._unclaimed: set[int] = set()  # re-run tasks not (yet) claimed by a put
         for r in self.history:
             self._done_by_key.setdefault(space.key(r.params), []).append(r)
         for tid, p in inflight:
             self._inflight_by_key.setdefault(space.key(p), []).append(tid)
-            self._unclaimed[tid] = dict(p)
+            self._unclaimed.add(tid)
             if not replay:  # an ask/tell optimizer is told their results like any other
                 self._pending[tid] = dict(p)
         # a replaying optimizer spends its budget as it did the first time
@@ -116,7 +116,7 @@ class OptimizerQueues:
         running = self._inflight_by_key.get(key)
         if running:
             tid = running.pop(0)
-            self._unclaimed.pop(tid, None)
+            self._unclaimed.discard(tid)
             return tid
         return None
 
@@ -132,7 +132,7 @@ class OptimizerQueues:
         if kind == "results":
             for r in body:
                 if r.task_id in self._unclaimed:  # a re-run not proposed again (yet)
-                    del self._unclaimed[r.task_id]
+                    self._unclaimed.remove(r.task_id)
                     key = self.space.key(r.params)
                     self._inflight_by_key[key].remove(r.task_id)
                     if r.status != "cancelled":  # a later put of the same point is answered from it
