@@ -408,9 +408,9 @@ def report_data(source: Any, top: int = 5) -> dict:
     now = last_seen(rows)
     sess = sessions(meta, rows)
     starts = [s["started"] for s in sess if s["started"] is not None]
-    final = _final_attempts(rows)
     counts = status_counts(rows)
-    best = top_trials(rows, 1)
+    tops = top_trials(rows, max(top, 1))
+    best = tops[:1]
     out_of = outcome(meta, rows)
     runtime = finite(meta.get("runtime")) if out_of != UNFINISHED and "sessions" not in meta else None
     if runtime is None:
@@ -425,14 +425,14 @@ def report_data(source: Any, top: int = 5) -> dict:
         "workers": src.workers,
         "max_evals": meta.get("max_evals"),
         "sessions": len(sess),
-        "evaluations": len(final),
+        "evaluations": sum(counts.values()),
         "attempts": len(rows),
         "status": counts,
         "failures": sum(counts.get(s, 0) for s in FAILURES),
         "unfinished": sum(counts.get(s, 0) for s in ACTIVE),
         "best": ({"task_id": best[0]["task_id"], "loss": best[0]["loss"], "params": dict(best[0]["params"]),
                   "metrics": dict(best[0].get("metrics") or {})} if best else None),
-        "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in top_trials(rows, top)],
+        "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in tops[:top]],
         "utilization": utilization(rows, src.workers, now=now, session_starts=starts),
         "runtime": runtime,
         "first": first_start(rows),
