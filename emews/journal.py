@@ -14,9 +14,7 @@ Tables:
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -26,7 +24,7 @@ from typing import Any
 from .errors import EmewsError
 from .task import Result
 
-__all__ = ["Journal", "JournalError", "read_journal", "write_results_csv", "write_best_json", "JOURNAL_NAME"]
+__all__ = ["Journal", "JournalError", "read_journal", "final_attempts", "result_from_row", "JOURNAL_NAME"]
 
 JOURNAL_NAME = "journal.sqlite"
 
@@ -251,7 +249,8 @@ def _read(db: sqlite3.Connection) -> dict[str, Any]:
     return {"meta": meta, "evals": evals, "optimizer_log": logs}
 
 
-def _final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The last attempt of each task, by task id (the rows :func:`read_journal` returns)."""
     last: dict[int, Mapping[str, Any]] = {}
     for r in rows:
         t = r["task_id"]
@@ -260,67 +259,9 @@ def _final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return [last[k] for k in sorted(last)]
 
 
-#: columns of results.csv besides parameters and metrics (a metric of the same name is
-#: written as ``metric_<name>``)
-_FIXED_COLUMNS = ("task_id", "attempt", "status", "loss", "worker", "host", "gpu", "start", "end", "runtime", "error")
-
-
-def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param_names: list[str]) -> None:
-    """One line per task (its last attempt): ids, status, loss, parameters, metrics, placement."""
-    final = _final_attempts(rows)
-    metric_names: list[str] = []
-    for r in final:
-        for k in r.get("metrics") or {}:
-            if k not in metric_names:
-                metric_names.append(k)
-    taken = set(param_names) | set(_FIXED_COLUMNS)
-    head = ["task_id", "attempt", "status", "loss", *param_names,
-            *[m if m not in taken else f"metric_{m}" for m in metric_names],
-            "worker", "host", "gpu", "start", "end", "runtime", "error"]
-    tmp = Path(path).with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(head)
-        for r in final:
-            p, m = r["params"], r.get("metrics") or {}
-            runtime = (r["end"] - r["start"]) if r.get("end") is not None and r.get("start") is not None else None
-            w.writerow([r["task_id"], r["attempt"], r["status"], r["loss"], *[_cell(p.get(n)) for n in param_names],
-                        *[_cell(m.get(k)) for k in metric_names], r.get("worker"), r.get("host"), r.get("gpu"),
-                        r.get("start"), r.get("end"), runtime, _last_line(r.get("error"))])
-    tmp.replace(path)
-
-
-def _last_line(text: str | None) -> str:
-    """The error's last line (the exception message); the full text stays in the journal."""
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-def _cell(v: Any) -> Any:
-    if isinstance(v, (list, dict)):
-        return json.dumps(v)
-    return v
-
-
-def best_of(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    best = None
-    for r in rows:
-        if r["status"] == "done" and r["loss"] is not None and math.isfinite(r["loss"]):
-            if best is None or r["loss"] < best["loss"]:
-                best = r
-    return best
-
-
-def write_best_json(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    rows = list(rows)
-    best = best_of(rows)
-    done = sum(1 for r in _final_attempts(rows) if r["status"] == "done")
-    body: dict[str, Any] = {"evaluations": len(_final_attempts(rows)), "succeeded": done}
-    if best is not None:
-        body.update(task_id=best["task_id"], loss=best["loss"], params=best["params"], metrics=best.get("metrics") or {})
-    else:
-        body.update(task_id=None, loss=None, params=None, metrics={})
-    tmp = Path(path).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
-    tmp.replace(path)
-    return best
+def result_from_row(row: Mapping[str, Any]) -> Result:
+    """The :class:`~emews.task.Result` a journal row records (the inverse of :meth:`Journal.finished`)."""
+    return Result(task_id=row["task_id"], params=row["params"], status=row["status"], loss=row["loss"],
+                  metrics=row.get("metrics") or {}, error=row.get("error"), worker=row.get("worker"),
+                  host=row.get("host"), gpu=row.get("gpu"), start=row.get("start"), end=row.get("end"),
+                  attempt=row["attempt"])

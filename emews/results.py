@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .journal import _FIXED_COLUMNS, JournalError, _final_attempts, best_of, read_journal, write_results_csv
+from .journal import JournalError, final_attempts, read_journal
+from .task import Stop
 
-__all__ = ["Results"]
+__all__ = ["Results", "write_results_csv", "write_best_json", "best_of"]
 
 
 class Results:
@@ -27,11 +31,14 @@ class Results:
                  directory: Path | None = None, optimizer_log: Sequence[Mapping[str, Any]] = (),
                  meta: Mapping[str, Any] | None = None):
         self.all_attempts = list(rows)
-        self.rows = list(_final_attempts(self.all_attempts))
+        self.rows = list(final_attempts(self.all_attempts))
         self.param_names = list(param_names)
         self.directory = Path(directory) if directory else None
         self.optimizer_log = list(optimizer_log)
         self._meta = dict(meta) if meta is not None else None
+        #: how the session that made these results ended (set by the driver; None when loaded)
+        self.outcome: str | None = None
+        self.stop: Stop | None = None
 
     @property
     def meta(self) -> dict:
@@ -48,11 +55,41 @@ class Results:
     @classmethod
     def load(cls, directory: str | Path) -> Results:
         """Read the results of an experiment directory (its ``journal.sqlite``)."""
-        j = read_journal(directory)
-        names = list((j["meta"].get("space") or {}).keys())
-        if not names and j["evals"]:
-            names = list(j["evals"][0]["params"])
-        return cls(j["evals"], names, Path(directory), j["optimizer_log"], meta=j["meta"])
+        return cls.from_journal(read_journal(directory), Path(directory))
+
+    @classmethod
+    def from_journal(cls, journal: Mapping[str, Any], directory: Path | None = None) -> Results:
+        """Results of a journal as :func:`~emews.journal.read_journal` returns it."""
+        meta = dict(journal.get("meta") or {})
+        rows = list(journal.get("evals") or [])
+        space = meta.get("space")
+        names = list(space) if isinstance(space, Mapping) else []
+        if not names:
+            for r in rows:
+                for k in r.get("params") or {}:
+                    if k not in names:
+                        names.append(k)
+        return cls(rows, names, directory, list(journal.get("optimizer_log") or []), meta=meta)
+
+    @property
+    def space(self) -> dict:
+        """The search space as journaled (``name -> spec dict``), or ``{}``."""
+        s = self.meta.get("space")
+        return dict(s) if isinstance(s, Mapping) else {}
+
+    @property
+    def workers(self) -> int:
+        """The pool's worker count (from the meta; else the distinct workers seen; at least 1)."""
+        w = self.meta.get("workers")
+        if isinstance(w, int) and not isinstance(w, bool) and w > 0:
+            return w
+        seen = {r.get("worker") for r in self.all_attempts if r.get("worker") is not None}
+        return max(1, len(seen))
+
+    @property
+    def name(self) -> str:
+        """The experiment's name (from the meta, else the directory's)."""
+        return str(self.meta.get("experiment") or (self.directory.name if self.directory else "experiment"))
 
     @property
     def best(self) -> dict | None:
@@ -107,7 +144,7 @@ class Results:
     def report(self, plots: bool = True, out: str | Path | None = None, top: int = 10) -> dict:
         """Write ``report.json``, ``report.txt`` and the plots into the experiment directory
         (or ``out``) and return the report's data; see :func:`emews.report.write_report`."""
-        from .report import write_report
+        from .report._write import write_report
 
         if out is None and self.directory is None:
             raise ValueError("these results have no experiment directory: give report() an out directory")
@@ -115,7 +152,7 @@ class Results:
 
     def report_data(self) -> dict:
         """The report's numbers (what ``report.json`` holds) without writing anything."""
-        from .report import report_data
+        from .report._data import report_data
 
         return report_data(self)
 
@@ -123,20 +160,86 @@ class Results:
         """The search trajectory as a matplotlib Figure: each loss, the best so far and the
         per-iteration min/mean, against the evaluation index and time (or, on a given ``ax``,
         one panel against ``x``: ``"evaluation"`` or ``"time"``)."""
-        from .report import plot_trajectory
+        from .report._plots import plot_trajectory
 
         return plot_trajectory(self, ax=ax, x=x)
 
     def plot_load(self, ax=None):
         """Busy workers over time and each worker's tasks, as a matplotlib Figure (on a given
         ``ax``: the busy-workers panel only)."""
-        from .report import plot_load
+        from .report._plots import plot_load
 
         return plot_load(self, ax=ax)
 
     def plot_params(self, top: int = 10, fig=None):
         """Loss against each parameter with the ``top`` best trials highlighted, and their
         parallel coordinates, as a matplotlib Figure (drawn into ``fig`` when given)."""
-        from .report import plot_params
+        from .report._plots import plot_params
 
         return plot_params(self, top=top, fig=fig)
+
+
+#: columns of results.csv besides parameters and metrics (a metric of the same name is
+#: written as ``metric_<name>``)
+_FIXED_COLUMNS = ("task_id", "attempt", "status", "loss", "worker", "host", "gpu", "start", "end", "runtime", "error")
+
+
+def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param_names: list[str]) -> None:
+    """One line per task (its last attempt): ids, status, loss, parameters, metrics, placement."""
+    final = final_attempts(rows)
+    metric_names: list[str] = []
+    for r in final:
+        for k in r.get("metrics") or {}:
+            if k not in metric_names:
+                metric_names.append(k)
+    taken = set(param_names) | set(_FIXED_COLUMNS)
+    head = ["task_id", "attempt", "status", "loss", *param_names,
+            *[m if m not in taken else f"metric_{m}" for m in metric_names],
+            "worker", "host", "gpu", "start", "end", "runtime", "error"]
+    tmp = Path(path).with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        for r in final:
+            p, m = r["params"], r.get("metrics") or {}
+            runtime = (r["end"] - r["start"]) if r.get("end") is not None and r.get("start") is not None else None
+            w.writerow([r["task_id"], r["attempt"], r["status"], r["loss"], *[_cell(p.get(n)) for n in param_names],
+                        *[_cell(m.get(k)) for k in metric_names], r.get("worker"), r.get("host"), r.get("gpu"),
+                        r.get("start"), r.get("end"), runtime, _last_line(r.get("error"))])
+    tmp.replace(path)
+
+
+def _last_line(text: str | None) -> str:
+    """The error's last line (the exception message); the full text stays in the journal."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return v
+
+
+def best_of(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    best = None
+    for r in rows:
+        if r["status"] == "done" and r["loss"] is not None and math.isfinite(r["loss"]):
+            if best is None or r["loss"] < best["loss"]:
+                best = r
+    return best
+
+
+def write_best_json(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    rows = list(rows)
+    best = best_of(rows)
+    done = sum(1 for r in final_attempts(rows) if r["status"] == "done")
+    body: dict[str, Any] = {"evaluations": len(final_attempts(rows)), "succeeded": done}
+    if best is not None:
+        body.update(task_id=best["task_id"], loss=best["loss"], params=best["params"], metrics=best.get("metrics") or {})
+    else:
+        body.update(task_id=None, loss=None, params=None, metrics={})
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return best

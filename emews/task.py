@@ -12,14 +12,78 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-__all__ = ["Task", "Result", "DONE", "FAILED", "TIMEOUT", "CANCELLED", "STATUSES", "outcome_from_value"]
+__all__ = ["Task", "Result", "Status", "StopReason", "Stop", "QUEUED", "RUNNING", "DONE", "FAILED", "TIMEOUT",
+           "CANCELLED", "STATUSES", "FINAL", "outcome_from_value"]
 
-QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED = "queued", "running", "done", "failed", "timeout", "cancelled"
+
+class Status(str, Enum):
+    """The state of a task attempt, as the journal records it.
+
+    A ``str`` enum: ``Status.DONE == "done"``, and it is written to the journal, JSON and
+    CSV as its value, so journals and plain-string comparisons keep working.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        """True for an attempt that has ended (done, failed, timeout, cancelled)."""
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+
+QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED = (Status.QUEUED, Status.RUNNING, Status.DONE, Status.FAILED,
+                                                     Status.TIMEOUT, Status.CANCELLED)
 #: every state a task has in the journal
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED)
+STATUSES = tuple(Status)
 FINAL = (DONE, FAILED, TIMEOUT, CANCELLED)
+
+
+class StopReason(str, Enum):
+    """Why a search session ended (the kind; :class:`Stop` adds the details)."""
+
+    MAX_EVALS = "max_evals"
+    MAX_TIME = "max_time"
+    DEADLINE = "deadline"
+    OPTIMIZER_FINISHED = "optimizer_finished"
+    OPTIMIZER_FAILED = "optimizer_failed"
+    ALREADY_COMPLETE = "already_complete"
+    TERMINATED = "terminated"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def early(self) -> bool:
+        """A time limit stopped the session with budget left: running the same command again continues."""
+        return self in (StopReason.MAX_TIME, StopReason.DEADLINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A session's stop: its :class:`StopReason` and the sentence journaled as the outcome.
+
+    Code decides on ``reason``; people read ``text`` (``str(stop)``), e.g.
+    ``max_evals reached`` or ``max_time of 60 s reached``.
+    """
+
+    reason: StopReason
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +113,7 @@ class Result:
 
     task_id: int
     params: dict
-    status: str
+    status: Status
     loss: float | None = None
     metrics: dict = field(default_factory=dict)
     error: str | None = None
@@ -59,6 +123,25 @@ class Result:
     start: float | None = None
     end: float | None = None
     attempt: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            self.status = Status(self.status)
+
+    @classmethod
+    def failed(cls, task: Task, error: str, *, status: Status = FAILED, worker: int | None = None,
+               host: str | None = None, gpu: str | None = None, start: float | None = None,
+               end: float | None = None) -> Result:
+        """A failed (or, with ``status=TIMEOUT``, timed-out) attempt of ``task``."""
+        return cls(task.id, task.params, status, error=error, worker=worker, host=host, gpu=gpu, start=start,
+                   end=end, attempt=task.attempt)
+
+    @classmethod
+    def cancelled(cls, task: Task, reason: str, *, worker: int | None = None, host: str | None = None,
+                  end: float | None = None) -> Result:
+        """An attempt of ``task`` that ended without running to completion (a stop, a shutdown)."""
+        return cls(task.id, task.params, CANCELLED, error=reason, worker=worker, host=host, end=end,
+                   attempt=task.attempt)
 
     @property
     def ok(self) -> bool:

@@ -91,13 +91,13 @@ def start_cli(args: list[str], cwd: Path, env: dict, launcher: tuple[str, ...] =
 
 def finished_rows(out: Path) -> dict[int, dict]:
     """Tasks whose last journaled attempt has a final result (done, failed, timeout)."""
-    from emews.journal import JournalError, _final_attempts, read_journal
+    from emews.journal import JournalError, final_attempts, read_journal
 
     try:
         rows = read_journal(out)["evals"]
     except JournalError:
         return {}
-    return {r["task_id"]: r for r in _final_attempts(rows) if r["status"] in ("done", "failed", "timeout")}
+    return {r["task_id"]: r for r in final_attempts(rows) if r["status"] in ("done", "failed", "timeout")}
 
 
 def wait_for_results(out: Path, k: int, proc: subprocess.Popen, timeout: float = 60) -> dict[int, dict]:

@@ -22,23 +22,22 @@ Written files (in the experiment directory, or ``out``):
 
 from __future__ import annotations
 
-import json
-import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..journal import read_journal
+from ..results import Results
+from . import _data, _plots, _write
 from ._data import (
     UNFINISHED,
     Interval,
-    Source,
     best_over_time,
     completed,
     intervals,
     iterations,
     last_seen,
     load_over_time,
-    load_source,
-    report_data,
     sessions,
     status_counts,
     top_trials,
@@ -46,13 +45,13 @@ from ._data import (
     utilization,
     worker_timeline,
 )
-from ._plots import plot_load, plot_params, plot_trajectory, require_matplotlib
+from ._plots import require_matplotlib
+from ._write import PLOTS, summary_text
 
 __all__ = [
     "PLOTS",
     "UNFINISHED",
     "Interval",
-    "Source",
     "best_over_time",
     "completed",
     "intervals",
@@ -64,6 +63,7 @@ __all__ = [
     "plot_params",
     "plot_trajectory",
     "report_data",
+    "require_matplotlib",
     "sessions",
     "status_counts",
     "summary",
@@ -75,45 +75,31 @@ __all__ = [
     "write_report",
 ]
 
-log = logging.getLogger("emews")
 
-#: the PNG files a report writes, and what draws each
-PLOTS = {"trajectory.png": plot_trajectory, "load.png": plot_load, "params.png": plot_params}
+def load_source(source: Any) -> Results:
+    """The :class:`~emews.results.Results` to report on: read from an experiment directory (or
+    its ``journal.sqlite``), made from a journal dict as :func:`~emews.journal.read_journal`
+    returns it, or ``source`` itself when it is one.
+
+    Raises:
+        JournalError: the path is not an experiment directory or its journal is unreadable.
+        TypeError: ``source`` is none of these.
+    """
+    if isinstance(source, Results):
+        return source
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        return Results.from_journal(read_journal(p), p if p.is_dir() else p.parent)
+    if isinstance(source, Mapping) and "evals" in source:
+        return Results.from_journal(source, None)
+    raise TypeError(f"cannot report on {type(source).__name__}: give an experiment directory, a journal "
+                    "(emews.journal.read_journal) or a Results")
 
 
-def _fmt_params(params: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def summary_text(data: dict) -> str:
-    """The text summary of a :func:`report_data` dict (what ``report.txt`` holds)."""
-    st = data["status"]
-    lines = [
-        f"experiment {data['experiment']} ({data['pool'] or '?'} pool, {data['workers']} workers): "
-        f"{data['evaluations']} tasks, {data['attempts']} attempts; "
-        + (", ".join(f"{v} {k}" for k, v in st.items()) or "nothing evaluated"),
-    ]
-    runtime = f"{data['runtime']:.1f} s" if data["runtime"] is not None else "unknown"
-    sess = f" over {data['sessions']} sessions" if data["sessions"] > 1 else ""
-    lines.append(f"outcome: {data['outcome']}; runtime {runtime}{sess}")
-    if data["unfinished"]:
-        lines.append(f"{data['unfinished']} tasks never finished (queued or running when the journal was last written)")
-    lines.append(f"failures: {data['failures']} (failed + timeout)")
-    u = data["utilization"]
-    lines.append(f"worker utilization {(u['utilization'] or 0):.1%} (busy {u['busy'] or 0:.3g} s over "
-                 f"{u['span'] or 0:.3g} s span × {data['workers']} workers)")
-    it = data["iterations"]
-    if it["count"]:
-        unit = "batches of the optimizer" if it["rule"] == "batch" else f"windows of {it['size']} completions"
-        lines.append(f"iterations: {it['count']} {unit}")
-    b = data["best"]
-    if b:
-        lines.append(f"best loss {b['loss']:.6g} (task {b['task_id']}): {_fmt_params(b['params'])}")
-    else:
-        lines.append("best: no successful evaluation")
-    if data["plots"]:
-        lines.append("plots: " + ", ".join(data["plots"]))
-    return "\n".join(lines)
+def report_data(source: Any, top: int = 5) -> dict:
+    """Everything ``report.json`` holds, for an experiment directory, journal dict or Results
+    (the keys are listed at :func:`emews.report._data.report_data`)."""
+    return _data.report_data(load_source(source), top)
 
 
 def summary(source: Any) -> str:
@@ -121,10 +107,22 @@ def summary(source: Any) -> str:
     return summary_text(report_data(source))
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = None, x: str = "evaluation") -> Any:
+    """The search trajectory of an experiment directory, journal dict or Results; see
+    :func:`emews.report._plots.plot_trajectory`."""
+    return _plots.plot_trajectory(load_source(source), path, ax=ax, x=x)
+
+
+def plot_load(source: Any, path: str | Path | None = None, *, ax: Any = None) -> Any:
+    """Load over time of an experiment directory, journal dict or Results; see
+    :func:`emews.report._plots.plot_load`."""
+    return _plots.plot_load(load_source(source), path, ax=ax)
+
+
+def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, fig: Any = None) -> Any:
+    """The parameters of the best trials of an experiment directory, journal dict or Results;
+    see :func:`emews.report._plots.plot_params`."""
+    return _plots.plot_params(load_source(source), path, top=top, fig=fig)
 
 
 def write_report(directory: Any, out: str | Path | None = None, plots: bool = True, top: int = 10) -> dict:
@@ -144,30 +142,4 @@ def write_report(directory: Any, out: str | Path | None = None, plots: bool = Tr
             readable (the message names the path).
         OSError: the files cannot be written.
     """
-    src = load_source(directory)
-    if out is None:
-        if src.directory is None:
-            raise ValueError("these results have no experiment directory: give write_report an out directory")
-        out = src.directory
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = report_data(src)
-    data["warnings"] = []
-    if plots:
-        try:
-            require_matplotlib()
-        except ImportError as e:
-            log.info("report written without plots: %s", e)
-            data["warnings"].append(str(e))
-        else:
-            for name, draw in PLOTS.items():
-                try:
-                    kw = {"top": top} if draw is plot_params else {}
-                    draw(src, out / name, **kw)
-                    data["plots"].append(name)
-                except Exception as e:  # noqa: BLE001 - a plot never breaks a report
-                    log.warning("could not draw %s: %s: %s", out / name, type(e).__name__, e)
-                    data["warnings"].append(f"{name}: {type(e).__name__}: {e}")
-    _write_text(out / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
-    _write_text(out / "report.txt", summary_text(data) + "\n")
-    return data
+    return _write.write_report(load_source(directory), out, plots=plots, top=top)

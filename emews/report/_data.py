@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..journal import _final_attempts, read_journal
+from ..journal import final_attempts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..results import Results
 
 #: statuses of an attempt that has not finished (yet, or ever: a killed run)
 ACTIVE = ("queued", "running")
@@ -211,7 +212,7 @@ def _completion_time(r: Row) -> float | None:
 def completed(rows: Iterable[Row]) -> list[Row]:
     """The last attempt of every task that has finished (done, failed, timeout: not queued,
     running or cancelled), in completion order."""
-    out = [r for r in _final_attempts(rows) if r["status"] not in ACTIVE and r["status"] != "cancelled"
+    out = [r for r in final_attempts(rows) if r["status"] not in ACTIVE and r["status"] != "cancelled"
            and _completion_time(r) is not None]
     out.sort(key=lambda r: (_completion_time(r), r["task_id"]))
     return out
@@ -306,7 +307,7 @@ def iterations(rows: Iterable[Row], workers: int, t0: float | None = None,
 
 def top_trials(rows: Iterable[Row], k: int = 10) -> list[Row]:
     """The ``k`` successful tasks (last attempts) with the lowest finite loss, best first."""
-    ok = [r for r in _final_attempts(rows) if r["status"] == "done" and finite(r.get("loss")) is not None]
+    ok = [r for r in final_attempts(rows) if r["status"] == "done" and finite(r.get("loss")) is not None]
     ok.sort(key=lambda r: (r["loss"], r["task_id"]))
     return ok[:max(0, int(k))]
 
@@ -314,85 +315,14 @@ def top_trials(rows: Iterable[Row], k: int = 10) -> list[Row]:
 def status_counts(rows: Iterable[Row]) -> dict[str, int]:
     """How many tasks (last attempts) have each status."""
     counts: dict[str, int] = {}
-    for r in _final_attempts(rows):
+    for r in final_attempts(rows):
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     return dict(sorted(counts.items()))
 
 
-# -- a report's input, from whatever the caller holds ------------------------------------------
-
-@dataclass
-class Source:
-    """What a report reads: the journal's meta, rows (every attempt) and optimizer log, the
-    experiment directory (``None`` for results held only in memory) and parameter names."""
-
-    meta: dict
-    rows: list
-    optimizer_log: list = field(default_factory=list)
-    directory: Path | None = None
-    param_names: list = field(default_factory=list)
-
-    @property
-    def space(self) -> dict:
-        """The search space as journaled (``name -> spec dict``), or ``{}``."""
-        s = self.meta.get("space")
-        return dict(s) if isinstance(s, Mapping) else {}
-
-    @property
-    def workers(self) -> int:
-        """The pool's worker count (from the meta; else the distinct workers seen; at least 1)."""
-        w = self.meta.get("workers")
-        if isinstance(w, int) and not isinstance(w, bool) and w > 0:
-            return w
-        seen = {r.get("worker") for r in self.rows if r.get("worker") is not None}
-        return max(1, len(seen))
-
-    @property
-    def name(self) -> str:
-        return str(self.meta.get("experiment") or (self.directory.name if self.directory else "experiment"))
-
-
-def load_source(source: Any) -> Source:
-    """A :class:`Source` from an experiment directory (or its ``journal.sqlite``), a journal
-    dict as :func:`~emews.journal.read_journal` returns it, a :class:`~emews.results.Results`,
-    or a :class:`Source`.
-
-    Raises:
-        JournalError: the path is not an experiment directory or its journal is unreadable.
-        TypeError: ``source`` is none of these.
-    """
-    if isinstance(source, Source):
-        return source
-    if isinstance(source, (str, Path)):
-        p = Path(source)
-        j = read_journal(p)
-        directory = p if p.is_dir() else p.parent
-        return _from_journal(j, directory)
-    if isinstance(source, Mapping) and "evals" in source:
-        return _from_journal(source, None)
-    if hasattr(source, "all_attempts"):  # a Results
-        meta = getattr(source, "meta", None) or {}
-        return Source(dict(meta), list(source.all_attempts), list(getattr(source, "optimizer_log", ())),
-                      getattr(source, "directory", None), list(getattr(source, "param_names", ())))
-    raise TypeError(f"cannot report on {type(source).__name__}: give an experiment directory, a journal "
-                    "(emews.journal.read_journal) or a Results")
-
-
-def _from_journal(j: Mapping[str, Any], directory: Path | None) -> Source:
-    meta = dict(j.get("meta") or {})
-    rows = list(j.get("evals") or [])
-    space = meta.get("space")
-    names = list(space) if isinstance(space, Mapping) else []
-    if not names:
-        for r in rows:
-            for k in r.get("params") or {}:
-                if k not in names:
-                    names.append(k)
-    return Source(meta, rows, list(j.get("optimizer_log") or []), directory, names)
-
-
-def report_data(source: Any, top: int = 5) -> dict:
-    """Everything ``report.json`` holds, for an experiment directory, journal dict or Results.
+def report_data(src: Results, top: int = 5) -> dict:
+    """Everything ``report.json`` holds, for a :class:`~emews.results.Results`
+    (:func:`emews.report.report_data` also takes an experiment directory or a journal dict).
 
     Keys: ``experiment, directory, outcome`` (the latest session's, or ``unfinished
     (killed?)``), ``finished, pool, workers, max_evals, sessions, evaluations`` (tasks),
@@ -403,13 +333,12 @@ def report_data(source: Any, top: int = 5) -> dict:
     start, last timestamp), ``iterations`` (``{rule, size, count}``), ``plots`` (PNG files
     written, filled by :func:`~emews.report.write_report`). Non-finite numbers become ``None``.
     """
-    src = load_source(source)
-    rows, meta = src.rows, src.meta
+    rows, final, meta = src.all_attempts, src.rows, src.meta
     now = last_seen(rows)
     sess = sessions(meta, rows)
     starts = [s["started"] for s in sess if s["started"] is not None]
-    counts = status_counts(rows)
-    tops = top_trials(rows, max(top, 1))
+    counts = status_counts(final)
+    tops = top_trials(final, max(top, 1))
     best = tops[:1]
     out_of = outcome(meta, rows)
     runtime = finite(meta.get("runtime")) if out_of != UNFINISHED and "sessions" not in meta else None

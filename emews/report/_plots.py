@@ -11,10 +11,13 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _data
-from ._data import FAILURES, Source
+from ._data import FAILURES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..results import Results
 
 #: dots per inch of the written PNGs (small files: about 900 × 400 pixels each)
 DPI = 90
@@ -101,16 +104,16 @@ def _mark_failures(ax: Any, xs: Sequence[float], label: str | None = "failed") -
     ax.autoscale_view(scaley=False)
 
 
-def _session_lines(ax: Any, src: Source, t0: float, scale: float) -> None:
+def _session_lines(ax: Any, src: Results, t0: float, scale: float) -> None:
     """Dotted vertical lines where a resumed experiment's later sessions started."""
-    for s in _data.sessions(src.meta, src.rows)[1:]:
+    for s in _data.sessions(src.meta, src.all_attempts)[1:]:
         if s["started"] is not None:
             ax.axvline((s["started"] - t0) / scale, color="0.4", ls=":", lw=1)
 
 
-def _title(src: Source, what: str) -> str:
+def _title(src: Results, what: str) -> str:
     """``experiment: what``, flagged when the run did not finish."""
-    flag = f" [{_data.UNFINISHED}]" if _data.outcome(src.meta, src.rows) == _data.UNFINISHED else ""
+    flag = f" [{_data.UNFINISHED}]" if _data.outcome(src.meta, src.all_attempts) == _data.UNFINISHED else ""
     return f"{src.name}: {what}{flag}"
 
 
@@ -120,15 +123,15 @@ def _empty(ax: Any, text: str) -> None:
 
 # -- trajectory --------------------------------------------------------------------------------
 
-def draw_trajectory(ax: Any, src: Source, x: str = "evaluation") -> None:
+def draw_trajectory(ax: Any, src: Results, x: str = "evaluation") -> None:
     """One trajectory panel on ``ax``: each evaluation's loss, the best so far (a step line),
     the per-iteration min and mean, failures as crosses at the top; against the evaluation
     index (``x="evaluation"``) or the time since the first start (``x="time"``)."""
     if x not in ("evaluation", "time"):
         raise ValueError(f"x must be 'evaluation' or 'time', not {x!r}")
-    t0 = _data.first_start(src.rows) or 0.0
-    traj = _data.trajectory(src.rows, t0)
-    its = _data.iterations(src.rows, src.workers, t0, [s["started"] for s in _data.sessions(src.meta, src.rows)
+    t0 = _data.first_start(src.all_attempts) or 0.0
+    traj = _data.trajectory(src.all_attempts, t0)
+    its = _data.iterations(src.all_attempts, src.workers, t0, [s["started"] for s in _data.sessions(src.meta, src.all_attempts)
                                                         if s["started"] is not None])
     span = max((e["time"] for e in traj), default=0.0)
     scale, unit = _time_scale(span) if x == "time" else (1.0, "")
@@ -164,13 +167,13 @@ def draw_trajectory(ax: Any, src: Source, x: str = "evaluation") -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = None, x: str = "evaluation") -> Any:
+def plot_trajectory(source: Results, path: str | Path | None = None, *, ax: Any = None, x: str = "evaluation") -> Any:
     """The search trajectory; returns the figure (and writes a PNG when ``path`` is given).
 
     Without ``ax``: a new figure of two panels, against the evaluation index and against time.
     With ``ax``: one panel on it, against ``x`` (``"evaluation"`` or ``"time"``).
     """
-    src = _data.load_source(source)
+    src = source
     if ax is not None:
         require_matplotlib()
         draw_trajectory(ax, src, x)
@@ -183,8 +186,8 @@ def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = No
         b.set_ylabel("")
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7, loc="upper right", framealpha=0.8)
-        n = len(_data.completed(src.rows))
-        best = _data.top_trials(src.rows, 1)
+        n = len(_data.completed(src.all_attempts))
+        best = _data.top_trials(src.all_attempts, 1)
         tail = f", best {best[0]['loss']:.4g}" if best else ""
         fig.suptitle(_title(src, f"search trajectory ({n} evaluations{tail})"), fontsize=10)
     _save(fig, path)
@@ -193,11 +196,11 @@ def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = No
 
 # -- load ----------------------------------------------------------------------------------------
 
-def draw_load(ax: Any, src: Source) -> None:
+def draw_load(ax: Any, src: Results) -> None:
     """Busy workers against time (a step line) with the pool size dashed, on ``ax``."""
-    now = _data.last_seen(src.rows)
-    t0 = _data.first_start(src.rows) or 0.0
-    steps = _data.load_over_time(src.rows, now=now, t0=t0)
+    now = _data.last_seen(src.all_attempts)
+    t0 = _data.first_start(src.all_attempts) or 0.0
+    steps = _data.load_over_time(src.all_attempts, now=now, t0=t0)
     workers = src.workers
     scale, unit = _time_scale(steps[-1][0] if steps else 0.0)
     if steps:
@@ -217,13 +220,13 @@ def draw_load(ax: Any, src: Source) -> None:
     ax.grid(alpha=0.3)
 
 
-def draw_gantt(ax: Any, src: Source) -> None:
+def draw_gantt(ax: Any, src: Results) -> None:
     """One row per worker with a bar per attempt, coloured by status, on ``ax``."""
     from matplotlib.patches import Patch
 
-    now = _data.last_seen(src.rows)
-    t0 = _data.first_start(src.rows) or 0.0
-    timeline = _data.worker_timeline(src.rows, now=now)
+    now = _data.last_seen(src.all_attempts)
+    t0 = _data.first_start(src.all_attempts) or 0.0
+    timeline = _data.worker_timeline(src.all_attempts, now=now)
     end = max((i.end for iv in timeline.values() for i in iv), default=t0)
     scale, unit = _time_scale(end - t0)
     seen: list[str] = []
@@ -251,19 +254,19 @@ def draw_gantt(ax: Any, src: Source) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
-def plot_load(source: Any, path: str | Path | None = None, *, ax: Any = None) -> Any:
+def plot_load(source: Results, path: str | Path | None = None, *, ax: Any = None) -> Any:
     """Load over time; returns the figure (and writes a PNG when ``path`` is given).
 
     Without ``ax``: a new figure with busy workers against time on top and one bar per
     attempt per worker below. With ``ax``: the busy-workers panel only, on it.
     """
-    src = _data.load_source(source)
+    src = source
     if ax is not None:
         require_matplotlib()
         draw_load(ax, src)
         fig = ax.figure
     else:
-        n = len(_data.worker_timeline(src.rows, now=_data.last_seen(src.rows)))
+        n = len(_data.worker_timeline(src.all_attempts, now=_data.last_seen(src.all_attempts)))
         lower = max(1.6, min(6.0, 0.22 * n + 0.8))
         fig = _figure(10, 2.4 + lower)
         a, b = fig.subplots(2, 1, sharex=True, height_ratios=[2.4, lower])
@@ -271,8 +274,8 @@ def plot_load(source: Any, path: str | Path | None = None, *, ax: Any = None) ->
         a.set_xlabel("")
         a.legend(fontsize=7, loc="upper left", ncols=2, framealpha=0.8)
         draw_gantt(b, src)
-        u = _data.utilization(src.rows, src.workers, now=_data.last_seen(src.rows),
-                              session_starts=[s["started"] for s in _data.sessions(src.meta, src.rows)
+        u = _data.utilization(src.all_attempts, src.workers, now=_data.last_seen(src.all_attempts),
+                              session_starts=[s["started"] for s in _data.sessions(src.meta, src.all_attempts)
                                               if s["started"] is not None])
         fig.suptitle(_title(src, f"load over time (utilization {u['utilization']:.0%} of {src.workers} workers)"),
                      fontsize=10)
@@ -356,7 +359,7 @@ def _hashable(v: Any) -> Any:
     return (type(v) is bool, v)  # True is not 1 here
 
 
-def _param_axes(src: Source) -> list[_Axis]:
+def _param_axes(src: Results) -> list[_Axis]:
     """The parameters worth a panel: not constants, present in the rows."""
     space = src.space
     out = []
@@ -364,7 +367,7 @@ def _param_axes(src: Source) -> list[_Axis]:
         spec = space.get(name) if isinstance(space.get(name), Mapping) else None
         if spec and spec.get("type") == "constant":
             continue
-        values = [r["params"][name] for r in src.rows if name in (r.get("params") or {})]
+        values = [r["params"][name] for r in src.all_attempts if name in (r.get("params") or {})]
         if not values:
             continue
         if spec is None and len({_hashable(v) for v in values}) == 1 and len(values) > 1:
@@ -373,7 +376,7 @@ def _param_axes(src: Source) -> list[_Axis]:
     return out
 
 
-def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, fig: Any = None) -> Any:
+def plot_params(source: Results, path: str | Path | None = None, *, top: int = 10, fig: Any = None) -> Any:
     """Loss against each parameter (every successful trial; the ``top`` best highlighted,
     failures as crosses at the top) and parallel coordinates of the ``top`` best trials in
     unit-scaled coordinates (categorical, ordinal and bool values on evenly spaced positions;
@@ -382,7 +385,7 @@ def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, f
     """
     import numpy as np
 
-    src = _data.load_source(source)
+    src = source
     axes = _param_axes(src)
     n = len(axes)
     ncols = min(4 if n <= 12 else 5, max(1, n))
@@ -392,10 +395,10 @@ def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, f
     else:
         require_matplotlib()
     gs = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.0] * nrows + [1.35])
-    final = _data._final_attempts(src.rows)
+    final = src.rows
     ok = [r for r in final if r["status"] == "done" and _data.finite(r.get("loss")) is not None]
     failed = [r for r in final if r["status"] in FAILURES]
-    best = _data.top_trials(src.rows, top)
+    best = _data.top_trials(src.all_attempts, top)
     best_ids = {r["task_id"] for r in best}
     log_loss = _use_log([r["loss"] for r in ok])
     rng = np.random.default_rng(0)

@@ -328,7 +328,7 @@ def test_without_matplotlib(tmp_path, monkeypatch, capsys):
     def missing():
         raise ImportError('emews plots need matplotlib, which is not installed: pip install "emews[plots]"')
 
-    monkeypatch.setattr(report, "require_matplotlib", missing)
+    monkeypatch.setattr(report._write, "require_matplotlib", missing)  # where write_report looks it up
     monkeypatch.setattr(cli, "require_matplotlib", missing)
     res = _search(tmp_path)
     assert main([str(res.directory), "--plots"]) == 2
@@ -426,7 +426,7 @@ def test_plots_of_a_run_without_any_success(tmp_path):
 def test_metric_names_never_shadow_fixed_columns(tmp_path):
     import csv
 
-    from emews.journal import write_results_csv
+    from emews.results import write_results_csv
 
     row = {"task_id": 0, "attempt": 0, "status": "done", "loss": 1.0, "params": {"a": 1},
            "metrics": {"runtime": 3, "device": "cpu", "a": 2}, "start": 1.0, "end": 2.5}

@@ -1,0 +1,111 @@
+"""Writing a report's files (report.json, report.txt, the PNGs) for a :class:`~emews.results.Results`.
+
+:func:`emews.report.write_report` is the public entry (it also takes an experiment
+directory or a journal dict); :meth:`emews.results.Results.report` calls this module directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _data
+from ._plots import plot_load, plot_params, plot_trajectory, require_matplotlib
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..results import Results
+
+__all__ = ["PLOTS", "summary_text", "write_report"]
+
+log = logging.getLogger("emews")
+
+#: the PNG files a report writes, and what draws each
+PLOTS = {"trajectory.png": plot_trajectory, "load.png": plot_load, "params.png": plot_params}
+
+
+def _fmt_params(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def summary_text(data: dict) -> str:
+    """The text summary of a :func:`report_data` dict (what ``report.txt`` holds)."""
+    st = data["status"]
+    lines = [
+        f"experiment {data['experiment']} ({data['pool'] or '?'} pool, {data['workers']} workers): "
+        f"{data['evaluations']} tasks, {data['attempts']} attempts; "
+        + (", ".join(f"{v} {k}" for k, v in st.items()) or "nothing evaluated"),
+    ]
+    runtime = f"{data['runtime']:.1f} s" if data["runtime"] is not None else "unknown"
+    sess = f" over {data['sessions']} sessions" if data["sessions"] > 1 else ""
+    lines.append(f"outcome: {data['outcome']}; runtime {runtime}{sess}")
+    if data["unfinished"]:
+        lines.append(f"{data['unfinished']} tasks never finished (queued or running when the journal was last written)")
+    lines.append(f"failures: {data['failures']} (failed + timeout)")
+    u = data["utilization"]
+    lines.append(f"worker utilization {(u['utilization'] or 0):.1%} (busy {u['busy'] or 0:.3g} s over "
+                 f"{u['span'] or 0:.3g} s span × {data['workers']} workers)")
+    it = data["iterations"]
+    if it["count"]:
+        unit = "batches of the optimizer" if it["rule"] == "batch" else f"windows of {it['size']} completions"
+        lines.append(f"iterations: {it['count']} {unit}")
+    b = data["best"]
+    if b:
+        lines.append(f"best loss {b['loss']:.6g} (task {b['task_id']}): {_fmt_params(b['params'])}")
+    else:
+        lines.append("best: no successful evaluation")
+    if data["plots"]:
+        lines.append("plots: " + ", ".join(data["plots"]))
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_report(src: Results, out: str | Path | None = None, plots: bool = True, top: int = 10) -> dict:
+    """Write ``report.json``, ``report.txt`` and (with ``plots`` and matplotlib installed)
+    ``trajectory.png``, ``load.png`` and ``params.png``; return the report's data.
+
+    Args:
+        src: the results (with a directory, unless ``out`` is given).
+        out: where the files go (created if needed); default the experiment directory.
+        plots: draw the PNGs. A plot that cannot be drawn (matplotlib missing, any error) is
+            a warning on the ``emews`` logger and a line in the data's ``warnings``, never an
+            exception.
+        top: how many of the best trials ``params.png`` highlights.
+
+    Raises:
+        JournalError: ``directory`` is not an experiment directory, or its journal is not
+            readable (the message names the path).
+        OSError: the files cannot be written.
+    """
+    if out is None:
+        if src.directory is None:
+            raise ValueError("these results have no experiment directory: give write_report an out directory")
+        out = src.directory
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _data.report_data(src)
+    data["warnings"] = []
+    if plots:
+        try:
+            require_matplotlib()
+        except ImportError as e:
+            log.info("report written without plots: %s", e)
+            data["warnings"].append(str(e))
+        else:
+            for name, draw in PLOTS.items():
+                try:
+                    kw = {"top": top} if draw is plot_params else {}
+                    draw(src, out / name, **kw)
+                    data["plots"].append(name)
+                except Exception as e:  # noqa: BLE001 - a plot never breaks a report
+                    log.warning("could not draw %s: %s: %s", out / name, type(e).__name__, e)
+                    data["warnings"].append(f"{name}: {type(e).__name__}: {e}")
+    _write_text(out / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+    _write_text(out / "report.txt", summary_text(data) + "\n")
+    return data
