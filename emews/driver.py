@@ -2,7 +2,7 @@
 
 ::
 
-    OptimizerProcess ──("put")──▶ ┌─────────── driver loop ───────────┐ ──Task──▶ pool
+    OptimizerProcess ──PUT────▶ ┌─────────── driver loop ───────────┐ ──Task──▶ pool
                      ◀─results─── │ waiting deque → idle workers      │ ◀─Result─
                                   │ retries, budget, max_time, Ctrl-C │
                                   │ journal (only writer), outputs    │
@@ -12,7 +12,7 @@ The loop blocks in ``pool.wait`` on every worker and the optimizer pipe at once;
 spins. Every state change goes to the journal (batched; finished results within
 ``RESULT_FLUSH`` seconds). At the end — normal, deadline, error, SIGTERM or Ctrl-C — the
 journal is flushed and ``results.csv``, ``best.json`` and the report are written, so nothing
-already computed is lost. A resumed experiment (:mod:`emews.experiment`) starts from what
+already computed is lost. A resumed experiment (:mod:`emews.resume`) starts from what
 the journal holds: finished results count and go to the optimizer, open tasks run again.
 """
 
@@ -31,12 +31,13 @@ from typing import Any
 
 from ._progress import Progress
 from .errors import OptimizerError
-from .experiment import ResumeState
-from .journal import JOURNAL_NAME, Journal, read_journal, write_best_json, write_results_csv
-from .queues import OptimizerProcess
-from .results import Results
+from .journal import JOURNAL_NAME, Journal, read_journal
+from .optimizers._host import OptimizerProcess
+from .queues import _protocol as wire
+from .results import Results, write_best_json, write_results_csv
+from .resume import Handoff, ResumeState, plan_resume
 from .space import Space
-from .task import CANCELLED, DONE, Result, Task
+from .task import CANCELLED, DONE, Result, Stop, StopReason, Task
 
 __all__ = ["Driver", "SearchSettings", "Terminated"]
 
@@ -94,7 +95,7 @@ RESULT_FLUSH = 0.05
 class Driver:
     """Runs one search: starts the optimizer process, feeds the pool, journals everything.
 
-    With ``resume`` (an earlier session's state, see :mod:`emews.experiment`) the finished
+    With ``resume`` (an earlier session's state, see :mod:`emews.resume`) the finished
     results count against the budget and go to the optimizer as history, and the tasks
     that were queued or running when that session ended run again first.
     """
@@ -113,7 +114,7 @@ class Driver:
         self.batches = 0  # "put" messages read so far (journaled as each task's batch)
         self._batch_of: dict[int, int] = {}  # task id -> its batch, while the task may be retried
         self.best: float | None = None
-        self.stop_reason: str | None = None
+        self.stop: Stop | None = None  # why the session ends (set once)
         self.optimizer_error: str | None = None
         self.optimizer_done = False
         self.interrupted = False
@@ -149,59 +150,35 @@ class Driver:
         self.journal.flush()
         return seed
 
-    def _take_over(self, now: float) -> dict | None:
+    def _take_over(self, now: float) -> Handoff | None:
         """Resume: count the earlier results, queue the interrupted tasks again; returns what
         the optimizer process needs to pick up where the last one stopped."""
         r = self.resume
         if r is None:
             return None
         s = self.s
-        self._failures = dict(r.failures)
-        # failed after a stop, with retries left: the stop kept them from their next attempt
-        retry = [x for x in r.completed if x.status != DONE and r.failures.get(x.task_id, 0) <= s.retries]
-        retry_ids = {x.task_id for x in retry}
-        completed = [x for x in r.completed if x.task_id not in retry_ids]
-        todo = sorted([Task(x.task_id, x.params, x.attempt + 1) for x in retry] + r.interrupted, key=lambda t: t.id)
-        fits = []
-        for t in todo:
-            if self._fits(t.params):
-                fits.append(t)
-            elif t.id in r.left_open:
-                self.journal.close_attempt(t.id, t.attempt - 1, CANCELLED, "interrupted; not run again: its "
-                                           "parameters do not fit the changed space", now)
-        self.finished = self.finished_before = len(completed)
-        self.failed = sum(1 for x in completed if not x.ok)
-        self.best = r.best
-        self.batches = r.last_batch
-        left = max(0, s.max_evals - self.finished)
-        rerun = fits[:left]
-        for i, t in enumerate(fits):  # the dead session's open attempts end here, cancelled
-            if t.id in r.left_open:
-                again = "run again" if i < left else "not run again: evaluation budget spent"
-                self.journal.close_attempt(t.id, t.attempt - 1, CANCELLED, f"interrupted while {r.left_open[t.id]} "
-                                           f"(the run ended without a result); {again}", now)
-        for t in rerun:
-            b = r.batches.get(t.id)
+        plan = plan_resume(r, s.space, s.max_evals, s.retries)
+        self._failures = dict(plan.failures)
+        for tid, attempt, error in plan.closings:
+            self.journal.close_attempt(tid, attempt, CANCELLED, error, now)
+        self.finished = self.finished_before = plan.finished
+        self.failed = plan.failed
+        self.best = plan.best
+        self.batches = plan.last_batch
+        for t in plan.rerun:
+            b = plan.batches.get(t.id)
             self.journal.queued(t.id, t.attempt, t.params, now, b)
             if b is not None:
                 self._batch_of[t.id] = b
             self.waiting.append(t)
-        self.accepted = self.finished + len(rerun)
-        history = [x for x in completed if self._fits(x.params)]
-        if len(history) < len(completed):
+        self.accepted = self.finished + len(plan.rerun)
+        if plan.unfit:
             log.warning("%d earlier result(s) do not fit the changed space: they count against max_evals but are not "
-                        "given to the optimizer", len(completed) - len(history))
+                        "given to the optimizer", plan.unfit)
         log.info("resuming %s: %d of %d evaluations finished earlier (best loss %s), %d interrupted task(s) to run "
                  "again", self.directory, self.finished, s.max_evals,
-                 "-" if self.best is None else f"{self.best:.6g}", len(rerun))
-        return {"history": history, "inflight": [(t.id, t.params) for t in rerun], "first_id": r.first_id}
-
-    def _fits(self, params: dict) -> bool:
-        try:
-            self.s.space.validate(params)
-        except (ValueError, KeyError, TypeError):
-            return False
-        return True
+                 "-" if self.best is None else f"{self.best:.6g}", len(plan.rerun))
+        return plan.handoff
 
     def _time_limits(self) -> tuple[float | None, float | None]:
         """Monotonic times at which new tasks stop and running ones are cancelled."""
@@ -232,18 +209,19 @@ class Driver:
         progress = Progress(s.progress_every, s.max_evals, self.pool.size, live=s.live_progress)
         try:
             seed = self._start_meta(t0)
-            resume = self._take_over(time.time())
+            handoff = self._take_over(time.time())
             stop_at, kill_at = self._time_limits()
             if self.finished >= s.max_evals and not self.waiting:
-                self.stop_reason = f"already complete ({self.finished} of {s.max_evals} evaluations)"
+                self.stop = Stop(StopReason.ALREADY_COMPLETE,
+                                 f"already complete ({self.finished} of {s.max_evals} evaluations)")
                 log.info("%s: nothing to do; raise max_evals (--set max_evals=N) to continue, or use --fresh for "
-                         "a new experiment", self.stop_reason)
+                         "a new experiment", self.stop)
                 return self._end(None, progress, t0)
             opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
-                                   s.batch_size, self.pool.size, s.max_evals, resume)
+                                   s.batch_size, self.pool.size, s.max_evals, handoff)
             progress.start(self.finished)
             while True:
-                if self.stop_reason is None and not self.optimizer_error:
+                if self.stop is None and not self.optimizer_error:
                     while self.waiting and self.pool.idle:
                         task = self.waiting.popleft()
                         worker = self.pool.submit(task)
@@ -255,7 +233,7 @@ class Driver:
                     break
                 timeout = 1.0
                 now_m = time.monotonic()
-                if stop_at is not None and self.stop_reason is None:
+                if stop_at is not None and self.stop is None:
                     timeout = max(0.0, min(timeout, stop_at - now_m))
                 if kill_at is not None:
                     timeout = max(0.0, min(timeout, kill_at - now_m))
@@ -268,10 +246,10 @@ class Driver:
                 if results:
                     self._on_results(results, opt)
                 now_m = time.monotonic()
-                if stop_at is not None and self.stop_reason is None and now_m >= stop_at:
-                    self._stop(self._time_reason(), opt)
+                if stop_at is not None and self.stop is None and now_m >= stop_at:
+                    self._stop(self._time_stop(), opt)
                 if kill_at is not None and now_m >= kill_at and self.pool.busy:
-                    self.stop_reason = self.stop_reason or self._time_reason()
+                    self.stop = self.stop or self._time_stop()
                     self._cancel_running = True
                     log.warning("%d running task(s) cancelled %g s before the %s; a resume runs them again",
                                 self.pool.busy, s.kill_margin, s.deadline_source)
@@ -281,13 +259,13 @@ class Driver:
                 progress.update(self.finished, self.failed, self.best, self.pool.busy)
         except Terminated:
             self.interrupted = True
-            self.stop_reason = "terminated (SIGTERM)"
+            self.stop = Stop(StopReason.TERMINATED, "terminated (SIGTERM)")
         except KeyboardInterrupt:
             self.interrupted = True
-            self.stop_reason = "interrupted (Ctrl-C)"
+            self.stop = Stop(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
         except BaseException as e:  # noqa: BLE001 - keep what was computed, then re-raise
             fatal = e
-            self.stop_reason = f"error: {e}"
+            self.stop = Stop(StopReason.ERROR, f"error: {e}")
         finally:
             try:
                 if self._results is None:
@@ -297,18 +275,18 @@ class Driver:
         if fatal is not None:
             raise fatal
         if self.interrupted:
-            exc = Terminated if self.stop_reason.startswith("terminated") else KeyboardInterrupt
-            raise exc(f"{self.stop_reason}; results so far are kept in {self.directory}; run the same command again "
+            exc = Terminated if self.stop.reason is StopReason.TERMINATED else KeyboardInterrupt
+            raise exc(f"{self.stop}; results so far are kept in {self.directory}; run the same command again "
                       "to resume")
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
         return self.results()
 
-    def _time_reason(self) -> str:
+    def _time_stop(self) -> Stop:
         s = self.s
         if s.deadline is not None and (not s.max_time or time.time() >= s.deadline - s.stop_margin - 0.5):
-            return f"{s.deadline_source} near: stopped {s.stop_margin:g} s before it"
-        return f"max_time of {s.max_time:g} s reached"
+            return Stop(StopReason.DEADLINE, f"{s.deadline_source} near: stopped {s.stop_margin:g} s before it")
+        return Stop(StopReason.MAX_TIME, f"max_time of {s.max_time:g} s reached")
 
     def _end(self, opt: OptimizerProcess | None, progress: Progress, t0: float, kill: bool = False) -> Results:
         progress.close(self.finished, self.failed, self.best, 0)
@@ -333,50 +311,61 @@ class Driver:
 
     def _over(self) -> bool:
         running = self.pool.busy
-        if self.stop_reason is not None:
+        if self.stop is not None:
             return running == 0
         if self.finished >= self.s.max_evals:
-            self.stop_reason = "max_evals reached"
+            self.stop = Stop(StopReason.MAX_EVALS, "max_evals reached")
             return running == 0
         if (self.optimizer_done or self.optimizer_error) and not self.waiting and running == 0:
-            self.stop_reason = self.stop_reason or ("optimizer failed" if self.optimizer_error else "optimizer finished")
+            self.stop = self.stop or (Stop(StopReason.OPTIMIZER_FAILED, "optimizer failed") if self.optimizer_error
+                                      else Stop(StopReason.OPTIMIZER_FINISHED, "optimizer finished"))
             return True
         return False
 
     def _read_optimizer(self, opt: OptimizerProcess) -> None:
-        now = time.time()
+        """Handle every message the optimizer has sent (the driver's side of the protocol)."""
         while not (self.optimizer_done or self.optimizer_error):
             try:
                 if not opt.conn.poll(0):
                     return
-                kind, body = opt.conn.recv()
+                msg = opt.conn.recv()
             except (EOFError, OSError):
                 if not self.optimizer_done:
                     code = opt.process.exitcode
                     self.optimizer_error = f"the optimizer process ended unexpectedly (exit code {code})"
                     self._cancel_waiting("the optimizer failed")
                 return
-            if kind == "put":
-                self.batches += 1
-                refused = []
-                for tid, params in body:
-                    if self.stop_reason is not None or self.accepted >= self.s.max_evals:
-                        refused.append(Result(tid, params, CANCELLED, error=self.stop_reason or "evaluation budget spent"))
-                        continue
-                    self.accepted += 1
-                    self.journal.queued(tid, 0, params, now, self.batches)
-                    self._batch_of[tid] = self.batches
-                    self.waiting.append(Task(tid, params, 0))
-                if refused:
-                    opt.send(("results", refused))
-            elif kind == "log":
-                self.journal.log(body, now)
-            elif kind == "done":
-                self.optimizer_done = True
-            elif kind == "error":
-                self.optimizer_error = body
+            wire.dispatch(msg, self._handlers(opt))
+
+    def _handlers(self, opt: OptimizerProcess) -> dict:
+        def on_put(items: list[tuple[int, dict]]) -> None:
+            now = time.time()
+            self.batches += 1
+            refused = []
+            for tid, params in items:
+                if self.stop is not None or self.accepted >= self.s.max_evals:  # after a stop nothing more runs
+                    refused.append(Result.cancelled(Task(tid, params), str(self.stop or "evaluation budget spent")))
+                    continue
+                self.accepted += 1
+                self.journal.queued(tid, 0, params, now, self.batches)
+                self._batch_of[tid] = self.batches
+                self.waiting.append(Task(tid, params, 0))
+            if refused:
+                opt.send(wire.results(refused))
+
+        def on_log(record: dict) -> None:
+            self.journal.log(record, time.time())
+
+        def on_done(_: None) -> None:
+            self.optimizer_done = True
+
+        def on_error(text: str) -> None:
+            self.optimizer_error = text
+            if self.waiting or self.pool.busy:
                 self._cancel_waiting("the optimizer failed")
                 log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
+
+        return {wire.PUT: on_put, wire.LOG: on_log, wire.DONE: on_done, wire.ERROR: on_error}
 
     def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
         to_optimizer = []
@@ -384,7 +373,7 @@ class Driver:
             failed_before = self._failures.get(r.task_id, 0)
             if r.status != DONE and r.status != CANCELLED:
                 self._failures[r.task_id] = failed_before + 1
-            if r.status != DONE and r.status != CANCELLED and failed_before < self.s.retries and self.stop_reason is None:
+            if r.status != DONE and r.status != CANCELLED and failed_before < self.s.retries and self.stop is None:
                 self.journal.finished(r)
                 retry = Task(r.task_id, r.params, r.attempt + 1)
                 self.journal.queued(retry.id, retry.attempt, retry.params, time.time(), self._batch_of.get(r.task_id))
@@ -404,9 +393,9 @@ class Driver:
         self._results_due = True
         self._flush_results()
         if to_optimizer and not (self.optimizer_done or self.optimizer_error):
-            opt.send(("results", to_optimizer))
-        if self.finished >= self.s.max_evals and self.stop_reason is None:
-            self._stop("max_evals reached", opt)
+            opt.send(wire.results(to_optimizer))
+        if self.finished >= self.s.max_evals and self.stop is None:
+            self._stop(Stop(StopReason.MAX_EVALS, "max_evals reached"), opt)
 
     def _flush_results(self) -> None:
         if self._results_due and self.journal.since_flush_left(RESULT_FLUSH) <= 0:
@@ -419,24 +408,24 @@ class Driver:
         cancelled = []
         while self.waiting:
             t = self.waiting.popleft()
-            r = Result(t.id, t.params, CANCELLED, error=reason, end=now, attempt=t.attempt)
+            r = Result.cancelled(t, reason, end=now)
             self.journal.finished(r)
             cancelled.append(r)
         return cancelled
 
-    def _stop(self, reason: str, opt: OptimizerProcess) -> None:
+    def _stop(self, stop: Stop, opt: OptimizerProcess) -> None:
         """No new tasks start; queued ones are cancelled; running ones finish."""
-        self.stop_reason = reason
-        cancelled = self._cancel_waiting(reason)
+        self.stop = stop
+        cancelled = self._cancel_waiting(str(stop))
         if cancelled:
-            opt.send(("results", cancelled))
-        opt.send(("stop", reason))
+            opt.send(wire.results(cancelled))
+        opt.send(wire.stop(str(stop)))
 
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
         """Stop the pool and the optimizer, then always flush the journal and write the outputs."""
         try:
             self.journal.flush()  # first: an MPI job may be torn down while the pool stops
-            cancelled = self._cancel_waiting(self.stop_reason or "finished")
+            cancelled = self._cancel_waiting(str(self.stop or "finished"))
             try:
                 leftovers = self.pool.shutdown(kill=kill)
             except Exception:  # noqa: BLE001 - the journal and outputs come first
@@ -446,8 +435,8 @@ class Driver:
             if opt is not None:
                 # every id the optimizer put gets a final result, so it never waits for one
                 if cancelled or leftovers:
-                    opt.send(("results", cancelled + leftovers))
-                opt.send(("stop", self.stop_reason or "finished"))
+                    opt.send(wire.results(cancelled + leftovers))
+                opt.send(wire.stop(str(self.stop or "finished")))
                 self._drain_optimizer(opt, timeout=1.0 if kill else 10.0)
                 opt.close(timeout=1.0 if kill else 5.0)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, but still write what we have
@@ -455,7 +444,7 @@ class Driver:
                 opt.process.terminate()
         finally:
             now = time.time()
-            outcome = self.stop_reason or "finished"
+            outcome = str(self.stop or "finished")
             sessions = self._sessions
             if sessions:
                 sessions[-1].update(finished=now, outcome=outcome, evaluations=self.finished - self.finished_before)
@@ -467,6 +456,7 @@ class Driver:
     def _drain_optimizer(self, opt: OptimizerProcess, timeout: float) -> None:
         """Let the optimizer take in its last results and journal its last log records."""
         end = time.monotonic() + timeout
+        handlers = self._handlers(opt)
         while not (self.optimizer_done or self.optimizer_error):
             left = end - time.monotonic()
             if left <= 0:
@@ -474,24 +464,18 @@ class Driver:
             try:
                 if not opt.conn.poll(min(left, 0.5)):
                     continue
-                kind, body = opt.conn.recv()
+                msg = opt.conn.recv()
             except (EOFError, OSError):
                 return
-            if kind == "log":
-                self.journal.log(body, time.time())
-            elif kind == "put":  # after the stop nothing more is evaluated
-                opt.send(("results", [Result(tid, p, CANCELLED, error=self.stop_reason) for tid, p in body]))
-            elif kind == "done":
-                self.optimizer_done = True
-            elif kind == "error":
-                self.optimizer_error = body
+            wire.dispatch(msg, handlers)
 
     # -- outputs -------------------------------------------------------------------------
     def results(self) -> Results:
         if self._results is None:
             j = read_journal(self.directory)
             self._results = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"], meta=j["meta"])
-            self._results.outcome = self.stop_reason or "finished"
+            self._results.outcome = str(self.stop or "finished")
+            self._results.stop = self.stop
         return self._results
 
     def write_outputs(self) -> None:

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .journal import JOURNAL_NAME, JournalError, _final_attempts, read_journal
-from .task import DONE, FAILED, TIMEOUT, Result, Task
+from .journal import JOURNAL_NAME
+from .resume import ResumeState, load_resume_state
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not a POSIX system
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Experiment", "ExperimentLocked", "ResumeState", "open_experiment", "load_resume_state", "config_changes",
+__all__ = ["Experiment", "ExperimentLocked", "open_experiment", "config_changes",
            "LOCK_NAME", "IDENTITY_KEYS"]
 
 log = logging.getLogger("emews")
@@ -47,43 +47,6 @@ _RUNNER_IDENTITY = ("type", "command", "result_file", "pattern")
 
 class ExperimentLocked(ConfigError):
     """Another live run holds the experiment directory."""
-
-
-@dataclass
-class ResumeState:
-    """What an earlier session left in the journal.
-
-    Attributes:
-        completed: finished results (done, failed, timeout), in completion order.
-        interrupted: tasks that were queued, running or cancelled when the session ended,
-            as the next attempt of each (to be run again, oldest first).
-        batches: {task id: batch} of every task.
-        failures: {task id: failed or timed-out attempts} (what counts against retries).
-        left_open: {task id: status} of interrupted tasks whose last attempt is still
-            ``queued`` or ``running`` in the journal (the process died without ending it).
-        first_id: the first task id free for new tasks.
-        last_batch: the highest batch number used.
-        meta: the journal's meta table.
-    """
-
-    completed: list[Result]
-    interrupted: list[Task]
-    batches: dict[int, int | None]
-    failures: dict[int, int]
-    left_open: dict[int, str]
-    first_id: int
-    last_batch: int
-    meta: dict
-
-    @property
-    def seed(self) -> int | None:
-        s = self.meta.get("seed")
-        return s if isinstance(s, int) else None
-
-    @property
-    def best(self) -> float | None:
-        losses = [r.loss for r in self.completed if r.ok and r.loss is not None]
-        return min(losses) if losses else None
 
 
 @dataclass
@@ -215,39 +178,6 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
 def _short(v: Any, width: int = 120) -> str:
     text = json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def load_resume_state(directory: Path) -> ResumeState | None:
-    """Read what the earlier sessions left (see :class:`ResumeState`); None for a journal a
-    run created but died before recording anything in (nothing to resume)."""
-    j = read_journal(directory)
-    if "space" not in j["meta"] and not j["evals"]:
-        return None
-    if "space" not in j["meta"]:
-        raise JournalError(f"{directory / JOURNAL_NAME}: the journal has no recorded search (meta 'space' missing): "
-                           "not an emews experiment, or one that never started")
-    rows = j["evals"]
-    final = _final_attempts(rows)
-    completed, interrupted, batches, left_open = [], [], {}, {}
-    failures: dict[int, int] = {}
-    for r in rows:
-        batches[r["task_id"]] = r.get("batch")
-        if r["status"] in (FAILED, TIMEOUT):
-            failures[r["task_id"]] = failures.get(r["task_id"], 0) + 1
-    for r in final:
-        if r["status"] in (DONE, FAILED, TIMEOUT):
-            completed.append(Result(task_id=r["task_id"], params=r["params"], status=r["status"], loss=r["loss"],
-                                    metrics=r.get("metrics") or {}, error=r.get("error"), worker=r.get("worker"),
-                                    host=r.get("host"), gpu=r.get("gpu"), start=r.get("start"), end=r.get("end"),
-                                    attempt=r["attempt"]))
-        else:  # queued, running (the process died) or cancelled: to be run again
-            interrupted.append(Task(r["task_id"], r["params"], r["attempt"] + 1))
-            if r["status"] != "cancelled":
-                left_open[r["task_id"]] = r["status"]
-    completed.sort(key=lambda r: (r.end if r.end is not None else 0.0, r.task_id))
-    first_id = 1 + max((r["task_id"] for r in rows), default=-1)
-    last_batch = max((r["batch"] for r in rows if r.get("batch") is not None), default=0)
-    return ResumeState(completed, interrupted, batches, failures, left_open, first_id, last_batch, j["meta"])
 
 
 def _canon(v: Any) -> Any:

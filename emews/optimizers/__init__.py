@@ -8,10 +8,10 @@ or a function ``run(queues, space, seed=None, **settings)`` (resident loop).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
+from .._imports import import_object
 from ..errors import OptimizerError
 from ._base import Optimizer, ResidentOptimizer
 from ._grid import GridSearch
@@ -28,25 +28,6 @@ BUILTIN = {
     "ga": "emews.optimizers.ga:GA",
     "ga-steady": "emews.optimizers.ga:SteadyStateGA",
 }
-
-
-def import_object(path: str, what: str = "object") -> Any:
-    """Import ``package.module:attr`` (``attr`` may be dotted)."""
-    if not isinstance(path, str) or ":" not in path:
-        raise ValueError(f"{what} must be written 'package.module:name' (with a colon), got {path!r}")
-    mod_name, _, attr = path.partition(":")
-    if not mod_name or not attr:
-        raise ValueError(f"{what} must be written 'package.module:name' (with a colon), got {path!r}")
-    try:
-        obj: Any = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ImportError(f"cannot import module {mod_name!r} for {what} {path!r}: {e}") from e
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ImportError(f"module {mod_name!r} has no attribute {attr!r} (for {what} {path!r})") from None
-    return obj
 
 
 def resolve(name_or_obj: Any) -> Any:

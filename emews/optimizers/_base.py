@@ -73,15 +73,20 @@ class Optimizer(_Seeded):
         """True when the optimizer has nothing more to propose (e.g. a grid is exhausted)."""
         return False
 
-    # Optional, for resumed experiments (not defined here, so that the default applies):
-    #
-    #     def restore(self, history: list[Result], pending: list[dict]) -> None
-    #
-    # is called once, before the first ask, with the earlier sessions' finished results (in
-    # completion order) and the parameters of the tasks that were interrupted and are being
-    # re-run (their results come through tell like any other). Without it, the history is
-    # given to tell(). Define it when tell alone would not restore the state, e.g. to skip
-    # the points already drawn.
+    def restore(self, history: Sequence[Result], pending: Sequence[dict]) -> None:
+        """Pick up a resumed experiment; called once, before the first :meth:`ask`.
+
+        Args:
+            history: the earlier sessions' finished results, in completion order.
+            pending: the parameters of tasks that were interrupted and are being run again
+                (their results come through :meth:`tell` like any other).
+
+        The default tells the history (``self.tell(history)``). Override it when ``tell``
+        alone would not restore the state, e.g. to move a random stream past the points
+        already drawn (the built-in ``random`` does), or to skip finished points (``grid``).
+        """
+        if history:
+            self.tell(list(history))
 
     def log(self) -> dict | None:
         """Optional: a record (dict) to journal after each ``tell``, e.g. a generation summary."""

@@ -3,22 +3,22 @@
 ::
 
       optimizer process                              driver
-  ┌──────────────────────────┐   ("put", [(id, params)...])   ┌─────────────────────┐
+  ┌──────────────────────────┐   PUT [(id, params)...]         ┌─────────────────────┐
   │ OptimizerQueues.put()    │ ──────────────────────────────▶ │ journal, schedule   │
   │ OptimizerQueues.get()    │ ◀────────────────────────────── │ on idle workers     │
-  │ (ask/tell adapter, or a  │   ("results", [Result...])      │                     │
-  │  resident loop)          │   ("stop", reason)              │                     │
+  │ (ask/tell adapter, or a  │   RESULTS [Result...]           │                     │
+  │  resident loop)          │   STOP reason                   │                     │
   └──────────────────────────┘                                 └─────────────────────┘
 
-The transport is a duplex ``multiprocessing`` pipe (a ``Connection``); the optimizer
-process is started with the *spawn* method, so it is safe beside an initialized MPI.
-Task ids are assigned on the optimizer side (one counter, one optimizer), so ``put`` never
-waits for the driver.
+The transport is a duplex ``multiprocessing`` pipe (a ``Connection``); the message kinds and
+their bodies are defined once, in :mod:`emews.queues._protocol`. Task ids are assigned on
+the optimizer side (one counter, one optimizer), so ``put`` never waits for the driver.
+The optimizer process that holds these queues is :mod:`emews.optimizers._host`.
 """
 
 from __future__ import annotations
 
-from ._process import OptimizerProcess, run_optimizer
+from . import _protocol as protocol
 from ._queues import OptimizerQueues
 
-__all__ = ["OptimizerQueues", "OptimizerProcess", "run_optimizer"]
+__all__ = ["OptimizerQueues", "protocol"]

@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import StopSearch
+from ..resume import Handoff, Replay
 from ..space import Space
-from ..task import Result
+from ..task import Result, Task
+from . import _protocol as wire
 
 
 class OptimizerQueues:
@@ -33,31 +35,26 @@ class OptimizerQueues:
     """
 
     def __init__(self, conn: Any, space: Space, capacity: int, max_evals: int, *,
-                 history: Sequence[Result] = (), inflight: Sequence[tuple[int, dict]] = (),
-                 first_id: int = 0, replay: bool = False):
+                 handoff: Handoff | None = None, replay: bool = False):
         self._conn = conn
         self.space = space
         self.capacity = capacity
         self.max_evals = max_evals
-        self._next_id = first_id
+        handoff = handoff or Handoff()
+        self._next_id = handoff.first_id
         self._pending: dict[int, dict] = {}
         self._ready: dict[int, Result] = {}  # results received but not yet handed out
         self.stopped: str | None = None
-        self.history: list[Result] = list(history)
-        self.resumed = bool(history) or bool(inflight)
-        self._replay = replay
-        self._done_by_key: dict[str, list[Result]] = {}
-        self._inflight_by_key: dict[str, list[int]] = {}
-        self._unclaimed: set[int] = set()  # re-run tasks not (yet) claimed by a put
-        for r in self.history:
-            self._done_by_key.setdefault(space.key(r.params), []).append(r)
-        for tid, p in inflight:
-            self._inflight_by_key.setdefault(space.key(p), []).append(tid)
-            self._unclaimed.add(tid)
-            if not replay:  # an ask/tell optimizer is told their results like any other
+        self._replay = Replay(handoff, space, resident=replay)
+        self.history: list[Result] = self._replay.history
+        self.resumed = bool(handoff.history) or bool(handoff.inflight)
+        if not replay:  # an ask/tell optimizer is told the re-runs' results like any other
+            for tid, p in handoff.inflight:
                 self._pending[tid] = dict(p)
         # a replaying optimizer spends its budget as it did the first time
-        self._puts = 0 if replay else len(self.history) + len(inflight)
+        self._puts = 0 if replay else len(self.history) + len(handoff.inflight)
+        self._resident = replay
+        self._handlers = {wire.RESULTS: self._on_results, wire.STOP: self._on_stop}
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -93,58 +90,41 @@ class OptimizerQueues:
         checked = [self.space.validate(p) for p in params_list]
         ids, new = [], []
         for p in checked:
-            tid = self._replayed(p) if self._done_by_key or self._inflight_by_key else None
-            if tid is None:
+            claimed = self._replay.claim(p) if self._replay.active else None
+            if claimed is None:
                 tid = self._next_id
                 self._next_id += 1
                 new.append((tid, p))
+            else:
+                tid, earlier = claimed
+                if earlier is not None:
+                    self._ready[tid] = earlier
             ids.append(tid)
             self._pending[tid] = p
-        self._puts += len(checked) if self._replay else len(new)
+        self._puts += len(checked) if self._resident else len(new)
         if new:
-            self._conn.send(("put", new))
+            self._conn.send(wire.put(new))
         return ids
-
-    def _replayed(self, params: dict) -> int | None:
-        """The earlier task this put repeats (its result is made ready, or it is re-running)."""
-        key = self.space.key(params)
-        done = self._done_by_key.get(key)
-        if done:
-            r = done.pop(0)
-            self._ready[r.task_id] = r
-            return r.task_id
-        running = self._inflight_by_key.get(key)
-        if running:
-            tid = running.pop(0)
-            self._unclaimed.discard(tid)
-            return tid
-        return None
 
     def _receive(self, timeout: float | None) -> bool:
         """Read one message from the driver; False on timeout."""
         if timeout is not None and not self._conn.poll(timeout):
             return False
         try:
-            kind, body = self._conn.recv()
+            msg = self._conn.recv()
         except EOFError:
             self.stopped = "the driver went away"
             raise StopSearch(self.stopped) from None
-        if kind == "results":
-            for r in body:
-                if r.task_id in self._unclaimed:  # a re-run not proposed again (yet)
-                    self._unclaimed.remove(r.task_id)
-                    key = self.space.key(r.params)
-                    self._inflight_by_key[key].remove(r.task_id)
-                    if r.status != "cancelled":  # a later put of the same point is answered from it
-                        self._done_by_key.setdefault(key, []).append(r)
-                    if self._replay:  # nobody asked: it joins the history
-                        if r.status != "cancelled":
-                            self.history.append(r)
-                        continue
-                self._ready[r.task_id] = r
-        elif kind == "stop":
-            self.stopped = body or "stopped by the driver"
+        wire.dispatch(msg, self._handlers)
         return True
+
+    def _on_results(self, results: list[Result]) -> None:
+        for r in results:
+            if not self._replay.withheld(r):
+                self._ready[r.task_id] = r
+
+    def _on_stop(self, reason: str | None) -> None:
+        self.stopped = reason or "stopped by the driver"
 
     def get(self, block: bool = True, timeout: float | None = None) -> list[Result]:
         """Results that have arrived, in completion order.
@@ -199,7 +179,7 @@ class OptimizerQueues:
         for i, p in zip(ids, params_list):
             r = got.get(i)
             if r is None:
-                r = Result(task_id=i, params=dict(p), status="cancelled", error=self.stopped or "stopped")
+                r = Result.cancelled(Task(i, dict(p)), self.stopped or "stopped")
                 self._pending.pop(i, None)
             out.append(r)
         return out
@@ -211,4 +191,4 @@ class OptimizerQueues:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Journal a record of the optimizer's own (e.g. a generation summary)."""
-        self._conn.send(("log", dict(record)))
+        self._conn.send(wire.log(record))

@@ -38,10 +38,11 @@ import numpy as np
 
 from ..errors import StopSearch
 from ..optimizers import Optimizer, resolve, style_of
+from ..optimizers._host import drive_ask_tell
 from ..queues import OptimizerQueues
-from ..queues._process import drive_ask_tell
+from ..queues import _protocol as wire
 from ..space import Bool, Categorical, Constant, Int, Ordinal, Real, Space
-from ..task import CANCELLED, DONE, FAILED, TIMEOUT, Result, outcome_from_value
+from ..task import CANCELLED, DONE, FAILED, TIMEOUT, Result, Task, outcome_from_value
 
 __all__ = [
     "FakeDriver",
@@ -153,19 +154,19 @@ class FakeDriver:
     # -- the connection interface --------------------------------------------------------
     def send(self, msg: tuple[str, Any]) -> None:
         kind, body = msg
-        if kind == "put":
+        if kind == wire.PUT:
             refused = []
             for tid, params in body:
                 self.run.puts.append(params)
                 if self._stop_sent or self._accepted >= self.max_evals:
-                    refused.append(Result(tid, params, CANCELLED, error="evaluation budget spent"))
+                    refused.append(Result.cancelled(Task(tid, params), "evaluation budget spent"))
                     continue
                 self._accepted += 1
                 self._waiting.append((tid, params))
             if refused:
                 self.run.results.extend(refused)
-                self._outbox.append(("results", refused))
-        elif kind == "log":
+                self._outbox.append(wire.results(refused))
+        elif kind == wire.LOG:
             self.run.logs.append(dict(body))
         else:  # pragma: no cover - the queues send nothing else
             raise AssertionError(f"FakeDriver got an unexpected message {kind!r}")
@@ -195,7 +196,7 @@ class FakeDriver:
         try:
             value = self.objective(dict(params))
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
-            return Result(tid, params, FAILED, error=f"{type(e).__name__}: {e}")
+            return Result.failed(Task(tid, params), f"{type(e).__name__}: {e}")
         status, loss, metrics, error = outcome_from_value(value)
         return Result(tid, params, status, loss=loss, metrics=metrics, error=error)
 
@@ -209,7 +210,7 @@ class FakeDriver:
             self._finished += 1
             self.run.results.append(r)
             self.run.makespan = end
-            self._outbox.append(("results", [r]))
+            self._outbox.append(wire.results([r]))
             if self._finished >= self.max_evals:
                 self._stop("max_evals reached")
             return True
@@ -219,12 +220,12 @@ class FakeDriver:
         return False
 
     def _stop(self, reason: str) -> None:
-        cancelled = [Result(tid, p, CANCELLED, error=reason) for tid, p in self._waiting]
+        cancelled = [Result.cancelled(Task(tid, p), reason) for tid, p in self._waiting]
         self._waiting.clear()
         if cancelled:
             self.run.results.extend(cancelled)
-            self._outbox.append(("results", cancelled))
-        self._outbox.append(("stop", reason))
+            self._outbox.append(wire.results(cancelled))
+        self._outbox.append(wire.stop(reason))
         self._stop_sent = True
         self.run.stopped = reason
 

@@ -20,9 +20,10 @@ from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 from ..errors import ObjectiveError
-from ..task import CANCELLED, Result, Task
+from ..task import Result, Task
 from ._gpu import gpu_for
-from ._procs import describe_exit, die_with_parent
+from .._parent import die_with_parent
+from ._procs import describe_exit
 from ._runners import HOST, execute, make_runner
 
 
@@ -183,15 +184,14 @@ class LocalPool:
         how = describe_exit(code) if code is not None else "ended"
         why = (f"worker {i} died while running the task ({how}); a new worker process took its place "
                "(runner: isolated runs each task in a child process instead)")
-        return [Result(task.id, task.params, "failed", error=why, worker=i, host=HOST, attempt=task.attempt,
-                       end=time.time())]
+        return [Result.failed(task, why, worker=i, host=HOST, end=time.time())]
 
     def shutdown(self, kill: bool = False) -> list[Result]:
         """Stop every worker; with ``kill`` running tasks are abandoned (returned as cancelled)."""
         if self._closed:
             return []
         self._closed = True
-        cancelled = [Result(t.id, t.params, CANCELLED, error="cancelled at shutdown", worker=i, host=HOST, attempt=t.attempt)
+        cancelled = [Result.cancelled(t, "cancelled at shutdown", worker=i, host=HOST)
                      for i, t in self._busy.items()] if kill else []
         for c, i in list(self._by_conn.items()):
             if not (kill and i in self._busy):

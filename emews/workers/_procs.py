@@ -14,11 +14,12 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 
-__all__ = ["child_env", "wait_exit", "kill_group", "reap", "describe_exit", "tail"]
+from .._parent import die_with_parent
+
+__all__ = ["child_env", "wait_exit", "kill_group", "reap", "describe_exit", "tail", "die_with_parent"]
 
 # Variables by which an MPI launcher tells a process its place in the job (MPICH/Hydra and
 # PMI-1/2, PMIx, Open MPI, MVAPICH, Slurm's PMI). A child that inherits them and initializes
@@ -166,26 +167,3 @@ def tail(data: bytes | str, lines: int = 20, limit: int = 4000) -> str:
         data = data[-limit * 4:].decode("utf-8", "replace")
     text = "\n".join(data.rstrip().splitlines()[-lines:])
     return text[-limit:]
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Have the kernel send ``sig`` to this process when its parent dies (Linux
-    ``PR_SET_PDEATHSIG``; elsewhere a no-op).
-
-    Called first thing in spawned workers and the optimizer process: when the driver is
-    SIGKILLed (OOM killer, ``kill -9``), they stop instead of running on beside the next
-    job's resume. A worker's SIGTERM handler then stops its task's process group too.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import multiprocessing
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        parent = multiprocessing.parent_process()
-        if parent is not None and os.getppid() != parent.pid:  # it died before we asked
-            os.kill(os.getpid(), sig)
-    except (OSError, AttributeError):  # pragma: no cover - no libc prctl: nothing to do
-        pass

@@ -49,7 +49,7 @@ def load_objective(objective: Any) -> Callable[[dict], Any]:
         except Exception as e:  # noqa: BLE001
             raise ObjectiveError(f"cannot unpickle the objective in the worker: {type(e).__name__}: {e}") from e
     elif isinstance(objective, str):
-        from ..optimizers import import_object
+        from .._imports import import_object
 
         try:
             fn = import_object(objective, "objective")

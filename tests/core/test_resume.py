@@ -181,13 +181,14 @@ def test_unclaimed_rerun_results_join_the_history():
 
     from emews import Space
     from emews.queues import OptimizerQueues
+    from emews.resume import Handoff
     from emews.task import Result
 
     space = Space.from_dict({"x": {"type": "real", "low": 0, "high": 1}})
     opt_end, drv_end = Pipe()
     old = Result(0, {"x": 0.1}, "done", loss=1.0)
-    q = OptimizerQueues(opt_end, space, 2, 10, history=[old], inflight=[(1, {"x": 0.2}), (2, {"x": 0.3})],
-                        first_id=3, replay=True)
+    q = OptimizerQueues(opt_end, space, 2, 10, handoff=Handoff([old], [(1, {"x": 0.2}), (2, {"x": 0.3})], 3),
+                        replay=True)
     assert q.put([{"x": 0.1}, {"x": 0.3}, {"x": 0.9}]) == [0, 2, 3]  # a replay, a re-run, a new task
     assert drv_end.recv() == ("put", [(3, {"x": 0.9})])
     assert q.remaining == 7

@@ -1,4 +1,18 @@
-"""Running an optimizer of either style in its own (spawned) process."""
+"""The optimizer host: runs an optimizer of either style in its own (spawned) process.
+
+::
+
+    driver process                         optimizer process (spawned)
+    ┌──────────────────────┐   pipe   ┌─────────────────────────────────────────────┐
+    │ OptimizerProcess     │ ◀──────▶ │ run_optimizer: build the optimizer, then     │
+    │  .send() (a thread:  │          │  ask/tell  → drive_ask_tell(opt, queues)     │
+    │   never blocks)      │          │  resident  → opt.run(queues) / fn(queues...) │
+    │  .conn (driver reads)│          │ OptimizerQueues: put/get over the pipe       │
+    └──────────────────────┘          └─────────────────────────────────────────────┘
+
+The messages are those of :mod:`emews.queues._protocol`. The process is started with the
+*spawn* method, so it is safe beside an initialized MPI.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +25,15 @@ import traceback
 from typing import Any
 
 from .. import _pickling
+from .._parent import die_with_parent
 from ..errors import OptimizerError, StopSearch
+from ..queues import OptimizerQueues
+from ..queues import _protocol as wire
+from ..resume import Handoff
 from ..space import Space
-from ._queues import OptimizerQueues
+from . import style_of
+
+__all__ = ["drive_ask_tell", "run_optimizer", "OptimizerProcess"]
 
 
 def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size: int | None = None) -> None:
@@ -27,7 +47,8 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
     log = getattr(opt, "log", lambda: None)
     tell = opt.tell
     if q.resumed:
-        # the earlier sessions' results: restore(history, pending) when the optimizer has it
+        # the earlier sessions' results (Optimizer.restore defaults to tell(history); a
+        # duck-typed ask/tell class without restore gets the same)
         restore = getattr(opt, "restore", None)
         if restore is not None:
             restore(list(q.history), q.pending_params())
@@ -81,36 +102,19 @@ def _log(q: OptimizerQueues, log: Any) -> None:
         q.log(rec)
 
 
-def run_optimizer(
-    conn: Any,
-    blob: bytes,
-    space: Space,
-    seed: int | None,
-    settings: dict,
-    mode: str,
-    batch_size: int | None,
-    capacity: int,
-    max_evals: int,
-    resume: dict | None = None,
-) -> None:
+def run_optimizer(conn: Any, blob: bytes, space: Space, seed: int | None, settings: dict, mode: str,
+                  batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None) -> None:
     """Entry point of the optimizer process: build the optimizer and run it to the end.
 
-    ``resume`` (a resumed experiment): ``{"history": [Result], "inflight": [(id, params)],
-    "first_id": int}``.
-
-    Sends ``("done", None)`` when the optimizer finishes (or is stopped) and
-    ``("error", text)`` when it raises.
+    ``handoff`` (a resumed experiment): the history, interrupted tasks and first free id.
+    Sends ``DONE`` when the optimizer finishes (or is stopped) and ``ERROR`` when it raises.
     """
-    from ..optimizers import style_of
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    from ..workers._procs import die_with_parent
-
     die_with_parent(signal.SIGTERM)  # the driver SIGKILLed: no optimizer left running alone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     try:
         obj = _pickling.loads(blob)
         style = style_of(obj)
-        q = OptimizerQueues(conn, space, capacity, max_evals, replay=style != "ask-tell", **(resume or {}))
+        q = OptimizerQueues(conn, space, capacity, max_evals, handoff=handoff, replay=style != "ask-tell")
         if style == "ask-tell":
             opt = obj(space, seed=seed, **settings)
             drive_ask_tell(opt, q, mode, batch_size)
@@ -118,16 +122,16 @@ def run_optimizer(
             obj(space, seed=seed, **settings).run(q)
         else:
             obj(q, space, seed=seed, **settings)
-        conn.send(("done", None))
+        conn.send(wire.done())
     except StopSearch:
         try:
-            conn.send(("done", None))
+            conn.send(wire.done())
         except OSError:  # the driver has gone already
             pass
     except BaseException as e:  # noqa: BLE001 - everything is reported to the driver
         text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
         try:
-            conn.send(("error", f"{type(e).__name__}: {e}\n{text}"))
+            conn.send(wire.error(f"{type(e).__name__}: {e}\n{text}"))
         except (OSError, EOFError):
             pass
     finally:
@@ -141,7 +145,7 @@ class OptimizerProcess:
     """The resident optimizer in a spawned process, with the driver's end of the pipe."""
 
     def __init__(self, optimizer: Any, space: Space, seed: int | None, settings: dict, mode: str,
-                 batch_size: int | None, capacity: int, max_evals: int, resume: dict | None = None):
+                 batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
         try:
@@ -151,7 +155,7 @@ class OptimizerProcess:
             raise OptimizerError(f"cannot send the optimizer {name} to its process: {type(e).__name__}: {e}") from e
         self.process = ctx.Process(
             target=run_optimizer,
-            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals, resume),
+            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals, handoff),
             name="emews-optimizer",
             daemon=False,  # an optimizer may start processes of its own; close() ends it
         )
