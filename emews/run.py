@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 
 from ._progress import LiveAwareHandler
-from .api import launched_under_mpi, run_config
 from .config import load_config, parse_deadline
 from .driver import Terminated
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
 from .journal import JournalError
+from .launch import launch
 
 USAGE_EXAMPLE = """examples:
   python -m emews.run configs/quickstart.yaml
@@ -86,9 +86,9 @@ def summary(results, quiet: bool = False) -> str:
         lines.append(f"emews: best loss {best['loss']:.6g} (task {best['task_id']})")
         lines.append("emews: best params " + json.dumps(best["params"], default=str))
     lines.append(f"emews: results in {results.directory}")
-    outcome = getattr(results, "outcome", None) or ""
-    if outcome.startswith(("max_time", "Slurm", "deadline")):
-        lines.append(f"emews: stopped early ({outcome}); run the same command again to resume")
+    stop = getattr(results, "stop", None)
+    if stop is not None and stop.reason.early:
+        lines.append(f"emews: stopped early ({stop}); run the same command again to resume")
     return "\n".join(lines)
 
 
@@ -104,18 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg.progress = 0
         elif cfg.progress is None:
             cfg.progress = 30.0
-        size = launched_under_mpi()
-        if cfg.pool == "mpi" or (cfg.pool == "auto" and size > 1):
-            from .workers.mpi import run_mpi
-
-            results = run_mpi(cfg, args.out, resume=args.how, force=args.force)
-            if results is None:  # a worker rank
-                return 0
-        else:
-            if size > 1:  # every rank would run a whole search of its own
-                raise ConfigError(f"pool: local, but the launcher started {size} processes; use pool: mpi (or auto) "
-                                  "under mpiexec/srun, or start a single process", cfg.source, "pool")
-            results = run_config(cfg, args.out, resume=args.how, force=args.force)
+        results = launch(cfg, args.out, resume=args.how, force=args.force)
+        if results is None:  # an MPI worker rank: the search is over
+            return 0
     except (ConfigError, ObjectiveError, JournalError) as e:
         print(f"emews: error: {e}", file=sys.stderr)
         return 2

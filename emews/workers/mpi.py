@@ -2,7 +2,7 @@
 
 ``mpiexec -n N python -m emews.run config.yaml`` (or ``srun``, ``jsrun``, Open MPI's
 ``mpirun``: nothing here is specific to one MPI) starts N copies of the same program.
-:func:`run_mpi` splits them::
+:func:`mpi_session` (called by :func:`emews.launch.launch` on every rank) splits them::
 
     rank 0                                                 ranks 1 .. N-1
     ┌──────────────────────────────────────────┐           ┌───────────────────────────────┐
@@ -23,8 +23,8 @@ Wire protocol (pickled, lowercase ``send``/``recv`` of small records):
 * ``TAG_SETUP`` rank 0 → every worker rank: ``("pool", runner_spec)`` starts a pool,
   ``("exit", None)`` ends the worker loop.
 * ``TAG_TASK`` rank 0 → group leader: a :class:`~emews.task.Task`, or ``None`` (pool over).
-* ``TAG_RESULT`` leader → rank 0: a :class:`~emews.task.Result`; ``("ready", gpus)`` once the
-  group has loaded the objective; ``("fatal", text)`` when a rank could not; ``("bye", None)``
+* ``TAG_RESULT`` leader → rank 0: a :class:`~emews.task.Result`; ``("ready", gpus, host)`` once
+  the group has loaded the objective; ``("fatal", text)`` when a rank could not; ``("bye", None)``
   after ``None``.
 * ``TAG_GROUP`` inside a task group: the leader forwards tasks (or ``None``); members answer
   ``(status, error)``.
@@ -50,10 +50,8 @@ after a grace period (a task cannot be interrupted from outside) make rank 0 cal
 ``comm.Abort(1)`` with a message rather than leave the job hanging. An unexpected error in
 a worker's own loop aborts the job the same way.
 
-One rank (``mpiexec -n 1`` with ``pool: mpi``): there is no worker rank, so the run falls
-back to the local pool (``workers`` processes, spawned: safe beside MPI) with a warning on
-stderr. With ``pool: auto`` one rank is simply the local pool. ``ranks_per_task > 1`` needs
-at least ``1 + ranks_per_task`` ranks and is an error there.
+This module holds the pool and the worker loop only; which pool a search gets, and the
+single-rank fallback to the local pool, are decided by :mod:`emews.launch`.
 """
 
 from __future__ import annotations
@@ -66,19 +64,14 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigError, EmewsError, ObjectiveError
-from ..task import CANCELLED, DONE, FAILED, Result, Task
+from ..task import DONE, FAILED, Result, Task
 from ._gpu import gpu_for
 from ._runners import HOST, accepts_comm, execute, make_runner
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..config import Config
-    from ..results import Results
-
-__all__ = ["MPIPool", "MPISession", "mpi_session", "run_mpi", "Backoff"]
+__all__ = ["MPIPool", "MPISession", "mpi_session", "mpi_module", "Backoff"]
 
 TAG_SETUP, TAG_TASK, TAG_RESULT, TAG_GROUP = 71, 72, 73, 74
 
@@ -94,8 +87,8 @@ def _stop_grace() -> float:
         return STOP_GRACE
 
 
-def _mpi(source: str | None = None) -> Any:
-    """``mpi4py.MPI`` (importing it initializes MPI)."""
+def mpi_module(source: str | None = None) -> Any:
+    """``mpi4py.MPI`` (importing it initializes MPI); a clear error when mpi4py is missing."""
     try:
         from mpi4py import MPI
     except ImportError as e:
@@ -180,7 +173,7 @@ class _Layout:
 
 
 def _layout(comm: Any, ranks_per_task: int, gpus: dict | None, source: str | None) -> _Layout:
-    MPI = _mpi()
+    MPI = mpi_module()
     rank, size = comm.Get_rank(), comm.Get_size()
     workers = size - 1
     if workers < 1:
@@ -247,7 +240,7 @@ class MPISession:
         """Drain rank 0's inbox until every leader has left its pool (or ``grace`` passes)."""
         deadline = time.monotonic() + grace
         backoff = Backoff()
-        MPI = _mpi()
+        MPI = mpi_module()
         status = MPI.Status()
         while self._unreleased and time.monotonic() < deadline:
             if not self.comm.iprobe(MPI.ANY_SOURCE, TAG_RESULT, status):
@@ -300,7 +293,7 @@ class MPIPool:
     kind = "mpi"
 
     def __init__(self, session: MPISession, runner_spec: dict):
-        MPI = _mpi()
+        MPI = mpi_module()
         self._session = session
         self._comm = session.comm
         self._any = MPI.ANY_SOURCE
@@ -309,6 +302,7 @@ class MPIPool:
         self._idle: collections.deque[int] = collections.deque()
         self._busy: dict[int, Task] = {}
         self._gpus: dict[int, str | None] = {}
+        self._hosts: dict[int, str] = {}  # leader rank -> its host name
         self._backoff = _driver_backoff()
         self._fatal: str | None = None
         self.runner_spec = runner_spec
@@ -347,7 +341,7 @@ class MPIPool:
                     changed = True
                     out.append(obj)
             elif obj[0] == "ready":
-                self._gpus[src] = obj[1]
+                self._gpus[src], self._hosts[src] = obj[1], obj[2]
                 if not self.closed:
                     self._idle.append(src)
                     changed = True
@@ -397,8 +391,8 @@ class MPIPool:
         if self.closed:
             return []
         self.closed = True
-        cancelled = [Result(t.id, t.params, CANCELLED, error="cancelled at shutdown", worker=w, host=None,
-                            attempt=t.attempt) for w, t in self._busy.items()] if kill else []
+        cancelled = [Result.cancelled(t, "cancelled at shutdown", worker=w, host=self._hosts.get(w))
+                     for w, t in self._busy.items()] if kill else []
         self._idle.clear()
         for leader in self._session.leaders:
             self._comm.send(None, dest=leader, tag=TAG_TASK)
@@ -437,7 +431,7 @@ def mpi_session(ranks_per_task: int = 1, gpus: dict | None = None, comm: Any = N
                 pool = session.pool({"type": "python", "objective": "emews.examples:sphere"})
                 ...                       # pool.submit(task), pool.wait(1.0), pool.shutdown()
     """
-    comm = comm if comm is not None else _mpi().COMM_WORLD
+    comm = comm if comm is not None else mpi_module().COMM_WORLD
     layout = _layout(comm, ranks_per_task, gpus, source)
     if layout.rank == 0:
         return MPISession(layout)
@@ -504,7 +498,7 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
     if error:
         comm.send(("fatal", error), dest=0, tag=TAG_RESULT)
     else:
-        comm.send(("ready", _join_gpus(gpus)), dest=0, tag=TAG_RESULT)
+        comm.send(("ready", _join_gpus(gpus), HOST), dest=0, tag=TAG_RESULT)
     gpu = _join_gpus(gpus)
     while True:
         try:
@@ -518,8 +512,7 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
         try:
             result = execute(runner, task, layout.rank, HOST, gpu)
         except KeyboardInterrupt:
-            result = Result(task.id, task.params, FAILED, error="interrupted (Ctrl-C)", worker=layout.rank, host=HOST,
-                            gpu=gpu, attempt=task.attempt)
+            result = Result.failed(task, "interrupted (Ctrl-C)", worker=layout.rank, host=HOST, gpu=gpu)
         for member in range(1, group.Get_size()):
             m_status, m_error = _recv(group, member, TAG_GROUP, backoff)
             if m_status != DONE and result.status == DONE:
@@ -558,58 +551,3 @@ def _join_gpus(gpus: list[str | None]) -> str | None:
             if d and d not in seen:
                 seen.append(d)
     return ",".join(seen) if seen else None
-
-
-# -- the CLI entry -----------------------------------------------------------------------------
-def run_mpi(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", force: bool = False) -> Results | None:
-    """Run a validated config on the MPI pool; every rank calls this.
-
-    Rank 0 prepares the experiment directory, drives the search and returns its
-    :class:`~emews.results.Results`; the other ranks serve tasks and return ``None``.
-
-    Raises:
-        ConfigError: ``ranks_per_task`` does not divide the worker ranks (on rank 0; the
-            other ranks return ``None``), or the experiment directory cannot be made.
-        ObjectiveError: a worker rank cannot load the objective.
-    """
-    from ..api import _runner_spec, _settings_from_config, launched_under_mpi, run_config, write_config_copy
-    from ..driver import Driver
-    from ..experiment import open_experiment
-
-    MPI = _mpi(cfg.source)
-    comm = MPI.COMM_WORLD
-    rank, size = comm.Get_rank(), comm.Get_size()
-    announced = launched_under_mpi()
-    if size == 1 and announced > 1:
-        raise EmewsError(f"the launcher started {announced} processes but MPI sees a single rank: mpi4py is built "
-                         "against a different MPI than this mpiexec (use the mpiexec of the MPI mpi4py was built "
-                         "with, e.g. the one of `pip install mpich`)")
-    if size == 1:
-        if cfg.ranks_per_task > 1:
-            raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs at least {1 + cfg.ranks_per_task} MPI ranks "
-                              "(1 driver + a worker group); launched with 1", cfg.source, "ranks_per_task")
-        workers = cfg.workers or os.cpu_count() or 1
-        print(f"emews: warning: pool: mpi with a single MPI rank, so no worker ranks: running {workers} local worker "
-              "processes on this node instead (launch with mpiexec -n N, N >= 2, for MPI workers)",
-              file=sys.stderr, flush=True)
-        return run_config(dataclasses.replace(cfg, pool="local"), out, resume=resume, force=force)
-    try:
-        session = mpi_session(cfg.ranks_per_task, cfg.gpus, comm, cfg.source)
-    except ConfigError:
-        if rank != 0:
-            return None  # the same check failed on rank 0, which reports it
-        raise
-    if session is None:
-        return None
-    with session:
-        settings = _settings_from_config(cfg)
-        with open_experiment(cfg, out, resume, force) as exp:
-            directory = exp.directory
-            write_config_copy(cfg, directory)
-            pool = session.pool(_runner_spec(cfg, directory))
-            try:
-                return Driver(settings, pool, directory, exp.resume).run()
-            except ObjectiveError as e:
-                raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
-            finally:
-                pool.shutdown(kill=True)  # no-op after the driver's own shutdown

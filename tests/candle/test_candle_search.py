@@ -37,7 +37,7 @@ def sample(rng):
 def test_search_of_the_small_config_beats_defaults(tmp_path):
     """configs/nt3_small.yaml (its space and mbo optimizer) run through emews on tiny data finds a
     clearly lower loss than NT3's default hyperparameters."""
-    from emews.api import run_config
+    from emews.launch import run_config
     from emews.config import load_config
 
     epochs = 5
@@ -94,7 +94,7 @@ def test_ga_spaces_parse_and_values_are_accepted(name):
 @pytest.mark.slow
 def test_nt3_small_config_end_to_end(tmp_path):
     try:
-        from emews.api import run_config
+        from emews.launch import run_config
         from emews.config import load_config
     except ImportError as e:  # the core is not there yet
         pytest.skip(f"emews core not importable: {e}")

@@ -1,0 +1,232 @@
+"""The launch room: one function turns a validated config into a running search on a pool.
+
+::
+
+    python -m emews.run CONFIG ─┐                       ┌─ local: LocalPool(workers)
+                                ├─▶ launch(cfg, ...) ──▶┤
+    emews.search(fn, space) ────┘   pick the pool        └─ mpi:   mpi_session() on every rank;
+                                    settings, experiment         rank 0 drives, the other
+                                    directory, Driver.run        ranks serve tasks (None)
+
+Both entry points build a :class:`~emews.config.Config` and call :func:`launch`; nothing
+else starts a search. The pool is chosen here (``pool: auto`` is MPI when an MPI launcher
+started more than one process), never by a pool itself: ``emews.workers`` only holds pools
+and runners.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import _pickling
+from .config import LATEST_DEADLINE, Config
+from .driver import Driver, SearchSettings
+from .errors import ConfigError, EmewsError, ObjectiveError
+from .experiment import open_experiment
+from .optimizers import resolve
+from .results import Results
+from .space import Space
+
+__all__ = ["launch", "run_config", "launched_under_mpi", "batch_deadline", "settings_from_config", "runner_spec",
+           "write_config_copy"]
+
+log = logging.getLogger("emews")
+
+# World-size variables set by MPI launchers: MPICH/Hydra and PMI-2 srun, Open MPI, PMIx,
+# MVAPICH, IBM jsrun, and Slurm's srun step (set for srun steps only, not the batch script).
+_MPI_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE", "JSM_NAMESPACE_SIZE",
+                  "SLURM_STEP_NUM_TASKS")
+
+
+def launched_under_mpi() -> int:
+    """The world size an MPI launcher announced in the environment (1 when none did)."""
+    for var in _MPI_SIZE_VARS:
+        v = os.environ.get(var)
+        if v and v.isdigit():
+            return int(v)
+    return 1
+
+
+def batch_deadline(environ: Mapping[str, str] | None = None) -> float | None:
+    """The batch job's end time as the scheduler announces it (Slurm's ``SLURM_JOB_END_TIME``,
+    epoch seconds), or None."""
+    env = os.environ if environ is None else environ
+    v = env.get("SLURM_JOB_END_TIME")
+    if not v:
+        return None
+    try:
+        t = float(v)
+    except ValueError:
+        t = math.nan
+    if not (math.isfinite(t) and 0 < t <= LATEST_DEADLINE):
+        log.warning("ignoring SLURM_JOB_END_TIME=%r: not epoch seconds", v)
+        return None
+    return t
+
+
+def settings_from_config(cfg: Config) -> SearchSettings:
+    """What the driver needs from a config (the optimizer resolved, the deadline decided)."""
+    deadline, source = cfg.deadline, "deadline"
+    if isinstance(deadline, float) and deadline <= time.time():  # a typo would "resume" forever, doing nothing
+        when = datetime.datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
+        raise ConfigError(f"is in the past ({when}); give the job's end, e.g. --deadline +11h50m", cfg.source, "deadline")
+    if deadline is None:
+        deadline, source = batch_deadline(), "Slurm job end (SLURM_JOB_END_TIME)"
+    elif deadline is False:
+        deadline = None
+    return SearchSettings(
+        space=cfg.space,
+        optimizer=resolve(cfg.optimizer),
+        optimizer_settings=cfg.optimizer_settings,
+        max_evals=cfg.max_evals,
+        max_time=cfg.max_time,
+        mode=cfg.mode,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        retries=cfg.runner.get("retries", 0),
+        experiment=cfg.experiment,
+        config=cfg.raw,
+        progress_every=cfg.progress or None,
+        deadline=deadline,
+        deadline_source=source,
+        stop_margin=cfg.stop_margin,
+        kill_margin=cfg.kill_margin,
+        live_progress=bool(cfg.progress) and _stderr_is_terminal(),
+        report=cfg.report,
+    )
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def runner_spec(cfg: Config, directory: Path) -> dict:
+    """The runner settings every worker gets (an objective object shipped by value)."""
+    spec = {k: v for k, v in cfg.runner.items() if k != "retries"}
+    obj = spec.get("objective")
+    if obj is not None and not isinstance(obj, (str, bytes)):
+        try:
+            spec["objective"] = _pickling.dumps(obj)
+        except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
+            name = getattr(obj, "__qualname__", repr(obj))
+            raise ObjectiveError(f"cannot send the objective {name} to the workers: {type(e).__name__}: {e}") from e
+    spec.setdefault("workdir", str(directory / "tasks"))
+    return spec
+
+
+def write_config_copy(cfg: Config, directory: Path) -> None:
+    """``config.yaml`` in the experiment directory: the effective configuration."""
+    import yaml
+
+    raw = {k: v for k, v in cfg.raw.items()}
+    if not isinstance(raw.get("objective"), (str, type(None))):
+        raw["objective"] = repr(raw["objective"])
+    if isinstance(raw.get("space"), Space):
+        raw["space"] = raw["space"].to_dict()
+    try:
+        text = yaml.safe_dump(raw, sort_keys=False)
+    except yaml.YAMLError:
+        text = yaml.safe_dump({k: repr(v) for k, v in raw.items()}, sort_keys=False)
+    (directory / "config.yaml").write_text(f"# effective configuration (source: {cfg.source})\n" + text)
+
+
+def _drive(cfg: Config, out: str | Path | None, resume: str, force: bool, make_pool: Callable[[dict], Any]) -> Results:
+    """Open the experiment directory, start the pool ``make_pool(runner_spec)``, run the driver."""
+    settings = settings_from_config(cfg)
+    with open_experiment(cfg, out, resume, force) as exp:
+        directory = exp.directory
+        write_config_copy(cfg, directory)
+        pool = make_pool(runner_spec(cfg, directory))
+        try:
+            return Driver(settings, pool, directory, exp.resume).run()
+        except ObjectiveError as e:
+            raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
+        finally:
+            pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
+
+
+def launch(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", force: bool = False) -> Results | None:
+    """Run a validated config on the pool it asks for; the one way a search starts.
+
+    ``pool: auto`` is the MPI pool when an MPI launcher started more than one process
+    (``mpiexec``, ``srun``...), else the local pool. Under MPI every rank calls this: rank 0
+    drives the search and returns its :class:`~emews.results.Results`, the other ranks
+    serve tasks and return ``None``.
+
+    Args:
+        cfg: the config (:func:`~emews.config.load_config` or :func:`~emews.config.parse_config`).
+        out: the experiment directory (default ``cfg.output/cfg.experiment``).
+        resume: ``auto`` (continue the experiment found there, else start it), ``resume``
+            (one must be there) or ``fresh`` (always a new experiment).
+        force: resume even though the config describes a different search.
+
+    Raises:
+        ConfigError: bad input (naming the file, key and value), a locked or mismatched
+            experiment directory.
+        ObjectiveError: the objective cannot be loaded by the workers.
+        OptimizerError: the optimizer failed (the results so far are written).
+    """
+    size = launched_under_mpi()
+    if cfg.pool == "mpi" or (cfg.pool == "auto" and size > 1):
+        return _launch_mpi(cfg, out, resume, force, size)
+    if size > 1:  # every rank would run a whole search of its own
+        raise ConfigError(f"pool: local, but the launcher started {size} processes; use pool: mpi (or auto) "
+                          "under mpiexec/srun, or start a single process", cfg.source, "pool")
+    return _launch_local(cfg, out, resume, force)
+
+
+#: the former name of :func:`launch` (it took the local pool only)
+run_config = launch
+
+
+def _launch_local(cfg: Config, out: str | Path | None, resume: str, force: bool) -> Results:
+    from .workers import LocalPool
+
+    if cfg.ranks_per_task != 1:
+        raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
+    workers = cfg.workers or os.cpu_count() or 1
+    return _drive(cfg, out, resume, force, lambda spec: LocalPool(workers, spec, cfg.gpus))
+
+
+def _launch_mpi(cfg: Config, out: str | Path | None, resume: str, force: bool, announced: int) -> Results | None:
+    from .workers.mpi import mpi_module, mpi_session
+
+    MPI = mpi_module(cfg.source)
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if size == 1 and announced > 1:
+        raise EmewsError(f"the launcher started {announced} processes but MPI sees a single rank: mpi4py is built "
+                         "against a different MPI than this mpiexec (use the mpiexec of the MPI mpi4py was built "
+                         "with, e.g. the one of `pip install mpich`)")
+    if size == 1:
+        if cfg.ranks_per_task > 1:
+            raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs at least {1 + cfg.ranks_per_task} MPI ranks "
+                              "(1 driver + a worker group); launched with 1", cfg.source, "ranks_per_task")
+        workers = cfg.workers or os.cpu_count() or 1
+        print(f"emews: warning: pool: mpi with a single MPI rank, so no worker ranks: running {workers} local worker "
+              "processes on this node instead (launch with mpiexec -n N, N >= 2, for MPI workers)",
+              file=sys.stderr, flush=True)
+        return _launch_local(dataclasses.replace(cfg, pool="local"), out, resume, force)
+    try:
+        session = mpi_session(cfg.ranks_per_task, cfg.gpus, comm, cfg.source)
+    except ConfigError:
+        if rank != 0:
+            return None  # the same check failed on rank 0, which reports it
+        raise
+    if session is None:  # a worker rank, released by rank 0 at the end of the search
+        return None
+    with session:
+        return _drive(cfg, out, resume, force, session.pool)
+
