@@ -1,0 +1,54 @@
+"""``import emews`` stays light: no matplotlib, torch, mpi4py, scikit-optimize or DEAP, and a
+local worker's entry module does not pull in numpy, YAML or the optimizers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from helpers import ROOT
+
+HEAVY = ("matplotlib", "torch", "mpi4py", "skopt", "sklearn", "deap", "scipy", "pandas")
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    p = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    return set(json.loads(p.stdout.strip().splitlines()[-1]))
+
+
+def _top(mods: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in mods}
+
+
+def test_import_emews_pulls_in_no_heavy_package():
+    mods = _top(_modules_after("import emews"))
+    assert not mods & set(HEAVY), mods & set(HEAVY)
+    assert "numpy" not in mods and "yaml" not in mods  # the public names load on first use
+
+
+def test_the_public_names_still_work_and_stay_light():
+    mods = _top(_modules_after("import emews\nfrom emews import Space, Optimizer, Results, search, Result, StopSearch\n"
+                               "assert emews.Space is Space and callable(search)"))
+    assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_a_local_worker_imports_only_what_it_runs():
+    mods = _modules_after("import emews.workers._local")
+    assert not _top(mods) & set(HEAVY)
+    assert "numpy" not in _top(mods), "a worker does not need numpy unless its objective does"
+    assert not {m for m in mods if m.startswith(("emews.optimizers", "emews.driver", "emews.config", "emews.report"))}
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import emews
+
+    try:
+        emews.no_such_name  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("emews.no_such_name did not raise")
