@@ -57,7 +57,7 @@ __all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
-    "deadline", "stop_margin", "kill_margin", "report",
+    "deadline", "stop_margin", "kill_margin", "report", "simulation",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
@@ -89,6 +89,7 @@ class Config:
     stop_margin: float = 60.0
     kill_margin: float = 10.0
     report: bool = True
+    simulation: dict | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -323,7 +324,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     out_path = Path(output)
     if out_path.exists() and not out_path.is_dir():
         raise ConfigError(f"output directory {output!r} is a file, not a directory", source, "output")
-    pool = _str(raw, "pool", source, default="auto", choices=("auto", "local", "mpi"))
+    pool = _str(raw, "pool", source, default="auto", choices=("auto", "local", "mpi", "simulated"))
     ranks_per_task = _int(raw, "ranks_per_task", source, default=1, minimum=1)
     if ranks_per_task > 1 and runner["type"] != "python":
         raise ConfigError(f"ranks_per_task {ranks_per_task} needs runner.type: python (the objective is called on every "
@@ -356,13 +357,31 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError(f"must be true or false, got {report!r}", source, "report")
     if kill_margin > stop_margin:
         raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
+    simulation = _simulation(raw.get("simulation"), pool, source)
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
-        source=source, raw=dict(raw),
+        simulation=simulation, source=source, raw=dict(raw),
     )
+
+
+def _simulation(sim: Any, pool: str, source: str) -> dict | None:
+    """The ``simulation`` mapping of ``pool: simulated``, checked (its duration model built once)."""
+    if sim is None:
+        return {} if pool == "simulated" else None
+    if pool != "simulated":
+        raise ConfigError(f"is only used with pool: simulated (pool is {pool!r})", source, "simulation")
+    if not isinstance(sim, Mapping):
+        raise ConfigError(f"must be a mapping like {{duration: {{distribution: normal, mean: 60, sd: 20}}}}, got "
+                          f"{sim!r}", source, "simulation")
+    from .workers._simulated import SIMULATION_KEYS, duration_model
+
+    _check_keys(sim, set(SIMULATION_KEYS), source, "simulation.")
+    if "duration" in sim:
+        duration_model(sim["duration"], source)
+    return dict(sim)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

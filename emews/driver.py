@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._clock import WALL
 from ._progress import Progress
 from .errors import OptimizerError
 from .journal import JOURNAL_NAME, Journal, read_journal
@@ -106,6 +107,10 @@ class Driver:
         self.directory = Path(directory)
         self.resume = resume
         self.journal = Journal(self.directory / JOURNAL_NAME)
+        #: every time the driver reads: the pool's clock (simulated for the simulated pool), else wall time
+        self.clock = getattr(pool, "clock", None) or WALL
+        self._opt_waiting = False  # the optimizer said it is blocked waiting for results
+        self._limit: float | None = None  # when a time limit stopped new tasks
         self.waiting: collections.deque[Task] = collections.deque()
         self.accepted = 0  # tasks taken from the optimizer (counted against max_evals)
         self.finished = 0  # tasks with a final result
@@ -182,7 +187,7 @@ class Driver:
 
     def _time_limits(self) -> tuple[float | None, float | None]:
         """Monotonic times at which new tasks stop and running ones are cancelled."""
-        s, now_m, now = self.s, time.monotonic(), time.time()
+        s, now_m, now = self.s, self.clock.monotonic(), self.clock.time()
         stop = (now_m + s.max_time) if s.max_time else None
         kill = None
         if s.deadline is not None:
@@ -202,14 +207,18 @@ class Driver:
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> Results:
         s = self.s
-        t0 = time.time()
+        if self.clock.simulated:  # a resumed simulation starts after the times its journal holds
+            r = self.resume
+            before = [x.end for x in r.completed if x.end is not None] + [r.meta.get("finished") or 0.0] if r else []
+            self.clock.begin(not_before=max(before, default=0.0) + 1.0 if before else None)
+        t0 = self.clock.time()
         opt: OptimizerProcess | None = None
         fatal: BaseException | None = None
         previous_sigterm = _catch_sigterm()
         progress = Progress(s.progress_every, s.max_evals, self.pool.size, live=s.live_progress)
         try:
             seed = self._start_meta(t0)
-            handoff = self._take_over(time.time())
+            handoff = self._take_over(self.clock.time())
             stop_at, kill_at = self._time_limits()
             if self.finished >= s.max_evals and not self.waiting:
                 self.stop = Stop(StopReason.ALREADY_COMPLETE,
@@ -218,7 +227,8 @@ class Driver:
                          "a new experiment", self.stop)
                 return self._end(None, progress, t0)
             opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
-                                   s.batch_size, self.pool.size, s.max_evals, handoff)
+                                   s.batch_size, self.pool.size, s.max_evals, handoff,
+                                   announce_waits=self.clock.simulated)
             progress.start(self.finished)
             while True:
                 if self.stop is None and not self.optimizer_error:
@@ -228,11 +238,11 @@ class Driver:
                         if worker is None:  # that worker had died; a new one is starting
                             self.waiting.appendleft(task)
                             break
-                        self.journal.running(task.id, task.attempt, worker, time.time())
+                        self.journal.running(task.id, task.attempt, worker, self.clock.time())
                 if self._over():
                     break
                 timeout = 1.0
-                now_m = time.monotonic()
+                now_m = self.clock.monotonic()
                 if stop_at is not None and self.stop is None:
                     timeout = max(0.0, min(timeout, stop_at - now_m))
                 if kill_at is not None:
@@ -240,13 +250,18 @@ class Driver:
                 if self._results_due:
                     timeout = max(0.0, min(timeout, self.journal.since_flush_left(RESULT_FLUSH)))
                 extra = [] if self.optimizer_done or self.optimizer_error else [opt.conn]
+                if self.clock.simulated:  # may it skip to the next completion, and how far at most
+                    self.clock.may_jump = self._only_completions_can_come(opt, extra)
+                    limits = [t for t in (stop_at if self.stop is None else None, kill_at) if t is not None]
+                    self.clock.jump_limit = min(limits) if limits else None
                 results = self.pool.wait(timeout, extra)
                 if extra:
                     self._read_optimizer(opt)
                 if results:
                     self._on_results(results, opt)
-                now_m = time.monotonic()
+                now_m = self.clock.monotonic()
                 if stop_at is not None and self.stop is None and now_m >= stop_at:
+                    self._limit = self.clock.time()  # the report's utilization span ends here
                     self._stop(self._time_stop(), opt)
                 if kill_at is not None and now_m >= kill_at and self.pool.busy:
                     self.stop = self.stop or self._time_stop()
@@ -282,9 +297,25 @@ class Driver:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
         return self.results()
 
+    def _only_completions_can_come(self, opt: OptimizerProcess, extra: list) -> bool:
+        """True when nothing but a task completion can happen next: no idle worker with work
+        queued, and the optimizer either cannot add work that would run (every worker busy,
+        the budget taken, the search stopped or over) or has said it is blocked waiting for
+        results, with nothing of its unread. A simulated clock may then skip ahead."""
+        if self.waiting and self.pool.idle:
+            return False
+        if extra and opt.conn.poll(0):
+            return False
+        return (self.pool.idle == 0 or self._opt_waiting or self.stop is not None or self.optimizer_done
+                or bool(self.optimizer_error) or self.accepted >= self.s.max_evals)
+
+    def _send_results(self, opt: OptimizerProcess, results: list[Result]) -> None:
+        self._opt_waiting = False  # it has something to think about now
+        opt.send(wire.results(results))
+
     def _time_stop(self) -> Stop:
         s = self.s
-        if s.deadline is not None and (not s.max_time or time.time() >= s.deadline - s.stop_margin - 0.5):
+        if s.deadline is not None and (not s.max_time or self.clock.time() >= s.deadline - s.stop_margin - 0.5):
             return Stop(StopReason.DEADLINE, f"{s.deadline_source} near: stopped {s.stop_margin:g} s before it")
         return Stop(StopReason.MAX_TIME, f"max_time of {s.max_time:g} s reached")
 
@@ -339,7 +370,7 @@ class Driver:
 
     def _handlers(self, opt: OptimizerProcess) -> dict:
         def on_put(items: list[tuple[int, dict]]) -> None:
-            now = time.time()
+            now = self.clock.time()
             self.batches += 1
             refused = []
             for tid, params in items:
@@ -351,10 +382,13 @@ class Driver:
                 self._batch_of[tid] = self.batches
                 self.waiting.append(Task(tid, params, 0))
             if refused:
-                opt.send(wire.results(refused))
+                self._send_results(opt, refused)
 
         def on_log(record: dict) -> None:
-            self.journal.log(record, time.time())
+            self.journal.log(record, self.clock.time())
+
+        def on_wait(_: None) -> None:
+            self._opt_waiting = True
 
         def on_done(_: None) -> None:
             self.optimizer_done = True
@@ -365,7 +399,7 @@ class Driver:
                 self._cancel_waiting("the optimizer failed")
                 log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
 
-        return {wire.PUT: on_put, wire.LOG: on_log, wire.DONE: on_done, wire.ERROR: on_error}
+        return {wire.PUT: on_put, wire.LOG: on_log, wire.WAIT: on_wait, wire.DONE: on_done, wire.ERROR: on_error}
 
     def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
         to_optimizer = []
@@ -376,7 +410,7 @@ class Driver:
             if r.status != DONE and r.status != CANCELLED and failed_before < self.s.retries and self.stop is None:
                 self.journal.finished(r)
                 retry = Task(r.task_id, r.params, r.attempt + 1)
-                self.journal.queued(retry.id, retry.attempt, retry.params, time.time(), self._batch_of.get(r.task_id))
+                self.journal.queued(retry.id, retry.attempt, retry.params, self.clock.time(), self._batch_of.get(r.task_id))
                 self.waiting.appendleft(retry)
                 continue
             self.journal.finished(r)
@@ -393,7 +427,7 @@ class Driver:
         self._results_due = True
         self._flush_results()
         if to_optimizer and not (self.optimizer_done or self.optimizer_error):
-            opt.send(wire.results(to_optimizer))
+            self._send_results(opt, to_optimizer)
         if self.finished >= self.s.max_evals and self.stop is None:
             self._stop(Stop(StopReason.MAX_EVALS, "max_evals reached"), opt)
 
@@ -404,7 +438,7 @@ class Driver:
 
     def _cancel_waiting(self, reason: str) -> list[Result]:
         """Journal every queued (not started) task as cancelled; returns their results."""
-        now = time.time()
+        now = self.clock.time()
         cancelled = []
         while self.waiting:
             t = self.waiting.popleft()
@@ -418,7 +452,7 @@ class Driver:
         self.stop = stop
         cancelled = self._cancel_waiting(str(stop))
         if cancelled:
-            opt.send(wire.results(cancelled))
+            self._send_results(opt, cancelled)
         opt.send(wire.stop(str(stop)))
 
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
@@ -435,7 +469,7 @@ class Driver:
             if opt is not None:
                 # every id the optimizer put gets a final result, so it never waits for one
                 if cancelled or leftovers:
-                    opt.send(wire.results(cancelled + leftovers))
+                    self._send_results(opt, cancelled + leftovers)
                 opt.send(wire.stop(str(self.stop or "finished")))
                 self._drain_optimizer(opt, timeout=1.0 if kill else 10.0)
                 opt.close(timeout=1.0 if kill else 5.0)
@@ -443,11 +477,13 @@ class Driver:
             if opt is not None:
                 opt.process.terminate()
         finally:
-            now = time.time()
+            now = self.clock.time()
             outcome = str(self.stop or "finished")
             sessions = self._sessions
             if sessions:
                 sessions[-1].update(finished=now, outcome=outcome, evaluations=self.finished - self.finished_before)
+                if self._limit is not None:
+                    sessions[-1]["limit"] = self._limit
             before = float((self.resume.meta.get("runtime") or 0) if self.resume is not None else 0)
             self.journal.set_meta(finished=now, runtime=before + now - t0, outcome=outcome, sessions=sessions)
             self.journal.close()

@@ -2,11 +2,12 @@
 
 ::
 
-    python -m emews.run CONFIG ─┐                       ┌─ local: LocalPool(workers)
-                                ├─▶ launch(cfg, ...) ──▶┤
-    emews.search(fn, space) ────┘   pick the pool        └─ mpi:   mpi_session() on every rank;
-                                    settings, experiment         rank 0 drives, the other
-                                    directory, Driver.run        ranks serve tasks (None)
+    python -m emews.run CONFIG ─┐                       ┌─ local:     LocalPool(workers)
+                                ├─▶ launch(cfg, ...) ──▶┼─ mpi:       mpi_session() on every rank;
+    emews.search(fn, space) ────┘   pick the pool        │             rank 0 drives, the other
+                                    settings, experiment │             ranks serve tasks (None)
+                                    directory, Driver.run└─ simulated: SimulatedPool(workers), a
+                                                                       simulated clock
 
 Both entry points build a :class:`~emews.config.Config` and call :func:`launch`; nothing
 else starts a search. The pool is chosen here (``pool: auto`` is MPI when an MPI launcher
@@ -179,6 +180,11 @@ def launch(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", 
         OptimizerError: the optimizer failed (the results so far are written).
     """
     size = launched_under_mpi()
+    if cfg.pool == "simulated":
+        if size > 1:
+            raise ConfigError(f"pool: simulated runs in one process (virtual workers), but the launcher started {size} "
+                              "processes; run it without mpiexec/srun", cfg.source, "pool")
+        return _launch_simulated(cfg, out, resume, force)
     if cfg.pool == "mpi" or (cfg.pool == "auto" and size > 1):
         return _launch_mpi(cfg, out, resume, force, size)
     if size > 1:  # every rank would run a whole search of its own
@@ -198,6 +204,16 @@ def _launch_local(cfg: Config, out: str | Path | None, resume: str, force: bool)
         raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
     workers = cfg.workers or os.cpu_count() or 1
     return _drive(cfg, out, resume, force, lambda spec: LocalPool(workers, spec, cfg.gpus))
+
+
+def _launch_simulated(cfg: Config, out: str | Path | None, resume: str, force: bool) -> Results:
+    from .workers._simulated import SimulatedPool
+
+    if cfg.ranks_per_task != 1:
+        raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
+    if not cfg.workers:
+        raise ConfigError("pool: simulated needs workers: N (the number of virtual workers)", cfg.source, "workers")
+    return _drive(cfg, out, resume, force, lambda spec: SimulatedPool(cfg.workers, spec, cfg.simulation, cfg.source))
 
 
 def _launch_mpi(cfg: Config, out: str | Path | None, resume: str, force: bool, announced: int) -> Results | None:

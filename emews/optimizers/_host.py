@@ -103,7 +103,8 @@ def _log(q: OptimizerQueues, log: Any) -> None:
 
 
 def run_optimizer(conn: Any, blob: bytes, space: Space, seed: int | None, settings: dict, mode: str,
-                  batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None) -> None:
+                  batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None,
+                  announce_waits: bool = False) -> None:
     """Entry point of the optimizer process: build the optimizer and run it to the end.
 
     ``handoff`` (a resumed experiment): the history, interrupted tasks and first free id.
@@ -114,7 +115,8 @@ def run_optimizer(conn: Any, blob: bytes, space: Space, seed: int | None, settin
     try:
         obj = _pickling.loads(blob)
         style = style_of(obj)
-        q = OptimizerQueues(conn, space, capacity, max_evals, handoff=handoff, replay=style != "ask-tell")
+        q = OptimizerQueues(conn, space, capacity, max_evals, handoff=handoff, replay=style != "ask-tell",
+                            announce_waits=announce_waits)
         if style == "ask-tell":
             opt = obj(space, seed=seed, **settings)
             drive_ask_tell(opt, q, mode, batch_size)
@@ -145,7 +147,8 @@ class OptimizerProcess:
     """The resident optimizer in a spawned process, with the driver's end of the pipe."""
 
     def __init__(self, optimizer: Any, space: Space, seed: int | None, settings: dict, mode: str,
-                 batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None):
+                 batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None,
+                 announce_waits: bool = False):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
         try:
@@ -155,7 +158,8 @@ class OptimizerProcess:
             raise OptimizerError(f"cannot send the optimizer {name} to its process: {type(e).__name__}: {e}") from e
         self.process = ctx.Process(
             target=run_optimizer,
-            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals, handoff),
+            args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals, handoff,
+                  announce_waits),
             name="emews-optimizer",
             daemon=False,  # an optimizer may start processes of its own; close() ends it
         )

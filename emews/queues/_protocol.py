@@ -6,6 +6,8 @@ picklable records. This module is the only place the kinds are spelled::
     optimizer ─▶ driver   PUT      [(task_id, params), ...]  new tasks (ids assigned on the
                                                               optimizer side: one optimizer)
                           LOG      {record}                  journaled in optimizer_log
+                          WAIT     None                      blocked waiting for results (sent only
+                                                              when the driver's clock is simulated)
                           DONE     None                      the optimizer finished or was stopped
                           ERROR    "Type: message\\ntraceback" the optimizer raised
     driver ─▶ optimizer   RESULTS  [Result, ...]             final results, completion order
@@ -23,13 +25,13 @@ from typing import Any
 from ..errors import EmewsError
 from ..task import Result
 
-__all__ = ["PUT", "LOG", "DONE", "ERROR", "RESULTS", "STOP", "TO_DRIVER", "TO_OPTIMIZER", "put", "log", "done",
+__all__ = ["PUT", "LOG", "WAIT", "DONE", "ERROR", "RESULTS", "STOP", "TO_DRIVER", "TO_OPTIMIZER", "put", "log", "wait", "done",
            "error", "results", "stop", "dispatch", "ProtocolError"]
 
-PUT, LOG, DONE, ERROR = "put", "log", "done", "error"
+PUT, LOG, WAIT, DONE, ERROR = "put", "log", "wait", "done", "error"
 RESULTS, STOP = "results", "stop"
 #: the kinds each side may receive
-TO_DRIVER = (PUT, LOG, DONE, ERROR)
+TO_DRIVER = (PUT, LOG, WAIT, DONE, ERROR)
 TO_OPTIMIZER = (RESULTS, STOP)
 
 Message = tuple[str, Any]
@@ -45,6 +47,10 @@ def put(items: Sequence[tuple[int, dict]]) -> Message:
 
 def log(record: Mapping[str, Any]) -> Message:
     return (LOG, dict(record))
+
+
+def wait() -> Message:
+    return (WAIT, None)
 
 
 def done() -> Message:

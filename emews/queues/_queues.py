@@ -35,7 +35,7 @@ class OptimizerQueues:
     """
 
     def __init__(self, conn: Any, space: Space, capacity: int, max_evals: int, *,
-                 handoff: Handoff | None = None, replay: bool = False):
+                 handoff: Handoff | None = None, replay: bool = False, announce_waits: bool = False):
         self._conn = conn
         self.space = space
         self.capacity = capacity
@@ -55,6 +55,7 @@ class OptimizerQueues:
         self._puts = 0 if replay else len(self.history) + len(handoff.inflight)
         self._resident = replay
         self._handlers = {wire.RESULTS: self._on_results, wire.STOP: self._on_stop}
+        self._announce_waits = announce_waits  # a simulated clock must know when we only wait
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -143,6 +144,8 @@ class OptimizerQueues:
         while block and not self._ready and (not self.stopped or self._pending):
             if not self._pending:
                 return []
+            if self._announce_waits:
+                self._conn.send(wire.wait())
             if not self._receive(deadline_left):
                 break
             while self._conn.poll(0):

@@ -111,7 +111,8 @@ def sessions(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> list[dict]:
     """
     listed = meta.get("sessions")
     if isinstance(listed, list):
-        out = [{"started": finite(s.get("started")), "finished": finite(s.get("finished")), "outcome": s.get("outcome")}
+        out = [{"started": finite(s.get("started")), "finished": finite(s.get("finished")), "outcome": s.get("outcome"),
+                "limit": finite(s.get("limit"))}
                for s in listed if isinstance(s, Mapping) and finite(s.get("started")) is not None]
         if out:
             out.sort(key=lambda s: s["started"])
@@ -135,24 +136,77 @@ def outcome(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> str:
     return str(last["outcome"]) if last["finished"] is not None and last["outcome"] is not None else UNFINISHED
 
 
+def _last_session(rows: Iterable[Row], now: float | None, session_starts: Sequence[float] | None,
+                  limits: Sequence[float | None] | None) -> list[tuple[list[Interval], float, float]]:
+    """Per session: its intervals and its span ``(begin, end)``, the end cut at its time limit."""
+    iv = intervals(rows, now)
+    groups: dict[int, list[Interval]] = {}
+    for i in iv:
+        groups.setdefault(_session_of(i.start, session_starts or ()), []).append(i)
+    out = []
+    for k in sorted(groups):
+        g = groups[k]
+        begin, end = min(i.start for i in g), max(i.end for i in g)
+        limit = limits[k] if limits is not None and k < len(limits) else None
+        if limit is not None and begin < limit < end:
+            end = limit
+        out.append((g, begin, end))
+    return out
+
+
 def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
-                session_starts: Sequence[float] | None = None) -> dict[str, float]:
-    """Busy time / (workers × span), the span running from the first start to the last end.
+                session_starts: Sequence[float] | None = None,
+                limits: Sequence[float | None] | None = None) -> dict[str, float]:
+    """Busy time / (workers × span), as DeepHyper defines it: the span runs from the first
+    start to the last end, or to the time limit when one stopped the session.
 
     Returns ``{"busy": s, "span": s, "utilization": fraction}``. Every attempt counts (retries
     too); one with no end counts until ``now`` (left out when ``now`` is ``None``). With
     ``session_starts`` (a resumed experiment) the span is the sum of each session's span, so
-    the time between sessions is not idle time.
+    the time between sessions is not idle time. ``limits`` (one per session, epoch seconds or
+    ``None``): when a ``max_time`` or deadline stopped new tasks; the span ends there and busy
+    time after it does not count.
     """
-    iv = intervals(rows, now)
-    if not iv or workers <= 0:
+    groups = _last_session(rows, now, session_starts, limits)
+    if not groups or workers <= 0:
         return {"busy": 0.0, "span": 0.0, "utilization": 0.0}
-    busy = sum(i.end - i.start for i in iv)
-    groups: dict[int, list[Interval]] = {}
-    for i in iv:
-        groups.setdefault(_session_of(i.start, session_starts or ()), []).append(i)
-    span = sum(max(i.end for i in g) - min(i.start for i in g) for g in groups.values())
+    busy = sum(max(0.0, min(i.end, end) - i.start) for g, _, end in groups for i in g)
+    span = sum(end - begin for _, begin, end in groups)
     return {"busy": busy, "span": span, "utilization": busy / (workers * span) if span > 0 else 1.0}
+
+
+def ramps(rows: Iterable[Row], workers: int, now: float | None = None, session_starts: Sequence[float] | None = None,
+          limits: Sequence[float | None] | None = None) -> dict[str, float | None]:
+    """``{"up": s, "down": s}`` of the last session: seconds from its first start until every
+    worker was busy (``None`` if that never happened), and from the first worker going idle
+    for good to the end of its span (as in :func:`utilization`)."""
+    groups = _last_session(rows, now, session_starts, limits)
+    if not groups or workers <= 0:
+        return {"up": None, "down": None}
+    g, begin, end = groups[-1]
+    return {"up": _ramp_up(g, workers, begin), "down": _ramp_down(g, workers, begin, end)}
+
+
+def _ramp_up(iv: Sequence[Interval], workers: int, begin: float) -> float | None:
+    """Seconds from ``begin`` until ``workers`` attempts ran at once (None: never)."""
+    events = sorted([(i.start, 1) for i in iv] + [(i.end, -1) for i in iv], key=lambda e: (e[0], e[1]))
+    running = 0
+    for t, d in events:
+        running += d
+        if running >= workers:
+            return t - begin
+    return None
+
+
+def _ramp_down(iv: Sequence[Interval], workers: int, begin: float, end: float) -> float:
+    """Seconds from the first worker going idle for good (the end of its last attempt; a
+    worker that never ran was idle from ``begin``) to ``end``."""
+    last: dict[Any, float] = {}
+    for i in iv:
+        if i.worker is not None:
+            last[i.worker] = max(last.get(i.worker, i.end), i.end)
+    first_idle = min(last.values()) if len(last) >= workers else begin
+    return max(0.0, end - min(first_idle, end))
 
 
 def load_over_time(rows: Iterable[Row], now: float | None = None, t0: float | None = None) -> list[tuple[float, int]]:
@@ -329,7 +383,7 @@ def report_data(src: Results, top: int = 5) -> dict:
     ``attempts, status`` (tasks per status), ``failures`` (failed + timeout), ``unfinished``
     (tasks still queued or running), ``best`` (``{task_id, loss, params, metrics}`` or
     ``None``), ``top`` (the ``top`` best: ``{task_id, loss, params}``), ``utilization``
-    (``{busy, span, utilization}``), ``runtime`` (s), ``first``/``last`` (epoch s: first
+    (``{busy, span, utilization}``), ``ramp`` (``{up, down}`` s), ``runtime`` (s), ``first``/``last`` (epoch s: first
     start, last timestamp), ``iterations`` (``{rule, size, count}``), ``plots`` (PNG files
     written, filled by :func:`~emews.report.write_report`). Non-finite numbers become ``None``.
     """
@@ -337,6 +391,7 @@ def report_data(src: Results, top: int = 5) -> dict:
     now = last_seen(rows)
     sess = sessions(meta, rows)
     starts = [s["started"] for s in sess if s["started"] is not None]
+    limits = [s.get("limit") for s in sess if s["started"] is not None]
     counts = status_counts(final)
     tops = top_trials(final, max(top, 1))
     best = tops[:1]
@@ -362,7 +417,8 @@ def report_data(src: Results, top: int = 5) -> dict:
         "best": ({"task_id": best[0]["task_id"], "loss": best[0]["loss"], "params": dict(best[0]["params"]),
                   "metrics": dict(best[0].get("metrics") or {})} if best else None),
         "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in tops[:top]],
-        "utilization": utilization(rows, src.workers, now=now, session_starts=starts),
+        "utilization": utilization(rows, src.workers, now=now, session_starts=starts, limits=limits),
+        "ramp": ramps(rows, src.workers, now=now, session_starts=starts, limits=limits),
         "runtime": runtime,
         "first": first_start(rows),
         "last": now,

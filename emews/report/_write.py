@@ -46,6 +46,10 @@ def summary_text(data: dict) -> str:
     u = data["utilization"]
     lines.append(f"worker utilization {(u['utilization'] or 0):.1%} (busy {u['busy'] or 0:.3g} s over "
                  f"{u['span'] or 0:.3g} s span × {data['workers']} workers)")
+    ramp = data.get("ramp") or {}
+    if ramp.get("down") is not None:
+        up = f"{ramp['up']:.3g} s" if ramp.get("up") is not None else "never all busy"
+        lines.append(f"ramp-up {up}, ramp-down {ramp['down']:.3g} s")
     it = data["iterations"]
     if it["count"]:
         unit = "batches of the optimizer" if it["rule"] == "batch" else f"windows of {it['size']} completions"
