@@ -35,6 +35,7 @@ def search(
     resume: bool = False,
     report: bool = True,
     pool: str = "auto",
+    simulation: Mapping[str, Any] | None = None,
 ) -> Results | None:
     """Run a search and return its :class:`~emews.results.Results`.
 
@@ -65,7 +66,10 @@ def search(
             (else start it there); by default every call starts a new directory.
         report: write report.json, report.txt and the PNG plots (when matplotlib is
             installed) into the experiment directory at the end.
-        pool: ``auto`` (MPI when launched with several ranks, else local), ``local`` or ``mpi``.
+        pool: ``auto`` (MPI when launched with several ranks, else local), ``local``, ``mpi``
+            or ``simulated`` (``workers`` virtual workers; see :mod:`emews.workers._simulated`).
+        simulation: with ``pool="simulated"``: the duration model, failure rate, stragglers
+            and seed, e.g. ``{"duration": {"distribution": "normal", "mean": 60, "sd": 20}}``.
 
     Example:
         >>> import emews
@@ -95,6 +99,8 @@ def search(
         "report": report,
         "pool": pool,
     }
+    if simulation is not None:
+        raw["simulation"] = dict(simulation)
     if raw["runner"].get("type") == "command":
         raw.pop("objective")
     cfg = parse_config(raw, "search()")

@@ -109,6 +109,8 @@ class Journal:
         self._closings: list[tuple] = []  # attempts of an earlier session to mark as ended
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
+        #: seconds the last flush that wrote something took (the driver spaces flushes by it)
+        self.flush_cost = 0.0
 
     # -- recording -----------------------------------------------------------------------
     def set_meta(self, **items: Any) -> None:
@@ -168,6 +170,7 @@ class Journal:
         if not (self._dirty or self._logs or self._meta or self._closings):
             self._last_flush = time.monotonic()
             return
+        t = time.monotonic()
         rows = [tuple(self._rows[k]) for k in self._dirty]
         with self._db:
             self._db.execute("BEGIN")
@@ -189,6 +192,7 @@ class Journal:
         self._logs.clear()
         self._meta.clear()
         self._last_flush = time.monotonic()
+        self.flush_cost = self._last_flush - t
 
     def close(self) -> None:
         """Flush and leave a single self-contained file (no -wal/-shm beside it)."""
@@ -237,16 +241,28 @@ def _read(db: sqlite3.Connection) -> dict[str, Any]:
     has_batch = "batch" in {r[1] for r in db.execute("PRAGMA table_info(evals)")}
     cols = 'task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error'
     cols += ", batch" if has_batch else ", NULL"
-    for row in db.execute(f"SELECT {cols} FROM evals ORDER BY task_id, attempt"):
+    rows = db.execute(f"SELECT {cols} FROM evals ORDER BY task_id, attempt").fetchall()
+    # one JSON parse for every row's params (and one for the metrics): a 100,000-task journal
+    # reads in about a second instead of 200,000 json.loads calls
+    params = _decode_column([r[2] for r in rows], "{}")
+    metrics = _decode_column([r[5] for r in rows], "{}")
+    for row, p, m in zip(rows, params, metrics):
         d = dict(zip(_COLS, row))
-        d["params"] = json.loads(d["params"])
-        d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+        d["params"], d["metrics"] = p, m
         evals.append(d)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     logs = []
     if "optimizer_log" in tables:
         logs = [json.loads(r) for (r,) in db.execute("SELECT record FROM optimizer_log ORDER BY seq")]
     return {"meta": meta, "evals": evals, "optimizer_log": logs}
+
+
+def _decode_column(texts: list[str | None], empty: str) -> list[Any]:
+    """Decode a column of JSON texts at once (``None`` or empty: ``empty``)."""
+    try:
+        return json.loads("[" + ",".join(t or empty for t in texts) + "]")
+    except json.JSONDecodeError:  # a damaged cell: decode one by one, so the error names it
+        return [json.loads(t or empty) for t in texts]
 
 
 def final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -42,6 +42,7 @@ class Status(str, Enum):
         return self not in (Status.QUEUED, Status.RUNNING)
 
 
+_STATUS_OF = {s.value: s for s in Status}
 QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED = (Status.QUEUED, Status.RUNNING, Status.DONE, Status.FAILED,
                                                      Status.TIMEOUT, Status.CANCELLED)
 #: every state a task has in the journal
@@ -126,7 +127,12 @@ class Result:
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
-            self.status = Status(self.status)
+            self.status = _STATUS_OF.get(self.status) or Status(self.status)  # Status() raises on a bad one
+
+    def __reduce__(self) -> tuple:
+        # compact and fast across processes and ranks: the fields as a tuple, the status as its text
+        return (Result, (self.task_id, self.params, self.status.value, self.loss, self.metrics, self.error, self.worker,
+                         self.host, self.gpu, self.start, self.end, self.attempt))
 
     @classmethod
     def failed(cls, task: Task, error: str, *, status: Status = FAILED, worker: int | None = None,
