@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import _pickling
+from . import _checks, _pickling
 from .config import LATEST_DEADLINE, Config, parse_config
 from .driver import Driver, SearchSettings
 from .errors import ConfigError, ObjectiveError
@@ -68,9 +68,11 @@ def _settings_from_config(cfg: Config) -> SearchSettings:
         deadline, source = batch_deadline(), "Slurm job end (SLURM_JOB_END_TIME)"
     elif deadline is False:
         deadline = None
+    optimizer = resolve(cfg.optimizer)
+    _checks.check_optimizer(optimizer, cfg)  # settings against its signature, before any directory exists
     return SearchSettings(
         space=cfg.space,
-        optimizer=resolve(cfg.optimizer),
+        optimizer=optimizer,
         optimizer_settings=cfg.optimizer_settings,
         max_evals=cfg.max_evals,
         max_time=cfg.max_time,
@@ -204,6 +206,7 @@ def search(
         >>> res.best["loss"] < 1                                         # doctest: +SKIP
         True
     """
+    _checks.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
     if isinstance(space, Space):
         space_obj = space
     else:
@@ -236,4 +239,10 @@ def search(
     if not isinstance(optimizer, str):
         cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
-    return run_config(cfg, resume="auto" if resume else "fresh")
+    try:
+        return run_config(cfg, resume="auto" if resume else "fresh")
+    except ObjectiveError as e:
+        explained = _checks.explain_unguarded(e)
+        if explained is e:
+            raise
+        raise explained from None
