@@ -7,6 +7,7 @@ through an out/in queue pair. See README.md.
 
 from __future__ import annotations
 
+from . import _childsig  # noqa: F401 - first: a spawned child asks for the parent-death signal before its imports
 from .api import run_config, search
 from .config import Config, load_config, parse_config
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError, SpaceError, StopSearch

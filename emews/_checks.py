@@ -140,6 +140,10 @@ def refuse_spawn_reimport() -> None:
     leave a marker for the parent (see :func:`explain_unguarded`) and end the child at once,
     before it creates an experiment directory or starts a search of its own."""
     if not in_spawn_bootstrap():
+        try:  # a stale one, from an earlier process of the same pid
+            os.unlink(_marker(os.getpid()))
+        except OSError:
+            pass
         return
     try:
         os.close(os.open(_marker(os.getppid()), os.O_CREAT | os.O_WRONLY, 0o600))

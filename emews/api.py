@@ -17,7 +17,7 @@ import yaml
 from . import _checks, _pickling
 from .config import LATEST_DEADLINE, Config, parse_config
 from .driver import Driver, SearchSettings
-from .errors import ConfigError, ObjectiveError
+from .errors import ConfigError, ObjectiveError, OptimizerError
 from .experiment import open_experiment
 from .optimizers import resolve
 from .results import Results
@@ -241,7 +241,7 @@ def search(
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
     try:
         return run_config(cfg, resume="auto" if resume else "fresh")
-    except ObjectiveError as e:
+    except (ObjectiveError, OptimizerError) as e:  # a spawned child may have found the script unguarded
         explained = _checks.explain_unguarded(e)
         if explained is e:
             raise

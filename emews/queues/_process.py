@@ -11,6 +11,7 @@ import traceback
 from typing import Any
 
 from .. import _pickling
+from .._childsig import emews_children
 from ..errors import OptimizerError, StopSearch
 from ..space import Space
 from ._queues import OptimizerQueues
@@ -155,7 +156,8 @@ class OptimizerProcess:
             name="emews-optimizer",
             daemon=False,  # an optimizer may start processes of its own; close() ends it
         )
-        self.process.start()
+        with emews_children():  # it asks for the parent-death signal before its imports
+            self.process.start()
         child.close()
         # The driver never blocks on a send: a big batch of results must not wait while the
         # optimizer itself is blocked sending a big batch of parameters (both pipe buffers full).

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
+from .._childsig import emews_children
 from ..errors import ObjectiveError
 from ..task import CANCELLED, Result, Task
 from ._gpu import gpu_for
@@ -98,7 +99,8 @@ class LocalPool:
             env["CUDA_VISIBLE_DEVICES"] = gpu_for(i, **self._gpus)
         p = self._ctx.Process(target=_worker_main, args=(child, i, self._spec, env),
                               name=f"emews-worker-{i}", daemon=False)  # objectives may start processes
-        p.start()
+        with emews_children():  # the worker asks for the parent-death signal before its imports
+            p.start()
         child.close()
         self._conns[i] = parent
         self._procs[i] = p
