@@ -1,8 +1,10 @@
 """The report's figures (matplotlib, an optional extra: ``pip install "emews[plots]"``).
 
-Figures are built as bare :class:`matplotlib.figure.Figure` objects, not through pyplot: no
-global backend is chosen or switched (saving a PNG uses Agg; a notebook shows a returned
-figure as the cell's value) and nothing stays registered in pyplot after a figure is saved.
+Figures are built as bare :class:`matplotlib.figure.Figure` objects (a subclass with a
+``_repr_png_``), not through pyplot: no global backend is chosen or switched (saving a PNG
+uses Agg; a notebook shows a returned figure as the cell's value, as one PNG, in any kernel)
+and nothing stays registered in pyplot after a figure is saved. Drawn on a given ``ax``, a
+plot returns that Axes, not its figure (which pyplot's inline backend shows anyway).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ def require_matplotlib() -> Any:
 
 def _figure(width: float, height: float) -> Any:
     require_matplotlib()
-    from matplotlib.figure import Figure
+    from ._figure import ReportFigure  # shown as a PNG in a notebook, with or without pyplot
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return ReportFigure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def _save(fig: Any, path: str | Path | None) -> None:
@@ -168,13 +170,14 @@ def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = No
     """The search trajectory; returns the figure (and writes a PNG when ``path`` is given).
 
     Without ``ax``: a new figure of two panels, against the evaluation index and against time.
-    With ``ax``: one panel on it, against ``x`` (``"evaluation"`` or ``"time"``).
+    With ``ax``: one panel on it, against ``x`` (``"evaluation"`` or ``"time"``); returns ``ax``.
     """
     src = _data.load_source(source)
     if ax is not None:
         require_matplotlib()
         draw_trajectory(ax, src, x)
-        fig = ax.figure
+        _save(ax.figure, path)
+        return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
         fig = _figure(10, 3.9)
         a, b = fig.subplots(1, 2, sharey=True)
@@ -255,13 +258,14 @@ def plot_load(source: Any, path: str | Path | None = None, *, ax: Any = None) ->
     """Load over time; returns the figure (and writes a PNG when ``path`` is given).
 
     Without ``ax``: a new figure with busy workers against time on top and one bar per
-    attempt per worker below. With ``ax``: the busy-workers panel only, on it.
+    attempt per worker below. With ``ax``: the busy-workers panel only, on it; returns ``ax``.
     """
     src = _data.load_source(source)
     if ax is not None:
         require_matplotlib()
         draw_load(ax, src)
-        fig = ax.figure
+        _save(ax.figure, path)
+        return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
         n = len(_data.worker_timeline(src.rows, now=_data.last_seen(src.rows)))
         lower = max(1.6, min(6.0, 0.22 * n + 0.8))
