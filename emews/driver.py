@@ -231,6 +231,8 @@ class Driver:
         previous_sigterm = _catch_sigterm()
         progress = Progress(s.progress_every, s.max_evals, self.pool.size, live=s.live_progress)
         try:
+            if self._nothing_to_resume():  # no session, no redrawn report, the outcome kept
+                return self._already_complete(progress)
             seed = self._start_meta(t0)
             resume = self._take_over(time.time())
             stop_at, kill_at = self._time_limits()
@@ -302,6 +304,25 @@ class Driver:
                       "to resume")
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
+        return self.results()
+
+    # -- a resume with nothing to do (issue 12: it used to count as a session and redraw the report)
+    def _nothing_to_resume(self) -> bool:
+        """A resumed experiment whose budget is spent, with no interrupted task and no failed
+        one left to retry."""
+        r, s = self.resume, self.s
+        if r is None or r.interrupted or r.left_open or len(r.completed) < s.max_evals:
+            return False
+        return not any(x.status != DONE and r.failures.get(x.task_id, 0) <= s.retries for x in r.completed)
+
+    def _already_complete(self, progress: Progress) -> Results:
+        """Leave the journal, results.csv and the report as the last session wrote them."""
+        self.finished = self.finished_before = len(self.resume.completed)
+        self.stop_reason = f"already complete ({self.finished} of {self.s.max_evals} evaluations)"
+        log.info("%s: nothing to do; raise max_evals (--set max_evals=N) to continue, or use --fresh for a new "
+                 "experiment", self.stop_reason)
+        progress.close(self.finished, 0, self.resume.best, 0)
+        self.journal.close()
         return self.results()
 
     def _time_reason(self) -> str:

@@ -134,6 +134,37 @@ def outcome(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> str:
     return str(last["outcome"]) if last["finished"] is not None and last["outcome"] is not None else UNFINISHED
 
 
+def live_run(directory: Any) -> dict | None:
+    """``{pid, host, started}`` of the live run holding ``directory``'s lock, or ``None``
+    (no lock file, nobody holds it: a run without an orderly end was killed). The kernel
+    drops the lock of a dead process, so a held lock means a live run."""
+    import json
+    import os
+
+    if directory is None:
+        return None
+    path = Path(directory) / ".lock"
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return dict(json.loads(os.pread(fd, 4096, 0).decode() or "{}"))
+            except (OSError, ValueError, TypeError):
+                return {}
+        except OSError:  # no flock on this file system: cannot tell
+            return None
+        return None
+    finally:
+        os.close(fd)
+
+
 def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
                 session_starts: Sequence[float] | None = None) -> dict[str, float]:
     """Busy time / (workers × span), the span running from the first start to the last end.
@@ -412,7 +443,10 @@ def report_data(source: Any, top: int = 5) -> dict:
     tops = top_trials(rows, max(top, 1))
     best = tops[:1]
     out_of = outcome(meta, rows)
+    holder = live_run(src.directory) if out_of == UNFINISHED else None
     runtime = finite(meta.get("runtime")) if out_of != UNFINISHED and "sessions" not in meta else None
+    if holder is not None:  # not killed: a live run holds the directory's lock
+        out_of = f"running (pid {holder.get('pid', '?')} on {holder.get('host', '?')})"
     if runtime is None:
         runtime = _runtime(sess, rows)
     it = iterations(rows, src.workers, session_starts=starts)
@@ -420,7 +454,7 @@ def report_data(source: Any, top: int = 5) -> dict:
         "experiment": src.name,
         "directory": str(src.directory) if src.directory else None,
         "outcome": out_of,
-        "finished": out_of != UNFINISHED,
+        "finished": out_of != UNFINISHED and holder is None,
         "pool": meta.get("pool"),
         "workers": src.workers,
         "max_evals": meta.get("max_evals"),

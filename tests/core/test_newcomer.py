@@ -210,3 +210,48 @@ def test_workers_ask_for_the_parent_death_signal_before_their_imports(tmp_path):
     r = subprocess.run([sys.executable, "probe.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text()) == {"pdeathsig_at_numpy_import": 15}
+
+
+# -- item 5: a resume with nothing to do ----------------------------------------------------------
+def test_a_noop_resume_keeps_the_outcome_adds_no_session_and_redraws_nothing(tmp_path):
+    p = write_config(tmp_path, base_config(tmp_path, max_evals=6))
+    assert run_cli([str(p)], cwd=tmp_path).returncode == 0
+    out = tmp_path / "runs" / "t"
+    files = ["report.json", "report.txt", "results.csv", "best.json"]  # the journal: its meta, below
+    files += [f for f in ("trajectory.png", "load.png", "params.png") if (out / f).exists()]
+    before = {f: (out / f).stat().st_mtime_ns for f in files}
+    meta = read_journal(out)["meta"]
+    r = run_cli([str(p)], cwd=tmp_path)
+    assert r.returncode == 0 and "already complete (6 of 6 evaluations)" in r.stderr, r.stderr
+    assert "best loss" in r.stdout
+    assert {f: (out / f).stat().st_mtime_ns for f in files} == before  # nothing rewritten or redrawn
+    after = read_journal(out)["meta"]
+    assert after["outcome"] == meta["outcome"] == "max_evals reached"
+    assert len(after["sessions"]) == len(meta["sessions"]) == 1 and after["runtime"] == meta["runtime"]
+    r = run_cli([str(p), "--set", "max_evals=8"], cwd=tmp_path)  # raising the budget still continues it
+    assert r.returncode == 0 and len(read_journal(out)["meta"]["sessions"]) == 2
+
+
+# -- item 7: a live run is not "killed?" --------------------------------------------------------------
+def test_the_report_tells_a_live_run_from_a_killed_one(tmp_path):
+    import emews
+    from emews.experiment import _lock
+    from emews.journal import Journal
+    from emews.report import UNFINISHED, report_data
+
+    res = emews.search(lambda p: p["x"], {"x": {"type": "real", "low": 0, "high": 1}}, max_evals=4, workers=1,
+                       output=str(tmp_path), report=False)
+    d = res.directory
+    meta = read_journal(d)["meta"]
+    j = Journal(d / "journal.sqlite")  # as the journal of a session still going (or killed) reads
+    j.set_meta(finished=None, outcome="running", sessions=[{**meta["sessions"][-1], "finished": None, "outcome": None}])
+    j.close()
+    assert report_data(d)["outcome"] == UNFINISHED  # nobody holds the lock: the run was killed
+    fd = _lock(d, "output")  # a live run holds it
+    try:
+        data = report_data(d)
+        assert data["outcome"] == f"running (pid {os.getpid()} on {__import__('socket').gethostname()})"
+        assert data["finished"] is False
+    finally:
+        os.close(fd)
+    assert report_data(d)["outcome"] == UNFINISHED
