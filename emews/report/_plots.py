@@ -184,8 +184,8 @@ def plot_trajectory(source: Any, path: str | Path | None = None, *, ax: Any = No
         draw_trajectory(a, src, "evaluation")
         draw_trajectory(b, src, "time")
         b.set_ylabel("")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, loc="upper right", framealpha=0.8)
+        if a.get_legend_handles_labels()[0]:  # below the band of failure crosses at the top
+            a.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.9), framealpha=0.8)
         n = len(_data.completed(src.rows))
         best = _data.top_trials(src.rows, 1)
         tail = f", best {best[0]['loss']:.4g}" if best else ""
@@ -352,6 +352,13 @@ class _Axis:
         return (f"{self.low:.3g}", f"{self.high:.3g}")
 
 
+def _label(v: Any, width: int = 12) -> str:
+    """A tick label of at most ``width`` characters (long list values such as NT3's ``conv``
+    would overlap their neighbours)."""
+    text = str(v)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _hashable(v: Any) -> Any:
     try:
         hash(v)
@@ -422,7 +429,7 @@ def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, f
         xs, ys = xy(best)
         ax.scatter(xs, ys, s=18, color="tab:red", lw=0, label=f"top {len(best)}", zorder=3)
         if axis.choices is not None:
-            labels = [str(c) for c in axis.choices]
+            labels = [_label(c) for c in axis.choices]
             ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30 if sum(map(len, labels)) > 24 else 0)
             ax.set_xlim(-0.5, len(labels) - 0.5)
         else:
@@ -466,9 +473,14 @@ def _parallel(ax: Any, axes: Sequence[_Axis], best: Sequence[Mapping[str, Any]])
     ax.set_title(f"top {len(best)} trials, parallel coordinates (each axis scaled to its range)", fontsize=9)
     for k, a in enumerate(axes):
         ax.axvline(k, color="0.7", lw=0.8, zorder=1)
+        if a.choices is not None and 2 < len(a.choices) <= 12:  # every choice at its place, not only the ends
+            for i, c in enumerate(a.choices):
+                ax.text(k + 0.04, a.unit(c), _label(c), ha="left", va="center", fontsize=7, color="0.25",
+                        zorder=3, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.6})
+            continue
         lo, hi = a.ends()
-        ax.text(k, -0.05, lo, ha="center", va="top", fontsize=6, color="0.3")
-        ax.text(k, 1.05, hi, ha="center", va="bottom", fontsize=6, color="0.3")
+        ax.text(k, -0.05, _label(lo), ha="center", va="top", fontsize=7, color="0.3")
+        ax.text(k, 1.05, _label(hi), ha="center", va="bottom", fontsize=7, color="0.3")
     ax.axvline(m, color="0.7", lw=0.8, zorder=1)
     if not best:
         _empty(ax, "no successful trial")

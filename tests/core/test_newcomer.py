@@ -255,3 +255,32 @@ def test_the_report_tells_a_live_run_from_a_killed_one(tmp_path):
     finally:
         os.close(fd)
     assert report_data(d)["outcome"] == UNFINISHED
+
+
+# -- item 6: plot details ---------------------------------------------------------------------------
+def test_plot_details_legend_categories_and_long_labels(tmp_path):
+    pytest.importorskip("matplotlib")
+    import emews
+    from emews.report import plot_params, plot_trajectory
+
+    def f(p):
+        if p["x"] > 0.8:
+            raise ValueError("too big")
+        return p["x"]
+
+    space = {"x": {"type": "real", "low": 0, "high": 1},
+             "opt": {"type": "categorical", "values": ["adam", "sgd", "rmsprop"]},
+             "conv": {"type": "categorical", "values": [[[32, 20, 1], [64, 10, 1]], [[128, 20, 1], [128, 10, 1]]]}}
+    res = emews.search(f, space, max_evals=16, workers=1, seed=2, output=str(tmp_path), report=False)
+    assert res.count("failed") > 0
+    fig = plot_trajectory(res)
+    legend = fig.axes[0].get_legend()
+    fig.canvas.draw()
+    box = legend.get_window_extent().transformed(fig.axes[0].transAxes.inverted())
+    assert box.y1 <= 0.92  # below the failure crosses drawn at 0.96 of the axes' height
+    fig = plot_params(res, top=5)
+    par = fig.axes[-2]  # the parallel coordinates (the colour bar is last)
+    texts = {t.get_text() for t in par.texts}
+    assert {"adam", "sgd", "rmsprop"} <= texts  # the middle category is labelled too
+    labels = [t.get_text() for a in fig.axes for t in a.get_xticklabels()] + list(texts)
+    assert labels and max(len(t) for t in labels) <= 12
