@@ -352,6 +352,10 @@ class _Axis:
         return (f"{self.low:.3g}", f"{self.high:.3g}")
 
 
+#: a light box behind the labels of the parallel coordinates, so lines and axes do not cross them
+_LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7}
+
+
 def _label(v: Any, width: int = 12) -> str:
     """A tick label of at most ``width`` characters (long list values such as NT3's ``conv``
     would overlap their neighbours)."""
@@ -447,8 +451,8 @@ def plot_params(source: Any, path: str | Path | None = None, *, top: int = 10, f
         ax.set_title(axis.name, fontsize=9)
         if k % ncols == 0:
             ax.set_ylabel("loss", fontsize=8)
-        if k == 0:
-            ax.legend(fontsize=6, loc="upper right", framealpha=0.8)
+        if k == 0:  # below the band of failure crosses at the top
+            ax.legend(fontsize=6, loc="upper right", bbox_to_anchor=(1.0, 0.88), framealpha=0.8)
         ax.grid(alpha=0.3)
     _parallel(fig.add_subplot(gs[nrows, :]), axes, best)
     _save(fig, path)
@@ -476,11 +480,11 @@ def _parallel(ax: Any, axes: Sequence[_Axis], best: Sequence[Mapping[str, Any]])
         if a.choices is not None and 2 < len(a.choices) <= 12:  # every choice at its place, not only the ends
             for i, c in enumerate(a.choices):
                 ax.text(k + 0.04, a.unit(c), _label(c), ha="left", va="center", fontsize=7, color="0.25",
-                        zorder=3, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.6})
+                        zorder=3, bbox=_LABEL_BOX)
             continue
         lo, hi = a.ends()
-        ax.text(k, -0.05, _label(lo), ha="center", va="top", fontsize=7, color="0.3")
-        ax.text(k, 1.05, _label(hi), ha="center", va="bottom", fontsize=7, color="0.3")
+        ax.text(k, -0.05, _label(lo), ha="center", va="top", fontsize=7, color="0.3", zorder=3, bbox=_LABEL_BOX)
+        ax.text(k, 1.05, _label(hi), ha="center", va="bottom", fontsize=7, color="0.3", zorder=3, bbox=_LABEL_BOX)
     ax.axvline(m, color="0.7", lw=0.8, zorder=1)
     if not best:
         _empty(ax, "no successful trial")
