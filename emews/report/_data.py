@@ -74,18 +74,22 @@ def intervals(rows: Iterable[Row], now: float | None = None) -> list[Interval]:
     """Every attempt that ran, as an :class:`Interval`, sorted by start.
 
     An attempt with a start and no end (still ``running``, or killed) ends at ``now``; with
-    ``now=None`` it is left out. Cancelled attempts never ran and are left out.
+    ``now=None`` it is left out. A cancelled attempt that was running when its run stopped
+    (a deadline, SIGTERM: it has a start and no end) counts as ``cancelled`` work until
+    ``now``; one that never started, or that a resume closed after its session died (its end
+    is the resume's time, not when it stopped running), is left out.
     """
     out = []
     for r in rows:
         start, end = r.get("start"), r.get("end")
-        if start is None or r.get("status") == "cancelled":
+        cancelled = r.get("status") == "cancelled"
+        if start is None or (cancelled and end is not None):
             continue
         status = r.get("status") or "?"
         if end is None:
             if now is None:
                 continue
-            end, status = max(now, start), "running"
+            end, status = max(now, start), "cancelled" if cancelled else "running"
         out.append(Interval(r["task_id"], r.get("attempt", 0), r.get("worker"), start, end, status))
     out.sort(key=lambda i: (i.start, i.task_id, i.attempt))
     return out

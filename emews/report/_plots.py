@@ -20,7 +20,8 @@ from ._data import FAILURES, Source
 
 #: dots per inch of the written PNGs (small files: about 900 × 400 pixels each)
 DPI = 90
-STATUS_COLORS = {"done": "tab:blue", "failed": "tab:red", "timeout": "tab:orange", "running": "0.6"}
+STATUS_COLORS = {"done": "tab:blue", "failed": "tab:red", "timeout": "tab:orange", "running": "0.6",
+                 "cancelled": "tab:brown"}
 INSTALL_HINT = 'pip install "emews[plots]"'
 
 

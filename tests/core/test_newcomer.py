@@ -284,3 +284,24 @@ def test_plot_details_legend_categories_and_long_labels(tmp_path):
     assert {"adam", "sgd", "rmsprop"} <= texts  # the middle category is labelled too
     labels = [t.get_text() for a in fig.axes for t in a.get_xticklabels()] + list(texts)
     assert labels and max(len(t) for t in labels) <= 12
+
+
+def test_the_load_plot_shows_cancelled_work():
+    """A task cancelled while running (the deadline's kill margin) occupied its worker until
+    the stop; one closed by a resume after its session died, or never started, did not."""
+    pytest.importorskip("matplotlib")
+    from emews.report import intervals, load_over_time, plot_load, utilization
+
+    def row(tid, start, end, status, worker):
+        return {"task_id": tid, "attempt": 0, "status": status, "loss": 1.0 if status == "done" else None,
+                "params": {"x": tid}, "metrics": {}, "worker": worker, "start": start, "end": end}
+
+    rows = [row(0, 0.0, 10.0, "done", 0), row(1, 2.0, None, "cancelled", 1),  # cancelled at the stop
+            row(2, None, None, "cancelled", None), row(3, 1.0, 500.0, "cancelled", 2)]  # never ran; closed by a resume
+    iv = intervals(rows, now=10.0)
+    assert [(i.task_id, i.status, i.end) for i in iv] == [(0, "done", 10.0), (1, "cancelled", 10.0)]
+    assert max(n for _, n in load_over_time(rows, now=10.0)) == 2
+    assert utilization(rows, 2, now=10.0)["busy"] == pytest.approx(18.0)
+    fig = plot_load({"meta": {"workers": 2}, "evals": rows})
+    legend = [t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().get_texts()]
+    assert "cancelled" in legend
