@@ -11,6 +11,8 @@ nothing here pulls in matplotlib, torch, mpi4py, scikit-optimize or DEAP.
 
 from __future__ import annotations
 
+from . import _childsig  # noqa: F401, I001 - first: a spawned child asks for the parent-death signal before its imports
+
 import importlib
 from typing import TYPE_CHECKING, Any
 

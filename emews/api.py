@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _checks
 from .config import parse_config
-from .errors import ConfigError
+from .errors import ConfigError, ObjectiveError, OptimizerError
 from .launch import launch
 from .results import Results
 from .space import Space
@@ -78,6 +79,7 @@ def search(
         >>> res.best["loss"] < 1                                         # doctest: +SKIP
         True
     """
+    _checks.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
     if isinstance(space, Space):
         space_obj = space
     else:
@@ -113,4 +115,10 @@ def search(
     if not isinstance(optimizer, str):
         cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
-    return launch(cfg, resume="auto" if resume else "fresh")
+    try:
+        return launch(cfg, resume="auto" if resume else "fresh")
+    except (ObjectiveError, OptimizerError) as e:  # a spawned child may have found the script unguarded
+        explained = _checks.explain_unguarded(e)
+        if explained is e:
+            raise
+        raise explained from None

@@ -152,6 +152,7 @@ def check_objective_path(path: Any, source: str, key: str = "objective") -> str:
     mod, sep, attr = path.partition(":")
     if not sep or not mod or not attr:
         raise ConfigError(f"must be written 'package.module:function' (with a colon), got {path!r}", source, key)
+    _check_module_name(path, mod, attr, source, key)
     try:
         spec = importlib.util.find_spec(mod)
     except (ImportError, ValueError) as e:
@@ -161,6 +162,68 @@ def check_objective_path(path: Any, source: str, key: str = "objective") -> str:
             f"cannot import module {mod!r} of {path!r}: no such module (is it installed, or in the "
             "current directory or the config file's directory?)", source, key)
     return path
+
+
+def _check_module_name(path: str, mod: str, attr: str, source: str, key: str) -> None:
+    """A file or directory path where a module name belongs (``train.py:run``, ``src/train:run``)."""
+    if not (mod.endswith(".py") or "/" in mod or "\\" in mod):
+        return
+    dotted = mod[:-3] if mod.endswith(".py") else mod
+    dotted = dotted.replace("\\", "/").strip("/").replace("/", ".")
+    last = dotted.rsplit(".", 1)[-1]
+    raise ConfigError(
+        f"{path!r} names a file or directory, but the part before the colon is a Python module name, as in an "
+        f"import: write {f'{last}:{attr}'!r} for {last}.py in the working directory or beside the config file"
+        + (f" (or {f'{dotted}:{attr}'!r} when those directories are packages)" if dotted != last else ""),
+        source, key)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int):
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                k = self.construct_object(key_node, deep=True)
+                try:
+                    hash(k)
+                except TypeError:
+                    continue
+                line = key_node.start_mark.line + 1
+                if k in seen:
+                    raise _DuplicateKey(k, seen[k], line)
+                seen[k] = line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML like ``yaml.safe_load``; a key repeated in a mapping is a ConfigError naming
+    both lines (PyYAML would silently keep the last)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise ConfigError(f"key {e.key!r} is given twice, at line {e.first} and line {e.second} (only one is kept); "
+                          "remove one of them", source, str(e.key)) from None
+
+
+def _read_utf8(path: Path, source: str) -> str:
+    """The file's text; bytes that are not UTF-8 are a ConfigError naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"is not UTF-8 text: byte {data[e.start]:#04x} at line {line} (offset {e.start}); save the "
+                          "file as UTF-8", source) from None
 
 
 def add_import_paths(config_file: str | Path | None) -> None:
@@ -177,7 +240,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, override (``key=value`` strings) and validate a YAML config file."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = _read_utf8(Path(path), source)
     except FileNotFoundError:
         raise ConfigError("no such config file", source) from None
     except IsADirectoryError:
@@ -185,7 +248,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except OSError as e:
         raise ConfigError(f"cannot read the config file: {e.strerror}", source) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text, source)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -317,7 +380,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     max_evals = _int(raw, "max_evals", source, required=True, minimum=1)
     max_time = _number(raw, "max_time", source, positive=True)
     workers = _int(raw, "workers", source, minimum=1)
-    seed = _int(raw, "seed", source)
+    seed = _int(raw, "seed", source, minimum=0)  # numpy seeds are non-negative
     output = raw.get("output", "runs")
     if not isinstance(output, str) or not output:
         raise ConfigError(f"must be a directory path, got {output!r}", source, "output")
@@ -442,12 +505,12 @@ def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
             import json
 
             try:
-                data = json.loads(p.read_text())
+                data = json.loads(_read_utf8(p, str(p)))
             except json.JSONDecodeError as e:
                 raise SpaceError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", str(p)) from None
         else:
             try:
-                data = yaml.safe_load(p.read_text())
+                data = load_yaml(_read_utf8(p, str(p)), str(p))
             except yaml.YAMLError as e:
                 raise SpaceError(f"YAML error: {e}", str(p)) from None
     except OSError as e:

@@ -222,6 +222,8 @@ class Driver:
         previous_sigterm = _catch_sigterm()
         progress = Progress(s.progress_every, s.max_evals, self.pool.size, live=s.live_progress)
         try:
+            if self._nothing_to_resume():  # no session, no redrawn report, the outcome kept
+                return self._already_complete(progress)
             seed = self._start_meta(t0)
             handoff = self._take_over(self.clock.time())
             stop_at, kill_at = self._time_limits()
@@ -323,6 +325,27 @@ class Driver:
     def _send_results(self, opt: OptimizerProcess, results: list[Result]) -> None:
         self._opt_waiting = False  # it has something to think about now
         opt.send(wire.results(results))
+
+    # -- a resume with nothing to do (it must not count as a session nor redraw the report)
+    def _nothing_to_resume(self) -> bool:
+        """A resumed experiment whose budget is spent, with no interrupted task and no failed
+        one left to retry (what :func:`~emews.resume.plan_resume` would run again: nothing)."""
+        r, s = self.resume, self.s
+        if r is None or len(r.completed) < s.max_evals:
+            return False
+        plan = plan_resume(r, s.space, s.max_evals, s.retries)
+        return not plan.rerun and not plan.closings
+
+    def _already_complete(self, progress: Progress) -> Results:
+        """Leave the journal, results.csv and the report as the last session wrote them."""
+        self.finished = self.finished_before = len(self.resume.completed)
+        self.stop = Stop(StopReason.ALREADY_COMPLETE, f"already complete ({self.finished} of {self.s.max_evals} "
+                                                      "evaluations)")
+        log.info("%s: nothing to do; raise max_evals (--set max_evals=N) to continue, or use --fresh for a new "
+                 "experiment", self.stop)
+        progress.close(self.finished, 0, self.resume.best, 0)
+        self.journal.close()
+        return self.results()
 
     def _time_stop(self) -> Stop:
         s = self.s

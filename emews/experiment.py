@@ -159,13 +159,14 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
         if exp.resume is not None:
             changes = config_changes(exp.resume.meta, cfg)
             identity = [c for c in changes if c[0].split(".")[0] in IDENTITY_KEYS]
-            if identity and not force:
+            pinned = bool(exp.resume.completed)  # a search that never produced a result pins nothing
+            if identity and not force and pinned:
                 lines = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in identity)
                 raise ConfigError(f"cannot resume {d}: the config describes a different search ({lines}). "
                                   "Use --fresh (or another --out) for a new experiment, or --force to resume anyway",
                                   getattr(cfg, "source", None))
             for k, a, b in changes:
-                if k.split(".")[0] in IDENTITY_KEYS:
+                if k.split(".")[0] in IDENTITY_KEYS and pinned:
                     log.warning("resuming despite a changed %s (--force): %s -> %s", k, _short(a), _short(b))
                 else:
                     log.info("resuming with %s changed: %s -> %s", k, _short(a), _short(b))

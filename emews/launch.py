@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _pickling
+from . import _checks, _pickling
 from .config import LATEST_DEADLINE, Config
 from .driver import Driver, SearchSettings
 from .errors import ConfigError, EmewsError, ObjectiveError
@@ -84,9 +84,11 @@ def settings_from_config(cfg: Config) -> SearchSettings:
         deadline, source = batch_deadline(), "Slurm job end (SLURM_JOB_END_TIME)"
     elif deadline is False:
         deadline = None
+    optimizer = resolve(cfg.optimizer)
+    _checks.check_optimizer(optimizer, cfg)  # settings against its signature, before any directory exists
     return SearchSettings(
         space=cfg.space,
-        optimizer=resolve(cfg.optimizer),
+        optimizer=optimizer,
         optimizer_settings=cfg.optimizer_settings,
         max_evals=cfg.max_evals,
         max_time=cfg.max_time,

@@ -159,14 +159,14 @@ class Results:
     def plot_trajectory(self, ax=None, x: str = "evaluation"):
         """The search trajectory as a matplotlib Figure: each loss, the best so far and the
         per-iteration min/mean, against the evaluation index and time (or, on a given ``ax``,
-        one panel against ``x``: ``"evaluation"`` or ``"time"``)."""
+        one panel against ``x``: ``"evaluation"`` or ``"time"``, and the Axes is returned)."""
         from .report._plots import plot_trajectory
 
         return plot_trajectory(self, ax=ax, x=x)
 
     def plot_load(self, ax=None):
         """Busy workers over time and each worker's tasks, as a matplotlib Figure (on a given
-        ``ax``: the busy-workers panel only)."""
+        ``ax``: the busy-workers panel only, and the Axes is returned)."""
         from .report._plots import plot_load
 
         return plot_load(self, ax=ax)

@@ -6,6 +6,7 @@ finished results are kept and given to the optimizer, interrupted tasks run agai
 
 Exit status: 0 on success (also when stopped at a deadline: run again to resume), 2 on bad
 input (config, space, objective, a locked or mismatched experiment), 1 when the run failed,
+3 when evaluations finished but none succeeded (the most frequent errors are printed),
 143 when terminated (SIGTERM, e.g. a batch time limit), 130 when interrupted. Errors are one
 paragraph on stderr; results computed before an error stay in the experiment directory.
 """
@@ -18,6 +19,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from . import _checks
 from ._progress import LiveAwareHandler
 from .config import load_config, parse_deadline
 from .driver import Terminated
@@ -78,7 +80,7 @@ def summary(results, quiet: bool = False) -> str:
     line = f"emews: {done + failed + timeout} evaluations ({done} done, {failed} failed, {timeout} timed out)"
     if cancelled:
         line += f"; {cancelled} cancelled task(s) never finished"
-    lines = [line]
+    lines = [line, *_checks.failure_lines(results.rows)]
     best = results.best
     if best is None:
         lines.append("emews: no evaluation succeeded; see the error column of results.csv")
@@ -122,9 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"emews: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
-    if not args.quiet:
-        print(summary(results))
-    return 0
+    print(summary(results))  # -q quiets the messages on stderr, not this summary on stdout
+    return _checks.exit_status(results)  # 3: evaluations finished, none succeeded
 
 
 if __name__ == "__main__":

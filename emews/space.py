@@ -132,6 +132,8 @@ class _Numeric(Dimension):
         for key, v in (("low", low), ("high", high)):
             if not _is_number(v):
                 raise SpaceError(f"must be a number, got {v!r}", key=f"{name}.{key}")
+            if not math.isfinite(v):  # .inf/.nan: every proposal would be the bound, or none at all
+                raise SpaceError(f"must be a finite number, got {v!r}", key=f"{name}.{key}")
         if sigma is not None and (not _is_number(sigma) or sigma <= 0):
             raise SpaceError(f"must be a positive number, got {sigma!r}", key=f"{name}.sigma")
         if not isinstance(log, (bool, np.bool_)):
@@ -198,7 +200,7 @@ class Int(_Numeric):
 
     def __init__(self, name: str, low: int, high: int, log: bool = False, sigma: float | None = None):
         for key, v in (("low", low), ("high", high)):
-            if _is_number(v) and float(v) != int(v):
+            if _is_number(v) and math.isfinite(v) and float(v) != int(v):
                 raise SpaceError(f"must be an integer, got {v!r}", key=f"{name}.{key}")
         super().__init__(name, low, high, log, sigma)
 
@@ -273,6 +275,18 @@ class _Choice(Dimension):
         return self.values[int(min(k - 1, max(0, math.floor(float(u) * k))))]
 
 
+def _check_ordered(name: str, values: Sequence[Any]) -> None:
+    """Numeric ordinal values must be in order (ascending or descending): an ordinal's
+    neighbours are close, so ``[512, 16, 128, 32]`` is a mistake (or a categorical)."""
+    if len(values) < 3 or not all(_is_number(v) for v in values):
+        return
+    pairs = list(zip(values, values[1:]))
+    if all(a < b for a, b in pairs) or all(a > b for a, b in pairs):
+        return
+    raise SpaceError(f"an ordinal's values must be in order (neighbours are close), got {list(values)!r}; write "
+                     f"{sorted(values)!r}, or use type: categorical for unordered choices", key=f"{name}.values")
+
+
 class Ordinal(_Choice):
     """Ordered choices, e.g. batch sizes ``[16, 32, 64]``; neighbours are close."""
 
@@ -280,6 +294,7 @@ class Ordinal(_Choice):
 
     def __init__(self, name: str, values: Sequence[Any], sigma: float | None = None):
         super().__init__(name, values)
+        _check_ordered(name, self.values)
         if sigma is not None and (not _is_number(sigma) or sigma <= 0):
             raise SpaceError(f"must be a positive number, got {sigma!r}", key=f"{name}.sigma")
         self.sigma = None if sigma is None else float(sigma)

@@ -25,7 +25,7 @@ import traceback
 from typing import Any
 
 from .. import _pickling
-from .._parent import die_with_parent
+from .._childsig import die_with_parent, emews_children
 from ..errors import OptimizerError, StopSearch
 from ..queues import OptimizerQueues
 from ..queues import _protocol as wire
@@ -163,7 +163,8 @@ class OptimizerProcess:
             name="emews-optimizer",
             daemon=False,  # an optimizer may start processes of its own; close() ends it
         )
-        self.process.start()
+        with emews_children():  # it asks for the parent-death signal before its imports
+            self.process.start()
         child.close()
         # The driver never blocks on a send: a big batch of results must not wait while the
         # optimizer itself is blocked sending a big batch of parameters (both pipe buffers full).

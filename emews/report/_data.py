@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..journal import final_attempts
@@ -75,18 +76,22 @@ def intervals(rows: Iterable[Row], now: float | None = None) -> list[Interval]:
     """Every attempt that ran, as an :class:`Interval`, sorted by start.
 
     An attempt with a start and no end (still ``running``, or killed) ends at ``now``; with
-    ``now=None`` it is left out. Cancelled attempts never ran and are left out.
+    ``now=None`` it is left out. A cancelled attempt that was running when its run stopped
+    (a deadline, SIGTERM: it has a start and no end) counts as ``cancelled`` work until
+    ``now``; one that never started, or that a resume closed after its session died (its end
+    is the resume's time, not when it stopped running), is left out.
     """
     out = []
     for r in rows:
         start, end = r.get("start"), r.get("end")
-        if start is None or r.get("status") == "cancelled":
+        cancelled = r.get("status") == "cancelled"
+        if start is None or (cancelled and end is not None):
             continue
         status = r.get("status") or "?"
         if end is None:
             if now is None:
                 continue
-            end, status = max(now, start), "running"
+            end, status = max(now, start), "cancelled" if cancelled else "running"
         out.append(Interval(r["task_id"], r.get("attempt", 0), r.get("worker"), start, end, status))
     out.sort(key=lambda i: (i.start, i.task_id, i.attempt))
     return out
@@ -152,6 +157,37 @@ def _last_session(rows: Iterable[Row], now: float | None, session_starts: Sequen
             end = limit
         out.append((g, begin, end))
     return out
+
+
+def live_run(directory: Any) -> dict | None:
+    """``{pid, host, started}`` of the live run holding ``directory``'s lock, or ``None``
+    (no lock file, nobody holds it: a run without an orderly end was killed). The kernel
+    drops the lock of a dead process, so a held lock means a live run."""
+    import json
+    import os
+
+    if directory is None:
+        return None
+    path = Path(directory) / ".lock"
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return dict(json.loads(os.pread(fd, 4096, 0).decode() or "{}"))
+            except (OSError, ValueError, TypeError):
+                return {}
+        except OSError:  # no flock on this file system: cannot tell
+            return None
+        return None
+    finally:
+        os.close(fd)
 
 
 def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
@@ -396,7 +432,10 @@ def report_data(src: Results, top: int = 5) -> dict:
     tops = top_trials(final, max(top, 1))
     best = tops[:1]
     out_of = outcome(meta, rows)
+    holder = live_run(src.directory) if out_of == UNFINISHED else None
     runtime = finite(meta.get("runtime")) if out_of != UNFINISHED and "sessions" not in meta else None
+    if holder is not None:  # not killed: a live run holds the directory's lock
+        out_of = f"running (pid {holder.get('pid', '?')} on {holder.get('host', '?')})"
     if runtime is None:
         runtime = _runtime(sess, rows)
     it = iterations(rows, src.workers, session_starts=starts)
@@ -404,7 +443,7 @@ def report_data(src: Results, top: int = 5) -> dict:
         "experiment": src.name,
         "directory": str(src.directory) if src.directory else None,
         "outcome": out_of,
-        "finished": out_of != UNFINISHED,
+        "finished": out_of != UNFINISHED and holder is None,
         "pool": meta.get("pool"),
         "workers": src.workers,
         "max_evals": meta.get("max_evals"),

@@ -1,8 +1,10 @@
 """The report's figures (matplotlib, an optional extra: ``pip install "emews[plots]"``).
 
-Figures are built as bare :class:`matplotlib.figure.Figure` objects, not through pyplot: no
-global backend is chosen or switched (saving a PNG uses Agg; a notebook shows a returned
-figure as the cell's value) and nothing stays registered in pyplot after a figure is saved.
+Figures are built as bare :class:`matplotlib.figure.Figure` objects (a subclass with a
+``_repr_png_``), not through pyplot: no global backend is chosen or switched (saving a PNG
+uses Agg; a notebook shows a returned figure as the cell's value, as one PNG, in any kernel)
+and nothing stays registered in pyplot after a figure is saved. Drawn on a given ``ax``, a
+plot returns that Axes, not its figure (which pyplot's inline backend shows anyway).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: dots per inch of the written PNGs (small files: about 900 × 400 pixels each)
 DPI = 90
-STATUS_COLORS = {"done": "tab:blue", "failed": "tab:red", "timeout": "tab:orange", "running": "0.6"}
+STATUS_COLORS = {"done": "tab:blue", "failed": "tab:red", "timeout": "tab:orange", "running": "0.6",
+                 "cancelled": "tab:brown"}
 INSTALL_HINT = 'pip install "emews[plots]"'
 
 
@@ -37,9 +40,9 @@ def require_matplotlib() -> Any:
 
 def _figure(width: float, height: float) -> Any:
     require_matplotlib()
-    from matplotlib.figure import Figure
+    from ._figure import ReportFigure  # shown as a PNG in a notebook, with or without pyplot
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return ReportFigure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def _save(fig: Any, path: str | Path | None) -> None:
@@ -171,21 +174,22 @@ def plot_trajectory(source: Results, path: str | Path | None = None, *, ax: Any 
     """The search trajectory; returns the figure (and writes a PNG when ``path`` is given).
 
     Without ``ax``: a new figure of two panels, against the evaluation index and against time.
-    With ``ax``: one panel on it, against ``x`` (``"evaluation"`` or ``"time"``).
+    With ``ax``: one panel on it, against ``x`` (``"evaluation"`` or ``"time"``); returns ``ax``.
     """
     src = source
     if ax is not None:
         require_matplotlib()
         draw_trajectory(ax, src, x)
-        fig = ax.figure
+        _save(ax.figure, path)
+        return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
         fig = _figure(10, 3.9)
         a, b = fig.subplots(1, 2, sharey=True)
         draw_trajectory(a, src, "evaluation")
         draw_trajectory(b, src, "time")
         b.set_ylabel("")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, loc="upper right", framealpha=0.8)
+        if a.get_legend_handles_labels()[0]:  # below the band of failure crosses at the top
+            a.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.9), framealpha=0.8)
         n = len(_data.completed(src.all_attempts))
         best = _data.top_trials(src.all_attempts, 1)
         tail = f", best {best[0]['loss']:.4g}" if best else ""
@@ -258,13 +262,14 @@ def plot_load(source: Results, path: str | Path | None = None, *, ax: Any = None
     """Load over time; returns the figure (and writes a PNG when ``path`` is given).
 
     Without ``ax``: a new figure with busy workers against time on top and one bar per
-    attempt per worker below. With ``ax``: the busy-workers panel only, on it.
+    attempt per worker below. With ``ax``: the busy-workers panel only, on it; returns ``ax``.
     """
     src = source
     if ax is not None:
         require_matplotlib()
         draw_load(ax, src)
-        fig = ax.figure
+        _save(ax.figure, path)
+        return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
         n = len(_data.worker_timeline(src.all_attempts, now=_data.last_seen(src.all_attempts)))
         lower = max(1.6, min(6.0, 0.22 * n + 0.8))
@@ -351,6 +356,17 @@ class _Axis:
         return (f"{self.low:.3g}", f"{self.high:.3g}")
 
 
+#: a light box behind the labels of the parallel coordinates, so lines and axes do not cross them
+_LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7}
+
+
+def _label(v: Any, width: int = 12) -> str:
+    """A tick label of at most ``width`` characters (long list values such as NT3's ``conv``
+    would overlap their neighbours)."""
+    text = str(v)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _hashable(v: Any) -> Any:
     try:
         hash(v)
@@ -421,7 +437,7 @@ def plot_params(source: Results, path: str | Path | None = None, *, top: int = 1
         xs, ys = xy(best)
         ax.scatter(xs, ys, s=18, color="tab:red", lw=0, label=f"top {len(best)}", zorder=3)
         if axis.choices is not None:
-            labels = [str(c) for c in axis.choices]
+            labels = [_label(c) for c in axis.choices]
             ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30 if sum(map(len, labels)) > 24 else 0)
             ax.set_xlim(-0.5, len(labels) - 0.5)
         else:
@@ -439,8 +455,8 @@ def plot_params(source: Results, path: str | Path | None = None, *, top: int = 1
         ax.set_title(axis.name, fontsize=9)
         if k % ncols == 0:
             ax.set_ylabel("loss", fontsize=8)
-        if k == 0:
-            ax.legend(fontsize=6, loc="upper right", framealpha=0.8)
+        if k == 0:  # below the band of failure crosses at the top
+            ax.legend(fontsize=6, loc="upper right", bbox_to_anchor=(1.0, 0.88), framealpha=0.8)
         ax.grid(alpha=0.3)
     _parallel(fig.add_subplot(gs[nrows, :]), axes, best)
     _save(fig, path)
@@ -465,9 +481,14 @@ def _parallel(ax: Any, axes: Sequence[_Axis], best: Sequence[Mapping[str, Any]])
     ax.set_title(f"top {len(best)} trials, parallel coordinates (each axis scaled to its range)", fontsize=9)
     for k, a in enumerate(axes):
         ax.axvline(k, color="0.7", lw=0.8, zorder=1)
+        if a.choices is not None and 2 < len(a.choices) <= 12:  # every choice at its place, not only the ends
+            for i, c in enumerate(a.choices):
+                ax.text(k + 0.04, a.unit(c), _label(c), ha="left", va="center", fontsize=7, color="0.25",
+                        zorder=3, bbox=_LABEL_BOX)
+            continue
         lo, hi = a.ends()
-        ax.text(k, -0.05, lo, ha="center", va="top", fontsize=6, color="0.3")
-        ax.text(k, 1.05, hi, ha="center", va="bottom", fontsize=6, color="0.3")
+        ax.text(k, -0.05, _label(lo), ha="center", va="top", fontsize=7, color="0.3", zorder=3, bbox=_LABEL_BOX)
+        ax.text(k, 1.05, _label(hi), ha="center", va="bottom", fontsize=7, color="0.3", zorder=3, bbox=_LABEL_BOX)
     ax.axvline(m, color="0.7", lw=0.8, zorder=1)
     if not best:
         _empty(ax, "no successful trial")

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
+from .._childsig import die_with_parent, emews_children
 from ..errors import ObjectiveError
 from ..task import Result, Task
 from ._gpu import gpu_for
-from .._parent import die_with_parent
 from ._procs import describe_exit
 from ._runners import HOST, execute, make_runner
 
@@ -99,7 +99,8 @@ class LocalPool:
             env["CUDA_VISIBLE_DEVICES"] = gpu_for(i, **self._gpus)
         p = self._ctx.Process(target=_worker_main, args=(child, i, self._spec, env),
                               name=f"emews-worker-{i}", daemon=False)  # objectives may start processes
-        p.start()
+        with emews_children():  # the worker asks for the parent-death signal before its imports
+            p.start()
         child.close()
         self._conns[i] = parent
         self._procs[i] = p

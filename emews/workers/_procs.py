@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from .._parent import die_with_parent
+from .._childsig import die_with_parent  # re-exported: process plumbing lives together
 
 __all__ = ["child_env", "wait_exit", "kill_group", "reap", "describe_exit", "tail", "die_with_parent"]
 

@@ -46,7 +46,7 @@ from typing import Any
 from .._clock import SimClock
 from .._imports import import_object
 from ..errors import ConfigError
-from ..task import FAILED, Result, Task
+from ..task import Result, Task
 from ._runners import execute, make_runner
 
 __all__ = ["SimulatedPool", "duration_model", "DISTRIBUTIONS", "SIMULATION_KEYS"]

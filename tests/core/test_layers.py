@@ -2,7 +2,7 @@
 
 Layers, bottom up (a module may import its own layer and the ones below)::
 
-    records      errors, task, space, and small helpers (_pickling, _imports, _parent, _progress), examples
+    records      errors, task, space, and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples
     journal      the SQLite journal
     results      Results and the report built from them (one layer: Results' plot methods call the report)
     resume       resume planning and replay
@@ -10,7 +10,7 @@ Layers, bottom up (a module may import its own layer and the ones below)::
     optimizers   bases, the optimizer host (its process), built-ins
     driver       the loop between the queues and a pool
     pools        emews.workers: local and MPI pools, runners
-    inputs       config parsing, experiment directories
+    inputs       config parsing and config-time checks (_checks), experiment directories
     launch       the one function that starts a search
     entry        the CLI (run), emews.search (api), the package face, the contract suites
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "emews"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._parent",
+    ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._childsig", "emews._clock",
                  "emews._progress", "emews.examples")),
     ("journal", ("emews.journal",)),
     ("results", ("emews.results", "emews.report")),
@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("optimizers", ("emews.optimizers",)),
     ("driver", ("emews.driver",)),
     ("pools", ("emews.workers",)),
-    ("inputs", ("emews.config", "emews.experiment")),
+    ("inputs", ("emews.config", "emews.experiment", "emews._checks")),
     ("launch", ("emews.launch",)),
     ("entry", ("emews.run", "emews.api", "emews.__main__", "emews.report.__main__", "emews.testing", "emews")),
 ]
@@ -54,7 +54,7 @@ def layer_of(module: str) -> int:
     best, found = -1, None
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            if (module == p or (p != "emews" and module.startswith(p + "."))) and len(p) > best:
                 best, found = len(p), i
     assert found is not None, f"{module} has no layer: add it to LAYERS in {__file__}"
     return found

@@ -356,7 +356,8 @@ def test_results_methods(tmp_path):
     assert len(res.plot_params(top=3).axes) == 2 + 1 + 1  # x0, x1, parallel coordinates, colour bar
     other = Figure()
     ax = other.add_subplot()
-    assert res.plot_trajectory(ax=ax, x="time") is other and res.plot_load(ax=ax) is other
+    assert res.plot_trajectory(ax=ax, x="time") is ax and res.plot_load(ax=ax) is ax  # no figure to show twice
+    assert ax.figure is other and len(other.axes) == 1
     with pytest.raises(ValueError, match="evaluation"):
         res.plot_trajectory(ax=ax, x="loss")
     d = res.report(plots=False)

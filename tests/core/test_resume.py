@@ -224,8 +224,12 @@ def test_workers_and_their_tasks_end_with_a_sigkilled_driver(tmp_path, runner):
     """The OOM killer or kill -9 takes the driver: its workers (and a command's processes)
     must not run on beside the next job's resume."""
     cfg = _config(tmp_path, "random", max_evals=4)
-    text = cfg.read_text().replace("objective: killable:slow", "objective: killable:sleepy")
-    cfg.write_text(text + "space:\n  t: {type: constant, value: 30}\n  i: {type: int, low: 0, high: 1000000}\n")
+    import yaml
+
+    data = yaml.safe_load(cfg.read_text())  # a repeated key is an error now: replace the space, not append one
+    data["objective"] = "killable:sleepy"
+    data["space"] = {"t": {"type": "constant", "value": 30}, "i": {"type": "int", "low": 0, "high": 1000000}}
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
     if runner == "command":
         cfg.write_text(cfg.read_text().replace("objective: killable:sleepy\n", "") + (
             "runner:\n  type: command\n  command: [sh, -c, 'echo $$ >> " + str(tmp_path / "pids") + "; exec sleep 30']\n"))

@@ -112,7 +112,8 @@ def test_progress_lines_and_log_levels_in_a_batch_log(tmp_path):
     assert all(ln.startswith("emews: ") and "\r" not in ln for ln in lines)
     assert any("ETA" in ln for ln in lines)
     r = run_cli([str(cfg), "-q", "--set", "max_evals=18"], cwd=tmp_path, env=kill_env(tmp_path))
-    assert r.returncode == 0 and r.stderr == "" and r.stdout == ""  # -q: warnings and errors only
+    assert r.returncode == 0 and r.stderr == ""  # -q: warnings and errors only on stderr
+    assert "emews: 18 evaluations" in r.stdout  # the summary still comes, on stdout
     r = run_cli([str(cfg), "-v", "--set", "max_evals=19"], cwd=tmp_path, env=kill_env(tmp_path))
     assert r.returncode == 0 and "emews: INFO: resuming" in r.stderr
 
