@@ -581,7 +581,8 @@ class Space:
             except SpaceError as e:
                 if e.source:
                     raise
-                raise SpaceError(_strip_key(str(e), e.key), source, key) from None
+                sub = e.key.split(".", 1)[1] if e.key and "." in e.key else None  # e.g. "sigma"
+                raise SpaceError(_strip_key(str(e), e.key), source, f"{key}.{sub}" if sub else key) from None
         if ignored:
             logging.getLogger("emews").info(
                 "%s: ignoring keys emews does not use (as Supervisor does): %s", source,
