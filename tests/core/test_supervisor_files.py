@@ -306,3 +306,25 @@ def test_upf_lines_must_fit_a_given_space(tmp_path):
     f.write_text('{"epochs": 1}\nnot json\n')
     r = run_cli([str(tmp_path / "c.yaml")], cwd=tmp_path)
     assert r.returncode == 2 and "u.txt: line 2: not a JSON object" in r.stderr
+
+
+def test_the_readme_one_line_configs_work_with_the_real_files(tmp_path):
+    import yaml
+
+    from emews.config import parse_config
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"each in one line of config.*?```yaml\n(.*?)```", text, re.S).group(1)
+    real = {"nt3_param_space_ga.json": DATA / "workflows" / "GA" / "data" / "nt3_param_space_ga.json",
+            "nt3_nightly.R": R_DIR / "nt3_nightly.R", "upf-1.txt": UPF_DIR / "upf-1.txt",
+            "/path/to/nt3_default_model.txt": ROOT / "tests" / "data" / "candle" / "Pilot1" / "NT3" / "nt3_default_model.txt"}
+    lines = [ln.split("  #")[0] for ln in block.splitlines() if ln.strip()]
+    assert len(lines) == 4
+    for ln in lines:
+        for name, path in real.items():
+            ln = ln.replace(name, str(path))
+        raw = {"experiment": "x", "objective": "emews.examples:noop", "max_evals": 2, **yaml.safe_load(ln)}
+        if "space_file" not in raw and "optimizer" not in raw:
+            raw["space_file"] = str(real["nt3_param_space_ga.json"])
+        cfg = parse_config(raw, "README.md", base_dir=tmp_path)
+        assert len(cfg.space) >= 1
