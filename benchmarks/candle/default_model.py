@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_default_model", "with_default_model", "check_model", "ENV"]
+__all__ = ["ENV", "check_model", "read_default_model", "with_default_model"]
 
 ENV = "CANDLE_DEFAULT_MODEL"
 log = logging.getLogger("benchmarks.candle")

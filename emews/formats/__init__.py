@@ -12,4 +12,4 @@ from __future__ import annotations
 from ._rparams import parse_r_params, read_r_params
 from ._upf import UPFLine, check_upf, read_upf, upf_space
 
-__all__ = ["read_r_params", "parse_r_params", "read_upf", "upf_space", "check_upf", "UPFLine"]
+__all__ = ["UPFLine", "check_upf", "parse_r_params", "read_r_params", "read_upf", "upf_space"]

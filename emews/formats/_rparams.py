@@ -42,7 +42,7 @@ from typing import Any
 from ..errors import SpaceError
 from ..space import Bool, Categorical, Constant, Dimension, Int, Ordinal, Real, Space
 
-__all__ = ["read_r_params", "parse_r_params"]
+__all__ = ["parse_r_params", "read_r_params"]
 
 _TOKEN = re.compile(
     r"""

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import ConfigError, SpaceError
 from ..space import Categorical, Constant, Space
 
-__all__ = ["UPFLine", "read_upf", "upf_space", "check_upf", "upf_from_config"]
+__all__ = ["UPFLine", "check_upf", "read_upf", "upf_from_config", "upf_space"]
 
 
 @dataclass(frozen=True)
