@@ -510,7 +510,10 @@ class Space:
         (``int``, ``float``, ``string`` or ``logical``; categorical/ordered), ``value``
         (constant), as in Supervisor's ``workflows/GA/data/*_param_space_ga.json`` files.
         ``log`` (also spelled ``log_scale`` or ``use_log_scale``) makes a numeric dimension
-        log-uniform. Sigmas are kept for the GA.
+        log-uniform. Sigmas are kept for the GA. As Supervisor's ``ga_utils`` does, other
+        keys (``comment``, ``debug_value``, ...) are ignored (listed once at INFO on the
+        ``emews`` logger) and ``lower``/``upper``/``sigma`` of int and float parameters may be
+        numeric strings (``"0.000495"``).
         """
         path = Path(path)
         src = str(path)
