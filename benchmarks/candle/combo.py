@@ -58,6 +58,7 @@ from .common import (
     impute_mean,
     init_weights,
     make_logger,
+    parse_params,  # noqa: F401 - re-exported (tests use nt3.parse_params)
     parse_run_params,
     regression_metrics,
     resolve_device,

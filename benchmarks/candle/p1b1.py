@@ -51,6 +51,7 @@ from .common import (
     init_weights,
     make_logger,
     minmax_scale,
+    parse_params,  # noqa: F401 - re-exported (tests use nt3.parse_params)
     parse_run_params,
     resolve_device,
     setup_backend,
