@@ -338,12 +338,23 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     # space
     if "space" in raw and "space_file" in raw:
         raise ConfigError("give either space or space_file, not both", source, "space_file")
+    from .formats._upf import upf_from_config
+
+    upf = upf_from_config(raw.get("optimizer"), source, base_dir)  # (file, lines) of the `upf` optimizer
     if "space_file" in raw:
         space = _load_space_file(raw["space_file"], source, base_dir)
     elif "space" in raw:
         space = Space.from_dict(raw["space"], source)
+    elif upf is not None:  # the space of the file's own keys
+        from .formats import upf_space
+
+        space = upf_space(upf[1], upf[0])
     else:
         raise ConfigError("missing required key (or give space_file)", source, "space")
+    if upf is not None:
+        from .formats import check_upf
+
+        check_upf(upf[1], space, upf[0])
     if runner["type"] == "command":
         from .workers._command import check_command_spec
 
@@ -365,6 +376,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if isinstance(init_pop, str) and base_dir is not None and not Path(init_pop).is_absolute():
         # like space_file: a path in the config is relative to the config file
         settings = {**settings, "initial_population": str(base_dir / init_pop)}
+    if opt_name == "upf" and upf is not None:
+        settings = {**settings, "file": upf[0]}  # resolved like space_file
     from .optimizers import BUILTIN
 
     if opt_name not in BUILTIN and ":" not in opt_name:
@@ -500,6 +513,10 @@ def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
         p = base_dir / p
     if not p.is_file():
         raise ConfigError(f"no such file {value!r} (looked at {str(p)!r})", source, "space_file")
+    if p.suffix in (".R", ".r"):  # an mlrMBO parameter set (ParamHelpers): parsed, never run
+        from .formats import read_r_params
+
+        return read_r_params(p)
     try:
         if p.suffix == ".json":
             import json

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -449,6 +450,31 @@ def _logical(v: Any) -> bool:
     raise ValueError(f"not a logical value: {v!r}")
 
 
+def _supervisor_numbers(it: Mapping[str, Any], kind: Any, source: str, key: str) -> Mapping[str, Any]:
+    """Numeric strings where Supervisor's ``ga_utils.create_parameters`` converts them.
+
+    It reads ``lower``/``upper``/``sigma`` of an ``int`` parameter through ``int()`` and of a
+    ``float`` parameter through ``float()``, so ``"0.000495"`` is a valid float sigma and
+    ``"20"`` a valid int bound; everything else (ordered sigmas, values) it takes as written.
+    """
+    if kind not in ("int", "float"):
+        return it
+    out = dict(it)
+    for k in ("lower", "upper", "sigma"):
+        v = out.get(k)
+        if not isinstance(v, str):
+            continue
+        try:
+            num: float = int(v.strip()) if kind == "int" else float(v.strip())
+        except ValueError:
+            raise SpaceError(f"{v!r} is not {'an integer' if kind == 'int' else 'a number'}", source,
+                             f"{key}.{k}") from None
+        if not math.isfinite(num):
+            raise SpaceError(f"{v!r} is not a finite number", source, f"{key}.{k}")
+        out[k] = num
+    return out
+
+
 def _strip_key(msg: str, key: str | None) -> str:
     if key and msg.startswith(f"{key}: "):
         return msg[len(key) + 2 :]
@@ -499,7 +525,10 @@ class Space:
         (``int``, ``float``, ``string`` or ``logical``; categorical/ordered), ``value``
         (constant), as in Supervisor's ``workflows/GA/data/*_param_space_ga.json`` files.
         ``log`` (also spelled ``log_scale`` or ``use_log_scale``) makes a numeric dimension
-        log-uniform. Sigmas are kept for the GA.
+        log-uniform. Sigmas are kept for the GA. As Supervisor's ``ga_utils`` does, other
+        keys (``comment``, ``debug_value``, ...) are ignored (listed once at INFO on the
+        ``emews`` logger) and ``lower``/``upper``/``sigma`` of int and float parameters may be
+        numeric strings (``"0.000495"``).
         """
         path = Path(path)
         src = str(path)
@@ -520,16 +549,16 @@ class Space:
         dims = []
         known = {"name", "type", "lower", "upper", "sigma", "values", "element_type", "value", "log", "log_scale",
                  "use_log_scale"}
+        ignored: dict[str, list[str]] = {}
         for i, it in enumerate(items):
             key = f"[{i}]"
             if not isinstance(it, Mapping) or "name" not in it or "type" not in it:
                 raise SpaceError(f"each entry needs 'name' and 'type', got {it!r}", source, key)
             name, kind = it["name"], it["type"]
             key = f"[{i}] ({name})"
-            unknown = set(it) - known
-            if unknown:
-                u = sorted(unknown)[0]
-                raise SpaceError(f"unknown key {u!r} (value {it[u]!r})", source, f"{key}.{u}")
+            for u in sorted(set(it) - known):  # Supervisor ignores extra keys ("comment", ...)
+                ignored.setdefault(u, []).append(str(name))
+            it = _supervisor_numbers(it, kind, source, key)
             etype = it.get("element_type")
             values = it.get("values")
             if values is not None and etype is not None:
@@ -570,7 +599,12 @@ class Space:
             except SpaceError as e:
                 if e.source:
                     raise
-                raise SpaceError(_strip_key(str(e), e.key), source, key) from None
+                sub = e.key.split(".", 1)[1] if e.key and "." in e.key else None  # e.g. "sigma"
+                raise SpaceError(_strip_key(str(e), e.key), source, f"{key}.{sub}" if sub else key) from None
+        if ignored:
+            logging.getLogger("emews").info(
+                "%s: ignoring keys emews does not use (as Supervisor does): %s", source,
+                "; ".join(f"{k!r} (in {', '.join(v)})" for k, v in sorted(ignored.items())))
         return cls(dims)
 
     def to_dict(self) -> dict:

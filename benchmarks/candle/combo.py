@@ -58,7 +58,8 @@ from .common import (
     impute_mean,
     init_weights,
     make_logger,
-    parse_params,
+    parse_params,  # noqa: F401 - re-exported (tests use nt3.parse_params)
+    parse_run_params,
     regression_metrics,
     resolve_device,
     setup_backend,
@@ -412,11 +413,14 @@ def get_data(p: Params) -> tuple[tuple, dict[str, np.ndarray], str]:
 def run(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train Combo with CANDLE-style ``params``; see the module docstring."""
     t_start = time.perf_counter()
-    params = dict(params or {})
-    for k in ("cell_features", "drug_features"):
-        if k in params:
-            params[k] = _one_list(params[k])
-    p = parse_params(params, SCHEMA, ALIASES)
+
+    def lists(params: dict) -> dict:
+        for k in ("cell_features", "drug_features"):
+            if k in params:
+                params[k] = _one_list(params[k])
+        return params
+
+    p = parse_run_params(params, SCHEMA, ALIASES, "combo", "keras", prepare=lists)
     device = resolve_device(p.device)
     setup_backend(p, device)
     log = make_logger(p, "combo")

@@ -219,6 +219,25 @@ def parse_params(params: Mapping[str, Any] | None, schema: Mapping[str, Spec], a
     return out
 
 
+def parse_run_params(params: Mapping[str, Any] | None, schema: Mapping[str, Spec], aliases: Mapping[str, str],
+                     model: str, baseline: str, prepare: Callable[[dict], dict] | None = None) -> Params:
+    """What every objective's ``run`` starts with: the default model file (if any) under the
+    proposal (:func:`benchmarks.candle.default_model.with_default_model`), the parsing, and the
+    optimizer knobs resolved as the model's Keras ``baseline`` did (:func:`resolve_optimizer_knobs`).
+    ``prepare`` rewrites the merged dict before parsing."""
+    from .default_model import with_default_model
+
+    merged = with_default_model(params, model, schema, aliases)
+    if prepare is not None:
+        merged = prepare(merged)
+    ignored = merged.pop("_default_model_ignored", None)
+    p = parse_params(merged, schema, aliases)
+    if ignored is not None:
+        p["default_model_ignored"] = ignored
+    resolve_optimizer_knobs(p, baseline)
+    return p
+
+
 ACTIVATIONS = (
     "relu", "elu", "selu", "tanh", "sigmoid", "hard_sigmoid", "softplus", "softsign",
     "softmax", "linear", "gelu", "swish", "silu", "leaky_relu",
@@ -253,17 +272,20 @@ def common_schema(
         "dropout": Spec("float", dropout, low=0, high=1, high_open=True),
         "activation": Spec("choice", activation, choices=ACTIVATIONS),
         "initialization": Spec("choice", "glorot_uniform", choices=INITIALIZATIONS),
-        # optimizer details (Keras names); None = Keras default for that optimizer
-        "epsilon": Spec("float", None, low=0, low_open=True, allow_none=True),
-        "rho": Spec("float", None, low=0, high=1, high_open=True, allow_none=True),
-        "momentum": Spec("float", 0.0, low=0, high=1, high_open=True),
-        "nesterov": Spec("bool", False),
-        "beta_1": Spec("float", 0.9, low=0, high=1, high_open=True),
-        "beta_2": Spec("float", 0.999, low=0, high=1, high_open=True),
+        # the nine optimizer knobs of Supervisor's GA files (Keras names). None: not given.
+        # Any finite number is taken here; resolve_optimizer_knobs() decides what they do
+        # (by default nothing, as in the Keras baselines) and checks them when applied.
+        "epsilon": Spec("float", None, allow_none=True),
+        "rho": Spec("float", None, allow_none=True),
+        "momentum": Spec("float", None, allow_none=True),
+        "nesterov": Spec("bool", None, allow_none=True),
+        "beta_1": Spec("float", None, allow_none=True),
+        "beta_2": Spec("float", None, allow_none=True),
+        "decay": Spec("float", None, allow_none=True),
+        "clipnorm": Spec("float", None, allow_none=True),
+        "clipvalue": Spec("float", None, allow_none=True),
+        "optimizer_knobs": Spec("choice", "baseline", choices=("baseline", "apply")),
         "weight_decay": Spec("float", 0.0, low=0),
-        "decay": Spec("float", 0.0, low=0),
-        "clipnorm": Spec("float", None, low=0, low_open=True, allow_none=True),
-        "clipvalue": Spec("float", None, low=0, low_open=True, allow_none=True),
         # learning-rate schedules (Keras callbacks of the baselines)
         "warmup_lr": Spec("bool", False),
         "reduce_lr": Spec("bool", reduce_lr),
@@ -474,33 +496,125 @@ KERAS_DEFAULT_LR = {
 _KERAS_EPS = 1e-7
 
 
+#: The nine optimizer knobs of Supervisor's GA parameter files.
+KNOBS = ("momentum", "nesterov", "rho", "epsilon", "beta_1", "beta_2", "decay", "clipnorm", "clipvalue")
+
+#: What each Keras baseline built its optimizer with, whatever the knobs said (they were inert):
+#:
+#: * ``candle`` -- NT3 (``Pilot1/NT3/nt3_baseline_keras2.py``) calls
+#:   ``candle.build_optimizer(optimizer, learning_rate, candle.keras_default_config())``
+#:   (Benchmarks ``common/keras_utils.py``, the same in ``candle_lib``): momentum 0, no
+#:   Nesterov, rho 0.9 (RMSprop *and* Adadelta), epsilon 1e-8, beta 0.9/0.999, decay 0, and the
+#:   clipnorm/clipvalue arguments commented out.
+#: * ``keras`` -- P1B1 and Combo (``p1b1_baseline_keras2.py``, ``combo_baseline_keras2.py``)
+#:   build ``optimizers.deserialize({"class_name": optimizer, "config": {}})`` and only set its
+#:   learning rate: the ``tf.keras`` class defaults (epsilon 1e-7, rho 0.9 for RMSprop and 0.95
+#:   for Adadelta, momentum 0, beta 0.9/0.999, no decay, no clipping).
+BASELINE_KNOBS: dict[str, dict[str, Any]] = {
+    "candle": {"momentum": 0.0, "nesterov": False, "rho": 0.9, "epsilon": 1e-8, "beta_1": 0.9, "beta_2": 0.999,
+               "decay": 0.0, "clipnorm": None, "clipvalue": None},
+    "keras": {"momentum": 0.0, "nesterov": False, "rho": None, "epsilon": _KERAS_EPS, "beta_1": 0.9, "beta_2": 0.999,
+              "decay": 0.0, "clipnorm": None, "clipvalue": None},
+}
+
+_ADAMS = {"adam", "adamw", "adamax", "nadam"}
+#: optimizers each knob acts on when applied (decay and clipping act on every one)
+_KNOB_USERS: dict[str, set[str]] = {
+    "momentum": {"sgd", "rmsprop"}, "nesterov": {"sgd"}, "rho": {"rmsprop", "adadelta"},
+    "epsilon": set(OPTIMIZERS) - {"sgd"}, "beta_1": _ADAMS, "beta_2": _ADAMS,
+    "decay": set(OPTIMIZERS), "clipnorm": set(OPTIMIZERS), "clipvalue": set(OPTIMIZERS),
+}
+#: (low, high, low_open, high_open, why) of each applied knob: values outside make the update
+#: undefined (a negative second-moment estimate, a momentum or beta that never forgets) or
+#: are rejected by the optimizer itself
+_KNOB_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
+    "momentum": (0.0, 1.0, False, True, "a momentum must be in [0, 1)"),
+    "rho": (0.0, 1.0, False, True, "rho is a decay rate: it must be in [0, 1)"),
+    "beta_1": (0.0, 1.0, False, True, "beta_1 must be in [0, 1)"),
+    "beta_2": (0.0, 1.0, False, True, "beta_2 must be in [0, 1)"),
+    "epsilon": (0.0, math.inf, True, False, "epsilon must be > 0"),
+    "decay": (0.0, math.inf, False, False, "decay must be >= 0"),
+    "clipnorm": (0.0, math.inf, True, False, "clipnorm must be > 0"),
+    "clipvalue": (0.0, math.inf, True, False, "clipvalue must be > 0"),
+}
+
+
+def resolve_optimizer_knobs(p: Params, baseline: str) -> list[str]:
+    """Decide what the nine optimizer knobs do; returns the knobs given but inert.
+
+    ``optimizer_knobs: baseline`` (the default): every knob is replaced by what the model's
+    Keras baseline used (:data:`BASELINE_KNOBS`), so a Supervisor GA file trains the same
+    model the baseline trained, whatever values it proposes. ``optimizer_knobs: apply``:
+    the knobs the chosen optimizer has are applied (PyTorch with Keras semantics) and a value
+    it cannot use is a ``ValueError`` naming the key and value; the others are inert.
+
+    Sets the effective values in ``p`` and ``p["inert_params"]`` (comma-separated names).
+    """
+    defaults = BASELINE_KNOBS[baseline]
+    given = [k for k in KNOBS if p.get(k) is not None]
+    inert: list[str] = []
+    for k in KNOBS:
+        v = p.get(k)
+        if v is None:
+            p[k] = defaults[k]
+        elif p.optimizer_knobs == "baseline" or p.optimizer not in _KNOB_USERS[k]:
+            inert.append(k)
+            p[k] = defaults[k]
+        elif k in _KNOB_RANGES:
+            lo, hi, lo_open, hi_open, why = _KNOB_RANGES[k]
+            if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+                raise bad_param(k, v, f"{why} for optimizer {p.optimizer!r}; optimizer_knobs: apply")
+    p["inert_params"] = ",".join(inert)
+    if inert and given:
+        _note_inert(p.optimizer_knobs, inert)
+    return inert
+
+
+_NOTED: set[tuple] = set()
+
+
+def _note_inert(mode: str, inert: list[str]) -> None:
+    key = (mode, tuple(inert))
+    if key in _NOTED:
+        return
+    _NOTED.add(key)
+    import logging
+
+    why = ("as in the Keras baselines (optimizer_knobs: baseline)" if mode == "baseline"
+           else "the chosen optimizer has no such setting")
+    logging.getLogger("benchmarks.candle").info("optimizer knobs %s are inert: %s", ", ".join(inert), why)
+
+
 def build_optimizer(p: Params, parameters, lr: float, device: torch.device) -> torch.optim.Optimizer:
     name = p.optimizer
     eps = p.epsilon if p.epsilon is not None else _KERAS_EPS
     params = list(parameters)
     wd = p.weight_decay
+    momentum = p.momentum or 0.0
+    beta_1 = 0.9 if p.beta_1 is None else p.beta_1
+    beta_2 = 0.999 if p.beta_2 is None else p.beta_2
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=p.momentum, nesterov=bool(p.nesterov and p.momentum > 0), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=bool(p.nesterov and momentum > 0), weight_decay=wd)
     if name in ("adam", "adamw"):
         # the fused kernels are the fastest path on CUDA and on CPU (4x over the default on CPU)
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        kw = {"lr": lr, "betas": (p.beta_1, p.beta_2), "eps": eps, "weight_decay": wd}
+        kw = {"lr": lr, "betas": (beta_1, beta_2), "eps": eps, "weight_decay": wd}
         try:
             return cls(params, fused=True, **kw)
         except (RuntimeError, ValueError, TypeError):  # older torch / unsupported device
             return cls(params, **kw)
     if name == "rmsprop":
         rho = p.rho if p.rho is not None else 0.9
-        return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=eps, momentum=p.momentum, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=eps, momentum=momentum, weight_decay=wd)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, initial_accumulator_value=0.1, eps=eps, weight_decay=wd)
     if name == "adadelta":
         rho = p.rho if p.rho is not None else 0.95
         return torch.optim.Adadelta(params, lr=lr, rho=rho, eps=eps, weight_decay=wd)
     if name == "adamax":
-        return torch.optim.Adamax(params, lr=lr, betas=(p.beta_1, p.beta_2), eps=eps, weight_decay=wd)
+        return torch.optim.Adamax(params, lr=lr, betas=(beta_1, beta_2), eps=eps, weight_decay=wd)
     if name == "nadam":
-        return torch.optim.NAdam(params, lr=lr, betas=(p.beta_1, p.beta_2), eps=eps, weight_decay=wd)
+        return torch.optim.NAdam(params, lr=lr, betas=(beta_1, beta_2), eps=eps, weight_decay=wd)
     raise bad_param("optimizer", name, f"expected one of {', '.join(OPTIMIZERS)}")  # pragma: no cover
 
 
@@ -530,7 +644,7 @@ class LRControl:
         self.factor = p.reduce_lr_factor
         self.patience = p.reduce_lr_patience
         self.min_lr = p.min_lr
-        self.decay = p.decay
+        self.decay = p.decay or 0.0
         self.scale = 1.0
         self.best = math.inf
         self.wait = 0
@@ -768,6 +882,9 @@ def finish(out: dict[str, Any], trainer: Trainer, t_start: float, t_data: float,
     """The result every CANDLE objective returns: the trainer's summary (``out``), the model's
     own ``metrics``, then the run's bookkeeping (runtime, data time, size, device, data source)."""
     out.update(metrics)
+    for k in ("inert_params", "default_model_ignored"):  # see parse_run_params
+        if k in trainer.p:
+            out[k] = trainer.p[k]
     out.update(
         {
             "runtime": time.perf_counter() - t_start,

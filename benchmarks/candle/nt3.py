@@ -44,7 +44,8 @@ from .common import (
     init_weights,
     make_logger,
     maxabs_scale,
-    parse_params,
+    parse_params,  # noqa: F401 - re-exported (tests use nt3.parse_params)
+    parse_run_params,
     resolve_device,
     setup_backend,
     to_device,
@@ -247,7 +248,7 @@ def synthetic_shape(p: Params) -> tuple[int, int, int]:
 def run(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train NT3 with CANDLE-style ``params``; see the module docstring."""
     t_start = time.perf_counter()
-    p = parse_params(params, SCHEMA, ALIASES)
+    p = parse_run_params(params, SCHEMA, ALIASES, "nt3", "candle")
     conv_layers(p.conv, p.pool)  # format errors before any work
     d = data_dir(p)
     if d is None:

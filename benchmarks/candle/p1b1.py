@@ -51,7 +51,8 @@ from .common import (
     init_weights,
     make_logger,
     minmax_scale,
-    parse_params,
+    parse_params,  # noqa: F401 - re-exported (tests use nt3.parse_params)
+    parse_run_params,
     resolve_device,
     setup_backend,
     to_device,
@@ -310,7 +311,7 @@ def _eval_metrics(model: P1B1Net, x: torch.Tensor, cond: torch.Tensor | None, p:
 def run(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train P1B1 with CANDLE-style ``params``; see the module docstring."""
     t_start = time.perf_counter()
-    p = parse_params(params, SCHEMA, ALIASES)
+    p = parse_run_params(params, SCHEMA, ALIASES, "p1b1", "keras")
     device = resolve_device(p.device)
     setup_backend(p, device)
     log = make_logger(p, "p1b1")

@@ -58,7 +58,7 @@ def test_out_of_memory_halves_the_micro_batch_and_retries():
 @pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "adamw"])
 def test_every_optimizer_trains(name):
     r = nt3.run({**NO_DROP, "optimizer": name, "learning_rate": None, "epochs": 2, "momentum": 0.5, "nesterov": True,
-                 "clipnorm": 1.0, "clipvalue": 0.5, "decay": 1e-4})
+                 "clipnorm": 1.0, "clipvalue": 0.5, "decay": 1e-4, "optimizer_knobs": "apply"})
     assert r["final_lr"] == pytest.approx(common.KERAS_DEFAULT_LR[name])
     assert r["diverged"] is False
 

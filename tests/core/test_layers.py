@@ -2,7 +2,7 @@
 
 Layers, bottom up (a module may import its own layer and the ones below)::
 
-    records      errors, task, space, and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples
+    records      errors, task, space, formats (Supervisor files -> Space), and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples
     journal      the SQLite journal
     results      Results and the report built from them (one layer: Results' plot methods call the report)
     resume       resume planning and replay
@@ -29,7 +29,7 @@ PKG = ROOT / "emews"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._childsig", "emews._clock",
-                 "emews._progress", "emews.examples")),
+                 "emews._progress", "emews.examples", "emews.formats")),
     ("journal", ("emews.journal",)),
     ("results", ("emews.results", "emews.report")),
     ("resume", ("emews.resume",)),

@@ -1,0 +1,14 @@
+
+# NT3 Hyperparameter Search - Test 1
+# These parameters should stay small for short tests
+#       and use no dense parameters to avoid mlrMBO crashes
+
+# see https://cran.r-project.org/web/packages/ParamHelpers/ParamHelpers.pdfmakeNum
+# the parameter names should match names of the arguments expected by the benchmark
+
+param.set <- makeParamSet(
+  makeNumericParam("x", lower = 1, upper = 20)
+#  makeDiscreteParam("conv", values = c("50 50 50 50 50 1", "25 25 25 25 25 1", "64 32 16 32 64 1", "100 100 100 100 100 1", "32 20 16 32 10 1"))
+  ## DEBUG PARAMETERS: DON'T USE THESE IN PRODUCTION RUN
+  ## makeDiscreteParam("conv", values = c("32 20 16 32 10 1"))
+)
