@@ -258,11 +258,58 @@ def draw_gantt(ax: Any, src: Results) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
+#: above this many workers the load plot aggregates: a worker x time heat map instead of one
+#: bar per attempt per worker (10,000 rows of bars are neither readable nor quick to draw)
+GANTT_MAX_WORKERS = 64
+
+
+def draw_heatmap(ax: Any, src: Results, rows: int = 100, bins: int = 200) -> None:
+    """Busy share of each group of workers over time (workers in ``rows`` groups, time in
+    ``bins`` bins), on ``ax``: the load plot of a large pool."""
+    import numpy as np
+
+    now = _data.last_seen(src.all_attempts)
+    t0 = _data.first_start(src.all_attempts) or 0.0
+    iv = _data.intervals(src.all_attempts, now=now)
+    if not iv:
+        _empty(ax, "no task started yet")
+        return
+    workers = sorted({i.worker for i in iv}, key=lambda w: (w is None, w if isinstance(w, int) else str(w)))
+    index = {w: k for k, w in enumerate(workers)}
+    rows = min(rows, len(workers))
+    per_row = len(workers) / rows
+    end = max(i.end for i in iv)
+    span = max(end - t0, 1e-9)
+    dt = span / bins
+    busy = np.zeros((rows, bins))
+    for i in iv:
+        g = min(rows - 1, int(index[i.worker] / per_row))
+        s, e = (i.start - t0) / dt, (i.end - t0) / dt
+        b0, b1 = min(bins - 1, int(s)), min(bins - 1, int(e))
+        if b0 == b1:
+            busy[g, b0] += e - s
+        else:
+            busy[g, b0] += b0 + 1 - s
+            busy[g, b0 + 1:b1] += 1.0
+            busy[g, b1] += e - b1
+    share = busy / per_row  # busy bins / (workers in the row x 1 bin)
+    scale, unit = _time_scale(span)
+    im = ax.imshow(share, aspect="auto", origin="upper", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest",
+                   extent=(0.0, span / scale, len(workers) - 0.5, -0.5))
+    cb = ax.figure.colorbar(im, ax=ax, pad=0.01, aspect=15)
+    cb.set_label("busy share", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    ax.set_ylabel(f"workers ({len(workers)}, {rows} rows)")
+    ax.set_xlabel(f"time since the first start ({unit})")
+    _session_lines(ax, src, t0, scale)
+
+
 def plot_load(source: Results, path: str | Path | None = None, *, ax: Any = None) -> Any:
     """Load over time; returns the figure (and writes a PNG when ``path`` is given).
 
-    Without ``ax``: a new figure with busy workers against time on top and one bar per
-    attempt per worker below. With ``ax``: the busy-workers panel only, on it; returns ``ax``.
+    Without ``ax``: a new figure with busy workers against time on top and, below, one bar
+    per attempt per worker (up to ``GANTT_MAX_WORKERS`` workers) or a worker x time heat map
+    of the busy share (above it). With ``ax``: the busy-workers panel only, on it; returns ``ax``.
     """
     src = source
     if ax is not None:
@@ -272,13 +319,14 @@ def plot_load(source: Results, path: str | Path | None = None, *, ax: Any = None
         return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
         n = len(_data.worker_timeline(src.all_attempts, now=_data.last_seen(src.all_attempts)))
-        lower = max(1.6, min(6.0, 0.22 * n + 0.8))
+        aggregate = n > GANTT_MAX_WORKERS
+        lower = 3.2 if aggregate else max(1.6, min(6.0, 0.22 * n + 0.8))
         fig = _figure(10, 2.4 + lower)
-        a, b = fig.subplots(2, 1, sharex=True, height_ratios=[2.4, lower])
+        a, b = fig.subplots(2, 1, sharex=not aggregate, height_ratios=[2.4, lower])
         draw_load(a, src)
         a.set_xlabel("")
         a.legend(fontsize=7, loc="upper left", ncols=2, framealpha=0.8)
-        draw_gantt(b, src)
+        (draw_heatmap if aggregate else draw_gantt)(b, src)
         u = _data.utilization(src.all_attempts, src.workers, now=_data.last_seen(src.all_attempts),
                               session_starts=[s["started"] for s in _data.sessions(src.meta, src.all_attempts)
                                               if s["started"] is not None])

@@ -168,3 +168,24 @@ def test_the_simulated_pool_under_mpiexec_is_an_error(tmp_path):
     p = mpiexec(2, ["-m", "emews.run", str(_config(tmp_path))], tmp_path)
     assert p.returncode != 0
     assert "pool: simulated" in p.stderr and "mpiexec" in p.stderr, p.stderr
+
+
+def test_the_load_plot_aggregates_above_a_worker_count(tmp_path):
+    """Up to GANTT_MAX_WORKERS workers: one bar per attempt per worker; above: a heat map."""
+    pytest.importorskip("matplotlib")
+    from emews import Results
+    from emews.report import plot_load
+    from emews.report._plots import GANTT_MAX_WORKERS
+
+    for workers in (GANTT_MAX_WORKERS, 300):
+        path = _config(tmp_path, experiment=f"w{workers}", workers=workers, max_evals=3 * workers)
+        assert run_cli([str(path), "-q"], cwd=tmp_path, timeout=300).returncode == 0
+        fig = plot_load(Results.load(tmp_path / "runs" / f"w{workers}"))
+        lower = fig.axes[1]
+        if workers > GANTT_MAX_WORKERS:
+            assert len(lower.images) == 1 and not lower.collections
+            share = lower.images[0].get_array()
+            assert share.shape == (100, 200) and 0.0 <= share.min() and share.max() <= 1.0 + 1e-9
+            assert share[:, :50].mean() > 0.9  # every row busy early on
+        else:
+            assert not lower.images and len(lower.collections) >= workers  # bars per worker
