@@ -16,10 +16,10 @@ the optional ``restore(reports)``.
 Wiring into the driver (for whoever connects runners and driver; these modules do no I/O
 and import nothing above :mod:`emews.errors` and :func:`emews.optimizers.import_object`)::
 
-    runner ──report(task_id, step, loss, metrics)──▶ driver ──stopper.report(key, step, loss)──▶ True?
-                                                        │ journal the report (and a stop decision)
-    worker ◀──────────────── stop(task_id) ─────────────┘ when True
-    result(task_id, status) ─▶ driver ──stopper.finished(key, status, step, loss)
+    runner ──report(task_id, step, loss, metrics)──▶ driver ──report(key, step, loss)──▶ stopper
+                                                       │ journal the report (and a stop)  ◀── True?
+    worker ◀──────────── stop(task_id) ────────────────┘ when True
+    result(task_id, status) ──▶ driver ──finished(key, status, step, loss)──▶ stopper
 
 * The driver holds one stopper, built with :func:`from_config` (``None`` when the config has
   no ``stopper``), and calls it on its own thread: decisions take microseconds, so they never

@@ -4,7 +4,7 @@ Hyperparameter Tuning", MLSys 2020), as a stopping rule."""
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from ..errors import ConfigError
@@ -105,3 +105,11 @@ class ASHA(Stopper):
         self._checks.end(task_id)
         self._next.pop(task_id, None)
         self._stopped.discard(task_id)
+
+    def restore(self, reports: Iterable[tuple[Hashable, float, float]]) -> None:
+        """Replay earlier sessions' reports (see :meth:`Stopper.restore`), without warning again."""
+        self._checks.quiet = True
+        try:
+            super().restore(reports)
+        finally:
+            self._checks.quiet = False

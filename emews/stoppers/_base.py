@@ -94,13 +94,14 @@ class ReportChecks:
 
     def __init__(self, name: str):
         self.name = name
+        self.quiet = False  # set while restoring: the earlier session warned already
         self.last_step: dict[Hashable, float] = {}
         self.warned_nan: set[Hashable] = set()
         self.ended: set[Hashable] = set()
 
     def accept(self, task_id: Hashable, step: Any, loss: Any) -> float | None:
         if task_id in self.ended:
-            log.warning("%s: report from task %r after it finished (step %r, loss %r) ignored",
+            self._warn("%s: report from task %r after it finished (step %r, loss %r) ignored",
                         self.name, task_id, step, loss)
             return None
         try:
@@ -108,11 +109,11 @@ class ReportChecks:
         except (TypeError, ValueError):
             s = math.nan
         if math.isnan(s):
-            log.warning("%s: task %r reported step %r, not a number: report ignored", self.name, task_id, step)
+            self._warn("%s: task %r reported step %r, not a number: report ignored", self.name, task_id, step)
             return None
         last = self.last_step.get(task_id)
         if last is not None and s <= last:
-            log.warning("%s: task %r reported step %r after step %r (steps must grow): report ignored",
+            self._warn("%s: task %r reported step %r after step %r (steps must grow): report ignored",
                         self.name, task_id, step, last)
             return None
         self.last_step[task_id] = s
@@ -123,10 +124,14 @@ class ReportChecks:
         if math.isnan(v):
             if task_id not in self.warned_nan:
                 self.warned_nan.add(task_id)
-                log.warning("%s: task %r reported loss %r at step %r: counted as the worst value "
+                self._warn("%s: task %r reported loss %r at step %r: counted as the worst value "
                             "(warned once per task)", self.name, task_id, loss, step)
             return math.inf
         return v
+
+    def _warn(self, msg: str, *args: Any) -> None:
+        if not self.quiet:
+            log.warning(msg, *args)
 
     def end(self, task_id: Hashable) -> None:
         self.last_step.pop(task_id, None)

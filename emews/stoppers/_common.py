@@ -81,7 +81,7 @@ def reject_unknown(owner: str, unknown: dict[str, Any], allowed: Iterable[str]) 
     known name."""
     if not unknown:
         return
-    key = sorted(unknown)[0]
+    key = min(unknown)
     allowed = sorted(allowed)
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; its settings are {', '.join(allowed)}"

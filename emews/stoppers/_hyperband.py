@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from ..errors import ConfigError
@@ -105,3 +105,14 @@ class Hyperband(Stopper):
 
     def finished(self, task_id: Hashable, status: str, step: float | None, loss: float | None) -> None:
         self.brackets[self.bracket_of(task_id)].finished(task_id, status, step, loss)
+
+    def restore(self, reports: Iterable[tuple[Hashable, float, float]]) -> None:
+        """Replay earlier sessions' reports (see :meth:`Stopper.restore`), without warning again."""
+        for b in self.brackets:
+            b._checks.quiet = True
+        try:
+            for task_id, step, loss in reports:
+                self.report(task_id, step, loss)
+        finally:
+            for b in self.brackets:
+                b._checks.quiet = False

@@ -4,7 +4,7 @@ other tasks' losses at the same step."""
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from ._base import ReportChecks, Stopper
@@ -65,3 +65,11 @@ class MedianStopper(Stopper):
         self._checks.end(task_id)
         self._best.pop(task_id, None)
         self._stopped.discard(task_id)
+
+    def restore(self, reports: Iterable[tuple[Hashable, float, float]]) -> None:
+        """Replay earlier sessions' reports (see :meth:`Stopper.restore`), without warning again."""
+        self._checks.quiet = True
+        try:
+            super().restore(reports)
+        finally:
+            self._checks.quiet = False

@@ -246,3 +246,24 @@ def test_reports_after_finished_warn_and_never_stop(caplog):
     with caplog.at_level(logging.WARNING, logger="emews.stoppers"):
         assert a.report(1, 2, 5.0) is False
     assert "after it finished" in caplog.text
+
+
+@pytest.mark.parametrize("make", [lambda: ASHA(max_resource=27), lambda: MedianStopper(min_trials=1),
+                                  lambda: Hyperband(max_resource=27)])
+def test_restore_replays_without_warning_again(make, caplog):
+    reports = [("a", 1, 1.0), ("b", 1, math.nan), ("b", 1, 0.5), ("c", 1, 0.2), ("c", 3, 0.1)]
+    with caplog.at_level(logging.WARNING, logger="emews.stoppers"):
+        first = make()
+        decisions = [first.report(*r) for r in reports]
+    assert caplog.records  # b's NaN (and, unless b was stopped at once, its repeated step)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emews.stoppers"):
+        st = make()
+        st.restore(reports)
+        assert not caplog.records
+        # the state is the first one's: b (NaN, the worst) is stopped at its next report
+        assert st.report("b", 2, 0.0) is first.report("b", 2, 0.0)
+        assert st.report("d", 1, 0.9) is first.report("d", 1, 0.9)
+        st.report("e", 1, math.nan)
+    assert len(caplog.records) == 1  # warnings are back after the restore
+    assert decisions[0] is False

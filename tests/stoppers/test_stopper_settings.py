@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import emews.stoppers as stoppers
+from emews import stoppers
 from emews.errors import ConfigError
 from emews.stoppers import ASHA, BUILTIN, Hyperband, MedianStopper, from_config, resolve
 
