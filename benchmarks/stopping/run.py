@@ -1,7 +1,7 @@
 """Early stopping: quality at equal epochs, and pool utilization at 1,000 workers.
 
     nice -n 10 python benchmarks/stopping/run.py [--seeds 10] [--workers 16] [--budget 200]
-        [--shapes default|crossing]
+        [--shapes default|crossing] [--problem curves|p1b1 [--traces FILE]]
         [--methods none,median,asha,hyperband,optuna-sha,optuna-hyperband,optuna-median]
         [--util-workers 1000] [--util-time 8000] [--driver-overhead-us 100] [--skip-util]
 
@@ -48,8 +48,6 @@ import numpy as np  # noqa: E402
 
 from benchmarks.stopping.curves import MAX_EPOCHS, make_curve, rank_correlations, space  # noqa: E402
 from emews.stoppers import ASHA, Hyperband, MedianStopper  # noqa: E402
-
-R = MAX_EPOCHS
 
 
 # -- the rules, behind one small interface ---------------------------------------------------
@@ -106,7 +104,7 @@ class Optuna:
             self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
 
 
-def make_rule(method: str):
+def make_rule(method: str, R: int = MAX_EPOCHS):
     """``none``, an emews stopper (``median``, ``asha``, ``hyperband``, optionally with
     settings: ``asha:min_resource=3,reduction_factor=4``) or an Optuna pruner."""
     name, _, extra = method.partition(":")
@@ -134,6 +132,8 @@ def make_rule(method: str):
 class Trials:
     """The seed's stream of trials: the same points (and curves) for every method."""
 
+    max_epochs = MAX_EPOCHS
+
     def __init__(self, seed: int, shapes: str):
         self.seed, self.shapes, self.rng, self.space = seed, shapes, np.random.default_rng(seed), space()
         self.points: list[dict] = []
@@ -142,6 +142,36 @@ class Trials:
         while len(self.points) <= i:
             self.points.extend(self.space.sample(256, self.rng))
         return make_curve(self.points[i], self.seed, i, self.shapes)
+
+
+class TraceCurve:
+    """A recorded curve (``p1b1_curves.py``): the losses as measured; past its end (a diverged
+    run) the loss is NaN."""
+
+    def __init__(self, row: dict):
+        self.val = row["val_loss"]
+        self.length = len(self.val)
+        secs = sorted(row["epoch_seconds"][1:] or row["epoch_seconds"] or [1.0])
+        self.epoch_time = secs[len(secs) // 2]
+
+    def loss(self, epoch: int) -> float:
+        return self.val[epoch - 1] if epoch <= self.length else math.nan
+
+    true = loss
+
+
+class TraceTrials:
+    """Trials drawn with replacement from recorded curves, in a sequence fixed by the seed."""
+
+    def __init__(self, seed: int, data: dict):
+        self.rows, self.max_epochs = data["trials"], int(data["epochs"])
+        self.rng = np.random.default_rng(seed)
+        self.drawn: list[TraceCurve] = []
+
+    def curve(self, i: int) -> TraceCurve:
+        while len(self.drawn) <= i:
+            self.drawn.append(TraceCurve(self.rows[int(self.rng.integers(len(self.rows)))]))
+        return self.drawn[i]
 
 
 @dataclass
@@ -170,12 +200,15 @@ class Run:
 
 
 def simulate(rule, seed: int, workers: int, budget: int | None = None, until: float | None = None,
-             charge_driver: bool = False, overhead: float = 0.0, shapes: str = "default") -> Run:
+             charge_driver: bool = False, overhead: float = 0.0, shapes: str = "default",
+             traces: dict | None = None) -> Run:
     """Run one search; ends after ``budget`` epochs (quality), or starts no trial after
     ``until`` simulated seconds and lets the running ones finish (utilization). With
     ``charge_driver``, each report holds its worker for the measured time of the rule's calls
     plus ``overhead`` seconds (the rest of the driver's work per report: journal, messages)."""
-    trials, run = Trials(seed, shapes), Run()
+    trials = Trials(seed, shapes) if traces is None else TraceTrials(seed, traces)
+    R = trials.max_epochs
+    run = Run()
     heap: list = []
     best_obs = math.inf
     driver_free = 0.0
@@ -206,12 +239,17 @@ def simulate(rule, seed: int, workers: int, budget: int | None = None, until: fl
         # driver time: the rule's calls only (the curves and the event queue are the simulation)
         t0 = clock()
         stop = rule.report(h, epoch, loss)
-        if epoch >= R:
+        failed = epoch > getattr(c, "length", R)  # a recorded run that diverged before
+        if failed:
+            rule.end(h, "failed", epoch, None)
+        elif epoch >= R:
             rule.end(h, "done", epoch, loss)
         elif stop:
             rule.end(h, "stopped", epoch, loss)
         took = clock() - t0
-        if epoch >= R:
+        if failed:
+            pass
+        elif epoch >= R:
             run.completed += 1
             if loss < best_obs:
                 best_obs = loss
@@ -221,7 +259,7 @@ def simulate(rule, seed: int, workers: int, budget: int | None = None, until: fl
         if budget is not None and run.epochs >= budget:
             run.span = t
             break
-        more = epoch < R and not stop
+        more = epoch < R and not stop and not failed
         new = None
         if not more and (until is None or t < until):
             new = draw()  # adds the rule's start() to took
@@ -242,18 +280,36 @@ def simulate(rule, seed: int, workers: int, budget: int | None = None, until: fl
 
 
 # -- the two experiments -----------------------------------------------------------------------
-def quality(methods: list[str], seeds: int, workers: int, budget_trials: int, shapes: str) -> None:
+def trace_correlations(data: dict, epochs: tuple[int, ...] = (1, 3, 9)) -> dict[int, float]:
+    """Spearman correlation of the recorded loss at each epoch with the final one (complete runs)."""
+    rows = [r["val_loss"] for r in data["trials"] if len(r["val_loss"]) == data["epochs"]]
+
+    def ranks(x) -> np.ndarray:
+        out = np.empty(len(x))
+        out[np.argsort(x)] = np.arange(len(x))
+        return out
+
+    final = ranks([r[-1] for r in rows])
+    return {e: float(np.corrcoef(ranks([r[e - 1] for r in rows]), final)[0, 1]) for e in epochs}
+
+
+def quality(methods: list[str], seeds: int, workers: int, budget_trials: int, shapes: str,
+            traces: dict | None = None) -> None:
+    R = MAX_EPOCHS if traces is None else int(traces["epochs"])
     budget = budget_trials * R
-    print(f"== quality ({shapes!r} curves): {seeds} seeds, {workers} workers, budget {budget} epochs "
+    what = f"{shapes!r} curves" if traces is None else (
+        f"recorded P1B1 ({traces['data_size']}) curves, {len(traces['trials'])} trials drawn with replacement")
+    print(f"== quality ({what}): {seeds} seeds, {workers} workers, budget {budget} epochs "
           f"(= {budget_trials} full trials of {R} epochs) ==")
-    corr = rank_correlations(shapes)
+    corr = rank_correlations(shapes) if traces is None else trace_correlations(traces)
     print("difficulty: Spearman rank correlation of the loss at epoch e with the final loss: "
           + ", ".join(f"e={e}: {r:.2f}" for e, r in corr.items()))
     runs: dict[str, list[Run]] = {}
     wall: dict[str, float] = {}
     for m in methods:
         t0 = time.process_time()
-        runs[m] = [simulate(make_rule(m), s, workers, budget=budget, shapes=shapes) for s in range(seeds)]
+        runs[m] = [simulate(make_rule(m, R), s, workers, budget=budget, shapes=shapes, traces=traces)
+                   for s in range(seeds)]
         wall[m] = time.process_time() - t0
     base = "none" if "none" in runs else methods[0]
     # the lower median: a result one of the baseline's runs reached
@@ -324,8 +380,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=16)
-    ap.add_argument("--budget", type=int, default=200, help="budget in full trials (x 81 epochs)")
+    ap.add_argument("--budget", type=int, default=200, help="budget in full trials (of 81 epochs, or the traces')")
     ap.add_argument("--shapes", default="default", choices=("default", "crossing"))
+    ap.add_argument("--problem", default="curves", choices=("curves", "p1b1"),
+                    help="p1b1: replay the curves p1b1_curves.py recorded (see --traces)")
+    ap.add_argument("--traces", default=str(Path(__file__).with_name("p1b1_tiny_curves.json")))
     ap.add_argument("--methods", default="none,median,asha,asha:min_resource=3,hyperband,optuna-sha,optuna-hyperband,"
                                          "optuna-median")
     ap.add_argument("--util-workers", type=int, default=1000)
@@ -337,7 +396,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-quality", action="store_true")
     a = ap.parse_args(argv)
     if not a.skip_quality:
-        quality(a.methods.split(","), a.seeds, a.workers, a.budget, a.shapes)
+        traces = None
+        if a.problem == "p1b1":
+            from benchmarks.stopping.p1b1_curves import load
+
+            traces = load(Path(a.traces))
+        quality(a.methods.split(","), a.seeds, a.workers, a.budget, a.shapes, traces)
     if not a.skip_util:
         utilization(a.util_workers, a.util_time, a.util_methods.split(","), a.driver_overhead_us)
 
