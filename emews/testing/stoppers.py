@@ -176,14 +176,10 @@ def run_stream(make: Callable[[], Any], *, tasks: int = 300, concurrency: int = 
 
 # -- the checks ----------------------------------------------------------------------------
 def check_decisions_are_bools(stopper: Any, settings: Mapping[str, Any] | None = None) -> None:
-    """Every decision is a ``bool``, and the stopper stops some tasks of the stream and lets
-    others finish (a rule that never or always stops is probably mis-configured)."""
+    """Every decision is a ``bool`` (not a NumPy bool or a number: the driver journals it)."""
     s = run_stream(_factory(stopper, settings))
     bad = [d for d in s.decisions if not isinstance(d, bool)]
     assert not bad, f"report returned {type(bad[0]).__name__} {bad[0]!r}, not a bool"
-    assert s.stopped, "no task of a stream of 300 diverse curves was stopped"
-    done = sum(1 for e in s.events if e[0] == "finished" and e[2] == "done")
-    assert done, "every task was stopped or failed: none ran to the end"
 
 
 def check_no_stop_after_finished(stopper: Any, settings: Mapping[str, Any] | None = None) -> None:
