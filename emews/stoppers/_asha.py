@@ -3,6 +3,7 @@ Hyperparameter Tuning", MLSys 2020), as a stopping rule."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -12,6 +13,11 @@ from ._base import ReportChecks, Stopper
 from ._common import RankedValues, number_setting, reject_unknown
 
 __all__ = ["ASHA"]
+
+
+def _top_count(eta: float, n: int) -> int:
+    """How many of ``n`` losses at a rung go on (a module function: an ASHA pickles)."""
+    return max(int(n // eta), 1)
 
 
 class ASHA(Stopper):
@@ -52,8 +58,7 @@ class ASHA(Stopper):
         self.max_resource = max_resource
         self.reduction_factor = number_setting("asha", "reduction_factor", reduction_factor, above=1)
         self.grace_trials = number_setting("asha", "grace_trials", grace_trials, integer=True, minimum=0)
-        eta = self.reduction_factor
-        self._kth = lambda n: max(int(n // eta), 1)
+        self._kth = functools.partial(_top_count, self.reduction_factor)
         self._rungs: list[float] = []  # resource of each rung, grown lazily when max_resource is None
         self._values: list[RankedValues] = []
         self._next: dict[Hashable, int] = {}  # index of the next rung each task will reach

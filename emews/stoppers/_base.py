@@ -108,8 +108,8 @@ class ReportChecks:
             s = float(step)
         except (TypeError, ValueError):
             s = math.nan
-        if math.isnan(s):
-            self._warn("%s: task %r reported step %r, not a number: report ignored", self.name, task_id, step)
+        if not math.isfinite(s):
+            self._warn("%s: task %r reported step %r, not a finite number: report ignored", self.name, task_id, step)
             return None
         last = self.last_step.get(task_id)
         if last is not None and s <= last:

@@ -267,3 +267,22 @@ def test_restore_replays_without_warning_again(make, caplog):
         st.report("e", 1, math.nan)
     assert len(caplog.records) == 1  # warnings are back after the restore
     assert decisions[0] is False
+
+
+def test_infinite_steps_are_ignored():
+    a = ASHA()  # no max_resource: rungs are made as steps reach them
+    assert a.report("t", math.inf, 1.0) is False
+    assert a.report("t", 1, 1.0) is False
+    assert a.rungs == [1, 3]  # made up to the first one not reached yet
+
+
+@pytest.mark.parametrize("make", [lambda: ASHA(max_resource=27), lambda: MedianStopper(),
+                                  lambda: Hyperband(max_resource=27)])
+def test_stoppers_pickle_with_their_state(make):
+    import pickle
+
+    st = make()
+    for t in range(20):
+        st.report(t, 1, float(t % 7))
+    copy = pickle.loads(pickle.dumps(st))
+    assert [copy.report(t, 3, float(t % 5)) for t in range(20)] == [st.report(t, 3, float(t % 5)) for t in range(20)]
