@@ -7,7 +7,7 @@ Layers, bottom up (a module may import its own layer and the ones below)::
     results      Results and the report built from them (one layer: Results' plot methods call the report)
     resume       resume planning and replay
     queues       the optimizer's queue pair and the wire protocol
-    optimizers   bases, the optimizer host (its process), built-ins
+    optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
     driver       the loop between the queues and a pool
     pools        emews.workers: local and MPI pools, runners
     inputs       config parsing and config-time checks (_checks), experiment directories
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("emews.results", "emews.report")),
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
-    ("optimizers", ("emews.optimizers",)),
+    ("optimizers", ("emews.optimizers", "emews.stoppers")),
     ("driver", ("emews.driver",)),
     ("pools", ("emews.workers",)),
     ("inputs", ("emews.config", "emews.experiment", "emews._checks")),
