@@ -277,7 +277,6 @@ def final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 def result_from_row(row: Mapping[str, Any]) -> Result:
     """The :class:`~emews.task.Result` a journal row records (the inverse of :meth:`Journal.finished`)."""
-    return Result(task_id=row["task_id"], params=row["params"], status=row["status"], loss=row["loss"],
-                  metrics=row.get("metrics") or {}, error=row.get("error"), worker=row.get("worker"),
-                  host=row.get("host"), gpu=row.get("gpu"), start=row.get("start"), end=row.get("end"),
-                  attempt=row["attempt"])
+    g = row.get
+    return Result(row["task_id"], row["params"], row["status"], row["loss"], g("metrics") or {}, g("error"),
+                  g("worker"), g("host"), g("gpu"), g("start"), g("end"), row["attempt"])

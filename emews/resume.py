@@ -24,6 +24,7 @@ answered by :class:`Replay` without being evaluated again.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,16 @@ class Handoff:
     inflight: list[tuple[int, dict]] = field(default_factory=list)
     first_id: int = 0
 
+    def __reduce__(self) -> tuple:
+        # sent to the optimizer process: 100,000 results pickle fast as plain tuples
+        rows = [(r.task_id, r.params, r.status.value, r.loss, r.metrics, r.error, r.worker, r.host, r.gpu, r.start,
+                 r.end, r.attempt) for r in self.history]
+        return (_handoff, (rows, self.inflight, self.first_id))
+
+
+def _handoff(rows: list[tuple], inflight: list[tuple[int, dict]], first_id: int) -> Handoff:
+    return Handoff([Result(*row) for row in rows], inflight, first_id)
+
 
 @dataclass(frozen=True)
 class ResumePlan:
@@ -153,7 +164,11 @@ def plan_resume(state: ResumeState, space: Space, max_evals: int, retries: int) 
     ``--force`` resume) are not run again.
     """
 
+    unchanged = _canon(state.meta.get("space")) == _canon(space.to_dict())
+
     def fits(params: dict) -> bool:
+        if unchanged:  # every journaled point fits the space it was drawn from
+            return True
         try:
             space.validate(params)
         except (ValueError, KeyError, TypeError):
@@ -186,6 +201,10 @@ def plan_resume(state: ResumeState, space: Space, max_evals: int, retries: int) 
         failures=dict(state.failures), rerun=rerun, batches=batches, closings=closings,
         unfit=len(completed) - len(history), last_batch=state.last_batch,
         handoff=Handoff(history, [(t.id, t.params) for t in rerun], state.first_id))
+
+
+def _canon(v: object) -> object:
+    return json.loads(json.dumps(v, sort_keys=True, default=str))
 
 
 class Replay:

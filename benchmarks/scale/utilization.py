@@ -93,9 +93,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     max_time = args.hours * 3600 if args.hours else None
-    print(f"tasks N({args.mean:g} s, {args.sd:g} s); budget: "
-          f"{'%d evaluations' % args.evals if args.evals else '10 x workers evaluations'}"
-          f"{'' if max_time is None else f' or {args.hours:g} simulated h'}")
+    if max_time is not None and not args.evals:
+        budget = f"{args.hours:g} simulated h"
+    else:
+        budget = (f"{args.evals} evaluations" if args.evals else "10 x workers evaluations") + \
+            ("" if max_time is None else f" or {args.hours:g} simulated h")
+    print(f"tasks N({args.mean:g} s, {args.sd:g} s); budget: {budget}")
     print(f"{'optimizer':<10} {'workers':>7} {'evals':>7} {'util':>6} {'ideal':>6} {'ratio':>6} {'ramp-up':>8} "
           f"{'ramp-dn':>8} {'real s':>7} {'compl/s':>8} {'cpu ms/task':>11}")
     with tempfile.TemporaryDirectory() as tmp:

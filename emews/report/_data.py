@@ -141,7 +141,7 @@ def outcome(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> str:
     return str(last["outcome"]) if last["finished"] is not None and last["outcome"] is not None else UNFINISHED
 
 
-def _last_session(rows: Iterable[Row], now: float | None, session_starts: Sequence[float] | None,
+def _session_spans(rows: Iterable[Row], now: float | None, session_starts: Sequence[float] | None,
                   limits: Sequence[float | None] | None) -> list[tuple[list[Interval], float, float]]:
     """Per session: its intervals and its span ``(begin, end)``, the end cut at its time limit."""
     iv = intervals(rows, now)
@@ -203,7 +203,10 @@ def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
     ``None``): when a ``max_time`` or deadline stopped new tasks; the span ends there and busy
     time after it does not count.
     """
-    groups = _last_session(rows, now, session_starts, limits)
+    return _utilization_of(_session_spans(rows, now, session_starts, limits), workers)
+
+
+def _utilization_of(groups: list[tuple[list[Interval], float, float]], workers: int) -> dict[str, float]:
     if not groups or workers <= 0:
         return {"busy": 0.0, "span": 0.0, "utilization": 0.0}
     busy = sum(max(0.0, min(i.end, end) - i.start) for g, _, end in groups for i in g)
@@ -216,7 +219,10 @@ def ramps(rows: Iterable[Row], workers: int, now: float | None = None, session_s
     """``{"up": s, "down": s}`` of the last session: seconds from its first start until every
     worker was busy (``None`` if that never happened), and from the first worker going idle
     for good to the end of its span (as in :func:`utilization`)."""
-    groups = _last_session(rows, now, session_starts, limits)
+    return _ramps_of(_session_spans(rows, now, session_starts, limits), workers)
+
+
+def _ramps_of(groups: list[tuple[list[Interval], float, float]], workers: int) -> dict[str, float | None]:
     if not groups or workers <= 0:
         return {"up": None, "down": None}
     g, begin, end = groups[-1]
@@ -428,6 +434,7 @@ def report_data(src: Results, top: int = 5) -> dict:
     sess = sessions(meta, rows)
     starts = [s["started"] for s in sess if s["started"] is not None]
     limits = [s.get("limit") for s in sess if s["started"] is not None]
+    spans = _session_spans(rows, now, starts, limits)  # the intervals once, for utilization and ramps
     counts = status_counts(final)
     tops = top_trials(final, max(top, 1))
     best = tops[:1]
@@ -456,8 +463,8 @@ def report_data(src: Results, top: int = 5) -> dict:
         "best": ({"task_id": best[0]["task_id"], "loss": best[0]["loss"], "params": dict(best[0]["params"]),
                   "metrics": dict(best[0].get("metrics") or {})} if best else None),
         "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in tops[:top]],
-        "utilization": utilization(rows, src.workers, now=now, session_starts=starts, limits=limits),
-        "ramp": ramps(rows, src.workers, now=now, session_starts=starts, limits=limits),
+        "utilization": _utilization_of(spans, src.workers),
+        "ramp": _ramps_of(spans, src.workers),
         "runtime": runtime,
         "first": first_start(rows),
         "last": now,
