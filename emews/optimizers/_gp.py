@@ -94,7 +94,7 @@ class GPSurrogate:
         start: the previous fit, whose hyperparameters start (or are reused by) this one.
     """
 
-    def __init__(self, max_points: int = 1000, inducing: int = 500, hyper_points: int = 300,
+    def __init__(self, max_points: int = 500, inducing: int = 300, hyper_points: int = 300,
                  refit_growth: float = 1.25, random_state: int | None = None, start: GPSurrogate | None = None):
         self.max_points = max_points
         self.inducing = max(2, min(inducing, max_points))
@@ -123,13 +123,18 @@ class GPSurrogate:
             starts.append(self._start[0])
         else:
             starts.append(np.r_[np.full(d, math.log(0.5)), 0.0, math.log(1e-2)])
-            starts.append(np.r_[rng.uniform(math.log(0.05), math.log(2.0), d), 0.0, math.log(1e-3)])
+            if len(X) <= 100:  # a random restart while it is cheap
+                starts.append(np.r_[rng.uniform(math.log(0.05), math.log(2.0), d), 0.0, math.log(1e-3)])
         best_f, best_t = math.inf, starts[0]
-        for t0 in starts:
-            res = minimize(_nll, t0, args=(X, y), jac=True, method="L-BFGS-B", bounds=bounds,
-                           options={"maxiter": 200})
-            if res.fun < best_f:
-                best_f, best_t = float(res.fun), np.asarray(res.x, dtype=float)
+        from threadpoolctl import threadpool_limits
+
+        # small matrices: BLAS threads only spin (badly so on a loaded machine)
+        with threadpool_limits(1):
+            for t0 in starts:
+                res = minimize(_nll, t0, args=(X, y), jac=True, method="L-BFGS-B", bounds=bounds,
+                               options={"maxiter": 150})
+                if res.fun < best_f:
+                    best_f, best_t = float(res.fun), np.asarray(res.x, dtype=float)
         return best_t
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:

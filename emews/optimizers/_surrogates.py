@@ -134,7 +134,7 @@ class QuantileGBRT(Surrogate):
 
 
 def make_surrogate(name: str, *, random_state: int, n_estimators: int = 100, n_jobs: int = -1,
-                   gp_max_points: int = 1000, gp_inducing: int = 500,
+                   gp_max_points: int = 500, gp_inducing: int = 300,
                    previous: Surrogate | None = None) -> Surrogate:
     """A fresh, unfitted surrogate by name (one of :data:`SURROGATES`).
 

@@ -149,8 +149,8 @@ class MBO(Optimizer):
             hyperparameters are fitted on at most 300 observations (the best half and a
             random sample), warm-started from the previous fit, and beyond 300 observations
             refitted only when the data has grown by 25 % since: a proposal at 5,000
-            observations costs a sparse conditioning and one prediction. Default 1000.
-        gp_inducing: inducing points of the sparse GP. Default 500.
+            observations costs a sparse conditioning and one prediction. Default 500.
+        gp_inducing: inducing points of the sparse GP. Default 300.
 
     Example:
         >>> from emews.space import Space
@@ -182,8 +182,8 @@ class MBO(Optimizer):
         random_fraction: float = 0.0,
         n_estimators: int = 100,
         n_jobs: int = -1,
-        gp_max_points: int = 1000,
-        gp_inducing: int = 500,
+        gp_max_points: int = 500,
+        gp_inducing: int = 300,
     ):
         super().__init__(space, seed)
         self.surrogate = _choice("surrogate", surrogate, ("auto", *SURROGATES))
@@ -348,18 +348,31 @@ class MBO(Optimizer):
         C = self._candidates(n)
         E = self.grid.encode(C)
         mu, sd = self._model.predict(E)
-        believer = None
-        if self.model_name == "gp":
-            C, E, mu, sd = self._refine(C, E, mu, sd, q)
-            believer = self._believer(E, q)
-            if believer is not None:
-                mu, sd = believer.mu, believer.sd
         # interleaved random points: proposals number k, k+1/f, k+2/f, ... are uniform draws
         f = self.random_fraction
         done = self._proposed
         n_random = int(math.floor((done + q) * f + 1e-9) - math.floor(done * f + 1e-9))
         self._proposed += q
         n_global = n - (int(round(n * self.local_fraction)) if self._U else 0)
+        believer = None
+        if self.model_name == "gp":
+            C, E, mu, sd = self._refine(C, E, mu, sd, q)
+            believer = self._believer(E, q)
+            if believer is not None:
+                mu, sd = believer.mu, believer.sd  # pending points believed
+        if self.model_name == "gp" and believer is None:
+            # too large: the believer works on the best candidates (and a few uniform ones to draw from)
+            acq = self._acquisition(mu, sd, self.kappa)
+            top = np.argsort(-acq, kind="stable")[: max(1000, 10 * q)]
+            glob = np.arange(n_global)
+            if n_random and n_global:
+                glob = self.rng.choice(n_global, size=min(n_global, max(250, 10 * n_random)), replace=False)
+            glob = glob[~np.isin(glob, top)] if n_random else glob[:0]
+            keep = np.concatenate([glob, top])
+            believer = self._believer(E[keep], q)
+            if believer is not None:
+                C, E, n_global = C[keep], E[keep], len(glob)
+                mu, sd = believer.mu, believer.sd
         return C[self._select(E, mu, sd, q, n_random, n_global, believer)]
 
     #: the believer's budget: candidates x conditioning points, and that times the batch size
@@ -392,11 +405,11 @@ class MBO(Optimizer):
                 q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Polish the candidates of highest acquisition by local moves (a smooth model's
         optimum lies between the candidates): a few rounds, each around the best so far."""
-        k = min(len(C), max(16, 2 * q))
+        k = min(len(C), max(16, q), 128)
         for step in self._polish:
             acq = self._acquisition(mu, sd, self.kappa)
             top = C[np.argpartition(-acq, k - 1)[:k]]
-            n = 8 * k
+            n = max(128, 4 * k)
             few = self._perturb(top, None, n // 2, (step,))  # a few columns each
             allcols = top[self.rng.integers(0, k, size=n - n // 2)]
             allcols = allcols + self.rng.normal(size=allcols.shape) * step
