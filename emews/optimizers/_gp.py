@@ -4,7 +4,7 @@
 
     observations ──▶ kernel hyperparameters: marginal likelihood (L-BFGS-B, analytic gradient)
          │           on at most ``hyper_points`` of them (the best half + a random half),
-         │           warm-started; refitted when the data grew by ``refit_growth`` (else kept)
+         │           warm-started; refitted when the data grew by 20 % (else kept)
          ▼
     condition on ALL of them: exact (Cholesky) up to ``max_points``, else an inducing-point
     (DTC) approximation on ``inducing`` of them (the best half + a random half)
@@ -88,18 +88,21 @@ class GPSurrogate:
         inducing: inducing points of the sparse approximation (the best half of the
             observations and a random sample of the rest).
         hyper_points: observations the kernel hyperparameters are fitted on at most.
-        refit_growth: with more than ``hyper_points`` observations, the hyperparameters of
-            ``start`` are kept until the data has grown by this factor since they were fitted.
+        refit_growth: the hyperparameters of ``start`` are kept until the data has grown by
+            this factor since they were fitted (below ``always_refit`` observations, never).
+        always_refit: up to this many observations every fit searches the hyperparameters.
         random_state: seed of the subsamples and of the first fit's random restart.
         start: the previous fit, whose hyperparameters start (or are reused by) this one.
     """
 
     def __init__(self, max_points: int = 500, inducing: int = 300, hyper_points: int = 300,
-                 refit_growth: float = 1.25, random_state: int | None = None, start: GPSurrogate | None = None):
+                 refit_growth: float = 1.2, always_refit: int = 50, random_state: int | None = None,
+                 start: GPSurrogate | None = None):
         self.max_points = max_points
         self.inducing = max(2, min(inducing, max_points))
         self.hyper_points = hyper_points
         self.refit_growth = refit_growth
+        self.always_refit = always_refit
         self.random_state = random_state
         self._start = (start.theta, start.hyper_n) if start is not None and hasattr(start, "theta") else None
 
@@ -146,7 +149,7 @@ class GPSurrogate:
         self._mean, self._scale = float(y.mean()), float(y.std()) or 1.0
         z = (y - self._mean) / self._scale
         n, d = X.shape
-        reuse = (self._start is not None and len(self._start[0]) == d + 2 and n > self.hyper_points
+        reuse = (self._start is not None and len(self._start[0]) == d + 2 and n > self.always_refit
                  and n < self._start[1] * self.refit_growth)
         if reuse:
             self.theta, self.hyper_n = self._start
@@ -197,17 +200,17 @@ class GPSurrogate:
     def predict_factors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray | None]]:
         """Mean, std and the factors ``(V, W)`` of the posterior covariance at the rows of ``X``.
 
-        ``cov(a, b) = scale^2 * (k(a, b) - V[:, a] . V[:, b] + W[:, a] . W[:, b])`` (``W`` is
-        None for the exact GP); see :meth:`covariance`.
+        ``cov(a, b) = scale^2 * (k(a, b) - V[a] . V[b] + W[a] . W[b])`` (one row per row of
+        ``X``; ``W`` is None for the exact GP); see :meth:`covariance`.
         """
         return self._predict(X, len(X) or 1, factors=True)  # type: ignore[return-value]
 
     def covariance(self, X: np.ndarray, factors: tuple[np.ndarray, np.ndarray | None], i: int) -> np.ndarray:
         """Posterior covariance between every row of ``X`` and row ``i`` (``factors`` of ``X``)."""
         V, W = factors
-        c = _matern(X, X[i : i + 1], self.ls, self.amp)[:, 0] - V.T @ V[:, i]
+        c = _matern(X, X[i : i + 1], self.ls, self.amp)[:, 0] - V @ V[i]
         if W is not None:
-            c += W.T @ W[:, i]
+            c += W @ W[i]
         return c * self._scale**2
 
     @property
@@ -240,5 +243,6 @@ class GPSurrogate:
         std = np.sqrt(np.maximum(var, 0.0)) * self._scale
         F = None
         if factors:
-            F = (np.hstack(Vs), None if Ws[0] is None else np.hstack(Ws))
+            # row-major, one row per point: each covariance is one contiguous matrix-vector product
+            F = (np.ascontiguousarray(np.hstack(Vs).T), None if Ws[0] is None else np.ascontiguousarray(np.hstack(Ws).T))
         return mean * self._scale + self._mean, np.maximum(std, _MIN_STD), F

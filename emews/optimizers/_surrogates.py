@@ -18,7 +18,6 @@ Built on scikit-optimize's regressors where they hold up, with three repairs:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np

@@ -158,12 +158,12 @@ def test_gp_hyperparameters_are_warm_started_and_kept_while_the_data_grows_littl
     X, y = rng.random((400, 2)), rng.random(400)
     first = make_surrogate("gp", random_state=0, gp_max_points=1000).fit(X[:350], y[:350])
     assert first.refitted and first.hyper_n == 350
-    second = make_surrogate("gp", random_state=1, previous=first).fit(X, y)  # 400 < 1.25 * 350
+    second = make_surrogate("gp", random_state=1, previous=first).fit(X, y)  # 400 < 1.2 * 350
     assert not second.refitted and np.array_equal(second.theta, first.theta) and len(second._X) == 400
     third = make_surrogate("gp", random_state=1, previous=first).fit(np.vstack([X, X + 0.01]), np.r_[y, y])
     assert third.refitted and third.hyper_n == 800
-    small = make_surrogate("gp", random_state=1, previous=first).fit(X[:100], y[:100])
-    assert small.refitted  # under 300 observations every fit searches the hyperparameters again
+    small = make_surrogate("gp", random_state=1, previous=first).fit(X[:50], y[:50])
+    assert small.refitted  # up to 50 observations every fit searches the hyperparameters again
 
 
 def test_auto_surrogate_is_a_gp_on_numeric_spaces_and_a_forest_with_categories():
