@@ -394,7 +394,7 @@ class MBO(Optimizer):
 
     #: the believer's budget: candidates x conditioning points, and that times the batch size
     _believer_size = 2e7
-    _believer_work = 2e8
+    _believer_work = 5e7
 
     def _believer(self, E: np.ndarray, q: int) -> _Believer | None:
         """A kriging believer over the candidates, when the batch and the model are small enough."""
