@@ -10,18 +10,19 @@ Built on scikit-optimize's regressors where they hold up, with three repairs:
   gone from numpy 2.4; :class:`QuantileGBRT` fits the 16/50/84 % quantiles with
   scikit-learn's ``GradientBoostingRegressor(loss="quantile")`` directly;
 * Gaussian process: the exact GP costs O(n^3) per likelihood evaluation, times dozens of
-  evaluations per hyperparameter search and three searches per fit (and scikit-optimize refits
-  one per proposed point); :class:`GPSurrogate` fits on at most ``max_points`` observations
-  (the best half and a random half of the rest) and warm-starts each fit's hyperparameter
-  search from the previous fit's kernel.
+  evaluations per hyperparameter search (and scikit-optimize refits one per proposed point);
+  :class:`~emews.optimizers._gp.GPSurrogate` (numpy/scipy, module ``_gp``) fits its kernel
+  hyperparameters on a subsample, warm-started and rarely refitted at scale, and conditions on
+  every observation (exactly, or through inducing points beyond ``max_points``).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
+
+from ._gp import GPSurrogate
 
 __all__ = ["Surrogate", "ForestSurrogate", "QuantileGBRT", "GPSurrogate", "make_surrogate", "SURROGATES"]
 
@@ -131,80 +132,19 @@ class QuantileGBRT(Surrogate):
         return mid, np.maximum((hi - lo) / 2.0, _MIN_STD)
 
 
-class GPSurrogate(Surrogate):
-    """A Matern-5/2 Gaussian process (scikit-optimize's kernel choice), capped in size.
-
-    Args:
-        max_points: at most this many observations are used for a fit: the best half and a
-            random sample of the others (an exact GP is O(n^3) to fit).
-        random_state: seed of the subsample and of the kernel-optimizer restarts.
-        n_restarts: restarts of the kernel hyperparameter optimization.
-        start: a fitted :class:`GPSurrogate` whose kernel hyperparameters start this fit
-            (a warm start: one local optimization instead of ``1 + n_restarts``).
-    """
-
-    def __init__(self, max_points: int = 300, random_state: int | None = None, n_restarts: int = 2,
-                 start: GPSurrogate | None = None):
-        self.max_points = max_points
-        self.random_state = random_state
-        self.n_restarts = n_restarts
-        self.start = start
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:
-        from skopt.learning import GaussianProcessRegressor
-        from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-        rng = np.random.default_rng(self.random_state)
-        if len(X) > self.max_points:
-            order = np.argsort(y, kind="stable")
-            best = order[: self.max_points // 2]
-            rest = rng.choice(order[self.max_points // 2 :], self.max_points - len(best), replace=False)
-            keep = np.sort(np.concatenate([best, rest]))
-            X, y = X[keep], y[keep]
-        d = X.shape[1]
-        kernel = ConstantKernel(1.0, (0.01, 1000.0)) * Matern(
-            length_scale=np.ones(d), length_scale_bounds=[(0.01, 100.0)] * d, nu=2.5)
-        restarts = self.n_restarts
-        prev = getattr(self.start, "model", None)
-        if prev is not None and getattr(prev, "kernel_", None) is not None:
-            fitted = prev.kernel_
-            # scikit-optimize appends a WhiteKernel for noise="gaussian": start from the rest
-            if hasattr(fitted, "k2") and isinstance(fitted.k2, WhiteKernel):
-                fitted = fitted.k1
-            if fitted.n_dims == kernel.n_dims:
-                kernel = kernel.clone_with_theta(fitted.theta)
-                restarts = 0
-        self.model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian",
-                                              n_restarts_optimizer=restarts,
-                                              random_state=int(rng.integers(2**31 - 1)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning on flat data
-            self.model.fit(X, y)
-        self.start = None  # do not keep a chain of old models alive
-        return self
-
-    def predict(self, X: np.ndarray, chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
-        means, stds = [], []
-        for s in range(0, len(X), chunk):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "predicted variances smaller than 0" (clipped)
-                m, sd = self.model.predict(X[s : s + chunk], return_std=True)
-            means.append(m)
-            stds.append(sd)
-        return np.concatenate(means), np.maximum(np.concatenate(stds), _MIN_STD)
-
-
 def make_surrogate(name: str, *, random_state: int, n_estimators: int = 100, n_jobs: int = -1,
-                   gp_max_points: int = 300, previous: Surrogate | None = None) -> Surrogate:
+                   gp_max_points: int = 500, gp_inducing: int = 300,
+                   previous: Surrogate | None = None) -> Surrogate:
     """A fresh, unfitted surrogate by name (one of :data:`SURROGATES`).
 
-    ``previous`` (the last fitted model) warm-starts a GP's kernel hyperparameters.
+    ``previous`` (the last fitted model) warm-starts a GP's kernel hyperparameters (or lends
+    them, when the data has grown little since they were fitted).
     """
     if name in ("rf", "et"):
         return ForestSurrogate(name, n_estimators=n_estimators, n_jobs=n_jobs, random_state=random_state)
     if name == "gbrt":
         return QuantileGBRT(n_estimators=n_estimators, random_state=random_state)
     if name == "gp":
-        return GPSurrogate(max_points=gp_max_points, random_state=random_state,
+        return GPSurrogate(max_points=gp_max_points, inducing=gp_inducing, random_state=random_state,
                            start=previous if isinstance(previous, GPSurrogate) else None)
     raise ValueError(f"unknown surrogate {name!r}; expected one of {', '.join(SURROGATES)}")

@@ -31,7 +31,7 @@ def test_registered_name():
 
 
 @pytest.mark.parametrize("setting, value, message", [
-    ("surrogate", "svm", r"MBO setting surrogate='svm': expected one of 'rf', 'et', 'gp', 'gbrt'"),
+    ("surrogate", "svm", r"MBO setting surrogate='svm': expected one of 'auto', 'rf', 'et', 'gp', 'gbrt'"),
     ("acquisition", "ucb", r"acquisition='ucb': expected one of 'ei', 'lcb', 'pi'"),
     ("initial_design", "grid", r"initial_design='grid'"),
     ("impute", "zero", r"impute='zero'"),
@@ -41,6 +41,7 @@ def test_registered_name():
     ("local_fraction", 1.5, r"local_fraction=1.5"),
     ("transform", "sqrt", r"transform='sqrt'"),
     ("n_jobs", 0, r"n_jobs=0"),
+    ("gp_inducing", 5, r"gp_inducing=5: expected an integer >= 10"),
 ])
 def test_bad_settings_name_the_setting_and_value(setting, value, message):
     with pytest.raises(ValueError, match=message):
@@ -118,15 +119,77 @@ def test_quantile_gbrt_works_under_current_scikit_learn():
     assert mean.shape == (50,) and np.all(std > 0)
 
 
-def test_gp_is_capped_and_warm_started():
+def test_gp_likelihood_gradient_matches_finite_differences():
+    from scipy.optimize import approx_fprime
+
+    from emews.optimizers._gp import _nll
+
     rng = np.random.default_rng(0)
-    X, y = rng.random((120, 2)), rng.random(120)
-    first = make_surrogate("gp", random_state=0, gp_max_points=40).fit(X, y)
-    assert len(first.model.X_train_) == 40
-    second = make_surrogate("gp", random_state=1, gp_max_points=40, previous=first)
-    assert second.start is first
-    second.fit(X, y)
-    assert second.model.n_restarts_optimizer == 0 and second.start is None
+    X = rng.random((40, 3))
+    y = np.sin(6 * X[:, 0]) + X[:, 1] ** 2
+    y = (y - y.mean()) / y.std()
+    theta = np.r_[np.log([0.3, 0.7, 2.0]), 0.2, np.log(1e-2)]
+    _, grad = _nll(theta, X, y)
+    numeric = approx_fprime(theta, lambda t: _nll(t, X, y)[0], 1e-6)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-3)
+
+
+def test_gp_conditions_on_every_point_and_goes_sparse_beyond_max_points():
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 3))
+    f = np.sin(6 * X[:, 0]) + X[:, 1] ** 2
+    y = f + rng.normal(0, 0.05, len(X))
+    Z = rng.random((200, 3))
+    truth = np.sin(6 * Z[:, 0]) + Z[:, 1] ** 2
+    exact = make_surrogate("gp", random_state=0, gp_max_points=1000).fit(X, y)
+    sparse = make_surrogate("gp", random_state=0, gp_max_points=200, gp_inducing=150).fit(X, y)
+    assert not exact.sparse and len(exact._X) == 600  # every observation, not a capped subset
+    assert sparse.sparse and len(sparse._X) == 150
+    for model in (exact, sparse):
+        mean, std = model.predict(Z)
+        assert np.abs(mean - truth).max() < 0.2 and np.all(std > 0)
+    # far from the data the sparse model reverts to the prior instead of being certain
+    _, far = sparse.predict(np.full((1, 3), 5.0))
+    assert far[0] > 0.5 * y.std()
+
+
+def test_gp_hyperparameters_are_warm_started_and_kept_while_the_data_grows_little():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((400, 2)), rng.random(400)
+    first = make_surrogate("gp", random_state=0, gp_max_points=1000).fit(X[:350], y[:350])
+    assert first.refitted and first.hyper_n == 350
+    second = make_surrogate("gp", random_state=1, previous=first).fit(X, y)  # 400 < 1.2 * 350
+    assert not second.refitted and np.array_equal(second.theta, first.theta) and len(second._X) == 400
+    third = make_surrogate("gp", random_state=1, previous=first).fit(np.vstack([X, X + 0.01]), np.r_[y, y])
+    assert third.refitted and third.hyper_n == 800
+    small = make_surrogate("gp", random_state=1, previous=first).fit(X[:50], y[:50])
+    assert small.refitted  # up to 50 observations every fit searches the hyperparameters again
+
+
+def test_auto_surrogate_is_a_gp_on_numeric_spaces_and_a_forest_with_categories():
+    numeric = Space([Real("a", 0.0, 1.0), Int("b", 1, 9), Ordinal("c", [1, 2, 4, 8])])
+    assert MBO(numeric).model_name == "gp" and MBO(numeric).transform_name == "power"
+    assert MBO(mixed_space()).model_name == "rf" and MBO(mixed_space()).transform_name == "rank"
+    assert MBO(Space([Real("a", 0.0, 1.0), Bool("f")])).model_name == "rf"
+    assert MBO(numeric, surrogate="et", transform="log").model_name == "et"
+    opt = MBO(numeric, seed=0, n_initial=6)
+    tell_all(opt, numeric.sample(12, seed=0), lambda p: (p["a"] - 0.3) ** 2 + p["b"] / 10)
+    opt.ask(3)
+    assert opt.log()["surrogate"] == "gp"
+
+
+def test_gp_batches_are_spread_by_the_kriging_believer():
+    opt = MBO(BRANIN, seed=0, n_initial=10, exclusion=0.0, n_candidates=2000)
+    tell_all(opt, BRANIN.sample(10, seed=3), branin)
+    assert opt._fit()
+    believer = opt._believer(opt.grid.encode(opt.grid.snap(np.random.default_rng(0).random((50, 2)))), 8)
+    assert believer is not None
+    before = believer.sd.copy()
+    believer.believe(0)
+    assert believer.sd[0] < 0.05 * before[0] and np.all(believer.sd <= before + 1e-12)
+    batch = BRANIN.to_unit(opt.ask(8))
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(batch) for b in batch[i + 1:]]
+    assert min(gaps) > 0.01, gaps  # no exclusion radius: the believer alone keeps them apart
 
 
 def test_a_batch_comes_from_one_fit_and_holds_distinct_points():

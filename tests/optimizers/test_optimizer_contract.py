@@ -69,6 +69,7 @@ class Sweep(emews.ResidentOptimizer):
 OPTIMIZERS = [
     pytest.param("random", {}, id="random"),
     pytest.param("grid", {"points": 3, "shuffle": True}, id="grid"),
+    pytest.param("mbo", dict(FAST_MBO), id="mbo-auto"),
     pytest.param("mbo", dict(FAST_MBO, surrogate="rf"), id="mbo-rf"),
     pytest.param("mbo", dict(FAST_MBO, surrogate="et", acquisition="lcb", random_fraction=0.25), id="mbo-et-lcb"),
     pytest.param("mbo", dict(FAST_MBO, surrogate="gbrt", acquisition="pi", initial_design="sobol"), id="mbo-gbrt-pi"),
@@ -86,6 +87,25 @@ OPTIMIZERS = [
 def test_contract(optimizer, settings):
     ran = check_optimizer(optimizer, settings)
     assert ran == [c.__name__ for c in optimizer_checks(optimizer)]
+
+
+NUMERIC = emews.Space.from_dict({
+    "lr": {"type": "real", "low": 1e-4, "high": 1e-1, "log": True},
+    "width": {"type": "int", "low": 1, "high": 64},
+    "batch": {"type": "ordinal", "values": [16, 32, 64, 128]},
+})
+
+
+@pytest.mark.parametrize("settings", [
+    pytest.param({"n_candidates": 500}, id="gp-exact"),
+    pytest.param({"n_candidates": 500, "gp_max_points": 10, "gp_inducing": 10, "acquisition": "lcb",
+                  "random_fraction": 0.25}, id="gp-sparse-lcb"),
+])
+def test_contract_mbo_default_surrogate_on_a_numeric_space(settings):
+    # surrogate "auto" on a numeric space is the GP (the mixed space of test_contract gets the forest)
+    assert emews.optimizers.resolve("mbo")(NUMERIC, **settings).model_name == "gp"
+    ran = check_optimizer("mbo", settings, space=NUMERIC)
+    assert ran == [c.__name__ for c in optimizer_checks("mbo")]
 
 
 def test_mbo_pending_points_keep_their_distance():
