@@ -68,6 +68,9 @@ def wait_until(condition: Callable[[], Any], timeout: float = WAIT, interval: fl
         if got:
             return got
         if proc is not None and proc.poll() is not None:
+            got = condition()  # it may have come true just before the run ended
+            if got:
+                return got
             try:
                 _, err = proc.communicate(timeout=30)
             except (subprocess.TimeoutExpired, ValueError):  # its pipes held open, or already read
