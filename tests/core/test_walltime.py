@@ -7,7 +7,18 @@ import math
 import time
 
 import pytest
-from helpers import STARTUP, WAIT, Gate, finished_rows, kill_env, reap, run_cli, start_cli, wait_until, write_config
+from helpers import (
+    STARTUP,
+    WAIT,
+    Gate,
+    finished_rows,
+    kill_env,
+    reap,
+    run_cli,
+    start_cli,
+    wait_until,
+    write_config,
+)
 
 from emews._progress import Progress, format_duration
 from emews.config import parse_deadline
