@@ -44,8 +44,11 @@ def _group_members(pgid: int) -> list[int]:
 
 @pytest.mark.parametrize("n, pool", [(1, "mpi"), (3, "auto"), (5, "mpi")])
 def test_runs_on_1_3_and_5_ranks(tmp_path, n, pool):
-    cfg = config(tmp_path, pool=pool, optimizer="objectives:Probe", workers=2,
-                 space={"i": {"type": "int", "low": 0, "high": 1000}, "sleep": {"type": "constant", "value": 0.02}})
+    # no task ends before every worker has checked in: each gets work, however slow to start
+    cfg = config(tmp_path, pool=pool, optimizer="objectives:Probe", workers=2, objective="objectives:where_all",
+                 space={"i": {"type": "int", "low": 0, "high": 1000}, "sleep": {"type": "constant", "value": 0.02},
+                        "dir": {"type": "constant", "value": str(tmp_path)},
+                        "n": {"type": "constant", "value": 2 if n == 1 else n - 1}})
     p, out = run(n, cfg, tmp_path)
     assert p.returncode == 0, p.stderr
     j = journal(out)
