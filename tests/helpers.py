@@ -114,9 +114,8 @@ class Gate:
         """The monotonic start times of the tasks that reached the gate, in order."""
         times = []
         for p in self.dir.glob("started-*"):
-            text = p.read_text()
-            if text.endswith("\n"):  # written completely
-                times.append(float(text))
+            text = p.read_text()  # renamed into place once written: always whole
+            times.append(float(text))
         return sorted(times)
 
     def wait_started(self, n: int, proc: subprocess.Popen | None = None, timeout: float = WAIT,
@@ -137,7 +136,6 @@ def kill_rng(default: int | None = None) -> random.Random:
     seed = int(env) if env else (default if default is not None else random.randrange(10**6))
     print(f"kill point seed {seed} (EMEWS_TEST_SEED={seed} replays it)")
     return random.Random(seed)
-
 
 
 def base_config(tmp_path: Path, **changes) -> dict:

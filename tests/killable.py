@@ -34,10 +34,10 @@ def _gate() -> None:
     gate = os.environ.get("KILLABLE_GATE")
     if not gate:
         return
-    mark = os.path.join(gate, f"started-{os.getpid()}-{time.monotonic_ns()}")
-    with open(mark + ".tmp", "w") as f:
+    name = f"started-{os.getpid()}-{time.monotonic_ns()}"
+    with open(os.path.join(gate, "tmp-" + name), "w") as f:
         f.write(f"{time.monotonic()!r}\n")
-    os.rename(mark + ".tmp", mark)  # whole or not at all, for the test reading it
+    os.rename(os.path.join(gate, "tmp-" + name), os.path.join(gate, name))  # whole, for the test reading it
     end = time.monotonic() + 600  # a test that died leaves no task blocked for ever
     while time.monotonic() < end:
         if os.path.exists(os.path.join(gate, "open")):
