@@ -167,6 +167,10 @@ def test_worker_killed_mid_task_is_replaced_and_the_task_retried_or_failed(tmp_p
     gate.wait_started(1, proc)
     victim = int((tmp_path / "pids").read_text().split()[0])  # its pid is written before the gate
     os.kill(victim, signal.SIGKILL)  # the worker process, in the middle of its task
+    # the other worker stays held until the dead one's replacement has taken a task (it writes
+    # its pid first): a slow start cannot leave all the work to the survivor
+    wait_until(lambda: len(set((tmp_path / "pids").read_text().split())) >= 3,
+               message="a new worker in the dead one's place to take a task", proc=proc)
     gate.open()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
