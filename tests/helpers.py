@@ -51,7 +51,7 @@ WAIT = 120.0  # the default patience of wait_until: generous, a loaded machine i
 # Seconds a loaded machine is given from launching a run until its first tasks run: the time
 # limits (max_time, deadline) of the tests that need tasks started before the limit. Raise it
 # with EMEWS_TEST_STARTUP on a machine slower still.
-STARTUP = float(os.environ.get("EMEWS_TEST_STARTUP", "10"))
+STARTUP = float(os.environ.get("EMEWS_TEST_STARTUP", "20"))
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = WAIT, interval: float = 0.05, message: str = "",
