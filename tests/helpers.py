@@ -32,8 +32,12 @@ def run_cli_then_signal(args: list[str], cwd: Path, sig: int, out: Path, results
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
     if env:
         e.update(env)
+    import signal
+
+    # a shell's background job ignores SIGINT, and a child inherits that: give the run the default
     proc = subprocess.Popen([sys.executable, "-m", "emews.run", *args], cwd=cwd, env=e,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_results(out, results, proc)
         proc.send_signal(sig)
