@@ -4,7 +4,9 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,18 +24,122 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, env: dict | None =
                           text=True, timeout=timeout)
 
 
-def run_cli_then_signal(args: list[str], cwd: Path, sig: int, after: float = 4.0) -> tuple[int, str]:
-    """Start ``python -m emews.run ARGS``, send it ``sig`` after ``after`` seconds; (exit code, stderr)."""
-    import time
-
+def run_cli_then_signal(args: list[str], cwd: Path, sig: int, out: Path, results: int = 1,
+                        env: dict | None = None) -> tuple[int, str]:
+    """Start ``python -m emews.run ARGS``, send it ``sig`` once ``results`` results are journaled
+    in ``out`` (never after a fixed delay); (exit code, stderr)."""
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
+    if env:
+        e.update(env)
+    import signal
+
+    # a shell's background job ignores SIGINT, and a child inherits that: give the run the default
     proc = subprocess.Popen([sys.executable, "-m", "emews.run", *args], cwd=cwd, env=e,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(after)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for_results(out, results, proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     return proc.returncode, err
+
+
+# -- waiting for events, not for the clock ----------------------------------------------------
+WAIT = 120.0  # the default patience of wait_until: generous, a loaded machine is slow
+
+# Seconds a loaded machine is given from launching a run until its first tasks run: the time
+# limits (max_time, deadline) of the tests that need tasks started before the limit. Raise it
+# with EMEWS_TEST_STARTUP on a machine slower still.
+STARTUP = float(os.environ.get("EMEWS_TEST_STARTUP", "20"))
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = WAIT, interval: float = 0.05, message: str = "",
+               proc: subprocess.Popen | None = None) -> Any:
+    """Poll ``condition()`` until it returns something truthy, and return that.
+
+    Fails the test naming ``message`` (what was waited for) after ``timeout`` seconds, or as
+    soon as ``proc`` (a run the condition depends on) has ended.
+    """
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        got = condition()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            got = condition()  # it may have come true just before the run ended
+            if got:
+                return got
+            try:
+                _, err = proc.communicate(timeout=30)
+            except (subprocess.TimeoutExpired, ValueError):  # its pipes held open, or already read
+                err = ""
+            pytest.fail(f"the run ended (exit {proc.returncode}) while waiting for {message or condition}: {err}")
+        if time.monotonic() >= end:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+class Gate:
+    """A gate the test controls, for the objectives of ``killable`` (``$KILLABLE_GATE``).
+
+    Every task that reaches the gate writes ``started-*`` (holding ``time.monotonic()``, a
+    clock all processes on the machine share), then blocks until it can claim a token
+    (:meth:`allow`) or the gate is open (:meth:`open`). A task the gate holds is running for
+    as long as the test wants, however fast or slow the machine.
+    """
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._tokens = 0
+
+    @property
+    def env(self) -> dict:
+        return {"KILLABLE_GATE": str(self.dir)}
+
+    def allow(self, n: int) -> None:
+        """Let ``n`` more tasks through."""
+        for _ in range(n):
+            (self.dir / f"token-{self._tokens}").touch()
+            self._tokens += 1
+
+    def open(self) -> None:
+        """Let every task through, now and later."""
+        (self.dir / "open").touch()
+
+    def started(self) -> list[float]:
+        """The monotonic start times of the tasks that reached the gate, in order."""
+        times = []
+        for p in self.dir.glob("started-*"):
+            text = p.read_text()  # renamed into place once written: always whole
+            times.append(float(text))
+        return sorted(times)
+
+    def wait_started(self, n: int, proc: subprocess.Popen | None = None, timeout: float = WAIT,
+                     before_limit: bool = False) -> list[float]:
+        """Wait until ``n`` tasks have reached the gate; their start times. ``before_limit``:
+        they must start before a time limit of :data:`STARTUP` seconds (the failure says so)."""
+        hint = (f" before the run's time limit (EMEWS_TEST_STARTUP={STARTUP:g} s; raise it on a machine this slow)"
+                if before_limit else "")
+        return wait_until(lambda: (t := self.started()) and len(t) >= n and t, timeout,
+                          message=f"{n} tasks at the gate in {self.dir}{hint}", proc=proc)
+
+
+def kill_rng(default: int | None = None) -> random.Random:
+    """The random generator of one test's kill points, from one seed: ``$EMEWS_TEST_SEED`` if
+    set (to replay a failure), else ``default``, else a fresh one. The seed is printed (a
+    failure, or ``pytest -rA``, shows it)."""
+    env = os.environ.get("EMEWS_TEST_SEED")
+    seed = int(env) if env else (default if default is not None else random.randrange(10**6))
+    print(f"kill point seed {seed} (EMEWS_TEST_SEED={seed} replays it)")
+    return random.Random(seed)
 
 
 def base_config(tmp_path: Path, **changes) -> dict:
@@ -89,6 +195,22 @@ def start_cli(args: list[str], cwd: Path, env: dict, launcher: tuple[str, ...] =
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def reap(proc: subprocess.Popen) -> None:
+    """SIGKILL a run started by :func:`start_cli` if it is still going (its whole session:
+    driver, optimizer, workers), and collect it: the cleanup of a test that failed midway."""
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.communicate(timeout=60)
+    except ValueError:  # its pipes were read already
+        proc.wait(timeout=60)
+
+
 def finished_rows(out: Path) -> dict[int, dict]:
     """Tasks whose last journaled attempt has a final result (done, failed, timeout)."""
     from emews.journal import JournalError, final_attempts, read_journal
@@ -100,20 +222,10 @@ def finished_rows(out: Path) -> dict[int, dict]:
     return {r["task_id"]: r for r in final_attempts(rows) if r["status"] in ("done", "failed", "timeout")}
 
 
-def wait_for_results(out: Path, k: int, proc: subprocess.Popen, timeout: float = 60) -> dict[int, dict]:
+def wait_for_results(out: Path, k: int, proc: subprocess.Popen, timeout: float = WAIT) -> dict[int, dict]:
     """Poll the journal until ``k`` results are in; fails if the run ends first."""
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = finished_rows(out)
-        if len(got) >= k:
-            return got
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"the run ended (exit {proc.returncode}) before {k} results: {err}")
-        time.sleep(0.02)
-    pytest.fail(f"fewer than {k} results in {timeout} s")
+    return wait_until(lambda: (got := finished_rows(out)) and len(got) >= k and got, timeout,
+                      message=f"{k} results journaled in {out}", proc=proc)
 
 
 def check_exactly_once(out: Path, before: dict[int, dict], max_evals: int, log: Path, workers: int) -> list[dict]:
@@ -156,24 +268,32 @@ def check_exactly_once(out: Path, before: dict[int, dict], max_evals: int, log: 
 
 
 def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, extra=(), launcher=()):
-    """Run, SIGKILL the driver after a random number of results (and a random extra delay),
-    then run the same command again; returns (results before the kill, final rows)."""
+    """Run, SIGKILL the driver after a random number of results, then run the same command
+    again; returns (results before the kill, final rows).
+
+    The kill point comes from ``rnd`` (see :func:`kill_rng`) and is printed. The objective's
+    gate lets only ``k + j`` tasks through: the kill comes once ``k`` results are journaled,
+    while up to ``j`` more may be finishing (results in flight), and the run cannot end
+    before it, however slow the machine.
+    """
     import json
     import signal
-    import time
 
     from emews.journal import read_journal
 
     out = tmp_path / "runs" / "k"
-    env = kill_env(tmp_path)
+    gate = Gate(tmp_path / "gate")
+    env = kill_env(tmp_path) | gate.env
+    k = rnd.randint(3, max_evals - 12)
+    j = rnd.randint(0, 2 * workers)
+    print(f"kill point: SIGKILL after {k} results, {k + j} tasks let through (of {max_evals})")
+    gate.allow(k + j)
     proc = start_cli([str(cfg_path), *extra], tmp_path, env, launcher)
-    k = rnd.randint(3, max_evals - 12)  # leaves the run >= 0.3 s to go: the kill lands mid-run
     try:
         wait_for_results(out, k, proc)
-        time.sleep(rnd.uniform(0.0, 0.05))
         pid = json.loads((out / ".lock").read_text())["pid"]  # the driver (rank 0 under MPI)
         os.kill(pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -182,8 +302,9 @@ def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, 
     before = finished_rows(out)
     assert len(before) < max_evals, "the run ended before the kill"
     assert read_journal(out)["meta"]["outcome"] == "running"  # it died without an orderly end
+    gate.open()
     r = subprocess.run([*launcher, sys.executable, "-m", "emews.run", str(cfg_path), *extra], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=180)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr and f"{len(before)} of {max_evals} evaluations finished earlier" in r.stderr, r.stderr
     finals = check_exactly_once(out, before, max_evals, tmp_path / "evals.log", workers)

@@ -3,6 +3,10 @@
 Every finished evaluation appends its parameters to the file named by ``$KILLABLE_LOG``
 (one JSON line, written with O_APPEND before the result is returned), so a test can count
 how often each point was really evaluated.
+
+With ``$KILLABLE_GATE`` set (a directory, see ``helpers.Gate``), every objective first
+waits at the test's gate: it writes a ``started-*`` marker, then blocks until it claims a
+token or the gate is open, so a test decides when tasks finish instead of the machine's speed.
 """
 
 from __future__ import annotations
@@ -25,8 +29,33 @@ def _record(params: dict) -> None:
             os.close(fd)
 
 
+def _gate() -> None:
+    """Wait at the test's gate (``$KILLABLE_GATE``), when there is one."""
+    gate = os.environ.get("KILLABLE_GATE")
+    if not gate:
+        return
+    name = f"started-{os.getpid()}-{time.monotonic_ns()}"
+    with open(os.path.join(gate, "tmp-" + name), "w") as f:
+        f.write(f"{time.monotonic()!r}\n")
+    os.rename(os.path.join(gate, "tmp-" + name), os.path.join(gate, name))  # whole, for the test reading it
+    end = time.monotonic() + 600  # a test that died leaves no task blocked for ever
+    while time.monotonic() < end:
+        if os.path.exists(os.path.join(gate, "open")):
+            return
+        for name in sorted(os.listdir(gate)):
+            if name.startswith("token-"):
+                try:  # a rename succeeds for one task only: the token is claimed
+                    os.rename(os.path.join(gate, name), os.path.join(gate, f"used-{name[6:]}-{os.getpid()}"))
+                    return
+                except FileNotFoundError:
+                    continue
+        time.sleep(0.02)
+    raise RuntimeError(f"the test's gate {gate} did not let this task through in 600 s")
+
+
 def slow(params: dict) -> float:
-    """A deterministic loss after ``$KILLABLE_SLEEP`` seconds (default 0.05)."""
+    """A deterministic loss after ``$KILLABLE_SLEEP`` seconds (default 0.05), past the gate."""
+    _gate()
     time.sleep(float(os.environ.get("KILLABLE_SLEEP", "0.05")))
     loss = sum((float(v) - 0.3) ** 2 for k, v in sorted(params.items()) if isinstance(v, (int, float)))
     _record(params)
@@ -34,12 +63,13 @@ def slow(params: dict) -> float:
 
 
 def sleepy(params: dict) -> float:
-    """Sleeps ``params["t"]`` seconds (the deadline tests); appends its pid to
+    """Sleeps ``params["t"]`` seconds past the gate (the deadline tests); appends its pid to
     ``$KILLABLE_PIDS`` first, when set (the worker-kill test)."""
     pids = os.environ.get("KILLABLE_PIDS")
     if pids:
         with open(pids, "a") as f:
             f.write(f"{os.getpid()}\n")
+    _gate()
     time.sleep(float(params["t"]))
     _record(params)
     return float(params["t"])
@@ -74,8 +104,11 @@ class Drift(Optimizer):
 
 
 def flaky(params: dict) -> float:
-    """Fails the first time a point is evaluated, succeeds the second (retries)."""
+    """Fails the first time a point is evaluated, succeeds the second (retries); each attempt
+    waits at the gate."""
     import hashlib
+
+    _gate()
 
     mark = os.path.join(os.environ["KILLABLE_MARKS"], hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest())
     time.sleep(float(os.environ.get("KILLABLE_SLEEP", "0.05")))

@@ -3,14 +3,19 @@ import math
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
-from helpers import ROOT, base_config, write_config
+from helpers import (
+    Gate,
+    base_config,
+    finished_rows,
+    kill_env,
+    start_cli,
+    wait_until,
+    write_config,
+)
 
-from emews.journal import JournalError, read_journal
+from emews.journal import JournalError
 from emews.report import (
     UNFINISHED,
     best_over_time,
@@ -242,25 +247,18 @@ def test_report_of_a_killed_journal(tmp_path, capsys):
 @pytest.mark.slow
 def test_report_of_a_run_killed_with_sigkill(tmp_path):
     pytest.importorskip("matplotlib")
-    cfg = base_config(tmp_path, max_evals=40)
-    cfg["space"]["sleep"] = {"type": "constant", "value": 0.2}
+    cfg = base_config(tmp_path, max_evals=40, objective="killable:slow")
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "emews.run", str(write_config(tmp_path, cfg)), "--out", str(out), "-q"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    gate = Gate(tmp_path / "gate")  # 5 tasks pass, then the run is held: the kill lands mid-run
+    gate.allow(5)
+    proc = start_cli([str(write_config(tmp_path, cfg)), "--out", str(out), "-q"], tmp_path, kill_env(tmp_path) | gate.env)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if sum(e["status"] == "done" for e in read_journal(out)["evals"]) >= 3:
-                    break
-            except JournalError:
-                pass
-            time.sleep(0.1)
+        wait_until(lambda: sum(r["status"] == "done" for r in finished_rows(out).values()) >= 3,
+                   message="3 results journaled", proc=proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver, its optimizer and workers: one session
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
+        proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     d = write_report(out)
     assert d["outcome"] == UNFINISHED and d["finished"] is False

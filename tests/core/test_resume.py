@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import sqlite3
-import time
 
 import pytest
 from helpers import (
+    WAIT,
+    Gate,
     check_exactly_once,
     finished_rows,
     kill_and_resume,
     kill_env,
+    kill_rng,
+    reap,
     run_cli,
     start_cli,
     wait_for_results,
+    wait_until,
     write_config,
 )
 
@@ -42,13 +45,8 @@ def _config(tmp_path, optimizer, max_evals=36, workers=2, **more):
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_sigkill_then_resume_local(tmp_path, name):
-    seed = random.randrange(10**6)
-    rnd = random.Random(seed)
     cfg = _config(tmp_path, OPTIMIZERS[name])
-    try:
-        before, finals = kill_and_resume(tmp_path, cfg, 36, 2, rnd)
-    except AssertionError as e:
-        raise AssertionError(f"{e} (kill point seed {seed})") from e
+    before, finals = kill_and_resume(tmp_path, cfg, 36, 2, kill_rng())  # the seed and point are printed
     if name == "grid":  # every grid point exactly once
         assert len({json.dumps(r["params"], sort_keys=True) for r in finals}) == 36
 
@@ -56,7 +54,7 @@ def test_sigkill_then_resume_local(tmp_path, name):
 def test_ga_resumed_retraces_the_uninterrupted_search(tmp_path):
     """A resumed GA (same recorded seed) proposes exactly what an uninterrupted run does."""
     cfg = _config(tmp_path, OPTIMIZERS["ga"], max_evals=30, seed=11)
-    kill_and_resume(tmp_path, cfg, 30, 2, random.Random(7))
+    kill_and_resume(tmp_path, cfg, 30, 2, kill_rng(7))
     killed = {json.dumps(r["params"], sort_keys=True) for r in finished_rows(tmp_path / "runs" / "k").values()}
     ref_dir = tmp_path / "ref"
     r = run_cli([str(cfg), "--out", str(ref_dir)], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
@@ -67,7 +65,7 @@ def test_ga_resumed_retraces_the_uninterrupted_search(tmp_path):
 
 def test_unseeded_search_records_its_seed_for_the_resume(tmp_path):
     cfg = _config(tmp_path, OPTIMIZERS["ga"], max_evals=30, seed=None)
-    kill_and_resume(tmp_path, cfg, 30, 2, random.Random(3))
+    kill_and_resume(tmp_path, cfg, 30, 2, kill_rng(3))
     meta = read_journal(tmp_path / "runs" / "k")["meta"]
     assert isinstance(meta["seed"], int)
 
@@ -78,10 +76,15 @@ def test_sigterm_then_resume(tmp_path):
     cfg = _config(tmp_path, "random", max_evals=30)
     out = tmp_path / "runs" / "k"
     env = kill_env(tmp_path, sleep=0.3)
-    proc = start_cli([str(cfg)], tmp_path, env)
-    wait_for_results(out, 4, proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    gate = Gate(tmp_path / "gate")  # 6 tasks pass, then one is held on each worker: the run cannot end first
+    gate.allow(6)
+    proc = start_cli([str(cfg)], tmp_path, env | gate.env)
+    try:
+        wait_for_results(out, 4, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
     assert proc.returncode == 143, err
     assert "run the same command again to resume" in err
     j = read_journal(out)
@@ -97,7 +100,9 @@ def test_a_second_run_on_a_live_experiment_is_refused(tmp_path):
     cfg = _config(tmp_path, "random", max_evals=200)
     out = tmp_path / "runs" / "k"
     env = kill_env(tmp_path, sleep=0.2)
-    proc = start_cli([str(cfg)], tmp_path, env)
+    gate = Gate(tmp_path / "gate")  # one task passes, the next ones are held: the run stays live
+    gate.allow(1)
+    proc = start_cli([str(cfg)], tmp_path, env | gate.env)
     try:
         wait_for_results(out, 1, proc)
         r = run_cli([str(cfg)], cwd=tmp_path, env=env)
@@ -233,35 +238,41 @@ def test_workers_and_their_tasks_end_with_a_sigkilled_driver(tmp_path, runner):
     if runner == "command":
         cfg.write_text(cfg.read_text().replace("objective: killable:sleepy\n", "") + (
             "runner:\n  type: command\n  command: [sh, -c, 'echo $$ >> " + str(tmp_path / "pids") + "; exec sleep 30']\n"))
-    env = kill_env(tmp_path) | {"KILLABLE_PIDS": str(tmp_path / "pids")}
+    gate = Gate(tmp_path / "gate")  # closed: the python tasks are held until the driver is killed
+    env = kill_env(tmp_path) | gate.env | {"KILLABLE_PIDS": str(tmp_path / "pids")}
     proc = start_cli([str(cfg)], tmp_path, env)
     try:
-        end = time.monotonic() + 60
-        while len((tmp_path / "pids").read_text().split() if (tmp_path / "pids").exists() else []) < 2:
-            assert time.monotonic() < end and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        pids = [int(x) for x in (tmp_path / "pids").read_text().split()]
+        pids_file = tmp_path / "pids"
+        wait_until(lambda: pids_file.exists() and len(pids_file.read_text().split()) >= 2,
+                   message="both tasks to write their pids", proc=proc)
+        pids = [int(x) for x in pids_file.read_text().split()]
         os.kill(proc.pid, signal.SIGKILL)  # the driver only (the workers are its children)
-        end = time.monotonic() + 15
-        while any(_alive(p) for p in pids) and time.monotonic() < end:
-            time.sleep(0.1)
-        assert not [p for p in pids if _alive(p)], "tasks still running after their driver was killed"
+        try:
+            wait_until(lambda: not any(_alive(p) for p in pids), timeout=60, interval=0.1,
+                       message="the tasks to end after their driver was killed")
+        finally:
+            assert not [p for p in pids if _alive(p)], "tasks still running after their driver was killed"
     finally:
         proc.kill()
         proc.communicate()
 
 
-def _kill_midway(tmp_path, cfg, env, k):
-    """Start the run, SIGKILL its driver once ``k`` results are journaled."""
+def _kill_midway(tmp_path, cfg, env, k, through):
+    """Start the run, SIGKILL its driver once ``k`` results are journaled; the gate lets
+    ``through`` attempts pass (so the run cannot end before the kill), then opens."""
+    print(f"kill point: SIGKILL after {k} results, {through} attempts let through")
     out = tmp_path / "runs" / "k"
-    proc = start_cli([str(cfg)], tmp_path, env)
+    gate = Gate(tmp_path / "gate")
+    gate.allow(through)
+    proc = start_cli([str(cfg)], tmp_path, env | gate.env)
     try:
         wait_for_results(out, k, proc)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+        proc.wait(timeout=WAIT)
     finally:
         proc.kill()
         proc.communicate()
+    gate.open()
     return out
 
 
@@ -271,7 +282,8 @@ def test_interrupted_tasks_keep_their_retries(tmp_path):
     cfg = _config(tmp_path, "random", max_evals=24, runner={"retries": 1})
     cfg.write_text(cfg.read_text().replace("killable:slow", "killable:flaky"))
     env = kill_env(tmp_path) | {"KILLABLE_MARKS": str(tmp_path / "marks")}
-    out = _kill_midway(tmp_path, cfg, env, 5)
+    # a result takes 2 attempts, and each of the 2 workers may hold a task between its two
+    out = _kill_midway(tmp_path, cfg, env, 5, 2 * 5 + 2 * 2 + kill_rng().randint(0, 4))
     r = run_cli([str(cfg)], cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
     rows = read_journal(out)["evals"]
@@ -290,7 +302,9 @@ def test_interrupted_tasks_keep_their_retries(tmp_path):
 def test_optimizer_is_told_every_result_once_per_session(tmp_path, mode):
     cfg = _config(tmp_path, "killable:Recorder", max_evals=30, mode=mode, batch_size=4)
     env = kill_env(tmp_path) | {"KILLABLE_TELLS": str(tmp_path / "tells")}
-    out = _kill_midway(tmp_path, cfg, env, random.Random(mode).randint(5, 20))
+    rnd = kill_rng()
+    k = rnd.randint(5, 20)
+    out = _kill_midway(tmp_path, cfg, env, k, k + rnd.randint(0, 4))
     r = run_cli([str(cfg)], cwd=tmp_path, env=env | {"KILLABLE_SESSION": "2"}, timeout=120)
     assert r.returncode == 0, r.stderr
     told = [tuple(map(int, ln.split())) for ln in (tmp_path / "tells").read_text().splitlines()]

@@ -2,9 +2,11 @@
 
 import signal
 import textwrap
+import time
 
-from emews.journal import read_journal
-from helpers import base_config, run_cli, run_cli_then_signal, write_config
+from emews.journal import JournalError, read_journal
+from helpers import STARTUP, WAIT, Gate, base_config, kill_env, reap, run_cli, run_cli_then_signal, start_cli, \
+    wait_until, write_config
 
 X_SPACE = {"x": {"type": "real", "low": 0.0, "high": 1.0}}
 
@@ -77,7 +79,7 @@ def test_objectives_may_start_processes(tmp_path):
 
 def test_sigterm_keeps_the_results(tmp_path):
     p = setup(tmp_path, objective="robust:slow", space={"x": {"type": "real", "low": 0.2, "high": 0.4}}, max_evals=1000)
-    code, err = run_cli_then_signal([str(p), "--out", str(tmp_path / "e")], tmp_path, signal.SIGTERM)
+    code, err = run_cli_then_signal([str(p), "--out", str(tmp_path / "e")], tmp_path, signal.SIGTERM, tmp_path / "e")
     assert code == 143, err
     assert "terminated (SIGTERM)" in err
     j = read_journal(tmp_path / "e")
@@ -88,21 +90,49 @@ def test_sigterm_keeps_the_results(tmp_path):
 
 
 def test_optimizer_failure_cancels_the_queue(tmp_path):
-    p = setup(tmp_path, objective="robust:slow", space={"x": {"type": "real", "low": 0.05, "high": 0.1}},
+    # 2 tasks pass the gate (their results make tell fail); the tasks started after them are
+    # held until the failure has cancelled the queue: the machine's speed cannot let more finish
+    gate = Gate(tmp_path / "gate")
+    gate.allow(2)
+    p = setup(tmp_path, objective="killable:slow", space={"x": {"type": "real", "low": 0.05, "high": 0.1}},
               optimizer="robust:FailsOnTell", max_evals=200)
-    r = run_cli([str(p), "--out", str(tmp_path / "e")], cwd=tmp_path, timeout=180)
-    assert r.returncode == 1 and "tell failed" in r.stderr
-    ev = read_journal(tmp_path / "e")["evals"]
+    out = tmp_path / "e"
+    proc = start_cli([str(p), "--out", str(out)], tmp_path, kill_env(tmp_path) | gate.env)
+    try:
+        def cancelled():
+            try:
+                return any(e["status"] == "cancelled" for e in read_journal(out)["evals"])
+            except JournalError:
+                return False
+
+        wait_until(cancelled, message="the queue cancelled after the optimizer failed", proc=proc)
+        gate.open()
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == 1 and "tell failed" in err, err
+    ev = read_journal(out)["evals"]
     done = [e for e in ev if e["status"] == "done"]
     assert 1 <= len(done) <= 4, "only the tasks already running finish"
+    # every task started finished, none started after the failure
+    assert len(done) == len(gate.started()), ([(e["task_id"], e["status"]) for e in ev[:8]], len(gate.started()))
     assert all(e["status"] in ("done", "cancelled") for e in ev)
 
 
 def test_after_max_time_the_optimizer_is_told_the_real_results(tmp_path):
-    p = setup(tmp_path, objective="robust:slow", space={"x": {"type": "constant", "value": 1.5}},
-              optimizer="robust:Counting", max_evals=100, max_time=0.5)
-    r = run_cli([str(p), "--out", str(tmp_path / "e")], cwd=tmp_path, timeout=180)
-    assert r.returncode == 0, r.stderr
+    # both tasks are held at the gate until max_time has passed (STARTUP s for them to start)
+    gate = Gate(tmp_path / "gate")
+    p = setup(tmp_path, objective="killable:slow", space={"x": {"type": "constant", "value": 1.5}},
+              optimizer="robust:Counting", max_evals=100, max_time=STARTUP)
+    proc = start_cli([str(p), "--out", str(tmp_path / "e")], tmp_path, kill_env(tmp_path) | gate.env)
+    try:
+        started = gate.wait_started(2, proc, before_limit=True)
+        wait_until(lambda: time.monotonic() > started[0] + STARTUP + 0.2, message="max_time to pass")
+        gate.open()
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0, err
     j = read_journal(tmp_path / "e")
     assert [e["status"] for e in j["evals"]] == ["done", "done"]
     assert j["optimizer_log"][-1] == {"done": 2}

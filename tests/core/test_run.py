@@ -4,12 +4,13 @@ import csv
 import json
 import sqlite3
 import textwrap
+import time
 
 import pytest
 import yaml
 
 from emews.journal import read_journal
-from helpers import ROOT, base_config, run_cli, write_config
+from helpers import STARTUP, WAIT, ROOT, Gate, base_config, kill_env, reap, run_cli, start_cli, wait_until, write_config
 
 USER_MODULE = textwrap.dedent('''
     import math, os, time
@@ -170,13 +171,26 @@ def test_async_mode_refills_workers_without_waiting(user_dir):
 
 
 def test_max_time_stops_new_tasks(user_dir):
-    cfg = base_config(user_dir, objective="usermod:slow", space={"x": {"type": "constant", "value": 1.0}},
-                      max_evals=1000, max_time=1.0)
-    r = run_cli([str(write_config(user_dir, cfg))], cwd=user_dir)
-    assert r.returncode == 0, r.stderr
+    # max_time leaves STARTUP s for the first tasks; the gate lets 4 through and holds the next
+    # one on each worker until max_time has passed, so nothing depends on the machine's speed
+    gate = Gate(user_dir / "gate")
+    gate.allow(4)
+    cfg = base_config(user_dir, objective="killable:slow", space={"x": {"type": "constant", "value": 1.0}},
+                      max_evals=1000, max_time=STARTUP)
+    proc = start_cli([str(write_config(user_dir, cfg))], user_dir, kill_env(user_dir) | gate.env)
+    try:
+        started = gate.wait_started(6, proc, before_limit=True)
+        # the run's clock started before its first task did: max_time has passed by then
+        wait_until(lambda: time.monotonic() > started[0] + STARTUP + 0.2, message="max_time to pass")
+        gate.open()
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0, err
     j = read_journal(user_dir / "runs" / "t")
     done = [e for e in j["evals"] if e["status"] == "done"]
     assert 4 <= len(done) <= 20
+    assert len(done) == 6 and len(gate.started()) == 6  # no task started after max_time
     assert "max_time" in j["meta"]["outcome"]
 
 

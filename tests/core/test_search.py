@@ -19,9 +19,15 @@ SCRIPT = textwrap.dedent('''
     def objective(params):                 # defined in __main__
         return (params["x"] - 1.0) ** 2 + (params["y"] + 2.0) ** 2
 
-    def make_closure(shift):
+    def make_closure(shift, meeting):
         def f(params):                     # a closure over `shift`
-            time.sleep(0.2)                # long enough for both workers to take tasks
+            # no task ends before both workers have checked in: both take tasks, however slow
+            # one of them is to start (a loaded machine); a lone worker gives up after 120 s
+            os.makedirs(meeting, exist_ok=True)
+            open(os.path.join(meeting, str(os.getpid())), "w").close()
+            end = time.monotonic() + 120
+            while len(os.listdir(meeting)) < 2 and time.monotonic() < end:
+                time.sleep(0.02)
             return {"loss": abs(params["x"] - shift), "pid": os.getpid()}
         return f
 
@@ -29,7 +35,8 @@ SCRIPT = textwrap.dedent('''
     if __name__ == "__main__":
         out = sys.argv[1]
         a = emews.search(objective, space, max_evals=30, workers=2, seed=1, output=out, experiment="plain")
-        b = emews.search(make_closure(2.5), space, optimizer="random", max_evals=20, workers=2, seed=1, output=out,
+        meeting = os.path.join(out, "meeting")
+        b = emews.search(make_closure(2.5, meeting), space, optimizer="random", max_evals=20, workers=2, seed=1, output=out,
                          experiment="closure")
         c = emews.search(lambda p: p["x"] ** 2, space, max_evals=6, workers=2, seed=1, output=out, experiment="lambda")
         print(json.dumps({"a": [len(a), a.count("done"), a.best["loss"]],
@@ -90,7 +97,7 @@ def test_ctrl_c_keeps_what_was_computed(tmp_path):
     (tmp_path / "slowmod.py").write_text("import time\ndef run(p):\n    time.sleep(0.3)\n    return p['x']\n")
     cfg = base_config(tmp_path, objective="slowmod:run", space={"x": {"type": "real", "low": 0, "high": 1}}, max_evals=1000)
     p = write_config(tmp_path, cfg)
-    code, err = run_cli_then_signal([str(p), "--out", str(tmp_path / "e")], tmp_path, signal.SIGINT)
+    code, err = run_cli_then_signal([str(p), "--out", str(tmp_path / "e")], tmp_path, signal.SIGINT, tmp_path / "e")
     assert code == 130, err
     ev = read_journal(tmp_path / "e")["evals"]
     done = [e for e in ev if e["status"] == "done"]

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import io
+import math
 import time
 
 import pytest
-from helpers import finished_rows, kill_env, run_cli, write_config
+from helpers import (
+    STARTUP,
+    WAIT,
+    Gate,
+    finished_rows,
+    kill_env,
+    reap,
+    run_cli,
+    start_cli,
+    wait_until,
+    write_config,
+)
 
 from emews._progress import Progress, format_duration
 from emews.config import parse_deadline
@@ -22,21 +34,36 @@ def _config(tmp_path, t, max_evals, **more):
 
 
 def test_slurm_end_time_stops_new_tasks_before_it(tmp_path):
-    cfg = _config(tmp_path, 0.2, 200, stop_margin=2.0, kill_margin=0.5)
-    end = time.time() + 4.0
-    env = kill_env(tmp_path) | {"SLURM_JOB_END_TIME": str(int(end))}
-    r = run_cli([str(cfg)], cwd=tmp_path, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "Slurm job end (SLURM_JOB_END_TIME)" in r.stderr
-    assert "stopped early" in r.stdout and "run the same command again to resume" in r.stdout
+    # The stop comes STARTUP s after the launch (time for a loaded machine to start tasks); the
+    # gate lets 3 tasks through and holds the next one on each worker until the stop has passed,
+    # so the run cannot end, nor start a task late, because of the machine's speed. The margin
+    # before the end is long: the held tasks finish well before the kill_margin.
+    stop_margin = 100.0
+    cfg = _config(tmp_path, 0.0, 200, stop_margin=stop_margin, kill_margin=0.5)
+    gate = Gate(tmp_path / "gate")
+    gate.allow(3)
+    end = int(time.time() + STARTUP + stop_margin) + 1
+    env = kill_env(tmp_path) | gate.env | {"SLURM_JOB_END_TIME": str(end)}
+    proc = start_cli([str(cfg)], tmp_path, env)
+    try:
+        gate.wait_started(5, proc, before_limit=True)  # 3 let through, then one held on each worker
+        wait_until(lambda: time.time() > end - stop_margin + 0.5, message="the stop time (end - stop_margin)")
+        gate.open()
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0, err
+    assert "Slurm job end (SLURM_JOB_END_TIME)" in err
+    assert "stopped early" in out and "run the same command again to resume" in out
     j = read_journal(tmp_path / "runs" / "w")
-    assert j["meta"]["outcome"].startswith("Slurm job end (SLURM_JOB_END_TIME) near: stopped 2 s before it")
+    assert j["meta"]["outcome"].startswith("Slurm job end (SLURM_JOB_END_TIME) near: stopped 100 s before it")
     starts = [e["start"] for e in j["evals"] if e["start"] is not None]
-    assert starts and max(starts) <= int(end) - 2.0 + 0.3  # nothing started inside the margin
+    assert starts and max(starts) <= end - stop_margin + 0.3  # nothing started inside the margin
     # every started task could finish; those queued (random search keeps some) were cancelled
     assert all(e["status"] == ("done" if e["start"] is not None else "cancelled") for e in j["evals"])
     n = sum(e["status"] == "done" for e in j["evals"])
     assert 0 < n < 200
+    assert n == 5  # the 3 let through and the 2 held: none started after the stop
     # the next job (no deadline now) resumes where this one stopped
     r = run_cli([str(cfg), "--set", "max_evals=" + str(n + 4)], cwd=tmp_path, env=kill_env(tmp_path))
     assert r.returncode == 0 and f"{n} of {n + 4} evaluations finished earlier" in r.stderr, r.stderr
@@ -44,13 +71,21 @@ def test_slurm_end_time_stops_new_tasks_before_it(tmp_path):
 
 
 def test_running_tasks_are_cancelled_before_the_deadline_and_rerun_on_resume(tmp_path):
-    cfg = _config(tmp_path, 2.5, 2, stop_margin=1.5, kill_margin=1.0)
-    t0 = time.monotonic()
-    r = run_cli([str(cfg), "--deadline", "+2"], cwd=tmp_path, env=kill_env(tmp_path))
-    took = time.monotonic() - t0
-    assert r.returncode == 0, r.stderr
-    assert "2 running task(s) cancelled 1 s before the deadline; a resume runs them again" in r.stderr
-    assert took < 2.5 + 2  # did not wait for the 2.5 s tasks (start-up included)
+    # The gate holds both tasks for ever: they are running when the kill_margin comes, however
+    # slow the machine; the deadline leaves STARTUP s for them to start.
+    cfg = _config(tmp_path, 0.0, 2, stop_margin=1.5, kill_margin=1.0)
+    gate = Gate(tmp_path / "gate")
+    lead = math.ceil(STARTUP + 1.5)
+    proc = start_cli([str(cfg), "--deadline", f"+{lead}"], tmp_path, kill_env(tmp_path) | gate.env)
+    try:
+        gate.wait_started(2, proc, before_limit=True)
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0, err
+    assert "2 running task(s) cancelled 1 s before the deadline; a resume runs them again" in err
+    # did not wait for its tasks: the gate never let them through, and they would wait for ever
+    assert not list(gate.dir.glob("used-*")) and not (gate.dir / "open").exists()
     j = read_journal(tmp_path / "runs" / "w")
     assert sorted(e["status"] for e in j["evals"]) == ["cancelled", "cancelled"]
     assert not (tmp_path / "evals.log").exists()  # nothing was evaluated to the end
@@ -126,15 +161,18 @@ def test_worker_killed_mid_task_is_replaced_and_the_task_retried_or_failed(tmp_p
     import sys
 
     cfg = _config(tmp_path, 1.0, 4, runner={"retries": retries})
-    env = kill_env(tmp_path) | {"KILLABLE_PIDS": str(tmp_path / "pids")}
+    gate = Gate(tmp_path / "gate")  # closed: the first tasks are held, mid-task, until the kill
+    env = kill_env(tmp_path) | gate.env | {"KILLABLE_PIDS": str(tmp_path / "pids")}
     proc = subprocess.Popen([sys.executable, "-m", "emews.run", str(cfg)], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    end = time.monotonic() + 60
-    while not (tmp_path / "pids").exists() or not (tmp_path / "pids").read_text().strip():
-        assert time.monotonic() < end and proc.poll() is None
-        time.sleep(0.05)
-    victim = int((tmp_path / "pids").read_text().split()[0])
+    gate.wait_started(1, proc)
+    victim = int((tmp_path / "pids").read_text().split()[0])  # its pid is written before the gate
     os.kill(victim, signal.SIGKILL)  # the worker process, in the middle of its task
+    # the other worker stays held until the dead one's replacement has taken a task (it writes
+    # its pid first): a slow start cannot leave all the work to the survivor
+    wait_until(lambda: len(set((tmp_path / "pids").read_text().split())) >= 3,
+               message="a new worker in the dead one's place to take a task", proc=proc)
+    gate.open()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     rows = read_journal(tmp_path / "runs" / "w")["evals"]

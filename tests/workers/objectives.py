@@ -26,6 +26,18 @@ def where(params: dict) -> dict:
             "cvd": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
+def where_all(params: dict) -> dict:
+    """:func:`where`, once ``params["n"]`` worker processes have checked in to ``params["dir"]``:
+    every worker gets work however slow one is to start (a lone one gives up after 120 s)."""
+    meeting = Path(params["dir"], "meeting")
+    meeting.mkdir(parents=True, exist_ok=True)
+    (meeting / str(os.getpid())).touch()
+    end = time.monotonic() + 120
+    while len(os.listdir(meeting)) < params["n"] and time.monotonic() < end:
+        time.sleep(0.02)
+    return where(params)
+
+
 def crashy(params: dict) -> dict:
     """i % 4 == 1: segfault; i % 4 == 2: os._exit(7); else fine (run it isolated)."""
     i = params["i"]

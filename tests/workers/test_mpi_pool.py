@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import STARTUP
 from mpirun import HERE, ROOT, config, journal, mpiexec, run
 
 pytestmark = pytest.mark.mpi
@@ -43,8 +44,11 @@ def _group_members(pgid: int) -> list[int]:
 
 @pytest.mark.parametrize("n, pool", [(1, "mpi"), (3, "auto"), (5, "mpi")])
 def test_runs_on_1_3_and_5_ranks(tmp_path, n, pool):
-    cfg = config(tmp_path, pool=pool, optimizer="objectives:Probe", workers=2,
-                 space={"i": {"type": "int", "low": 0, "high": 1000}, "sleep": {"type": "constant", "value": 0.02}})
+    # no task ends before every worker has checked in: each gets work, however slow to start
+    cfg = config(tmp_path, pool=pool, optimizer="objectives:Probe", workers=2, objective="objectives:where_all",
+                 space={"i": {"type": "int", "low": 0, "high": 1000}, "sleep": {"type": "constant", "value": 0.02},
+                        "dir": {"type": "constant", "value": str(tmp_path)},
+                        "n": {"type": "constant", "value": 2 if n == 1 else n - 1}})
     p, out = run(n, cfg, tmp_path)
     assert p.returncode == 0, p.stderr
     j = journal(out)
@@ -102,15 +106,16 @@ def test_isolated_crashes_are_failed_results(tmp_path):
 
 
 def test_hanging_task_is_killed_with_its_process_group(tmp_path):
-    cfg = config(tmp_path, objective="objectives:hang", runner={"type": "isolated", "timeout": 1.5, "kill_grace": 0.5},
+    # the timeout leaves a loaded machine time to start every child (i = 1..3 must finish in it)
+    cfg = config(tmp_path, objective="objectives:hang", runner={"type": "isolated", "timeout": STARTUP, "kill_grace": 0.5},
                  max_evals=4, optimizer={"name": "grid", "settings": {"points": 4}},
                  space={"i": {"type": "int", "low": 0, "high": 3}, "dir": {"type": "constant", "value": str(tmp_path)}})
     t0 = time.monotonic()
     p, out = run(3, cfg, tmp_path)
     assert p.returncode == 0, p.stderr
-    assert time.monotonic() - t0 < 60
+    assert time.monotonic() - t0 < STARTUP + 60  # did not wait for the 300 s hang
     rows = {e["params"]["i"]: e for e in journal(out)["evals"]}
-    assert rows[0]["status"] == "timeout" and "timed out after 1.5 s" in rows[0]["error"], rows[0]
+    assert rows[0]["status"] == "timeout" and f"timed out after {STARTUP:g} s" in rows[0]["error"], rows[0]
     assert "SIGTERM" in rows[0]["error"]
     assert all(rows[i]["status"] == "done" for i in (1, 2, 3))
     child, grandchild, pgid = map(int, (tmp_path / "pids").read_text().split())

@@ -4,10 +4,9 @@ resume it under mpiexec, and check the journal holds every evaluation exactly on
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
-from helpers import kill_and_resume, write_config
+from helpers import kill_and_resume, kill_rng, write_config
 from mpirun import mpiexec_argv
 
 
@@ -16,11 +15,8 @@ def test_sigkill_rank0_then_resume_mpi(tmp_path, optimizer):
     cfg = {"experiment": "k", "objective": "killable:slow", "optimizer": optimizer,
            "space": {"x0": {"type": "real", "low": -1, "high": 1}, "x1": {"type": "real", "low": -1, "high": 1}},
            "max_evals": 30, "seed": 2, "pool": "mpi", "output": str(tmp_path / "runs"), "report": False}
-    seed = random.randrange(10**6)
-    try:
-        before, finals = kill_and_resume(tmp_path, write_config(tmp_path, cfg), 30, 2, random.Random(seed),
-                                         launcher=(*mpiexec_argv(), "-n", "3"))
-    except AssertionError as e:
-        raise AssertionError(f"{e} (kill point seed {seed})") from e
+    # the kill point's seed and the point are printed (EMEWS_TEST_SEED replays them)
+    before, finals = kill_and_resume(tmp_path, write_config(tmp_path, cfg), 30, 2, kill_rng(),
+                                     launcher=(*mpiexec_argv(), "-n", "3"))
     meta_pools = {json.dumps(r["worker"]) for r in finals}
     assert meta_pools <= {"1", "2"}  # evaluated on the worker ranks, in both sessions

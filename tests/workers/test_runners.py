@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import STARTUP, wait_until
 
 from emews import ConfigError, parse_config, run_config
 from emews.journal import read_journal
@@ -62,13 +63,27 @@ def test_isolated_crash_exit_and_timeout_on_the_local_pool(tmp_path):
     assert {e["worker"] for e in evals} <= {0, 1}
 
 
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def test_isolated_timeout(tmp_path):
-    evals = _run(tmp_path, objective="objectives:hang", runner={"type": "isolated", "timeout": 0.5, "kill_grace": 0.2},
+    # i == 0 hangs for ever; the timeout is long enough for a loaded machine to start both
+    # children (i == 1 must finish within it), so only the hanging one can time out
+    evals = _run(tmp_path, objective="objectives:hang",
+                 runner={"type": "isolated", "timeout": STARTUP, "kill_grace": 0.2},
                  optimizer={"name": "grid", "settings": {"points": 2}}, max_evals=2,
                  space={"i": {"type": "int", "low": 0, "high": 1}, "dir": {"type": "constant", "value": str(tmp_path)}})
     by_i = {e["params"]["i"]: e for e in evals}
-    assert by_i[0]["status"] == "timeout" and "timed out after 0.5 s" in by_i[0]["error"]
+    assert by_i[0]["status"] == "timeout" and f"timed out after {STARTUP:g} s" in by_i[0]["error"]
     assert by_i[1]["status"] == "done"
+    # the hanging child had started (it wrote its pids) and was killed with its process group
+    child, grandchild, _ = map(int, (tmp_path / "pids").read_text().split())
+    wait_until(lambda: _gone(child) and _gone(grandchild), timeout=30, message="the timed-out task's processes to end")
 
 
 # -- command -----------------------------------------------------------------------------------
