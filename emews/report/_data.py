@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from ..journal import final_attempts
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..results import Results
+#: an :class:`emews.results.Results` (not imported here: ``emews.results`` calls into this package)
+Results = Any
 
 #: statuses of an attempt that has not finished (yet, or ever: a killed run)
 ACTIVE = ("queued", "running")

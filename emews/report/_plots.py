@@ -13,13 +13,11 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _data
-from ._data import FAILURES
+from ._data import FAILURES, Results
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..results import Results
 
 #: dots per inch of the written PNGs (small files: about 900 × 400 pixels each)
 DPI = 90

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import _data
+from ._data import Results
 from ._plots import plot_load, plot_params, plot_trajectory, require_matplotlib
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..results import Results
 
 __all__ = ["PLOTS", "summary_text", "write_report"]
 
