@@ -194,7 +194,7 @@ def run(workers: int, kind: str, tasks: int, seed: int, timeout: float, tmp: Pat
     seen = sampler.seen
     rank0 = [i for i in seen.values() if i["rank"] == 0 and "child_of" not in i]
     rank0_pids = {pid for pid, i in seen.items() if i["rank"] == 0 and "child_of" not in i}
-    opt = [i for i in seen.values() if i.get("child_of") in rank0_pids]
+    opt = [i for i in seen.values() if i.get("child_of") in rank0_pids and "spawn_main" in i["cmd"]]
     wk = [i for i in seen.values() if i["rank"] not in (None, 0) and "child_of" not in i]
     n = d["evaluations"]
     return {
