@@ -95,6 +95,9 @@ RESULT_FLUSH = 0.05
 #: ...unless flushes are slow (thousands of results a second, a slow disk): then they are
 #: spaced by this many times the last flush's cost, so journaling stays ~10% of the driver's time
 FLUSH_SPACING = 10.0
+#: the longest finished results are held back from an optimizer that still has proposals
+#: queued (see :meth:`Driver._tell`)
+TELL_WAIT = 0.05
 
 
 class Driver:
@@ -130,6 +133,8 @@ class Driver:
         self.interrupted = False
         self._cancel_running = False  # the deadline is too close for running tasks to finish
         self._results_due = False  # finished results not yet flushed
+        self._untold: list[Result] = []  # finished results held back from the optimizer (_tell)
+        self._untold_since = 0.0  # when the oldest of them came (clock.monotonic)
         self._failures: dict[int, int] = {}  # task id -> failed or timed-out attempts (against retries)
         self._sessions: list[dict] = []  # the journal's sessions, this one last
         self._results: Results | None = None  # the journal as read back once the run is over
@@ -248,6 +253,8 @@ class Driver:
                             self.waiting.appendleft(task)
                             break
                         self.journal.running(task.id, task.attempt, worker, self.clock.time())
+                if self._untold:
+                    self._tell(opt, [])
                 if self._over():
                     break
                 timeout = 1.0
@@ -258,6 +265,8 @@ class Driver:
                     timeout = max(0.0, min(timeout, kill_at - now_m))
                 if self._results_due:
                     timeout = max(0.0, min(timeout, self.journal.since_flush_left(self._flush_interval())))
+                if self._untold:
+                    timeout = max(0.0, min(timeout, self._untold_since + TELL_WAIT - now_m))
                 extra = [] if self.optimizer_done or self.optimizer_error else [opt.conn]
                 if self.clock.simulated:  # may it skip to the next completion, and how far at most
                     self.clock.may_jump = self._only_completions_can_come(opt, extra)
@@ -323,8 +332,38 @@ class Driver:
                 or bool(self.optimizer_error) or self.accepted >= self.s.max_evals)
 
     def _send_results(self, opt: OptimizerProcess, results: list[Result]) -> None:
+        if self._untold:  # results held back by _tell go first, in the order they came
+            results, self._untold = self._untold + list(results), []
         self._opt_waiting = False  # it has something to think about now
         opt.send(wire.results(results))
+
+    def _tell(self, opt: OptimizerProcess, results: list[Result]) -> None:
+        """Give finished results to the optimizer, or hold them back for a moment while it
+        has enough proposals queued here that the workers do not need it yet.
+
+        Each message wakes the optimizer process, which then sends its next proposals and
+        wakes the driver: two process switches and the optimizer's own work per message.
+        On a busy machine, one message per result cost more than half the dispatch rate
+        (``benchmarks/perf/dispatch_mpi.py`` under load). So results are held while the
+        queued proposals outnumber, beyond one per worker, the results held; for at most
+        ``TELL_WAIT`` seconds; never after a stop nor on a simulated clock (whose jumps
+        assume the optimizer has been told everything). An optimizer that proposes only
+        for free workers (``lookahead = 0``, e.g. ``mbo``) has nothing queued here: its
+        results go at once.
+        """
+        if results and not self._untold:
+            self._untold_since = self.clock.monotonic()
+        self._untold.extend(results)
+        if not self._untold:
+            return
+        if self.optimizer_done or self.optimizer_error:
+            self._untold.clear()
+            return
+        hold = (not self.clock.simulated and self.stop is None
+                and len(self._untold) < len(self.waiting) - self.pool.size
+                and self.clock.monotonic() - self._untold_since < TELL_WAIT)
+        if not hold:
+            self._send_results(opt, [])
 
     # -- a resume with nothing to do (it must not count as a session nor redraw the report)
     def _nothing_to_resume(self) -> bool:
@@ -461,7 +500,7 @@ class Driver:
         self._results_due = True
         self._flush_results()
         if to_optimizer and not (self.optimizer_done or self.optimizer_error):
-            self._send_results(opt, to_optimizer)
+            self._tell(opt, to_optimizer)
         if self.finished >= self.s.max_evals and self.stop is None:
             self._stop(Stop(StopReason.MAX_EVALS, "max_evals reached"), opt)
 
@@ -488,7 +527,7 @@ class Driver:
         """No new tasks start; queued ones are cancelled; running ones finish."""
         self.stop = stop
         cancelled = self._cancel_waiting(str(stop))
-        if cancelled:
+        if cancelled or self._untold:
             self._send_results(opt, cancelled)
         opt.send(wire.stop(str(stop)))
 
@@ -505,7 +544,7 @@ class Driver:
                 self.journal.finished(r)
             if opt is not None:
                 # every id the optimizer put gets a final result, so it never waits for one
-                if cancelled or leftovers:
+                if cancelled or leftovers or self._untold:
                     self._send_results(opt, cancelled + leftovers)
                 opt.send(wire.stop(str(self.stop or "finished")))
                 self._drain_optimizer(opt, timeout=1.0 if kill else 10.0)
