@@ -242,7 +242,7 @@ class CommandRunner:
         """``<workdir>/<task_id>`` for the first attempt, ``<task_id>-<attempt>`` for retries."""
         return self.workdir / (str(task.id) if task.attempt == 0 else f"{task.id}-{task.attempt}")
 
-    def run(self, task: Task) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
         start = time.time()
         status, loss, metrics, error = self._run(task)
         return status, loss, metrics, error, start, time.time()

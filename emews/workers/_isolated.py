@@ -74,7 +74,7 @@ class IsolatedRunner:
         self.kill_grace = float(spec.get("kill_grace") if spec.get("kill_grace") is not None else DEFAULT_KILL_GRACE)
         self.env = _procs.child_env(spec.get("env"), gpu)
 
-    def run(self, task: Task) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
         start = time.time()
         payload = pickle.dumps({"objective": self.objective, "params": dict(task.params), "path": list(sys.path)})
         read_fd, write_fd = os.pipe()

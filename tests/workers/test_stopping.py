@@ -1,0 +1,164 @@
+"""Early stopping wired through emews: runners report, the driver decides, the journal records."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import emews
+from emews import ConfigError, parse_config, run_config
+from emews.journal import read_journal
+from emews.stoppers import ASHA
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import curve_objectives as co  # noqa: E402
+
+SPACE = {"x": {"type": "categorical", "values": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6]}}
+ASHA_SPEC = {"name": "asha", "min_resource": 1, "max_resource": 9, "reduction_factor": 3}
+
+
+def _cfg(tmp_path: Path, **changes) -> dict:
+    raw = {
+        "experiment": "s",
+        "objective": "curve_objectives:with_trial",
+        "space": SPACE,
+        "optimizer": {"name": "grid", "settings": {}},
+        "max_evals": 9,
+        "workers": 1,
+        "seed": 1,
+        "output": str(tmp_path / "runs"),
+        "stopper": ASHA_SPEC,
+    }
+    raw.update(changes)
+    return raw
+
+
+def _run(tmp_path: Path, **changes):
+    cfg = parse_config(_cfg(tmp_path, **changes), "test.yaml", base_dir=HERE)
+    res = run_config(cfg)
+    return res, read_journal(res.directory)
+
+
+def expected_asha(order: list[float]) -> dict[float, int | None]:
+    """What ASHA decides for tasks reporting co.curve in this order, one after another
+    (workers: 1): {x: the step it was stopped at, None when it ran to the end}."""
+    s = ASHA(**{k: v for k, v in ASHA_SPEC.items() if k != "name"})
+    out = {}
+    for i, x in enumerate(order):
+        out[x] = None
+        for step in range(1, co.EPOCHS + 1):
+            if s.report(i, step, co.curve(x, step)):
+                out[x] = step
+                break
+        s.finished(i, "stopped" if out[x] else "done", out[x] or co.EPOCHS, co.curve(x, out[x] or co.EPOCHS))
+    return out
+
+
+def _outcomes(journal: dict) -> dict[float, int | None]:
+    return {e["params"]["x"]: (e["metrics"]["step"] if e["status"] == "stopped" else None) for e in journal["evals"]}
+
+
+def _order(journal: dict) -> list[float]:
+    return [e["params"]["x"] for e in sorted(journal["evals"], key=lambda e: e["start"])]
+
+
+@pytest.mark.parametrize("objective", ["curve_objectives:with_trial", "curve_objectives:with_raise"])
+def test_python_runner_asha_one_worker_exact(tmp_path, objective):
+    res, j = _run(tmp_path, objective=objective)
+    want = expected_asha(_order(j))
+    assert _outcomes(j) == want
+    assert any(v is not None for v in want.values()) and any(v is None for v in want.values())
+    for e in j["evals"]:
+        x = e["params"]["x"]
+        reps = [r for r in j["reports"] if r["task_id"] == e["task_id"]]
+        if e["status"] == "stopped":
+            step = e["metrics"]["step"]
+            assert e["loss"] == pytest.approx(co.curve(x, step))  # the last judged report's loss
+            assert reps[-1]["step"] == step and reps[-1]["stop"] is True  # nothing reported past the decision
+            assert step in (1, 3)  # ASHA stops at a rung
+        else:
+            assert e["status"] == "done" and [r["step"] for r in reps] == list(range(1, co.EPOCHS + 1))
+            assert not any(r["stop"] for r in reps)
+        assert all(r["loss"] == pytest.approx(co.curve(x, r["step"])) for r in reps)
+    # results.csv carries the status and the step; report.json the epochs saved
+    rows = list(csv.DictReader(open(res.directory / "results.csv")))
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    assert stopped and all(r["step"] for r in stopped)
+    rep = json.loads((res.directory / "report.json").read_text())
+    used = len(j["reports"])
+    assert rep["stopping"]["stopped"] == len(stopped)
+    assert rep["stopping"]["epochs_used"] == used
+    assert rep["stopping"]["epochs_saved"] == 9 * co.EPOCHS - used > 0
+    assert res.count("stopped") == len(stopped) and res.count("failed") == 0
+
+
+def test_no_stopper_runs_everything_and_journals_reports(tmp_path):
+    res, j = _run(tmp_path, stopper=None)
+    assert all(e["status"] == "done" for e in j["evals"])
+    assert len(j["reports"]) == 9 * co.EPOCHS
+
+
+def test_objective_without_trial_keeps_working(tmp_path):
+    _, j = _run(tmp_path, objective="curve_objectives:plain")
+    assert all(e["status"] == "done" for e in j["evals"]) and j["reports"] == []
+
+
+def test_search_api_takes_a_stopper_and_two_workers_keep_the_invariants(tmp_path):
+    res = emews.search("curve_objectives:with_trial", SPACE, optimizer="grid", max_evals=9, workers=2,
+                       output=tmp_path, stopper=ASHA_SPEC, report=False)
+    j = read_journal(res.directory)
+    used = len(j["reports"])
+    assert used < 9 * co.EPOCHS
+    for e in j["evals"]:
+        reps = [r for r in j["reports"] if r["task_id"] == e["task_id"]]
+        decided = [r["step"] for r in reps if r["stop"]]
+        if e["status"] == "stopped":
+            assert e["metrics"]["step"] in (1, 3) and decided and decided[0] == e["metrics"]["step"]
+            assert reps[-1]["step"] <= decided[0] + 1  # no report past a stop decision + 1 step
+        else:
+            assert e["status"] == "done" and not decided
+
+
+def test_resident_optimizer_stops_a_task_itself(tmp_path):
+    res, j = _run(tmp_path, objective="curve_objectives:stopped_by_optimizer", stopper=None, max_evals=1,
+                  optimizer="curve_objectives:stop_first", space={"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    [e] = j["evals"]
+    assert e["status"] == "stopped" and "stopped early" in e["error"]
+    # the stop may reach the worker before its first report (then it has no step and no loss)
+    if e["metrics"]["step"] is None:
+        assert e["loss"] is None
+    else:
+        assert e["metrics"]["step"] >= 1 and e["loss"] == pytest.approx(1.5)
+
+
+def test_bad_reports_warn_and_never_crash(tmp_path, caplog):
+    res, j = _run(tmp_path, objective="curve_objectives:bad_reports", max_evals=2)
+    assert all(e["status"] == "done" and e["loss"] == 0.4 for e in j["evals"])
+    assert [r["step"] for r in j["reports"] if r["task_id"] == j["evals"][0]["task_id"]] == [1, 2, 1, 4]
+    assert any(r["loss"] is None for r in j["reports"])  # the NaN, journaled as NULL
+    text = caplog.text
+    assert "counted as the worst value" in text and "steps must grow" in text
+
+
+@pytest.mark.parametrize("spec, key, words", [
+    ({"name": "asha", "min_resourse": 1}, "stopper.min_resourse", "did you mean 'min_resource'"),
+    ({"name": "asha", "min_resource": 30, "max_resource": 27}, "stopper", "30"),
+    ({"name": "ashha"}, "stopper.name", "did you mean 'asha'"),
+])
+def test_bad_stopper_settings_are_config_errors(tmp_path, spec, key, words):
+    with pytest.raises(ConfigError) as e:
+        parse_config(_cfg(tmp_path, stopper=spec), "test.yaml", base_dir=HERE)
+    assert e.value.key is not None and e.value.key.startswith(key) and words in str(e.value)
+    assert "test.yaml" in str(e.value)
+
+
+def test_trial_handle_outside_a_task():
+    assert emews.report_step(1, 0.5) is False
+    assert emews.current_trial() is None
