@@ -162,3 +162,58 @@ def test_bad_stopper_settings_are_config_errors(tmp_path, spec, key, words):
 def test_trial_handle_outside_a_task():
     assert emews.report_step(1, 0.5) is False
     assert emews.current_trial() is None
+
+
+# -- resume: the stopper is rebuilt from the journal's reports ------------------------------------
+def test_resume_after_sigkill_rebuilds_the_stopper(tmp_path):
+    """SIGKILL the run while the fifth task is running (before its first report); the resumed
+    run decides exactly what an uninterrupted run decides (workers: 1)."""
+    import os
+    import signal
+    import time
+
+    from helpers import kill_env, run_cli, start_cli, write_config
+
+    def ended(out: Path) -> int:
+        try:
+            return sum(e["status"] in ("done", "stopped") for e in read_journal(out)["evals"])
+        except Exception:  # noqa: BLE001 - not created yet
+            return 0
+
+    def config(out: str) -> Path:
+        raw = _cfg(tmp_path, objective="curve_objectives:blocks_once", output=str(tmp_path / out))
+        return write_config(tmp_path, raw, f"{out}.yaml")
+
+    env = kill_env(tmp_path) | {"PYTHONPATH": os.pathsep.join([str(HERE), kill_env(tmp_path)["PYTHONPATH"]])}
+    marker = tmp_path / "marker"
+    # the uninterrupted run (the marker exists: nothing blocks)
+    marker.write_text("")
+    r = run_cli([str(config("straight"))], cwd=tmp_path, env=env | {"EMEWS_TEST_MARKER": str(marker),
+                                                                    "EMEWS_TEST_BLOCK_X": "-1"})
+    assert r.returncode == 0, r.stderr
+    straight = read_journal(tmp_path / "straight" / "s")
+    order = _order(straight)
+    marker.unlink()
+    env |= {"EMEWS_TEST_MARKER": str(marker), "EMEWS_TEST_BLOCK_X": repr(order[4])}
+    cfg = config("killed")
+    out = tmp_path / "killed" / "s"
+    proc = start_cli([str(cfg)], tmp_path, env)
+    try:
+        end = time.monotonic() + 240
+        while not (marker.exists() and marker.read_text() and ended(out) >= 4):
+            assert time.monotonic() < end and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    before = read_journal(out)
+    assert len({r["task_id"] for r in before["reports"]}) == 4  # the reports of the first session
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
+    resumed = read_journal(out)
+    assert _outcomes(resumed) == _outcomes(straight)
+    assert any(v is not None for v in _outcomes(resumed).values())
+    rerun = [e for e in resumed["evals"] if e["params"]["x"] == order[4]]
+    assert [e["attempt"] for e in rerun] == [0, 1] and rerun[0]["status"] == "cancelled"
