@@ -59,7 +59,8 @@ _TOP_KEYS = {
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
     "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper",
 }
-_RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace"}
+_RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
+                "report_pattern", "report_file"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
 _OPT_KEYS = {"name", "settings"}
 
@@ -319,7 +320,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError(f"must be a number of seconds >= 0, got {grace!r}", source, "runner.kill_grace")
     if grace is not None and runner["type"] == "python":
         raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
-    for key in ("command", "result_file", "pattern", "workdir"):
+    for key in ("command", "result_file", "pattern", "workdir", "report_pattern", "report_file"):
         if runner_raw.get(key) is not None and runner["type"] != "command":
             raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r})", source, f"runner.{key}")
     from .workers._command import check_env

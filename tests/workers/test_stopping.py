@@ -217,3 +217,47 @@ def test_resume_after_sigkill_rebuilds_the_stopper(tmp_path):
     assert any(v is not None for v in _outcomes(resumed).values())
     rerun = [e for e in resumed["evals"] if e["params"]["x"] == order[4]]
     assert [e["attempt"] for e in rerun] == [0, 1] and rerun[0]["status"] == "cancelled"
+
+
+# -- command runner: reports from the program's output lines ---------------------------------------
+@pytest.mark.parametrize("where", ["stdout", "report_file"])
+def test_command_runner_reports_from_lines_and_a_stop_kills_the_group(tmp_path, where):
+    order = SPACE["x"]["values"]  # the grid's order (categorical values as given)
+    want = expected_asha(order)
+    hang = ",".join(f"{x!r}:{s}" for x, s in want.items() if s is not None)
+    argv = ["{python}", "{config_dir}/train_epochs.py", "{params_file}"]
+    runner = {"type": "command", "command": argv, "timeout": 300, "kill_grace": 1, "env": {"HANG_AT": hang},
+              "report_pattern": r"epoch (?P<step>\d+) train_loss: (?P<train_loss>\S+) val_loss: (?P<loss>\S+)"}
+    if where == "report_file":
+        runner["command"] = argv + ["progress.log"]
+        runner["report_file"] = "progress.log"
+    raw = _cfg(tmp_path, runner=runner)
+    raw.pop("objective")
+    res = run_config(parse_config(raw, "test.yaml", base_dir=HERE))
+    j = read_journal(res.directory)
+    assert _order(j) == order
+    assert _outcomes(j) == want  # a stopped one hangs after its stop step: only the kill ends it
+    for e in j["evals"]:
+        if e["status"] == "stopped":
+            assert "process group was killed" in e["error"]
+            assert e["loss"] == pytest.approx(co.curve(e["params"]["x"], e["metrics"]["step"]))
+        else:
+            assert e["status"] == "done" and e["loss"] == pytest.approx(co.curve(e["params"]["x"], co.EPOCHS))
+    reps = [r for r in j["reports"] if r["task_id"] == j["evals"][0]["task_id"]]
+    assert [r["step"] for r in reps] == list(range(1, co.EPOCHS + 1))
+    assert reps[0]["metrics"]["train_loss"] == pytest.approx(1.1 * co.curve(0.5, 1), rel=1e-5)
+
+
+@pytest.mark.parametrize("pattern, words", [
+    (r"epoch (\d+)", "has no group for the loss"),
+    (r"epoch (?P<step>\d+) val_loss: (\S+)", "has no group for"),
+    (r"epoch (\d+", "invalid regular expression"),
+])
+def test_command_report_pattern_errors_name_key_and_value(tmp_path, pattern, words):
+    runner = {"type": "command", "command": ["{python}", "{config_dir}/train_epochs.py", "{params_file}"],
+              "report_pattern": pattern}
+    raw = _cfg(tmp_path, runner=runner)
+    raw.pop("objective")
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw, "test.yaml", base_dir=HERE)
+    assert e.value.key == "runner.report_pattern" and words in str(e.value) and repr(pattern) in str(e.value)
