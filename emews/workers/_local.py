@@ -80,6 +80,22 @@ class PipeChannel:
         self.outstanding += 1
         return False
 
+    def send_wait(self, step: float, loss: float, metrics: dict) -> bool:
+        """Send a report and wait for its own answer (a relay: the isolated runner's worker,
+        whose child goes on training meanwhile); True: stop."""
+        if self.send(step, loss, metrics):
+            return True
+        try:
+            while self.outstanding > 0 and not self.stop:
+                self._read(block=True)
+        except (EOFError, OSError):
+            return False
+        return self.stop
+
+    def fileno(self) -> int:
+        """The pipe's descriptor: readable when an answer or a stop has come."""
+        return self.conn.fileno()
+
     def stop_requested(self) -> bool:
         try:
             self._read(block=False)

@@ -69,9 +69,11 @@ def _order(journal: dict) -> list[float]:
     return [e["params"]["x"] for e in sorted(journal["evals"], key=lambda e: e["start"])]
 
 
-@pytest.mark.parametrize("objective", ["curve_objectives:with_trial", "curve_objectives:with_raise"])
-def test_python_runner_asha_one_worker_exact(tmp_path, objective):
-    res, j = _run(tmp_path, objective=objective)
+@pytest.mark.parametrize("objective, runner", [
+    ("curve_objectives:with_trial", "python"), ("curve_objectives:with_raise", "python"),
+    ("curve_objectives:with_trial", "isolated"), ("curve_objectives:with_raise", "isolated")])
+def test_python_and_isolated_runners_asha_one_worker_exact(tmp_path, objective, runner):
+    res, j = _run(tmp_path, objective=objective, runner={"type": runner})
     want = expected_asha(_order(j))
     assert _outcomes(j) == want
     assert any(v is not None for v in want.values()) and any(v is None for v in want.values())
