@@ -80,3 +80,23 @@ def stop_first(queues, space, seed=None):
     [tid] = queues.put([{"x": 0.5}])
     queues.stop(tid)
     return queues.get()
+
+
+def ranks_trial(params: dict, trial, comm=None) -> dict:
+    """A multi-rank task: every rank reports (only the leader's reports reach the driver), the
+    ranks agree on a stop each step (as a training loop's allreduce would), and each appends
+    ``task rank last_step`` to ``$EMEWS_TEST_STOPS``."""
+    from mpi4py import MPI
+
+    loss, step = None, 0
+    for step in range(1, EPOCHS + 1):
+        loss = curve(params["x"], step)
+        stop = trial.report(step, loss)
+        if comm is not None:
+            stop = comm.allreduce(stop, op=MPI.LOR)
+        if stop:
+            break
+    rank = comm.Get_rank() if comm is not None else 0
+    with open(os.environ["EMEWS_TEST_STOPS"], "a") as f:
+        f.write(f"{trial.task_id} {rank} {step}\n")
+    return {"loss": loss}
