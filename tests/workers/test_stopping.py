@@ -99,6 +99,9 @@ def test_python_and_isolated_runners_asha_one_worker_exact(tmp_path, objective, 
     assert rep["stopping"]["epochs_used"] == used
     assert rep["stopping"]["epochs_saved"] == 9 * co.EPOCHS - used > 0
     assert res.count("stopped") == len(stopped) and res.count("failed") == 0
+    assert "learning.png" in rep["plots"] and (res.directory / "learning.png").stat().st_size > 0
+    assert "tasks stopped" in (res.directory / "report.txt").read_text()
+    assert len(res.reports) == used
 
 
 def test_no_stopper_runs_everything_and_journals_reports(tmp_path):
@@ -263,3 +266,24 @@ def test_command_report_pattern_errors_name_key_and_value(tmp_path, pattern, wor
     with pytest.raises(ConfigError) as e:
         parse_config(raw, "test.yaml", base_dir=HERE)
     assert e.value.key == "runner.report_pattern" and words in str(e.value) and repr(pattern) in str(e.value)
+
+
+def test_an_older_journal_gets_the_reports_table(tmp_path):
+    import sqlite3
+
+    from emews.journal import Journal
+
+    path = tmp_path / "journal.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                     "CREATE TABLE evals (task_id INTEGER, attempt INTEGER, params TEXT, status TEXT, loss REAL, "
+                     "metrics TEXT, worker INTEGER, host TEXT, gpu TEXT, queued REAL, start REAL, \"end\" REAL, "
+                     "error TEXT, PRIMARY KEY (task_id, attempt));")
+    db.close()
+    assert read_journal(path)["reports"] == []  # read-only: no table, no reports
+    j = Journal(path)
+    j.report(emews.Report(3, 0, 2, float("nan"), {"acc": 0.5}, 1.0), stop=True)
+    j.close()
+    [r] = read_journal(path)["reports"]
+    assert r == {"task_id": 3, "attempt": 0, "step": 2, "loss": None, "metrics": {"acc": 0.5}, "time": 1.0,
+                 "stop": True}
