@@ -216,6 +216,8 @@ class Driver:
             self.stopper.restore(reports)
             for key, (step, loss) in seen.items():
                 status = r.status_of.get(key, "cancelled")
+                if status in ("queued", "running"):  # the killed session's open attempt: it runs again
+                    status = "cancelled"
                 self.stopper.finished(key, status, step, loss)
         except Exception as e:  # noqa: BLE001 - a plug-in's bug costs its decisions, not the run
             log.warning("the stopper could not be rebuilt from the journal (%s: %s); it starts afresh",
