@@ -32,12 +32,13 @@ import inspect
 import logging
 import math
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import Stopped
 from ..task import _jsonable
 
-__all__ = ["Trial", "report_step", "accepts_trial", "current_trial", "NullChannel"]
+__all__ = ["NullChannel", "Trial", "accepts_trial", "current_trial", "report_step"]
 
 log = logging.getLogger("emews")
 

@@ -6,7 +6,6 @@ step, so a stopper's decisions depend only on the order the tasks report in.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
