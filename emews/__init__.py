@@ -16,7 +16,7 @@ from . import _childsig  # noqa: F401, I001 - first: a spawned child asks for th
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError, SpaceError, StopSearch
+from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError, SpaceError, Stopped, StopSearch
 
 __version__ = "0.1.0"
 
@@ -31,15 +31,17 @@ _LAZY = {
     "Results": "results",
     "Space": "space", "Dimension": "space", "Real": "space", "Int": "space", "Ordinal": "space",
     "Categorical": "space", "Bool": "space", "Constant": "space",
-    "Task": "task", "Result": "task", "Status": "task",
+    "Task": "task", "Result": "task", "Status": "task", "Report": "task",
+    "Trial": "workers._trial", "report_step": "workers._trial", "current_trial": "workers._trial",
+    "Stopper": "stoppers",
 }
 
 __all__ = [
     "search", "launch", "run_config", "Config", "load_config", "parse_config",
-    "EmewsError", "ConfigError", "SpaceError", "ObjectiveError", "OptimizerError", "StopSearch",
+    "EmewsError", "ConfigError", "SpaceError", "ObjectiveError", "OptimizerError", "StopSearch", "Stopped",
     "Optimizer", "ResidentOptimizer", "OptimizerQueues", "Results",
     "Space", "Dimension", "Real", "Int", "Ordinal", "Categorical", "Bool", "Constant",
-    "Task", "Result", "Status", "__version__",
+    "Task", "Result", "Status", "Report", "Trial", "report_step", "current_trial", "Stopper", "__version__",
 ]
 
 
@@ -64,4 +66,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .queues import OptimizerQueues
     from .results import Results
     from .space import Bool, Categorical, Constant, Dimension, Int, Ordinal, Real, Space
-    from .task import Result, Status, Task
+    from .stoppers import Stopper
+    from .task import Report, Result, Status, Task
+    from .workers._trial import Trial, current_trial, report_step

@@ -37,6 +37,7 @@ def search(
     report: bool = True,
     pool: str = "auto",
     simulation: Mapping[str, Any] | None = None,
+    stopper: str | Mapping[str, Any] | Any | None = None,
 ) -> Results | None:
     """Run a search and return its :class:`~emews.results.Results`.
 
@@ -71,6 +72,10 @@ def search(
             or ``simulated`` (``workers`` virtual workers; see :mod:`emews.workers._simulated`).
         simulation: with ``pool="simulated"``: the duration model, failure rate, stragglers
             and seed, e.g. ``{"duration": {"distribution": "normal", "mean": 60, "sd": 20}}``.
+        stopper: early stopping of tasks whose intermediate reports look bad: a name
+            (``"asha"``), a mapping like the config's ``{"name": "asha", "max_resource": 27}``,
+            or a :class:`~emews.stoppers.Stopper` class or instance. The objective reports
+            through ``fn(params, trial)`` or ``emews.report(step, loss)``.
 
     Example:
         >>> import emews
@@ -103,6 +108,8 @@ def search(
     }
     if simulation is not None:
         raw["simulation"] = dict(simulation)
+    if isinstance(stopper, (str, Mapping)):
+        raw["stopper"] = stopper if isinstance(stopper, str) else dict(stopper)
     if raw["runner"].get("type") == "command":
         raw.pop("objective")
     cfg = parse_config(raw, "search()")
@@ -115,6 +122,12 @@ def search(
     if not isinstance(optimizer, str):
         cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
+    if stopper is not None and not isinstance(stopper, (str, Mapping)):
+        from .stoppers import from_config as stopper_from_config
+
+        stopper_from_config(stopper, "search()", "stopper")
+        cfg.stopper = stopper
+        cfg.raw["stopper"] = getattr(stopper, "__qualname__", None) or type(stopper).__qualname__
     try:
         return launch(cfg, resume="auto" if resume else "fresh")
     except (ObjectiveError, OptimizerError) as e:  # a spawned child may have found the script unguarded

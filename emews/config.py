@@ -57,9 +57,10 @@ __all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
-    "deadline", "stop_margin", "kill_margin", "report", "simulation",
+    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper",
 }
-_RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace"}
+_RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
+                "report_pattern", "report_file"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
 _OPT_KEYS = {"name", "settings"}
 
@@ -90,6 +91,7 @@ class Config:
     kill_margin: float = 10.0
     report: bool = True
     simulation: dict | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
+    stopper: Any = None  # early stopping: {name: asha, ...} as given (checked with emews.stoppers.from_config)
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -318,7 +320,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError(f"must be a number of seconds >= 0, got {grace!r}", source, "runner.kill_grace")
     if grace is not None and runner["type"] == "python":
         raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
-    for key in ("command", "result_file", "pattern", "workdir"):
+    for key in ("command", "result_file", "pattern", "workdir", "report_pattern", "report_file"):
         if runner_raw.get(key) is not None and runner["type"] != "command":
             raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r})", source, f"runner.{key}")
     from .workers._command import check_env
@@ -434,12 +436,17 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if kill_margin > stop_margin:
         raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
     simulation = _simulation(raw.get("simulation"), pool, source)
+    stopper = raw.get("stopper")
+    if stopper is not None:
+        from .stoppers import from_config as stopper_from_config
+
+        stopper_from_config(stopper, source, "stopper")  # unknown names, settings and bad values fail here
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
-        simulation=simulation, source=source, raw=dict(raw),
+        simulation=simulation, stopper=stopper, source=source, raw=dict(raw),
     )
 
 

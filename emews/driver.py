@@ -39,7 +39,7 @@ from .queues import _protocol as wire
 from .results import Results, write_best_json, write_results_csv
 from .resume import Handoff, ResumeState, plan_resume
 from .space import Space
-from .task import CANCELLED, DONE, Result, Stop, StopReason, Task
+from .task import CANCELLED, DONE, STOPPED, Report, Result, Stop, StopReason, Task, attempt_key
 
 __all__ = ["Driver", "SearchSettings", "Terminated"]
 
@@ -68,6 +68,7 @@ class SearchSettings:
     kill_margin: float = 10.0  # running tasks are cancelled this many seconds before it
     live_progress: bool = False  # a redrawn status line (a terminal) instead of log lines
     report: bool = True  # write report.json/.txt and the plots (when matplotlib is there) at the end
+    stopper: Any = None  # early stopping: a spec for emews.stoppers.from_config (None: none)
 
 
 class Terminated(KeyboardInterrupt):
@@ -138,6 +139,16 @@ class Driver:
         self._failures: dict[int, int] = {}  # task id -> failed or timed-out attempts (against retries)
         self._sessions: list[dict] = []  # the journal's sessions, this one last
         self._results: Results | None = None  # the journal as read back once the run is over
+        from .stoppers import from_config  # light: the built-in rules import nothing heavy
+
+        #: the early-stopping rule (None: reports are journaled, nothing is stopped)
+        self.stopper = from_config(settings.stopper)
+        self.reports = 0  # intermediate reports received this session
+        self.stopped = 0  # tasks that ended stopped, this session
+        self._stop_asked: set[tuple[int, int]] = set()  # attempts told to stop (stopper or optimizer)
+        self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
+        if hasattr(pool, "on_report"):
+            pool.on_report = self._on_report
 
     # -- start ---------------------------------------------------------------------------
     def _start_meta(self, t0: float) -> int:
@@ -187,6 +198,7 @@ class Driver:
                 self._batch_of[t.id] = b
             self.waiting.append(t)
         self.accepted = self.finished + len(plan.rerun)
+        self._restore_stopper(r)
         if plan.unfit:
             log.warning("%d earlier result(s) do not fit the changed space: they count against max_evals but are not "
                         "given to the optimizer", plan.unfit)
@@ -194,6 +206,56 @@ class Driver:
                  "again", self.directory, self.finished, s.max_evals,
                  "-" if self.best is None else f"{self.best:.6g}", len(plan.rerun))
         return plan.handoff
+
+    def _restore_stopper(self, r: ResumeState) -> None:
+        """Rebuild the stopper from the journaled reports, then end every attempt the journal
+        shows as ended or interrupted (an interrupted one runs again under a new key)."""
+        if self.stopper is None or not r.reports:
+            return
+        reports = [(attempt_key(x["task_id"], x["attempt"]), x["step"],
+                    x["loss"] if x["loss"] is not None else float("nan")) for x in r.reports]
+        seen: dict[Any, tuple] = {}
+        for key, step, loss in reports:
+            seen[key] = (step, loss)
+        try:
+            self.stopper.restore(reports)
+            for key, (step, loss) in seen.items():
+                status = r.status_of.get(key, "cancelled")
+                if status in ("queued", "running"):  # the killed session's open attempt: it runs again
+                    status = "cancelled"
+                self.stopper.finished(key, status, step, loss)
+        except Exception as e:  # noqa: BLE001 - a plug-in's bug costs its decisions, not the run
+            log.warning("the stopper could not be rebuilt from the journal (%s: %s); it starts afresh",
+                        type(e).__name__, e)
+
+    def _on_report(self, rep: Report) -> bool:
+        """One intermediate report: journal it, ask the stopper; True: stop the task now."""
+        self.reports += 1
+        key = (rep.task_id, rep.attempt)
+        stop = key in self._stop_asked or rep.task_id in self._stop_ids
+        if self.stopper is not None and not stop:
+            try:
+                stop = bool(self.stopper.report(attempt_key(rep.task_id, rep.attempt), rep.step, rep.loss))
+            except Exception as e:  # noqa: BLE001 - a stopper's bug never crashes the run
+                log.warning("the stopper failed on a report of task %d (step %r, loss %r): %s: %s; not stopped",
+                            rep.task_id, rep.step, rep.loss, type(e).__name__, e)
+                stop = False
+        if stop:
+            self._stop_asked.add(key)
+        self.journal.report(rep, stop)
+        return stop
+
+    def stop_task(self, task_id: int) -> bool:
+        """Stop a task at its next report (what ``queues.stop(task_id)`` asks for); True when
+        the pool can stop tasks."""
+        self._stop_ids.add(task_id)
+        stop_task = getattr(self.pool, "stop_task", None)
+        if stop_task is None:
+            log.warning("task %d cannot be stopped: the %s pool has no early stopping", task_id,
+                        getattr(self.pool, "kind", "?"))
+            return False
+        stop_task(task_id)  # running: told now; queued: its first report is answered with the stop
+        return True
 
     def _time_limits(self) -> tuple[float | None, float | None]:
         """Monotonic times at which new tasks stop and running ones are cancelled."""
@@ -466,17 +528,36 @@ class Driver:
         def on_done(_: None) -> None:
             self.optimizer_done = True
 
+        def on_stop_task(task_id: int) -> None:
+            self.stop_task(task_id)
+
         def on_error(text: str) -> None:
             self.optimizer_error = text
             if self.waiting or self.pool.busy:
                 self._cancel_waiting("the optimizer failed")
                 log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
 
-        return {wire.PUT: on_put, wire.LOG: on_log, wire.WAIT: on_wait, wire.DONE: on_done, wire.ERROR: on_error}
+        return {wire.PUT: on_put, wire.LOG: on_log, wire.WAIT: on_wait, wire.DONE: on_done, wire.ERROR: on_error,
+                wire.STOP_TASK: on_stop_task}
 
     def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
         to_optimizer = []
         for r in results:
+            self._stop_asked.discard((r.task_id, r.attempt))
+            self._stop_ids.discard(r.task_id)
+            if self.stopper is not None:
+                try:
+                    self.stopper.finished(attempt_key(r.task_id, r.attempt), str(r.status), r.step, r.loss)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("the stopper failed on the end of task %d: %s: %s", r.task_id, type(e).__name__, e)
+            if r.status == STOPPED:  # neither failed nor done: not retried, not a failure
+                self.stopped += 1
+                self.journal.finished(r)
+                self._batch_of.pop(r.task_id, None)
+                self._failures.pop(r.task_id, None)
+                self.finished += 1
+                to_optimizer.append(r)
+                continue
             failed_before = self._failures.get(r.task_id, 0)
             if r.status != DONE and r.status != CANCELLED:
                 self._failures[r.task_id] = failed_before + 1
@@ -585,7 +666,8 @@ class Driver:
     def results(self) -> Results:
         if self._results is None:
             j = read_journal(self.directory)
-            self._results = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"], meta=j["meta"])
+            self._results = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"], meta=j["meta"],
+                                    reports=j.get("reports") or [])
             self._results.outcome = str(self.stop or "finished")
             self._results.stop = self.stop
         return self._results

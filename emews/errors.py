@@ -14,6 +14,7 @@ __all__ = [
     "ObjectiveError",
     "OptimizerError",
     "StopSearch",
+    "Stopped",
 ]
 
 
@@ -59,3 +60,9 @@ class StopSearch(EmewsError):
     """Raised inside a resident optimizer loop when the driver has stopped the search
     (budget or time spent, or an error elsewhere). A loop may let it propagate: it is the
     normal way for a resident loop to end."""
+
+
+class Stopped(EmewsError):
+    """Raised inside an objective to end its attempt early (what ``trial.report`` returning
+    True asks for): the attempt ends with status ``stopped`` and its last reported loss.
+    :func:`emews.report_step` raises it when the driver has stopped the task (``raise_on_stop``)."""

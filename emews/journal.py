@@ -10,6 +10,9 @@ Tables:
     start, end, error, batch)``: one row per attempt; ``batch`` numbers the optimizer's
     ``put`` messages (tasks proposed together share it), so a report can show iterations.
     ``optimizer_log(seq, time, record)``: records the optimizer journals (e.g. GA generations).
+    ``reports(seq, task_id, attempt, step, loss, metrics, time, stop)``: every intermediate
+    report of a running attempt, in arrival order; ``stop`` is 1 when the stopper (or the
+    optimizer) answered it with a stop. A journal of an older emews gets the table on open.
 """
 
 from __future__ import annotations
@@ -48,6 +51,16 @@ CREATE TABLE IF NOT EXISTS evals (
     PRIMARY KEY (task_id, attempt)
 );
 CREATE TABLE IF NOT EXISTS optimizer_log (seq INTEGER PRIMARY KEY, time REAL, record TEXT);
+CREATE TABLE IF NOT EXISTS reports (
+    seq INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    step REAL,
+    loss REAL,
+    metrics TEXT,
+    time REAL,
+    stop INTEGER
+);
 """
 
 _COLS = ("task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error",
@@ -105,6 +118,7 @@ class Journal:
         self._rows: dict[tuple[int, int], list] = {}
         self._dirty: set[tuple[int, int]] = set()
         self._logs: list[tuple[float, str]] = []
+        self._reports: list[tuple] = []
         self._meta: dict[str, str] = {}
         self._closings: list[tuple] = []  # attempts of an earlier session to mark as ended
         self.flush_every = flush_every
@@ -152,6 +166,12 @@ class Journal:
     def log(self, record: Mapping[str, Any], now: float) -> None:
         self._logs.append((now, json.dumps(dict(record), default=str)))
 
+    def report(self, rep: Any, stop: bool) -> None:
+        """One intermediate report (a :class:`~emews.task.Report`) and whether it was answered with a stop."""
+        loss = rep.loss if isinstance(rep.loss, float) and rep.loss == rep.loss else None  # NaN -> NULL
+        self._reports.append((rep.task_id, rep.attempt, rep.step, loss,
+                              json.dumps(rep.metrics, default=str) if rep.metrics else None, rep.time, int(bool(stop))))
+
     def _put(self, task_id: int, attempt: int, row: list) -> None:
         self._rows[(task_id, attempt)] = row
         self._dirty.add((task_id, attempt))
@@ -167,7 +187,7 @@ class Journal:
 
     def flush(self) -> None:
         """Write every pending change in one transaction."""
-        if not (self._dirty or self._logs or self._meta or self._closings):
+        if not (self._dirty or self._logs or self._meta or self._closings or self._reports):
             self._last_flush = time.monotonic()
             return
         t = time.monotonic()
@@ -181,6 +201,9 @@ class Journal:
                 self._db.executemany(_UPSERT, rows)
             if self._logs:
                 self._db.executemany("INSERT INTO optimizer_log (time, record) VALUES (?, ?)", self._logs)
+            if self._reports:
+                self._db.executemany("INSERT INTO reports (task_id, attempt, step, loss, metrics, time, stop) "
+                                     "VALUES (?,?,?,?,?,?,?)", self._reports)
             if self._meta:
                 self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(self._meta.items()))
         # finished attempts never change again: drop them from memory
@@ -190,6 +213,7 @@ class Journal:
         self._dirty.clear()
         self._closings.clear()
         self._logs.clear()
+        self._reports.clear()
         self._meta.clear()
         self._last_flush = time.monotonic()
         self.flush_cost = self._last_flush - t
@@ -205,7 +229,8 @@ class Journal:
 
 
 def read_journal(path: str | Path) -> dict[str, Any]:
-    """Read a journal back: ``{"meta": {...}, "evals": [row dicts], "optimizer_log": [dicts]}``.
+    """Read a journal back: ``{"meta": {...}, "evals": [row dicts], "optimizer_log": [dicts],
+    "reports": [dicts with task_id, attempt, step, loss, metrics, time, stop]}``.
 
     Raises:
         JournalError: no journal there, or the file is not an emews journal.
@@ -254,7 +279,17 @@ def _read(db: sqlite3.Connection) -> dict[str, Any]:
     logs = []
     if "optimizer_log" in tables:
         logs = [json.loads(r) for (r,) in db.execute("SELECT record FROM optimizer_log ORDER BY seq")]
-    return {"meta": meta, "evals": evals, "optimizer_log": logs}
+    reports = []
+    if "reports" in tables:
+        rows = db.execute("SELECT task_id, attempt, step, loss, metrics, time, stop FROM reports ORDER BY seq").fetchall()
+        rmetrics = _decode_column([r[4] for r in rows], "{}")
+        for r, m in zip(rows, rmetrics):
+            step = r[2]
+            if isinstance(step, float) and step.is_integer():
+                step = int(step)
+            reports.append({"task_id": r[0], "attempt": r[1], "step": step, "loss": r[3], "metrics": m, "time": r[5],
+                            "stop": bool(r[6])})
+    return {"meta": meta, "evals": evals, "optimizer_log": logs, "reports": reports}
 
 
 def _decode_column(texts: list[str | None], empty: str) -> list[Any]:

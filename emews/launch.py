@@ -105,6 +105,7 @@ def settings_from_config(cfg: Config) -> SearchSettings:
         kill_margin=cfg.kill_margin,
         live_progress=bool(cfg.progress) and _stderr_is_terminal(),
         report=cfg.report,
+        stopper=cfg.stopper,
     )
 
 

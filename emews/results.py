@@ -25,17 +25,22 @@ class Results:
         param_names: the space's dimension names, in order.
         meta: the journal's meta (experiment, space, pool, workers, outcome, ...); read from
             the directory's journal on first use when not given (``{}`` without one).
+        reports: the intermediate reports (early stopping), in arrival order: dicts with
+            ``task_id, attempt, step, loss, metrics, time, stop``. A stopped task's row has
+            status ``stopped``, its last reported loss and ``metrics["step"]`` (the ``step``
+            column of results.csv).
     """
 
     def __init__(self, rows: Sequence[Mapping[str, Any]], param_names: Sequence[str],
                  directory: Path | None = None, optimizer_log: Sequence[Mapping[str, Any]] = (),
-                 meta: Mapping[str, Any] | None = None):
+                 meta: Mapping[str, Any] | None = None, reports: Sequence[Mapping[str, Any]] = ()):
         self.all_attempts = list(rows)
         self.rows = list(final_attempts(self.all_attempts))
         self.param_names = list(param_names)
         self.directory = Path(directory) if directory else None
         self.optimizer_log = list(optimizer_log)
         self._meta = dict(meta) if meta is not None else None
+        self.reports = list(reports)
         #: how the session that made these results ended (set by the driver; None when loaded)
         self.outcome: str | None = None
         self.stop: Stop | None = None
@@ -69,7 +74,8 @@ class Results:
                 for k in r.get("params") or {}:
                     if k not in names:
                         names.append(k)
-        return cls(rows, names, directory, list(journal.get("optimizer_log") or []), meta=meta)
+        return cls(rows, names, directory, list(journal.get("optimizer_log") or []), meta=meta,
+                   reports=list(journal.get("reports") or []))
 
     @property
     def space(self) -> dict:

@@ -27,10 +27,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .journal import JOURNAL_NAME, JournalError, final_attempts, read_journal, result_from_row
 from .space import Space
-from .task import CANCELLED, DONE, FAILED, TIMEOUT, Result, Task
+from .task import CANCELLED, DONE, FAILED, STOPPED, TIMEOUT, Result, Task, attempt_key
 
 __all__ = ["ResumeState", "ResumePlan", "Handoff", "Replay", "load_resume_state", "plan_resume"]
 
@@ -40,7 +41,7 @@ class ResumeState:
     """What an earlier session left in the journal.
 
     Attributes:
-        completed: finished results (done, failed, timeout), in completion order.
+        completed: finished results (done, failed, timeout, stopped), in completion order.
         interrupted: tasks that were queued, running or cancelled when the session ended,
             as the next attempt of each (to be run again, oldest first).
         batches: {task id: batch} of every task.
@@ -50,6 +51,8 @@ class ResumeState:
         first_id: the first task id free for new tasks.
         last_batch: the highest batch number used.
         meta: the journal's meta table.
+        reports: the journaled intermediate reports, in arrival order (rebuild a stopper from them).
+        status_of: {stopper key of an attempt: its journaled status}.
     """
 
     completed: list[Result]
@@ -60,6 +63,8 @@ class ResumeState:
     first_id: int
     last_batch: int
     meta: dict
+    reports: list = field(default_factory=list)
+    status_of: dict[Any, str] = field(default_factory=dict)
 
     @property
     def seed(self) -> int | None:
@@ -89,7 +94,7 @@ def load_resume_state(directory: Path) -> ResumeState | None:
         if r["status"] in (FAILED, TIMEOUT):
             failures[r["task_id"]] = failures.get(r["task_id"], 0) + 1
     for r in final_attempts(rows):
-        if r["status"] in (DONE, FAILED, TIMEOUT):
+        if r["status"] in (DONE, FAILED, TIMEOUT, STOPPED):
             completed.append(result_from_row(r))
         else:  # queued, running (the process died) or cancelled: to be run again
             interrupted.append(Task(r["task_id"], r["params"], r["attempt"] + 1))
@@ -98,7 +103,9 @@ def load_resume_state(directory: Path) -> ResumeState | None:
     completed.sort(key=lambda r: (r.end if r.end is not None else 0.0, r.task_id))
     first_id = 1 + max((r["task_id"] for r in rows), default=-1)
     last_batch = max((r["batch"] for r in rows if r.get("batch") is not None), default=0)
-    return ResumeState(completed, interrupted, batches, failures, left_open, first_id, last_batch, j["meta"])
+    status_of = {attempt_key(r["task_id"], r["attempt"]): str(r["status"]) for r in rows}
+    return ResumeState(completed, interrupted, batches, failures, left_open, first_id, last_batch, j["meta"],
+                       list(j.get("reports") or []), status_of)
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,8 @@ def plan_resume(state: ResumeState, space: Space, max_evals: int, retries: int) 
             return False
         return True
 
-    retry = [x for x in state.completed if x.status != DONE and state.failures.get(x.task_id, 0) <= retries]
+    retry = [x for x in state.completed
+             if x.status not in (DONE, STOPPED) and state.failures.get(x.task_id, 0) <= retries]
     retry_ids = {x.task_id for x in retry}
     completed = [x for x in state.completed if x.task_id not in retry_ids]
     todo = sorted([Task(x.task_id, x.params, x.attempt + 1) for x in retry] + state.interrupted, key=lambda t: t.id)
@@ -197,7 +205,7 @@ def plan_resume(state: ResumeState, space: Space, max_evals: int, retries: int) 
     batches = {t.id: b for t in rerun if (b := state.batches.get(t.id)) is not None}
     history = [x for x in completed if fits(x.params)]
     return ResumePlan(
-        finished=len(completed), failed=sum(1 for x in completed if not x.ok), best=state.best,
+        finished=len(completed), failed=sum(1 for x in completed if not x.ok and x.status != STOPPED), best=state.best,
         failures=dict(state.failures), rerun=rerun, batches=batches, closings=closings,
         unfit=len(completed) - len(history), last_batch=state.last_batch,
         handoff=Handoff(history, [(t.id, t.params) for t in rerun], state.first_id))

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["Task", "Result", "Status", "StopReason", "Stop", "QUEUED", "RUNNING", "DONE", "FAILED", "TIMEOUT",
-           "CANCELLED", "STATUSES", "FINAL", "outcome_from_value"]
+__all__ = ["Task", "Result", "Report", "Status", "StopReason", "Stop", "QUEUED", "RUNNING", "DONE", "FAILED",
+           "TIMEOUT", "CANCELLED", "STOPPED", "STATUSES", "FINAL", "outcome_from_value"]
 
 
 class Status(str, Enum):
@@ -32,22 +32,26 @@ class Status(str, Enum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    #: an early-stopping rule (or the optimizer) stopped it while it reported: neither failed
+    #: nor done; its Result carries the last reported loss and ``metrics["step"]``
+    STOPPED = "stopped"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def final(self) -> bool:
-        """True for an attempt that has ended (done, failed, timeout, cancelled)."""
+        """True for an attempt that has ended (done, failed, timeout, cancelled, stopped)."""
         return self not in (Status.QUEUED, Status.RUNNING)
 
 
 _STATUS_OF = {s.value: s for s in Status}
 QUEUED, RUNNING, DONE, FAILED, TIMEOUT, CANCELLED = (Status.QUEUED, Status.RUNNING, Status.DONE, Status.FAILED,
                                                      Status.TIMEOUT, Status.CANCELLED)
+STOPPED = Status.STOPPED
 #: every state a task has in the journal
 STATUSES = tuple(Status)
-FINAL = (DONE, FAILED, TIMEOUT, CANCELLED)
+FINAL = (DONE, FAILED, TIMEOUT, CANCELLED, STOPPED)
 
 
 class StopReason(str, Enum):
@@ -103,8 +107,10 @@ class Result:
     Attributes:
         task_id: the driver's id of the task.
         params: the parameters evaluated.
-        status: ``done``, ``failed``, ``timeout`` or ``cancelled``.
-        loss: the loss (``None`` unless ``status == "done"``).
+        status: ``done``, ``failed``, ``timeout``, ``cancelled`` or ``stopped``.
+        loss: the loss (``None`` unless ``status`` is ``"done"``, or ``"stopped"``: then the
+            last reported loss, and ``metrics["step"]`` the step it reached; ``ok`` is False
+            for a stopped result, so optimizers never take a partial loss for a final one).
         metrics: extra values the objective returned beside ``loss``.
         error: error text (traceback) for failed tasks.
         worker, host, gpu: where it ran.
@@ -149,6 +155,21 @@ class Result:
         return cls(task.id, task.params, CANCELLED, error=reason, worker=worker, host=host, end=end,
                    attempt=task.attempt)
 
+    @classmethod
+    def stopped(cls, task: Task, step: float, loss: float | None, metrics: dict | None = None, *,
+                reason: str = "stopped early", worker: int | None = None, host: str | None = None,
+                gpu: str | None = None, start: float | None = None, end: float | None = None) -> Result:
+        """An attempt of ``task`` stopped early at ``step`` with its last reported ``loss``."""
+        m = {str(k): _jsonable(v) for k, v in (metrics or {}).items()}
+        m["step"] = _jsonable(step)
+        return cls(task.id, task.params, STOPPED, loss, m, reason, worker, host, gpu, start, end, task.attempt)
+
+    @property
+    def step(self) -> float | None:
+        """The step a stopped (or reporting) attempt reached: ``metrics["step"]``, else None."""
+        v = self.metrics.get("step") if self.metrics else None
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
     @property
     def ok(self) -> bool:
         """True when the evaluation finished with a finite loss."""
@@ -159,6 +180,37 @@ class Result:
         if self.start is None or self.end is None:
             return None
         return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One intermediate report of a running attempt (an epoch's loss, say).
+
+    Attributes:
+        task_id, attempt: the attempt that reported.
+        step: how far it got (epochs, iterations; grows within an attempt).
+        loss: its loss at ``step`` (lower is better; may be NaN).
+        metrics: extra values (JSON-safe).
+        time: wall-clock time of the report on the worker.
+    """
+
+    task_id: int
+    attempt: int
+    step: float
+    loss: float
+    metrics: dict = field(default_factory=dict)
+    time: float = 0.0
+
+    @property
+    def key(self) -> Any:
+        """The stopper's key of this attempt: the task id, ``(task_id, attempt)`` for a re-run."""
+        return attempt_key(self.task_id, self.attempt)
+
+
+def attempt_key(task_id: int, attempt: int) -> Any:
+    """How stoppers name an attempt: its task id for the first, ``(task_id, attempt)`` after,
+    so that a retry or a resumed re-run (reporting from its first step again) is judged afresh."""
+    return task_id if attempt == 0 else (task_id, attempt)
 
 
 def _jsonable(v: Any) -> Any:

@@ -7,7 +7,8 @@
   ``warmup_lr`` / ``reduce_lr`` / ``decay`` learning-rate control, ``clipnorm`` / ``clipvalue``;
 * a training loop that keeps the data on the device, shuffles with ``torch.randperm`` there,
   accumulates the loss on the device (one host sync per epoch), supports bf16 autocast, stops
-  between epochs on a time limit, and falls back to gradient accumulation on CUDA OOM;
+  between epochs on a time limit, reports each epoch's validation loss to the running emews task
+  (early stopping: it stops when the driver says so), and falls back to gradient accumulation on CUDA OOM;
 * a small per-process cache for generated / loaded data.
 """
 
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from emews.workers._trial import report_step
 
 # --------------------------------------------------------------------------------------------
 # Parameter parsing
@@ -741,6 +744,7 @@ class Trainer:
         self.lrs: list[float] = []
         self.epoch_times: list[float] = []
         self.stopped_early = False
+        self.stopped_by_driver = False  # an emews stopper stopped the task (its result is "stopped")
         self.diverged = False
         self.oom_retries = 0
 
@@ -813,6 +817,11 @@ class Trainer:
                 self.diverged = True
                 break
             self.lrc.end_epoch(vl_v)
+            # early stopping (emews issue 15): report the epoch's validation loss to the running
+            # emews task, if any (a no-op outside one); True means the driver stopped the task
+            if report_step(epoch + 1, vl_v, train_loss=tl_v, lr=lr):
+                self.stopped_by_driver = True
+                break
             if p.max_seconds and epoch + 1 < p.epochs:
                 elapsed = time.perf_counter() - self.t_start
                 if elapsed + dt > p.max_seconds:
@@ -831,6 +840,7 @@ class Trainer:
             "train_loss": self.train_loss[-1] if self.train_loss else math.nan,
             "epochs_completed": len(self.val_loss),
             "stopped_early": bool(self.stopped_early),
+            "stopped_by_driver": bool(self.stopped_by_driver),
             "diverged": bool(self.diverged),
             "train_seconds": float(sum(et)),
             "seconds_per_epoch": float(sorted(steady)[len(steady) // 2]) if steady else math.nan,

@@ -10,6 +10,8 @@ picklable records. This module is the only place the kinds are spelled::
                                                               when the driver's clock is simulated)
                           DONE     None                      the optimizer finished or was stopped
                           ERROR    "Type: message\\ntraceback" the optimizer raised
+                          STOP_TASK task_id                  stop that running task early (at its
+                                                              next report; it ends "stopped")
     driver ─▶ optimizer   RESULTS  [Result, ...]             final results, completion order
                           STOP     "reason"                  no new task will be accepted
 
@@ -25,13 +27,13 @@ from typing import Any
 from ..errors import EmewsError
 from ..task import Result
 
-__all__ = ["PUT", "LOG", "WAIT", "DONE", "ERROR", "RESULTS", "STOP", "TO_DRIVER", "TO_OPTIMIZER", "put", "log", "wait", "done",
-           "error", "results", "stop", "dispatch", "ProtocolError"]
+__all__ = ["PUT", "LOG", "WAIT", "DONE", "ERROR", "STOP_TASK", "RESULTS", "STOP", "TO_DRIVER", "TO_OPTIMIZER", "put", "log",
+           "wait", "done", "error", "stop_task", "results", "stop", "dispatch", "ProtocolError"]
 
-PUT, LOG, WAIT, DONE, ERROR = "put", "log", "wait", "done", "error"
+PUT, LOG, WAIT, DONE, ERROR, STOP_TASK = "put", "log", "wait", "done", "error", "stop_task"
 RESULTS, STOP = "results", "stop"
 #: the kinds each side may receive
-TO_DRIVER = (PUT, LOG, WAIT, DONE, ERROR)
+TO_DRIVER = (PUT, LOG, WAIT, DONE, ERROR, STOP_TASK)
 TO_OPTIMIZER = (RESULTS, STOP)
 
 Message = tuple[str, Any]
@@ -59,6 +61,10 @@ def done() -> Message:
 
 def error(text: str) -> Message:
     return (ERROR, text)
+
+
+def stop_task(task_id: int) -> Message:
+    return (STOP_TASK, int(task_id))
 
 
 def results(rs: Sequence[Result]) -> Message:

@@ -192,6 +192,13 @@ class OptimizerQueues:
         (the shape DEAP's ``toolbox.map`` wants)."""
         return [r.loss if r.ok else failed for r in self.evaluate(params_list)]
 
+    def stop(self, task_id: int) -> None:
+        """Stop a running task early (the IoC way to prune): the worker is told at the task's
+        next intermediate report, and its result comes back with status ``stopped``, its
+        last reported loss and ``metrics["step"]``. A task that never reports runs to its end."""
+        if task_id in self._pending:
+            self._conn.send(wire.stop_task(task_id))
+
     def log(self, record: Mapping[str, Any]) -> None:
         """Journal a record of the optimizer's own (e.g. a generation summary)."""
         self._conn.send(wire.log(record))

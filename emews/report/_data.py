@@ -416,6 +416,57 @@ def status_counts(rows: Iterable[Row]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _full_steps(meta: Mapping[str, Any], reports: Sequence[Mapping[str, Any]]) -> float | None:
+    """The steps a task runs when nothing stops it: the stopper's ``max_resource`` when the
+    config gives one, else the furthest step any task reported."""
+    spec = (meta.get("config") or {}).get("stopper") if isinstance(meta.get("config"), Mapping) else None
+    if isinstance(spec, Mapping):
+        mr = spec.get("max_resource", (spec.get("settings") or {}).get("max_resource")
+                      if isinstance(spec.get("settings"), Mapping) else None)
+        if isinstance(mr, (int, float)) and not isinstance(mr, bool):
+            return float(mr)
+    steps = [finite(r.get("step")) for r in reports]
+    steps = [x for x in steps if x is not None]
+    return max(steps) if steps else None
+
+
+def stopping(src: Results) -> dict | None:
+    """Early stopping in numbers (None when no task reported): ``reports``, ``stopped``
+    (tasks), ``epochs_used`` (reports, one per epoch), ``full_epochs`` (what a task runs when
+    nothing stops it), ``epochs_saved`` (over the stopped tasks: ``full_epochs`` minus the step
+    each reached), ``stopped_at`` ({step: tasks stopped there}: the rungs, for ASHA)."""
+    reports = list(getattr(src, "reports", None) or [])
+    if not reports:
+        return None
+    full = _full_steps(src.meta, reports)
+    stopped = [r for r in src.rows if r["status"] == "stopped"]
+    at: dict[str, int] = {}
+    saved = 0.0
+    for r in stopped:
+        step = finite((r.get("metrics") or {}).get("step"))
+        if step is None:
+            continue
+        at[f"{step:g}"] = at.get(f"{step:g}", 0) + 1
+        if full is not None:
+            saved += max(0.0, full - step)
+    return {"reports": len(reports), "stopped": len(stopped), "epochs_used": len(reports),
+            "full_epochs": full, "epochs_saved": saved if full is not None else None,
+            "stopped_at": dict(sorted(at.items(), key=lambda kv: float(kv[0])))}
+
+
+def learning_curves(src: Results) -> dict[tuple[int, int], dict]:
+    """Each reporting attempt's curve: ``{(task_id, attempt): {"steps", "losses", "status"}}``
+    (the attempt's journaled status; reports in arrival order)."""
+    status = {(r["task_id"], r["attempt"]): r["status"] for r in src.all_attempts}
+    out: dict[tuple[int, int], dict] = {}
+    for rep in getattr(src, "reports", None) or []:
+        key = (rep["task_id"], rep["attempt"])
+        c = out.setdefault(key, {"steps": [], "losses": [], "status": status.get(key, "?")})
+        c["steps"].append(rep["step"])
+        c["losses"].append(finite(rep.get("loss")))
+    return out
+
+
 def report_data(src: Results, top: int = 5) -> dict:
     """Everything ``report.json`` holds, for a :class:`~emews.results.Results`
     (:func:`emews.report.report_data` also takes an experiment directory or a journal dict).
@@ -427,7 +478,9 @@ def report_data(src: Results, top: int = 5) -> dict:
     ``None``), ``top`` (the ``top`` best: ``{task_id, loss, params}``), ``utilization``
     (``{busy, span, utilization}``), ``ramp`` (``{up, down}`` s), ``runtime`` (s), ``first``/``last`` (epoch s: first
     start, last timestamp), ``iterations`` (``{rule, size, count}``), ``plots`` (PNG files
-    written, filled by :func:`~emews.report.write_report`). Non-finite numbers become ``None``.
+    written, filled by :func:`~emews.report.write_report`), and, when tasks reported
+    intermediate losses, ``stopping`` (see :func:`stopping`: the epochs used and saved).
+    Non-finite numbers become ``None``.
     """
     rows, final, meta = src.all_attempts, src.rows, src.meta
     now = last_seen(rows)
@@ -471,6 +524,9 @@ def report_data(src: Results, top: int = 5) -> dict:
         "iterations": {"rule": it["rule"], "size": it["size"], "count": len(it["items"])},
         "plots": [],
     }
+    stop = stopping(src)
+    if stop is not None:
+        data["stopping"] = stop
     return clean(data)
 
 

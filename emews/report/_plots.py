@@ -196,6 +196,53 @@ def plot_trajectory(source: Results, path: str | Path | None = None, *, ax: Any 
     return fig
 
 
+# -- learning curves -----------------------------------------------------------------------------
+def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = None) -> Any:
+    """Loss against step for every attempt that reported (``learning.png``): runs that went
+    to the end in blue, stopped ones in orange ending in a cross at the step they were
+    stopped at (for ASHA the crosses line up on the rungs, drawn as dotted lines), others grey."""
+    src = source
+    if ax is None:
+        fig = _figure(7, 4.2)
+        a = fig.subplots()
+    else:
+        require_matplotlib()
+        fig, a = ax.figure, ax
+    curves = _data.learning_curves(src)
+    if not curves:
+        _empty(a, "no intermediate reports")
+    colours = {"done": "tab:blue", "stopped": "tab:orange"}
+    losses = [v for c in curves.values() for v in c["losses"] if v is not None]
+    stop_steps: dict[float, int] = {}
+    for c in curves.values():
+        pts = [(s_, v) for s_, v in zip(c["steps"], c["losses"]) if v is not None]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        st = str(c["status"])
+        a.plot(xs, ys, color=colours.get(st, "0.6"), lw=0.9, alpha=0.75 if st == "stopped" else 0.9)
+        if st == "stopped":
+            a.plot([xs[-1]], [ys[-1]], "x", color="tab:red", ms=5)
+            stop_steps[xs[-1]] = stop_steps.get(xs[-1], 0) + 1
+    for step, n in stop_steps.items():
+        if n > 1:  # a rung: several tasks stopped at the same step
+            a.axvline(step, color="0.5", ls=":", lw=0.8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="tab:blue", label="ran to the end"),
+               Line2D([], [], color="tab:orange", marker="x", mec="tab:red", label="stopped early")]
+    if curves:
+        a.legend(handles=handles, fontsize=7, loc="upper right")
+    if losses and _use_log(losses):
+        a.set_yscale("log")
+    a.set_xlabel("step (epoch)")
+    a.set_ylabel("loss")
+    stopped = sum(1 for c in curves.values() if c["status"] == "stopped")
+    a.set_title(_title(src, f"learning curves ({len(curves)} tasks, {stopped} stopped)"), fontsize=10)
+    _save(fig, path)
+    return fig if ax is None else ax
+
+
 # -- load ----------------------------------------------------------------------------------------
 
 def draw_load(ax: Any, src: Results) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import _data
 from ._data import Results
-from ._plots import plot_load, plot_params, plot_trajectory, require_matplotlib
+from ._plots import plot_learning, plot_load, plot_params, plot_trajectory, require_matplotlib
 
 
 __all__ = ["PLOTS", "summary_text", "write_report"]
@@ -57,6 +57,12 @@ def summary_text(data: dict) -> str:
         lines.append(f"best loss {b['loss']:.6g} (task {b['task_id']}): {_fmt_params(b['params'])}")
     else:
         lines.append("best: no successful evaluation")
+    stop = data.get("stopping")
+    if stop:
+        saved = f", {stop['epochs_saved']:g} epochs saved" if stop.get("epochs_saved") is not None else ""
+        at = ", ".join(f"{n} at step {k}" for k, n in (stop.get("stopped_at") or {}).items())
+        lines.append(f"early stopping: {stop['stopped']} tasks stopped{' (' + at + ')' if at else ''}; "
+                     f"{stop['epochs_used']} epochs reported{saved}")
     if data["plots"]:
         lines.append("plots: " + ", ".join(data["plots"]))
     return "\n".join(lines)
@@ -100,7 +106,10 @@ def write_report(src: Results, out: str | Path | None = None, plots: bool = True
             log.info("report written without plots: %s", e)
             data["warnings"].append(str(e))
         else:
-            for name, draw in PLOTS.items():
+            todo = dict(PLOTS)
+            if getattr(src, "reports", None):
+                todo["learning.png"] = plot_learning
+            for name, draw in todo.items():
                 try:
                     kw = {"top": top} if draw is plot_params else {}
                     draw(src, out / name, **kw)

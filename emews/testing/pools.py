@@ -2,6 +2,9 @@
 
 A pool is anything with ``size``, ``idle``, ``busy``, ``kind``, ``submit(task) -> worker``,
 ``wait(timeout, extra=()) -> list[Result]`` and ``shutdown(kill=False) -> list[Result]``.
+A pool with early stopping also has ``on_report`` (set by the driver: called with every
+:class:`~emews.task.Report` during ``wait``; True stops the task) and ``stop_task(task_id)``;
+:func:`check_reports_and_stops` checks them (and passes for a pool without ``on_report``).
 Each check takes a factory ``make_pool(runner_spec) -> pool`` and builds a fresh pool::
 
     from emews.testing.pools import CHECKS, run_pool_checks
@@ -24,9 +27,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..task import CANCELLED, DONE, FAILED, Result, Task
+from ..task import CANCELLED, DONE, FAILED, STOPPED, Result, Task
 
-__all__ = ["CHECKS", "run_pool_checks", "objective", "OBJECTIVE", "drain"]
+__all__ = ["CHECKS", "run_pool_checks", "objective", "reporting", "OBJECTIVE", "drain"]
 
 #: the objective the checks run (importable on every worker)
 OBJECTIVE = "emews.testing.pools:objective"
@@ -41,6 +44,19 @@ def objective(params: dict) -> dict:
     if params.get("fail"):
         raise ValueError(f"failing on purpose (x={params.get('x')})")
     return {"loss": float(params.get("x", 0)) ** 2, "x": params.get("x")}
+
+
+def reporting(params: dict, trial: Any) -> float:
+    """Reports ``x + 1/step`` for ``steps`` steps (sleeping ``sleep`` s between), returning
+    the last loss; stops when told."""
+    loss = 0.0
+    for step in range(1, int(params.get("steps", 6)) + 1):
+        loss = float(params.get("x", 0)) + 1.0 / step
+        if trial.report(step, loss):
+            break
+        if params.get("sleep"):
+            time.sleep(params["sleep"])
+    return loss
 
 
 def _spec() -> dict:
@@ -178,6 +194,46 @@ def check_kill_returns_running_as_cancelled(make_pool: PoolFactory) -> None:
         pool.shutdown()
 
 
+def check_reports_and_stops(make_pool: PoolFactory) -> None:
+    """Every report reaches ``on_report`` in order; a True answer stops the task, whose
+    result is ``stopped`` at the judged step with its loss; ``stop_task`` stops a running one."""
+    pool = make_pool({"type": "python", "objective": "emews.testing.pools:reporting"})
+    try:
+        if not hasattr(pool, "on_report"):
+            return  # a pool without early stopping
+        seen: list[tuple[int, float]] = []
+
+        def on_report(rep: Any) -> bool:
+            seen.append((rep.task_id, rep.step))
+            return rep.task_id == 1 and rep.step >= 2
+
+        pool.on_report = on_report
+        _ready(pool)
+        results, _ = drain(pool, [Task(0, {"x": 0}), Task(1, {"x": 1})])
+        by_id = {r.task_id: r for r in results}
+        assert by_id[0].status == DONE and by_id[0].loss == 1.0 / 6, by_id[0]
+        assert [s for t, s in seen if t == 0] == [1, 2, 3, 4, 5, 6], seen
+        r1 = by_id[1]
+        assert r1.status == STOPPED and r1.metrics.get("step") == 2 and r1.loss == 1.5, r1
+        assert [s for t, s in seen if t == 1] == [1, 2], f"reported past the stop decision: {seen}"
+        # the optimizer's stop (queues.stop): a task that would report for ~100 s
+        seen.clear()
+        pool.on_report = lambda rep: seen.append(rep.step) and False
+        pool.submit(Task(2, {"x": 0, "steps": 100000, "sleep": 0.001}))
+        deadline = time.monotonic() + 60
+        out: list[Result] = []
+        while not seen:  # running and reporting
+            assert time.monotonic() < deadline, "no report from the running task"
+            out.extend(pool.wait(0.05))
+        assert pool.stop_task(2) is True
+        while not out:
+            assert time.monotonic() < deadline, "stop_task did not stop the task"
+            out.extend(pool.wait(0.5))
+        assert [(r.task_id, r.status) for r in out] == [(2, STOPPED)], out
+    finally:
+        pool.shutdown()
+
+
 #: every check, in a sensible order
 CHECKS: list[Callable[[PoolFactory], None]] = [
     check_every_task_returns_once,
@@ -186,6 +242,7 @@ CHECKS: list[Callable[[PoolFactory], None]] = [
     check_wait_respects_timeout,
     check_shutdown_idempotent,
     check_kill_returns_running_as_cancelled,
+    check_reports_and_stops,
 ]
 
 

@@ -2,12 +2,16 @@
 
 Started by :class:`emews.workers._isolated.IsolatedRunner` as::
 
-    python -X faulthandler -c BOOTSTRAP <result fd>
+    python -X faulthandler -c BOOTSTRAP <result fd> [<control fd>]
 
 ``BOOTSTRAP`` reads the payload (a pickle of plain data: the objective's path or pickled
 bytes, the parameters and the worker's ``sys.path``) from stdin, extends ``sys.path`` and
 calls :func:`main`, which imports the objective, calls it, and writes a length-prefixed
-pickle of ``(status, loss, metrics, error)`` to the result pipe. This module never
+pickle of ``(status, loss, metrics, error)`` to the result pipe. Before it, each
+intermediate report of the objective (``trial.report`` / ``emews.report_step``) is a frame
+``{"report": (step, loss, metrics)}`` on the same pipe; the worker relays it to the driver
+and answers it on the control pipe with one byte (``b"1"``: stop, ``b"0"``: go on), which
+the child reads when the objective reports next. This module never
 imports mpi4py; if the objective initializes MPI it runs as a singleton (the launcher's
 variables are removed from the child's environment).
 """
@@ -27,7 +31,7 @@ BOOTSTRAP = (
     "payload = pickle.load(sys.stdin.buffer)\n"
     "sys.path[:0] = [p for p in payload['path'] if p not in sys.path]\n"
     "from emews.workers._child import main\n"
-    "main(payload, int(sys.argv[1]))\n"
+    "main(payload, int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)\n"
 )
 
 
@@ -40,19 +44,64 @@ def _write(fd: int, outcome: Any) -> None:
         view = view[n:]
 
 
-def main(payload: dict, fd: int) -> None:
-    """Evaluate one parameter set and report the outcome on ``fd``."""
-    from ..errors import ObjectiveError
-    from ..task import FAILED, outcome_from_value
-    from ._runners import load_objective
+class _ChildChannel:
+    """Reports as frames on the result pipe; answers (one byte each) from the control pipe."""
 
+    def __init__(self, fd: int, ctl: int | None):
+        self.fd = fd
+        self.ctl = ctl
+        self.outstanding = 0
+        self.stop = False
+
+    def _read(self, block: bool) -> None:
+        if self.ctl is None:
+            return
+        import select
+
+        while self.outstanding > 0 and not self.stop:
+            ready, _, _ = select.select([self.ctl], [], [], None if block else 0)
+            if not ready:
+                return
+            b = os.read(self.ctl, 1)
+            if not b:  # the worker is gone
+                self.outstanding = 0
+                return
+            self.outstanding -= 1
+            self.stop = b == b"1"
+            block = False
+
+    def send(self, step: float, loss: float, metrics: dict) -> bool:
+        self._read(block=True)  # the answer to the previous report (it has had a step to come)
+        if self.stop:
+            return True
+        _write(self.fd, {"report": (step, loss, metrics)})
+        self.outstanding += 1 if self.ctl is not None else 0
+        return False
+
+    def stop_requested(self) -> bool:
+        self._read(block=False)
+        return self.stop
+
+
+def main(payload: dict, fd: int, ctl: int | None = None) -> None:
+    """Evaluate one parameter set and report the outcome on ``fd`` (reports too; their
+    answers come on ``ctl``)."""
+    from ..errors import ObjectiveError, Stopped
+    from ..task import FAILED, outcome_from_value
+    from ._runners import load_objective, stopped_outcome
+    from ._trial import Trial, accepts_trial, call_with_trial
+
+    trial = Trial(payload.get("task_id", -1), payload.get("attempt", 0), payload["params"], _ChildChannel(fd, ctl))
     try:
         fn = load_objective(payload["objective"])
     except ObjectiveError as e:
         outcome: Any = (FAILED, None, {}, f"in the isolated child process: {e}")
     else:
         try:
-            outcome = outcome_from_value(fn(payload["params"]))
+            value = call_with_trial(fn, payload["params"], trial, accepts_trial(fn))
+            outcome = stopped_outcome(trial) if trial.stopped else outcome_from_value(value)
+        except Stopped as e:
+            outcome = stopped_outcome(trial, str(e) or "stopped early")
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
             outcome = (FAILED, None, {}, "".join(traceback.format_exception(type(e), e, e.__traceback__)))
     try:

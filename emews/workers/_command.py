@@ -18,6 +18,15 @@ Config keys (``runner:``)::
     timeout: 3600              # seconds; then the process group gets SIGTERM, SIGKILL after kill_grace
     kill_grace: 5
     workdir: tasks             # parent of the task directories (default: <experiment dir>/tasks)
+    report_pattern: 'epoch (\\d+) .* val_loss[=:] (\\S+)'   # intermediate reports (early stopping)
+    report_file: progress.log  # match the lines appended to this file instead of stdout
+
+Intermediate reports: while the command runs, each new line of its stdout (or of
+``report_file`` in the task directory) that ``report_pattern`` matches is a report: groups
+named ``step`` and ``loss``, or two groups (step, then loss); other named groups become
+metrics. The worker reads the new lines every ``REPORT_POLL`` seconds. When the driver stops
+the task, its process group gets SIGTERM (SIGKILL after ``kill_grace``) and the result is
+``stopped`` with the last judged report's loss and step.
 
 Placeholders in the template (``str.format`` syntax, ``{{``/``}}`` for literal braces):
 ``{params_file}``, ``{task_dir}``, ``{task_id}``, ``{attempt}``, ``{result_file}`` (absolute
@@ -58,7 +67,8 @@ from ..task import FAILED, TIMEOUT, Task, outcome_from_value
 from . import _procs
 from ._runners import RUNNERS
 
-__all__ = ["CommandRunner", "check_command_spec", "check_env", "PLACEHOLDERS", "DEFAULT_PATTERN", "DEFAULT_RESULT_FILE"]
+__all__ = ["CommandRunner", "check_command_spec", "check_env", "check_report_pattern", "PLACEHOLDERS", "DEFAULT_PATTERN",
+           "DEFAULT_RESULT_FILE", "REPORT_POLL"]
 
 #: the placeholders a command template may use (besides ``{params[NAME]}``)
 PLACEHOLDERS = ("params_file", "task_dir", "task_id", "attempt", "result_file", "config_dir", "python")
@@ -66,6 +76,31 @@ DEFAULT_PATTERN = r"^\s*loss\s*[:=]\s*(\S+)"
 DEFAULT_RESULT_FILE = "result.json"
 _FORMATTER = string.Formatter()
 _STDOUT_TAIL = 1 << 20  # bytes of stdout searched for the loss line
+#: seconds between two looks at a running command's new output lines (with a report_pattern)
+REPORT_POLL = 0.2
+
+
+def check_report_pattern(pattern: Any, source: str, key: str = "runner.report_pattern") -> re.Pattern:
+    """The compiled ``report_pattern``: groups ``step`` and ``loss`` (named), or two groups.
+
+    Raises:
+        ConfigError: not a regular expression, or no group for the step or the loss.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"must be a regular expression, got {pattern!r}", source, key)
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"invalid regular expression {pattern!r}: {e}", source, key) from None
+    named = rx.groupindex
+    if "loss" in named and "step" in named:
+        return rx
+    if rx.groups < 2 or ("loss" in named) != ("step" in named):
+        missing = "the loss" if "loss" not in named and rx.groups < 2 else "the step"
+        raise ConfigError(f"{pattern!r} has no group for {missing}: give groups named 'step' and 'loss', or two "
+                          f"groups (the step, then the loss), e.g. 'epoch (\\d+) .* val_loss[=:] (\\S+)'; "
+                          f"it has {rx.groups} group(s)", source, key)
+    return rx
 
 
 # -- config-time checks ----------------------------------------------------------------------
@@ -211,6 +246,17 @@ def check_command_spec(spec: dict, source: str, names: Sequence[str] | None = No
                               f"it has {rx.groups}", source, "runner.pattern")
         if rf is not None:
             raise ConfigError("give result_file or pattern, not both", source, "runner.pattern")
+    if spec.get("report_pattern") is not None:
+        check_report_pattern(spec["report_pattern"], source)
+    report_file = spec.get("report_file")
+    if report_file is not None:
+        if not isinstance(report_file, str) or not report_file or Path(report_file).is_absolute() \
+                or ".." in Path(report_file).parts:
+            raise ConfigError(f"must be a file name inside the task directory, got {report_file!r}", source,
+                              "runner.report_file")
+        if spec.get("report_pattern") is None:
+            raise ConfigError(f"report_file ({report_file!r}) needs a report_pattern for its lines", source,
+                              "runner.report_file")
     wd = spec.get("workdir")
     if wd is not None and (not isinstance(wd, str) or not wd):
         raise ConfigError(f"must be a directory path, got {wd!r}", source, "runner.workdir")
@@ -237,17 +283,20 @@ class CommandRunner:
         grace = spec.get("kill_grace")
         self.kill_grace = 5.0 if grace is None else float(grace)
         self.env = _procs.child_env(spec.get("env"), gpu)
+        rp = spec.get("report_pattern")
+        self.report_pattern = re.compile(rp) if rp else None
+        self.report_file = spec.get("report_file")
 
     def task_dir(self, task: Task) -> Path:
         """``<workdir>/<task_id>`` for the first attempt, ``<task_id>-<attempt>`` for retries."""
         return self.workdir / (str(task.id) if task.attempt == 0 else f"{task.id}-{task.attempt}")
 
-    def run(self, task: Task) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
         start = time.time()
-        status, loss, metrics, error = self._run(task)
+        status, loss, metrics, error = self._run(task, channel)
         return status, loss, metrics, error, start, time.time()
 
-    def _run(self, task: Task) -> tuple[str, float | None, dict, str | None]:
+    def _run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None]:
         d = self.task_dir(task)
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -276,11 +325,21 @@ class CommandRunner:
                                         start_new_session=True)
             except OSError as e:
                 return FAILED, None, {}, f"cannot run {argv[0]!r}: {e.strerror or e}"
+            trial = None
             try:
-                exited = _procs.wait_exit(proc, self.timeout)
+                if self.report_pattern is not None:
+                    exited, trial = self._watch(task, proc, d, channel)
+                else:
+                    exited = _procs.wait_exit(proc, self.timeout)
             except BaseException:  # the worker is being stopped: take the task's processes with it
                 _procs.kill_group(proc, 0)
                 raise
+            if trial is not None and trial.stopped:
+                how = _procs.kill_group(proc, self.kill_grace) if proc.poll() is None else "it had exited"
+                from ._runners import stopped_outcome
+
+                status, loss, metrics, error = stopped_outcome(trial)
+                return status, loss, metrics, f"{error}; the task's process group was killed ({how})"
             if not exited:
                 how = _procs.kill_group(proc, self.kill_grace)
                 return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed "
@@ -293,6 +352,64 @@ class CommandRunner:
         if self.use_result_file:
             return _from_result_file(result_path)
         return self._from_stdout(d / "stdout.txt")
+
+    def _watch(self, task: Task, proc: subprocess.Popen, d: Path, channel: Any) -> tuple[bool, Any]:
+        """Wait for the command like ``wait_exit``, reading its new output lines every
+        ``REPORT_POLL`` seconds; matching lines are reports. Returns ``(exited, trial)``;
+        the wait ends early when the trial is stopped."""
+        from ._trial import Trial
+
+        trial = Trial(task.id, task.attempt, dict(task.params), channel)
+        path = d / (self.report_file or "stdout.txt")
+        offset, partial = 0, b""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            wait = REPORT_POLL if left is None else max(0.0, min(REPORT_POLL, left))
+            exited = _procs.wait_exit(proc, wait)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except OSError:
+                chunk = b""
+            offset += len(chunk)
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop() if not exited else b""
+            if exited and lines and lines[-1] == b"":
+                lines.pop()
+            for raw in lines:
+                self._report_line(raw.decode("utf-8", "replace"), trial)
+                if trial.stopped:
+                    return exited, trial
+            if exited or trial.should_stop:
+                return exited, trial
+            if deadline is not None and time.monotonic() >= deadline:
+                return False, trial
+
+    def _report_line(self, line: str, trial: Any) -> None:
+        rx = self.report_pattern
+        m = rx.search(line)  # type: ignore[union-attr]
+        if not m:
+            return
+        named = rx.groupindex  # type: ignore[union-attr]
+        step, loss = (m.group("step"), m.group("loss")) if "step" in named else (m.group(1), m.group(2))
+        metrics = {k: v for k, v in m.groupdict().items() if k not in ("step", "loss") and v is not None}
+        for k, v in metrics.items():
+            try:
+                metrics[k] = float(v)
+            except ValueError:
+                pass
+        try:
+            s_: float = float(step)
+            s_ = int(s_) if s_.is_integer() else s_
+        except ValueError:
+            s_ = float("nan")
+        try:
+            v_ = float(loss)
+        except ValueError:
+            v_ = float("nan")
+        trial.report(s_, v_, **metrics)
 
     def _from_stdout(self, path: Path) -> tuple[str, float | None, dict, str | None]:
         text = _read_tail(path)

@@ -8,6 +8,8 @@
                                    ◀─pipe─── (status, loss, metrics, error)   [length-prefixed pickle]
     select(pidfd, pipe, timeout)              stderr → temp file → worker's stderr afterwards
     on timeout: killpg SIGTERM, SIGKILL after kill_grace
+                                   ◀─pipe─── {"report": (step, loss, metrics)}  [same framing]
+    relays it to the driver, ─ctl pipe─▶ one byte per report: b"1" stop, b"0" go on
 
 A segfault, ``os._exit``, an out-of-memory kill or a hang costs one failed (or ``timeout``)
 result; the worker and its MPI rank go on. The child is started with fork + exec
@@ -74,29 +76,41 @@ class IsolatedRunner:
         self.kill_grace = float(spec.get("kill_grace") if spec.get("kill_grace") is not None else DEFAULT_KILL_GRACE)
         self.env = _procs.child_env(spec.get("env"), gpu)
 
-    def run(self, task: Task) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
         start = time.time()
-        payload = pickle.dumps({"objective": self.objective, "params": dict(task.params), "path": list(sys.path)})
+        payload = pickle.dumps({"objective": self.objective, "params": dict(task.params), "path": list(sys.path),
+                                "task_id": task.id, "attempt": task.attempt})
         read_fd, write_fd = os.pipe()
+        ctl_read, ctl_write = os.pipe() if channel is not None else (None, None)  # the answers to reports
+        ctl_args = [str(ctl_read)] if ctl_read is not None else []
+        pass_fds = (write_fd,) if ctl_read is None else (write_fd, ctl_read)
         with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as stdin:
             stdin.write(payload)  # a file, not a pipe: writing it can never block
             stdin.seek(0)
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-X", "faulthandler", "-c", BOOTSTRAP, str(write_fd)],
-                    stdin=stdin, stderr=err, pass_fds=(write_fd,), env=self.env, start_new_session=True)
+                    [sys.executable, "-X", "faulthandler", "-c", BOOTSTRAP, str(write_fd), *ctl_args],
+                    stdin=stdin, stderr=err, pass_fds=pass_fds, env=self.env, start_new_session=True)
             except OSError as e:
-                os.close(read_fd)
-                os.close(write_fd)
+                for fd in (read_fd, write_fd, ctl_read, ctl_write):
+                    if fd is not None:
+                        os.close(fd)
                 return FAILED, None, {}, f"cannot start the isolated child process: {e}", start, time.time()
             os.close(write_fd)
+            if ctl_read is not None:
+                os.close(ctl_read)
             try:
-                status, loss, metrics, error = self._supervise(proc, read_fd)
+                if channel is None:
+                    status, loss, metrics, error = self._supervise(proc, read_fd)
+                else:
+                    status, loss, metrics, error = self._supervise_reports(proc, read_fd, ctl_write, channel)
             except BaseException:  # the worker is being stopped: take the task's processes with it
                 _procs.kill_group(proc, 0)
                 raise
             finally:
                 os.close(read_fd)
+                if ctl_write is not None:
+                    os.close(ctl_write)
             end = time.time()
             err.seek(0)
             stderr = err.read()
@@ -123,8 +137,59 @@ class IsolatedRunner:
             return outcome
         return FAILED, None, {}, f"child process {_procs.describe_exit(proc.returncode)} before returning a result"
 
+    def _supervise_reports(self, proc: subprocess.Popen, read_fd: int, ctl: int,
+                           channel: Any) -> tuple[str, float | None, dict, str | None]:
+        """Like :meth:`_supervise`, relaying the child's report frames to ``channel`` and its
+        answers back on ``ctl`` (the worker waits for each answer; the child does not)."""
+        data = bytearray()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        outcome = None
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                how = _procs.kill_group(proc, self.kill_grace)
+                return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed "
+                                           f"({how})")
+            exited = _procs.wait_exit(proc, left, read_fd, data, until_data=True)
+            for frame in _frames(data):
+                if isinstance(frame, dict) and "report" in frame:
+                    step, loss, metrics = frame["report"]
+                    stop = channel.send_wait(step, loss, metrics)
+                    try:
+                        os.write(ctl, b"1" if stop else b"0")
+                    except OSError:
+                        pass  # the child has gone; its exit is seen next
+                elif isinstance(frame, tuple):
+                    outcome = frame
+            if exited:
+                break
+        _drain(read_fd, data)
+        for frame in _frames(data):
+            if isinstance(frame, tuple):
+                outcome = frame
+        _procs.reap(proc)
+        if outcome is not None:
+            return outcome
+        return FAILED, None, {}, f"child process {_procs.describe_exit(proc.returncode)} before returning a result"
+
     def close(self) -> None:
         pass
+
+
+def _frames(data: bytearray) -> list:
+    """The complete frames at the front of ``data`` (removed from it), unpickled."""
+    out = []
+    while len(data) >= 8:
+        (n,) = struct.unpack("!Q", bytes(data[:8]))
+        if len(data) < 8 + n:
+            break
+        blob = bytes(data[8:8 + n])
+        del data[:8 + n]
+        try:
+            out.append(pickle.loads(blob))
+        except Exception:  # noqa: BLE001 - a garbled frame is no frame
+            pass
+    return out
 
 
 def _drain(fd: int, data: bytearray) -> None:
@@ -141,15 +206,9 @@ def _drain(fd: int, data: bytearray) -> None:
 
 
 def _decode(data: bytes) -> tuple | None:
-    if len(data) < 8:
-        return None
-    (n,) = struct.unpack("!Q", bytes(data[:8]))
-    if len(data) < 8 + n:
-        return None
-    try:
-        return tuple(pickle.loads(bytes(data[8:8 + n])))
-    except Exception:  # noqa: BLE001 - a garbled result is no result
-        return None
+    """The outcome frame (the last tuple; report frames before it are skipped)."""
+    outcomes = [f for f in _frames(bytearray(data)) if isinstance(f, tuple)]
+    return outcomes[-1] if outcomes else None
 
 
 RUNNERS["isolated"] = IsolatedRunner

@@ -7,6 +7,15 @@
 
 One duplex pipe per worker; the driver blocks in ``multiprocessing.connection.wait`` on all
 pipes (and the optimizer's), so nothing spins. Each worker holds at most one task.
+
+Intermediate reports travel on the same pipe::
+
+    worker ──("report", Report)──────────────▶ pool ──on_report(Report) -> bool──▶ driver
+    worker ◀─("answer", task_id, attempt, stop)─┘          (every report is answered)
+    worker ◀─("stop", task_id, attempt)──────── pool.stop_task(task_id)  (unasked)
+
+The worker never waits for the answer to the report it just sent: it reads it when the
+objective reports next (see :mod:`emews.workers._trial`).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import Any
 
 from .._childsig import die_with_parent, emews_children
 from ..errors import ObjectiveError
-from ..task import Result, Task
+from ..task import Report, Result, Task
 from ._gpu import gpu_for
 from ._procs import describe_exit
 from ._runners import HOST, execute, make_runner
@@ -29,6 +38,70 @@ from ._runners import HOST, execute, make_runner
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+class PipeChannel:
+    """A task's reports down the worker's pipe; the answers and stops read back from it."""
+
+    def __init__(self, conn: Any, task: Task):
+        self.conn = conn
+        self.task = task
+        self.outstanding = 0  # reports sent whose answer has not been read
+        self.stop = False
+        self.shutdown = False  # the pool said "no more tasks" meanwhile (handled after this one)
+
+    def _take(self, msg: Any) -> None:
+        if msg is None:
+            self.shutdown = True
+        elif isinstance(msg, tuple) and msg and msg[0] in ("answer", "stop"):
+            if msg[1] != self.task.id or msg[2] != self.task.attempt:
+                return  # a late answer for an earlier task
+            if msg[0] == "answer":
+                self.outstanding -= 1
+                self.stop = self.stop or bool(msg[3])
+            else:
+                self.stop = True
+
+    def _read(self, block: bool) -> None:
+        while self.conn.poll(None if block else 0):
+            self._take(self.conn.recv())
+            block = False
+
+    def send(self, step: float, loss: float, metrics: dict) -> bool:
+        try:
+            self._read(block=False)
+            while self.outstanding > 0 and not self.stop:  # the answer to the previous report
+                self._read(block=True)
+        except (EOFError, OSError):
+            return False  # the driver is gone; the parent-death signal ends this worker
+        if self.stop:
+            return True
+        self.conn.send(("report", Report(self.task.id, self.task.attempt, step, loss, metrics, time.time())))
+        self.outstanding += 1
+        return False
+
+    def send_wait(self, step: float, loss: float, metrics: dict) -> bool:
+        """Send a report and wait for its own answer (a relay: the isolated runner's worker,
+        whose child goes on training meanwhile); True: stop."""
+        if self.send(step, loss, metrics):
+            return True
+        try:
+            while self.outstanding > 0 and not self.stop:
+                self._read(block=True)
+        except (EOFError, OSError):
+            return False
+        return self.stop
+
+    def fileno(self) -> int:
+        """The pipe's descriptor: readable when an answer or a stop has come."""
+        return self.conn.fileno()
+
+    def stop_requested(self) -> bool:
+        try:
+            self._read(block=False)
+        except (EOFError, OSError):
+            pass
+        return self.stop
 
 
 def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str]) -> None:
@@ -51,7 +124,12 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
                 break
             if task is None:
                 break
-            conn.send(execute(runner, task, worker, HOST, gpu))
+            if not isinstance(task, Task):  # a late answer or stop for a task that has ended
+                continue
+            channel = PipeChannel(conn, task)
+            conn.send(execute(runner, task, worker, HOST, gpu, channel))
+            if channel.shutdown:
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -88,6 +166,9 @@ class LocalPool:
         self.respawned = 0
         self._fatal: str | None = None
         self._closed = False
+        #: called with every Report; True stops the task (the driver sets it)
+        self.on_report: Any = None
+        self._stopping: set[tuple[int, int]] = set()  # (task id, attempt) told to stop
         for i in range(workers):
             self._start(i)
 
@@ -150,7 +231,10 @@ class LocalPool:
             if isinstance(msg, Result):
                 self._busy.pop(i, None)
                 self._idle.append(i)
+                self._stopping.discard((msg.task_id, msg.attempt))
                 out.append(msg)
+            elif msg[0] == "report":
+                self._answer(c, msg[1])
             elif msg[0] == "ready":
                 self._idle.append(i)
                 self._started.add(i)
@@ -160,6 +244,31 @@ class LocalPool:
         if self._fatal and not out:
             raise ObjectiveError(self._fatal)
         return out
+
+    def _answer(self, conn: Any, rep: Report) -> None:
+        key = (rep.task_id, rep.attempt)
+        stop = key in self._stopping
+        if self.on_report is not None:
+            stop = bool(self.on_report(rep)) or stop
+        if stop:
+            self._stopping.add(key)
+        try:
+            conn.send(("answer", rep.task_id, rep.attempt, stop))
+        except OSError:
+            pass  # the worker died; wait() finds out
+
+    def stop_task(self, task_id: int) -> bool:
+        """Ask the worker running ``task_id`` to stop it (at its next report); False when no
+        worker runs it."""
+        for i, t in self._busy.items():
+            if t.id == task_id:
+                self._stopping.add((t.id, t.attempt))
+                try:
+                    self._conns[i].send(("stop", t.id, t.attempt))
+                except OSError:
+                    pass
+                return True
+        return False
 
     def _lost(self, i: int) -> list[Result]:
         """A worker process died (segfault, os._exit, OOM kill): its task becomes a failed

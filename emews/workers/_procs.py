@@ -53,18 +53,19 @@ def _pidfd(pid: int) -> int | None:
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float | None, read_fd: int | None = None,
-              sink: bytearray | None = None) -> bool:
+              sink: bytearray | None = None, until_data: bool = False) -> bool:
     """Wait until ``proc`` exits or ``timeout`` seconds pass; True when it exited.
 
     Blocks in ``select`` on a pidfd (Linux) rather than polling. When ``read_fd`` is given,
     what arrives on it meanwhile is appended to ``sink`` (so a child writing a large result
-    to a pipe never blocks on a full pipe).
+    to a pipe never blocks on a full pipe). With ``until_data`` it also returns (False) as
+    soon as something has been read.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     pidfd = _pidfd(proc.pid)
     try:
         if pidfd is None:
-            return _wait_exit_polling(proc, deadline, read_fd, sink)
+            return _wait_exit_polling(proc, deadline, read_fd, sink, until_data)
         reading = read_fd is not None
         while True:
             # the pidfd turns readable when the child exits; it is not reaped here, so its
@@ -80,6 +81,8 @@ def wait_exit(proc: subprocess.Popen, timeout: float | None, read_fd: int | None
                 chunk = os.read(read_fd, 1 << 16)
                 if chunk:
                     sink.extend(chunk)  # type: ignore[union-attr]
+                    if until_data:
+                        return False
                 else:
                     reading = False
     finally:
@@ -88,7 +91,7 @@ def wait_exit(proc: subprocess.Popen, timeout: float | None, read_fd: int | None
 
 
 def _wait_exit_polling(proc: subprocess.Popen, deadline: float | None, read_fd: int | None,
-                       sink: bytearray | None) -> bool:
+                       sink: bytearray | None, until_data: bool = False) -> bool:
     """``wait_exit`` without pidfds (macOS): read until EOF, then poll for the exit."""
     reading = read_fd is not None
     delay = 0.001
@@ -104,6 +107,8 @@ def _wait_exit_polling(proc: subprocess.Popen, deadline: float | None, read_fd: 
                 chunk = os.read(read_fd, 1 << 16)  # type: ignore[arg-type]
                 if chunk:
                     sink.extend(chunk)  # type: ignore[union-attr]
+                    if until_data:
+                        return False
                 else:
                     reading = False
             continue

@@ -28,6 +28,13 @@ Wire protocol (pickled, lowercase ``send``/``recv`` of small records):
   after ``None``.
 * ``TAG_GROUP`` inside a task group: the leader forwards tasks (or ``None``); members answer
   ``(status, error)``.
+* Early stopping: the leader sends each intermediate report as ``("report", Report)`` on
+  ``TAG_RESULT``; rank 0 answers every one with ``("answer", task_id, attempt, stop)`` on
+  ``TAG_STOP`` (and sends ``("stop", task_id, attempt)`` unasked when the optimizer stops the
+  task). The leader reads the answer to report *k* at report *k + 1* (``iprobe``; it blocks
+  only if that answer has not come yet), so no rank waits on another's report. When a stop
+  comes, the leader tells the other ranks of its group (``("stop", task_id, attempt)`` on
+  ``TAG_GROUP_STOP``), which see it at their next report: the task stops on all its ranks.
 
 Nobody spins: rank 0 and idle workers poll with ``iprobe`` and a capped back-off (the
 scheme of ``mpi4py.futures``): rank 0 every ~0.25 ms for 20 ms after a message, a worker
@@ -67,13 +74,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError, EmewsError, ObjectiveError
-from ..task import DONE, FAILED, Result, Task
+from ..task import DONE, FAILED, STOPPED, Report, Result, Task
 from ._gpu import gpu_for
 from ._runners import HOST, accepts_comm, execute, make_runner
 
 __all__ = ["MPIPool", "MPISession", "mpi_session", "mpi_module", "Backoff"]
 
-TAG_SETUP, TAG_TASK, TAG_RESULT, TAG_GROUP = 71, 72, 73, 74
+TAG_SETUP, TAG_TASK, TAG_RESULT, TAG_GROUP, TAG_STOP, TAG_GROUP_STOP = 71, 72, 73, 74, 75, 76
 
 #: seconds rank 0 waits for busy workers to stop after the run ended, before MPI_Abort
 #: (environment variable ``EMEWS_MPI_STOP_GRACE`` overrides it)
@@ -309,6 +316,9 @@ class MPIPool:
         self._fatal: str | None = None
         self.runner_spec = runner_spec
         self.closed = False
+        #: called with every Report; True stops the task (the driver sets it)
+        self.on_report: Any = None
+        self._stopping: set[tuple[int, int]] = set()
         session._unreleased |= set(session.leaders)
 
     @property
@@ -338,6 +348,7 @@ class MPIPool:
             src = st.Get_source()
             obj = comm.recv(source=src, tag=TAG_RESULT)
             if isinstance(obj, Result):
+                self._stopping.discard((obj.task_id, obj.attempt))
                 if self._busy.pop(src, None) is not None and not self.closed:
                     self._idle.append(src)
                     changed = True
@@ -351,7 +362,27 @@ class MPIPool:
                 self._fatal = self._fatal or obj[1]  # raised by wait() once these results are handed over
             elif obj[0] == "bye":
                 self._session._unreleased.discard(src)
+            elif obj[0] == "report":
+                self._answer(src, obj[1])
         return out, changed
+
+    def _answer(self, src: int, rep: Report) -> None:
+        key = (rep.task_id, rep.attempt)
+        stop = key in self._stopping
+        if self.on_report is not None:
+            stop = bool(self.on_report(rep)) or stop
+        if stop:
+            self._stopping.add(key)
+        self._comm.send(("answer", rep.task_id, rep.attempt, stop), dest=src, tag=TAG_STOP)
+
+    def stop_task(self, task_id: int) -> bool:
+        """Tell the group running ``task_id`` to stop it (seen at its next report)."""
+        for leader, t in self._busy.items():
+            if t.id == task_id:
+                self._stopping.add((t.id, t.attempt))
+                self._comm.send(("stop", t.id, t.attempt), dest=leader, tag=TAG_STOP)
+                return True
+        return False
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
         """Results that are ready; blocks up to ``timeout`` until one is, a worker becomes
@@ -489,6 +520,73 @@ def _make(layout: _Layout, spec: dict) -> tuple[Any, str | None]:
     return runner, None
 
 
+class _LeaderChannel:
+    """A task's reports to rank 0; the answers (and unasked stops) read back with ``iprobe``.
+    A stop is passed on to the other ranks of the group."""
+
+    def __init__(self, comm: Any, group: Any, task: Task, backoff: Backoff):
+        self.comm, self.group, self.task, self.backoff = comm, group, task, backoff
+        self.outstanding = 0
+        self.stop = False
+        self._told = False
+
+    def _take(self, msg: Any) -> None:
+        kind, tid, attempt = msg[0], msg[1], msg[2]
+        if (tid, attempt) != (self.task.id, self.task.attempt):
+            return  # late, for an earlier task
+        if kind == "answer":
+            self.outstanding -= 1
+            self.stop = self.stop or bool(msg[3])
+        else:
+            self.stop = True
+        if self.stop and not self._told:
+            self._told = True
+            for member in range(1, self.group.Get_size()):
+                self.group.send(("stop", tid, attempt), dest=member, tag=TAG_GROUP_STOP)
+
+    def _read(self) -> None:
+        while self.comm.iprobe(0, TAG_STOP):
+            self._take(self.comm.recv(source=0, tag=TAG_STOP))
+
+    def send(self, step: float, loss: float, metrics: dict) -> bool:
+        self._read()
+        while self.outstanding > 0 and not self.stop:  # the answer to the previous report
+            self._take(_recv(self.comm, 0, TAG_STOP, self.backoff))
+        if self.stop:
+            return True
+        self.comm.send(("report", Report(self.task.id, self.task.attempt, step, loss, metrics, time.time())),
+                       dest=0, tag=TAG_RESULT)
+        self.outstanding += 1
+        return False
+
+    def stop_requested(self) -> bool:
+        self._read()
+        return self.stop
+
+    def settle(self) -> None:
+        """After the task: take the answers still due, so none is left for the next task."""
+        while self.outstanding > 0:
+            self._take(_recv(self.comm, 0, TAG_STOP, self.backoff))
+
+
+class _MemberChannel:
+    """A non-leader rank of a task group: its reports go nowhere; the leader's stop comes in."""
+
+    def __init__(self, group: Any, task: Task):
+        self.group, self.task = group, task
+        self.stop = False
+
+    def send(self, step: float, loss: float, metrics: dict) -> bool:
+        return self.stop_requested()
+
+    def stop_requested(self) -> bool:
+        while self.group.iprobe(0, TAG_GROUP_STOP):
+            msg = self.group.recv(source=0, tag=TAG_GROUP_STOP)
+            if (msg[1], msg[2]) == (self.task.id, self.task.attempt):
+                self.stop = True
+        return self.stop
+
+
 def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
     comm, group = layout.comm, layout.group
     runner, error = _make(layout, spec)
@@ -511,13 +609,15 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
             group.send(task, dest=member, tag=TAG_GROUP)
         if task is None:
             break
+        channel = _LeaderChannel(comm, group, task, backoff)
         try:
-            result = execute(runner, task, layout.rank, HOST, gpu)
+            result = execute(runner, task, layout.rank, HOST, gpu, channel)
         except KeyboardInterrupt:
             result = Result.failed(task, "interrupted (Ctrl-C)", worker=layout.rank, host=HOST, gpu=gpu)
+        channel.settle()
         for member in range(1, group.Get_size()):
             m_status, m_error = _recv(group, member, TAG_GROUP, backoff)
-            if m_status != DONE and result.status == DONE:
+            if m_status not in (DONE, STOPPED) and result.status in (DONE, STOPPED):
                 result.status, result.loss = m_status, None
                 result.error = f"rank {layout.rank + member} of the task group: {m_error}"
         comm.send(result, dest=0, tag=TAG_RESULT)
@@ -538,7 +638,7 @@ def _follow(layout: _Layout, spec: dict, backoff: Backoff) -> None:
         if task is None:
             break
         try:
-            status, _loss, _metrics, err, _s, _e = runner.run(task)
+            status, _loss, _metrics, err, _s, _e = runner.run(task, _MemberChannel(group, task))
         except KeyboardInterrupt:
             status, err = FAILED, "interrupted (Ctrl-C)"
         group.send((status, err), dest=0, tag=TAG_GROUP)

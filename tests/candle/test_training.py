@@ -87,3 +87,37 @@ def test_threads_param_sets_torch_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+class _StopAt:
+    """A report channel whose driver decided to stop after step ``k`` (seen at report k + 1)."""
+
+    def __init__(self, k):
+        self.k, self.steps = k, []
+
+    def send(self, step, loss, metrics):
+        if step > self.k:
+            return True
+        self.steps.append((step, loss, metrics))
+        return False
+
+    def stop_requested(self):
+        return False
+
+
+@pytest.mark.parametrize("module", ["nt3", "p1b1"])
+def test_candle_objectives_report_per_epoch_and_honour_a_stop(module):
+    from emews.task import Task
+    from emews.workers._runners import PythonRunner
+
+    params = NO_DROP if module == "nt3" else {"data_size": "tiny", "device": "cpu", "epochs": 4}
+    params = {**params, "epochs": 4}
+    runner = PythonRunner({"objective": f"benchmarks.candle.{module}:run"})
+    chan = _StopAt(2)
+    status, loss, metrics, error, _, _ = runner.run(Task(0, params), chan)
+    assert status == "stopped" and metrics["step"] == 2, error
+    assert [s for s, _, _ in chan.steps] == [1, 2]
+    assert loss == pytest.approx(chan.steps[-1][1]) and "train_loss" in chan.steps[0][2]
+    # without a driver the same objective runs all its epochs
+    out = getattr(__import__("benchmarks.candle", fromlist=[module]), module).run(params)
+    assert out["epochs_completed"] == 4 and not out["stopped_by_driver"]
