@@ -28,16 +28,27 @@ SCRIPT = textwrap.dedent('''
     emews.api.launch = spy  # search() calls the launch function by this name
 
     if __name__ == "__main__":
+        import os
         res = emews.search("objectives:where", {"i": {"type": "int", "low": 0, "high": 1000}}, max_evals=6,
                            workers=2, seed=1, output=sys.argv[1], experiment="s", report=False)
-        print(json.dumps({"calls": calls, "results": None if res is None else len(res),
-                          "pool": None if res is None else res.meta["pool"]}), flush=True)
+        # one file per process: the ranks' stdout lines may interleave under mpiexec
+        rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+        with open(os.path.join(sys.argv[1], f"rank-{rank}.json"), "w") as f:
+            json.dump({"calls": calls, "results": None if res is None else len(res),
+                       "pool": None if res is None else res.meta["pool"]}, f)
 ''')
+
+
+def _answers(tmp_path):
+    import json
+
+    return [json.loads(f.read_text()) for f in sorted((tmp_path / "out").glob("rank-*.json"))]
 
 
 def _search(tmp_path, n):
     script = tmp_path / "search_script.py"
     script.write_text(SCRIPT)
+    (tmp_path / "out").mkdir(exist_ok=True)
     args = [str(script), str(tmp_path / "out")]
     if n is None:
         return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env(), capture_output=True, text=True,
@@ -48,20 +59,15 @@ def _search(tmp_path, n):
 def test_search_uses_the_launch_function_on_the_local_pool(tmp_path):
     p = _search(tmp_path, None)
     assert p.returncode == 0, p.stderr
-    import json
-
-    got = json.loads(p.stdout.strip().splitlines()[-1])
-    assert got == {"calls": ["search()"], "results": 6, "pool": "local"}
+    assert _answers(tmp_path) == [{"calls": ["search()"], "results": 6, "pool": "local"}]
 
 
 @pytest.mark.mpi
 def test_search_under_mpiexec_runs_on_the_mpi_pool(tmp_path):
     p = _search(tmp_path, 3)
     assert p.returncode == 0, p.stderr
-    import json
-
-    lines = [json.loads(x) for x in p.stdout.strip().splitlines() if x.startswith("{")]
-    assert len(lines) == 3, p.stdout  # every rank called search() once, through launch()
+    lines = _answers(tmp_path)
+    assert len(lines) == 3, (p.stdout, p.stderr)  # every rank called search() once, through launch()
     assert all(x["calls"] == ["search()"] for x in lines)
     drivers = [x for x in lines if x["results"] is not None]
     assert drivers == [{"calls": ["search()"], "results": 6, "pool": "mpi"}]  # rank 0; the workers got None
