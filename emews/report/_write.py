@@ -75,22 +75,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(src: Results, out: str | Path | None = None, plots: bool = True, top: int = 10) -> dict:
-    """Write ``report.json``, ``report.txt`` and (with ``plots`` and matplotlib installed)
-    ``trajectory.png``, ``load.png`` and ``params.png``; return the report's data.
-
-    Args:
-        src: the results (with a directory, unless ``out`` is given).
-        out: where the files go (created if needed); default the experiment directory.
-        plots: draw the PNGs. A plot that cannot be drawn (matplotlib missing, any error) is
-            a warning on the ``emews`` logger and a line in the data's ``warnings``, never an
-            exception.
-        top: how many of the best trials ``params.png`` highlights.
-
-    Raises:
-        JournalError: ``directory`` is not an experiment directory, or its journal is not
-            readable (the message names the path).
-        OSError: the files cannot be written.
-    """
+    """:func:`emews.report.write_report` for a :class:`~emews.results.Results` ``src`` (with a
+    directory, unless ``out`` is given): the arguments, files and errors are the same."""
     if out is None:
         if src.directory is None:
             raise ValueError("these results have no experiment directory: give write_report an out directory")
