@@ -30,6 +30,12 @@ The duration model (``simulation.duration`` in the config):
 * or ``"module:function"``: ``function(params) -> seconds`` (e.g. proportional to epochs);
   a negative or non-finite value fails that task with an error naming it.
 
+Early stopping: an objective that takes a trial (``fn(params, trial)``) reports its steps
+when it is called; the pool replays those reports in simulated time, one every
+``duration / steps`` seconds, through the driver's stopper (``on_report``). A stop decided
+at step *k* ends the task one step later (as a real trial learns of it at its next report),
+``stopped`` with the loss and step of report *k*: its worker is free that much earlier.
+
 ``failure_rate`` (0-1): the share of tasks that fail (error ``simulated failure``);
 ``stragglers: {share: 0.01, factor: 10}``: the share of tasks whose duration is multiplied by
 ``factor``. ``seed`` makes durations, failures and stragglers repeat.
@@ -46,7 +52,7 @@ from typing import Any
 from .._clock import SimClock
 from .._imports import import_object
 from ..errors import ConfigError
-from ..task import Result, Task
+from ..task import STOPPED, Report, Result, Task
 from ._runners import execute, make_runner
 
 __all__ = ["SimulatedPool", "duration_model", "DISTRIBUTIONS", "SIMULATION_KEYS"]
@@ -169,9 +175,14 @@ class SimulatedPool:
         self._rng = random.Random(sim.get("seed"))
         self._runner = make_runner(runner_spec)
         self._free: list[int] = list(range(self.size - 1, -1, -1))  # a stack: worker 0 first
-        self._running: list[tuple[float, int, int, Result]] = []  # heap of (end, order, worker, result)
+        # heap of events (time, order, worker, token, kind, payload): kind 0 a report (payload: its
+        # index), 1 the end; a token names the attempt, so events of a stopped one are skipped
+        self._running: list[tuple[float, int, int, int, int, Any]] = []
         self._busy: dict[int, Task] = {}
+        self._live: dict[int, dict] = {}  # worker -> {token, task, result, reports, step_seconds}
+        self._stopping: set[tuple[int, int]] = set()  # (task id, attempt) asked to stop (stop_task)
         self._order = 0
+        self.on_report: Any = None  # set by the driver: Report -> True to stop the task
         self.closed = False
 
     @property
@@ -187,7 +198,8 @@ class SimulatedPool:
         worker = self._free.pop()
         self._busy[worker] = task
         start = self.clock.time()
-        result = execute(self._runner, task, worker, HOST, None)
+        recorder = _Recorder()
+        result = execute(self._runner, task, worker, HOST, None, recorder)
         seconds, why = self._draw(task.params)
         if why is not None:
             result = Result.failed(task, why, worker=worker, host=HOST)
@@ -195,8 +207,15 @@ class SimulatedPool:
         elif self._rng.random() < self._failure_rate:
             result = Result.failed(task, "simulated failure (simulation.failure_rate)", worker=worker, host=HOST)
         result.start, result.end = start, start + seconds
-        heapq.heappush(self._running, (result.end, self._order, worker, result))
+        token = self._order
         self._order += 1
+        reports = recorder.reports if result.status != STOPPED else []
+        step_seconds = seconds / len(reports) if reports else 0.0
+        self._live[worker] = {"token": token, "task": task, "result": result, "reports": reports,
+                              "step": step_seconds}
+        for k in range(len(reports)):  # each report when its step is done, in simulated time
+            heapq.heappush(self._running, (start + (k + 1) * step_seconds, token, worker, token, 0, k))
+        heapq.heappush(self._running, (result.end, token, worker, token, 1, None))
         return worker
 
     def _draw(self, params: dict) -> tuple[float, str | None]:
@@ -215,11 +234,45 @@ class SimulatedPool:
         now = self.clock.monotonic()
         out = []
         while self._running and self._running[0][0] <= now:
-            _, _, worker, result = heapq.heappop(self._running)
+            t, _, worker, token, kind, k = heapq.heappop(self._running)
+            live = self._live.get(worker)
+            if live is None or live["token"] != token:
+                continue  # an attempt that was stopped (or shut down) earlier
+            if kind == 0:
+                self._report(t, worker, live, k)
+                continue
+            del self._live[worker]
             if self._busy.pop(worker, None) is not None:
                 self._free.append(worker)
-                out.append(result)
+                out.append(live["result"])
         return out
+
+    def _report(self, t: float, worker: int, live: dict, k: int) -> None:
+        """Replay report ``k`` of the attempt on ``worker`` at simulated time ``t``; on a stop,
+        the attempt ends one step later, stopped at this report."""
+        task, (step, loss, metrics) = live["task"], live["reports"][k]
+        stop = (task.id, task.attempt) in self._stopping
+        if self.on_report is not None:
+            stop = bool(self.on_report(Report(task.id, task.attempt, step, loss, dict(metrics), t))) or stop
+        if not stop:
+            return
+        self._stopping.discard((task.id, task.attempt))
+        end = min(live["result"].end, t + live["step"])
+        result = Result.stopped(task, step, loss, metrics, worker=worker, host=HOST, start=live["result"].start,
+                                end=end)
+        token = self._order
+        self._order += 1
+        live.update(token=token, result=result)
+        heapq.heappush(self._running, (end, token, worker, token, 1, None))
+
+    def stop_task(self, task_id: int) -> bool:
+        """Stop a running task at its next report; False when no virtual worker runs it."""
+        for live in self._live.values():
+            t = live["task"]
+            if t.id == task_id:
+                self._stopping.add((t.id, t.attempt))
+                return True
+        return False
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
         """Completions whose simulated end has come. When the driver allows it
@@ -260,6 +313,22 @@ class SimulatedPool:
             out = [Result.cancelled(t, "cancelled at shutdown", worker=w, host=HOST, end=now)
                    for w, t in self._busy.items()]
         self._busy.clear()
+        self._live.clear()
         self._running.clear()
         self._runner.close()
         return out
+
+
+class _Recorder:
+    """The channel a simulated task's trial reports into: every report is kept (to be replayed
+    in simulated time) and no stop comes while the objective runs."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, float, dict]] = []
+
+    def send(self, step: float, loss: float, metrics: dict) -> bool:
+        self.reports.append((step, loss, dict(metrics)))
+        return False
+
+    def stop_requested(self) -> bool:
+        return False

@@ -189,3 +189,44 @@ def test_the_load_plot_aggregates_above_a_worker_count(tmp_path):
             assert share[:, :50].mean() > 0.9  # every row busy early on
         else:
             assert not lower.images and len(lower.collections) >= workers  # bars per worker
+
+
+CURVE_OBJECTIVE = """
+def curve(params, trial):
+    # a learning curve: the final loss is x**2 + y**2, approached over 27 epochs
+    final = params["x"] ** 2 + params["y"] ** 2
+    loss = None
+    for epoch in range(1, 28):
+        loss = final + 1.0 / epoch
+        if trial.report(epoch, loss):
+            break
+    return loss
+"""
+
+
+def test_early_stopping_replays_reports_in_simulated_time(tmp_path):
+    """Each task's 27 reports come one every duration/27 simulated seconds; ASHA stops most of
+    them at a rung, and a stopped task frees its worker one step after the judged report."""
+    (tmp_path / "curvemod.py").write_text(CURVE_OBJECTIVE)
+    asha = {"name": "asha", "min_resource": 1, "max_resource": 27, "reduction_factor": 3}
+    for name, stopper in (("stop", asha), ("full", None)):
+        cfg = dict(experiment=name, objective="curvemod:curve", workers=50, max_evals=400,
+                   simulation={"duration": {"distribution": "constant", "value": 27.0}, "seed": 1})
+        if stopper:
+            cfg["stopper"] = stopper
+        r = run_cli([str(_config(tmp_path, **cfg)), "-q"], cwd=tmp_path, timeout=600)
+        assert r.returncode == 0, r.stderr
+    stopped_run = read_journal(tmp_path / "runs" / "stop")
+    full_run = read_journal(tmp_path / "runs" / "full")
+    stopped = [e for e in stopped_run["evals"] if e["status"] == "stopped"]
+    assert len(stopped) > 200 and len(stopped_run["evals"]) == 400
+    for e in stopped:
+        step = e["metrics"]["step"]
+        assert step in (1, 3, 9)  # ASHA's rungs below the top
+        assert e["end"] - e["start"] == pytest.approx(step + 1.0)  # one step (1 s) after the judged report
+        assert e["loss"] == pytest.approx(e["params"]["x"] ** 2 + e["params"]["y"] ** 2 + 1.0 / step)
+    assert all(e["status"] == "done" and e["end"] - e["start"] == pytest.approx(27.0) for e in full_run["evals"])
+    busy = lambda run: sum(e["end"] - e["start"] for e in run["evals"])  # noqa: E731
+    assert busy(stopped_run) < 0.5 * busy(full_run)  # the epochs saved
+    reports = stopped_run["reports"]
+    assert len(reports) == sum(int(e["metrics"]["step"]) for e in stopped) + 27 * (400 - len(stopped))
