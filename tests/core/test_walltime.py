@@ -54,7 +54,7 @@ def test_slurm_end_time_stops_new_tasks_before_it(tmp_path):
         reap(proc)
     assert proc.returncode == 0, err
     assert "Slurm job end (SLURM_JOB_END_TIME)" in err
-    assert "stopped early" in out and "run the same command again to resume" in out
+    assert "stopped early" in out and "run the same command again to resume" in out, (out, err)
     j = read_journal(tmp_path / "runs" / "w")
     assert j["meta"]["outcome"].startswith("Slurm job end (SLURM_JOB_END_TIME) near: stopped 100 s before it")
     starts = [e["start"] for e in j["evals"] if e["start"] is not None]
