@@ -23,21 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-EPOCHS = 27
-
-
-def objective(params: dict, trial) -> float:
-    """The learning curve of ``params`` (seeded by the parameters), reported per epoch."""
-    from benchmarks.stopping.curves import make_curve
-
-    key = abs(hash(tuple(round(float(params[k]), 9) for k in sorted(params)))) % (1 << 30)
-    c = make_curve(params, 0, key)
-    loss = None
-    for epoch in range(1, EPOCHS + 1):
-        loss = c.loss(epoch)
-        if trial.report(epoch, loss):
-            break
-    return loss
+from benchmarks.stopping.emews_run import EPOCHS, objective  # noqa: E402 - the same curve objective
 
 
 def main() -> None:
