@@ -292,6 +292,10 @@ class Driver:
             if self._nothing_to_resume():  # no session, no redrawn report, the outcome kept
                 return self._already_complete(progress)
             seed = self._start_meta(t0)
+            if s.report:  # matplotlib's import and first draw overlap the search, not follow it
+                from .report import preload_plots
+
+                threading.Thread(target=preload_plots, name="emews-plots-preload", daemon=True).start()
             handoff = self._take_over(self.clock.time())
             stop_at, kill_at = self._time_limits()
             if self.finished >= s.max_evals and not self.waiting:

@@ -46,6 +46,7 @@ from ._data import (
     utilization,
     worker_timeline,
 )
+from ._plots import preload as preload_plots
 from ._plots import require_matplotlib
 from ._write import PLOTS, summary_text
 
@@ -63,6 +64,7 @@ __all__ = [
     "plot_load",
     "plot_params",
     "plot_trajectory",
+    "preload_plots",
     "ramps",
     "report_data",
     "require_matplotlib",

@@ -36,36 +36,117 @@ def require_matplotlib() -> Any:
     return matplotlib
 
 
+def preload() -> None:
+    """Import matplotlib and draw a tiny figure (fonts loaded, Agg ready), silently; a search
+    calls it in a thread when it starts, so that the report at its end does not wait for the
+    half second this takes. Without matplotlib it does nothing."""
+    try:
+        require_matplotlib()
+        import io
+
+        from ._figure import ReportFigure
+
+        fig = ReportFigure(figsize=(1, 1), dpi=DPI)
+        fig.text(0.5, 0.5, "emews 10\u207b\u00b3", fontsize=7)
+        fig.savefig(io.BytesIO(), format="png", dpi=DPI)
+    except Exception:  # noqa: BLE001, S110 - only a head start: the report says what is wrong itself
+        pass
+
+
 def _figure(width: float, height: float) -> Any:
+    """A new figure of ``width`` x ``height`` inches with no layout engine: each plot places
+    its panels itself (:func:`_margins`). Matplotlib's constrained layout measured every tick
+    label twice and cost about half of the drawing time."""
     require_matplotlib()
     from ._figure import ReportFigure  # shown as a PNG in a notebook, with or without pyplot
 
-    return ReportFigure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return ReportFigure(figsize=(width, height), dpi=DPI)
+
+
+def _margins(fig: Any, left: float, right: float, top: float, bottom: float, wspace: float = 0.0,
+             hspace: float = 0.0) -> dict:
+    """Figure fractions for margins given in inches (``wspace``/``hspace``: the gaps between
+    panels, in inches), as keywords of ``subplots_adjust``/``add_gridspec``: the same room
+    for labels whatever the figure's size."""
+    w, h = fig.get_size_inches()
+    return {"left": left / w, "right": 1.0 - right / w, "top": 1.0 - top / h, "bottom": bottom / h,
+            "wspace": wspace, "hspace": hspace}
+
+
+def _gaps(box: dict, fig: Any, ncols: int, nrows: int, wgap: float, hgap: float) -> dict:
+    """``box`` with its gaps set from ``wgap``/``hgap`` inches (matplotlib takes them as a
+    share of the mean panel width/height)."""
+    w, h = fig.get_size_inches()
+    pw = (box["right"] - box["left"]) * w
+    ph = (box["top"] - box["bottom"]) * h
+    cw = (pw - wgap * (ncols - 1)) / ncols if ncols > 1 else pw
+    ch = (ph - hgap * (nrows - 1)) / nrows if nrows > 1 else ph
+    return {**box, "wspace": wgap / max(cw, 1e-3), "hspace": hgap / max(ch, 1e-3)}
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def _log_axis(ax: Any, which: str = "y") -> None:
+    """A log scale on ``which`` ("x" or "y") of ``ax``, ticked at the decades with plain-text
+    labels (``10⁻³``: matplotlib's default parses mathtext for each, a third of a second per
+    figure) and no minor ticks (dozens of tick artists per panel)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(LogLocator(base=10.0, numticks=6))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(_decade))
+
+
+def _decade(v: float, _pos: Any = None) -> str:
+    """``10ⁿ`` for a power of ten (``1``, ``10`` for n = 0, 1), else the value in ``%.3g``."""
+    if v <= 0:
+        return ""
+    k = math.log10(v)
+    if abs(k - round(k)) > 1e-9:
+        return f"{v:.3g}"
+    k = int(round(k))
+    if k == 0:
+        return "1"
+    if k == 1:
+        return "10"
+    return "10" + str(k).translate(_SUPERSCRIPT)
 
 
 def _save(fig: Any, path: str | Path | None) -> None:
-    """Write ``fig`` as a PNG at ``path``: a 256-colour palette image when Pillow (which
-    matplotlib requires) can make one (plots have few colours: the file is about three times
-    smaller), through a temporary file so a reader never sees half a file."""
+    """Write ``fig`` as a PNG at ``path``, through a temporary file so a reader never sees half
+    a file: rendered once by Agg and, when Pillow (which matplotlib requires) is there, saved
+    as a 256-colour palette image (plots have few colours: the file is about three times
+    smaller, and encoding it is quicker than encoding the full-colour one)."""
     if path is None:
         return
     import io
 
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    body = buf.getvalue()
+    body = None
     try:
         from PIL import Image
-
-        img = Image.open(io.BytesIO(body)).convert("RGB")
-        small = io.BytesIO()
-        img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            small, format="PNG", optimize=True)
-        if small.tell() < len(body):
+    except ImportError:
+        Image = None  # noqa: N806
+    if Image is not None:
+        try:
+            canvas = FigureCanvasAgg(fig)
+            canvas.draw()
+            img = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+            small = io.BytesIO()
+            img.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+                small, format="PNG")
             body = small.getvalue()
-    except Exception as e:  # noqa: BLE001 - the full-colour PNG is fine too
-        logging.getLogger("emews").debug("emews: %s kept in full colour: %s", path, e)
+        except Exception as e:  # noqa: BLE001 - the full-colour PNG is fine too
+            logging.getLogger("emews").debug("emews: %s kept in full colour: %s", path, e)
+    if body is None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+        body = buf.getvalue()
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(body)
@@ -155,7 +236,7 @@ def draw_trajectory(ax: Any, src: Results, x: str = "evaluation") -> None:
         ax.plot([i[key] / scale for i in items], [i["mean"] for i in items], color="tab:purple", lw=1, ls="--",
                 label=f"mean per {what}", zorder=3)
         if _use_log([e["loss"] for e in ok]):
-            ax.set_yscale("log")
+            _log_axis(ax, "y")
     else:
         _empty(ax, "no successful evaluation yet")
     _mark_failures(ax, [pos(e) for e in traj if e["status"] in FAILURES])
@@ -182,7 +263,7 @@ def plot_trajectory(source: Results, path: str | Path | None = None, *, ax: Any 
         return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
         fig = _figure(10, 3.9)
-        a, b = fig.subplots(1, 2, sharey=True)
+        a, b = fig.subplots(1, 2, sharey=True, gridspec_kw=_margins(fig, 0.8, 0.15, 0.42, 0.55, wspace=0.04))
         draw_trajectory(a, src, "evaluation")
         draw_trajectory(b, src, "time")
         b.set_ylabel("")
@@ -204,7 +285,7 @@ def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = 
     src = source
     if ax is None:
         fig = _figure(7, 4.2)
-        a = fig.subplots()
+        a = fig.subplots(gridspec_kw=_margins(fig, 0.8, 0.15, 0.35, 0.55))
     else:
         require_matplotlib()
         fig, a = ax.figure, ax
@@ -234,7 +315,7 @@ def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = 
     if curves:
         a.legend(handles=handles, fontsize=7, loc="upper right")
     if losses and _use_log(losses):
-        a.set_yscale("log")
+        _log_axis(a, "y")
     a.set_xlabel("step (epoch)")
     a.set_ylabel("loss")
     stopped = sum(1 for c in curves.values() if c["status"] == "stopped")
@@ -308,9 +389,10 @@ def draw_gantt(ax: Any, src: Results) -> None:
 GANTT_MAX_WORKERS = 64
 
 
-def draw_heatmap(ax: Any, src: Results, rows: int = 100, bins: int = 200) -> None:
+def draw_heatmap(ax: Any, src: Results, rows: int = 100, bins: int = 200, cax: Any = None) -> None:
     """Busy share of each group of workers over time (workers in ``rows`` groups, time in
-    ``bins`` bins), on ``ax``: the load plot of a large pool."""
+    ``bins`` bins), on ``ax``: the load plot of a large pool. The colour bar goes on ``cax``
+    when given, else it takes room from ``ax``."""
     import numpy as np
 
     now = _data.last_seen(src.all_attempts)
@@ -341,7 +423,7 @@ def draw_heatmap(ax: Any, src: Results, rows: int = 100, bins: int = 200) -> Non
     scale, unit = _time_scale(span)
     im = ax.imshow(share, aspect="auto", origin="upper", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest",
                    extent=(0.0, span / scale, len(workers) - 0.5, -0.5))
-    cb = ax.figure.colorbar(im, ax=ax, pad=0.01, aspect=15)
+    cb = ax.figure.colorbar(im, cax=cax) if cax is not None else ax.figure.colorbar(im, ax=ax, pad=0.01, aspect=15)
     cb.set_label("busy share", fontsize=7)
     cb.ax.tick_params(labelsize=6)
     ax.set_ylabel(f"workers ({len(workers)}, {rows} rows)")
@@ -367,11 +449,18 @@ def plot_load(source: Results, path: str | Path | None = None, *, ax: Any = None
         aggregate = n > GANTT_MAX_WORKERS
         lower = 3.2 if aggregate else max(1.6, min(6.0, 0.22 * n + 0.8))
         fig = _figure(10, 2.4 + lower)
-        a, b = fig.subplots(2, 1, sharex=not aggregate, height_ratios=[2.4, lower])
+        box = _margins(fig, 0.85, 0.75 if aggregate else 0.15, 0.35, 0.55)  # the colour bar in the margin
+        a, b = fig.subplots(2, 1, sharex=not aggregate, height_ratios=[2.4, lower],
+                            gridspec_kw=_gaps(box, fig, 1, 2, 0.0, 0.55 if aggregate else 0.3))
         draw_load(a, src)
         a.set_xlabel("")
         a.legend(fontsize=7, loc="upper left", ncols=2, framealpha=0.8)
-        (draw_heatmap if aggregate else draw_gantt)(b, src)
+        if aggregate:  # the colour bar beside the map, so both panels keep the same width
+            pos = b.get_position()
+            w = fig.get_size_inches()[0]
+            draw_heatmap(b, src, cax=fig.add_axes((pos.x1 + 0.1 / w, pos.y0, 0.12 / w, pos.height)))
+        else:
+            draw_gantt(b, src)
         u = _data.utilization(src.all_attempts, src.workers, now=_data.last_seen(src.all_attempts),
                               session_starts=[s["started"] for s in _data.sessions(src.meta, src.all_attempts)
                                               if s["started"] is not None])
@@ -449,6 +538,11 @@ class _Axis:
         return (f"{self.low:.3g}", f"{self.high:.3g}")
 
 
+#: the longest parameter name drawn under the parallel coordinates (longer ones end in "…")
+_NAME_WIDTH = 24
+#: the same with more than six parameters, where the names are drawn at 30°
+_ROTATED_WIDTH = 18
+
 #: a light box behind the labels of the parallel coordinates, so lines and axes do not cross them
 _LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7}
 
@@ -458,6 +552,15 @@ def _label(v: Any, width: int = 12) -> str:
     would overlap their neighbours)."""
     text = str(v)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _choice_labels(axis: _Axis) -> list[str]:
+    return [_label(c) for c in axis.choices or []]
+
+
+def _tilted(labels: Sequence[str]) -> bool:
+    """Whether a panel's choice labels are drawn at 30° (too long to stand side by side)."""
+    return sum(map(len, labels)) > 24
 
 
 def _hashable(v: Any) -> Any:
@@ -499,11 +602,21 @@ def plot_params(source: Results, path: str | Path | None = None, *, top: int = 1
     n = len(axes)
     ncols = min(4 if n <= 12 else 5, max(1, n))
     nrows = max(1, math.ceil(n / ncols))
+    m_rotated = n > 6  # the parallel coordinates' names, rotated when there are many
+    names = max((len(_label(a.name, _ROTATED_WIDTH)) for a in axes), default=4)
+    tilted = max((max(map(len, t)) for t in (_choice_labels(a) for a in axes if a.choices is not None)
+                  if _tilted(t)), default=0)
+    hgap = 0.55 + 0.03 * tilted  # inches between rows: a panel title, and 30° choice labels
+    bottom = 0.3 + 0.03 * names if m_rotated else 0.45  # 30° names hang below the axis
     if fig is None:
-        fig = _figure(10, (2.1 if nrows <= 2 else 1.7) * nrows + 2.9)
+        fig = _figure(10, (2.1 if nrows <= 2 else 1.7) * nrows + 2.9 + (0.5 if m_rotated else 0.0)
+                      + (hgap - 0.55) * nrows)
     else:
         require_matplotlib()
-    gs = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.0] * nrows + [1.35])
+    place: dict = {}
+    if fig.get_layout_engine() is None:  # ours, or a caller's figure without a layout engine
+        place = _gaps(_margins(fig, 0.75, 0.2, 0.62, bottom), fig, ncols, nrows + 1, 0.5, hgap)
+    gs = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.0] * nrows + [1.35], **place)
     final = src.rows
     ok = [r for r in final if r["status"] == "done" and _data.finite(r.get("loss")) is not None]
     failed = [r for r in final if r["status"] in FAILURES]
@@ -530,22 +643,29 @@ def plot_params(source: Results, path: str | Path | None = None, *, top: int = 1
         xs, ys = xy(best)
         ax.scatter(xs, ys, s=18, color="tab:red", lw=0, label=f"top {len(best)}", zorder=3)
         if axis.choices is not None:
-            labels = [_label(c) for c in axis.choices]
-            ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30 if sum(map(len, labels)) > 24 else 0)
+            labels = _choice_labels(axis)
+            if _tilted(labels):  # rotated, each label ending at its tick
+                ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right", rotation_mode="anchor")
+            else:
+                ax.set_xticks(range(len(labels)), labels, fontsize=7)
             ax.set_xlim(-0.5, len(labels) - 0.5)
         else:
             if axis.log:
-                ax.set_xscale("log")
+                _log_axis(ax, "x")
             if axis.low is not None and axis.high is not None and axis.high > axis.low:
                 pad = (axis.high / axis.low) ** 0.03 if axis.log else 0.03 * (axis.high - axis.low)
                 ax.set_xlim(*((axis.low / pad, axis.high * pad) if axis.log else (axis.low - pad, axis.high + pad)))
+            else:
+                ax.locator_params(axis="x", nbins=4)  # a small panel: few ticks (each costs a handful of artists)
             ax.tick_params(axis="x", labelsize=7)
         if log_loss:
-            ax.set_yscale("log")
+            _log_axis(ax, "y")
+        else:
+            ax.locator_params(axis="y", nbins=4)
         xs, _ = xy([{**r, "loss": 0.0} for r in failed])
         _mark_failures(ax, xs, label="failed")
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(axis.name, fontsize=9)
+        ax.set_title(_label(axis.name, 30 if ncols < 4 else 24), fontsize=9)
         if k % ncols == 0:
             ax.set_ylabel("loss", fontsize=8)
         if k == 0:  # below the band of failure crosses at the top
@@ -564,13 +684,16 @@ def _parallel(ax: Any, axes: Sequence[_Axis], best: Sequence[Mapping[str, Any]])
     from matplotlib.colors import Normalize
 
     m = len(axes)
-    ax.set_xlim(-0.3, m + 0.3)
+    ax.set_xlim(-0.6 if m > 6 else -0.3, m + 0.3)  # room on the left for the first rotated name
     ax.set_ylim(-0.12, 1.12)
     ax.set_yticks([])
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    ax.set_xticks(range(m + 1), [a.name for a in axes] + ["loss"], fontsize=7,
-                  rotation=30 if m > 6 else 0)
+    if m > 6:  # rotated, each name ending at its axis
+        names = [_label(a.name, _ROTATED_WIDTH) for a in axes] + ["loss"]
+        ax.set_xticks(range(m + 1), names, fontsize=7, rotation=30, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_xticks(range(m + 1), [_label(a.name, _NAME_WIDTH) for a in axes] + ["loss"], fontsize=7)
     ax.set_title(f"top {len(best)} trials, parallel coordinates (each axis scaled to its range)", fontsize=9)
     for k, a in enumerate(axes):
         ax.axvline(k, color="0.7", lw=0.8, zorder=1)

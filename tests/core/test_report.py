@@ -433,3 +433,69 @@ def test_metric_names_never_shadow_fixed_columns(tmp_path):
     with open(tmp_path / "r.csv") as f:
         (line,) = csv.DictReader(f)
     assert line["runtime"] == "1.5" and line["metric_runtime"] == "3" and line["metric_a"] == "2" and line["a"] == "1"
+
+
+def _many_params_journal(n_params=13, long_names=True):
+    import random
+
+    g = random.Random(1)
+    names = [f"a_rather_long_parameter_name_{k}" if long_names else f"x{k}" for k in range(n_params)]
+    space = {n: {"type": "real", "low": 0.0, "high": 10.0 ** (k % 3)} for k, n in enumerate(names)}
+    space["learning_rate"] = {"type": "real", "low": 1e-6, "high": 1.0, "log": True}
+    space["conv"] = {"type": "categorical", "values": ["50 50 50 50 50 1", "25 25 25 25 25 1", "64 32 16 32 64 1"]}
+    evals = []
+    for t in range(40):
+        p = {n: g.uniform(0.0, 10.0 ** (k % 3)) for k, n in enumerate(names)}
+        p["learning_rate"] = 10 ** g.uniform(-6, 0)
+        p["conv"] = g.choice(space["conv"]["values"])
+        bad = t % 7 == 0
+        evals.append({"task_id": t, "attempt": 0, "params": p, "status": "failed" if bad else "done",
+                      "loss": None if bad else 10 ** g.uniform(-4, 0), "metrics": {}, "worker": t % 3,
+                      "queued": 0.0, "start": t * 0.5, "end": t * 0.5 + 1.2, "batch": 1 + t // 6})
+    return {"meta": {"experiment": "layout", "space": space, "workers": 3}, "evals": evals}
+
+
+@pytest.mark.parametrize("long_names", [True, False])
+def test_report_figures_keep_every_label_inside_and_titles_apart(long_names):
+    """The report's figures place their panels themselves (no layout engine): every visible
+    text is inside the figure, and no two titles overlap."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from emews.report import plot_load, plot_params, plot_trajectory
+
+    j = _many_params_journal(long_names=long_names)
+    big = {"meta": {"experiment": "wide", "workers": 200},
+           "evals": [row(t, t % 7 * 10.0, t % 7 * 10.0 + 9.0, 1.0 / (t + 1), worker=t % 200) for t in range(600)]}
+    for fig in (plot_params(j, top=5), plot_trajectory(j), plot_load(j), plot_load(big)):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        box = fig.bbox
+        drawn = [(f"panel {a.get_title()!r}", a.get_tightbbox(renderer)) for a in fig.axes]  # ticks, labels, legend
+        drawn += [(t.get_text(), t.get_window_extent(renderer)) for t in fig.texts if t.get_text()]  # the suptitle
+        for what, e in drawn:
+            assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1 and e.y1 <= box.y1 + 1, \
+                (fig.get_suptitle(), what, e.bounds, box.bounds)
+        titles = [(t.get_text(), t.get_window_extent(renderer)) for t in [a.title for a in fig.axes] + fig.texts
+                  if t.get_text()]
+        for i, (a, ea) in enumerate(titles):
+            for b, eb in titles[i + 1:]:
+                assert not ea.overlaps(eb), (a, b)
+
+
+def test_log_axes_are_labelled_in_plain_text():
+    """Decade labels like 10⁻³ without mathtext (parsing it cost a third of a second a figure)."""
+    pytest.importorskip("matplotlib")
+    from emews.report import plot_params
+    from emews.report._plots import _decade
+
+    assert [_decade(v) for v in (1e-6, 0.001, 1.0, 10.0, 100.0, 0.5)] == ["10⁻⁶", "10⁻³", "1", "10", "10²", "0.5"]
+    fig = plot_params(_many_params_journal(n_params=2), top=5)
+    lr = [a for a in fig.axes if a.get_title() == "learning_rate"][0]
+    assert lr.get_xscale() == "log" and lr.get_yscale() == "log"  # losses span four decades
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in lr.get_xticklabels() + lr.get_yticklabels() if t.get_text()]
+    assert labels and all("$" not in s for s in labels) and any("⁻" in s for s in labels), labels
+    assert not lr.xaxis.get_minorticklocs().size
