@@ -113,8 +113,5 @@ class ASHA(Stopper):
 
     def restore(self, reports: Iterable[tuple[Hashable, float, float]]) -> None:
         """Replay earlier sessions' reports (see :meth:`Stopper.restore`), without warning again."""
-        self._checks.quiet = True
-        try:
+        with self._checks.quietly():
             super().restore(reports)
-        finally:
-            self._checks.quiet = False

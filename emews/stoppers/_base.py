@@ -27,9 +27,10 @@ the worst value, and a step that does not grow is ignored; both with a warning o
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 __all__ = ["Stopper", "ReportChecks"]
@@ -98,6 +99,15 @@ class ReportChecks:
         self.last_step: dict[Hashable, float] = {}
         self.warned_nan: set[Hashable] = set()
         self.ended: set[Hashable] = set()
+
+    @contextlib.contextmanager
+    def quietly(self) -> Iterator[None]:
+        """No warnings inside the block (replaying reports an earlier session warned about)."""
+        self.quiet = True
+        try:
+            yield
+        finally:
+            self.quiet = False
 
     def accept(self, task_id: Hashable, step: Any, loss: Any) -> float | None:
         if task_id in self.ended:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zlib
 from collections.abc import Hashable, Iterable
@@ -108,11 +109,8 @@ class Hyperband(Stopper):
 
     def restore(self, reports: Iterable[tuple[Hashable, float, float]]) -> None:
         """Replay earlier sessions' reports (see :meth:`Stopper.restore`), without warning again."""
-        for b in self.brackets:
-            b._checks.quiet = True
-        try:
+        with contextlib.ExitStack() as quiet:
+            for b in self.brackets:
+                quiet.enter_context(b._checks.quietly())
             for task_id, step, loss in reports:
                 self.report(task_id, step, loss)
-        finally:
-            for b in self.brackets:
-                b._checks.quiet = False

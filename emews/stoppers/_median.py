@@ -68,8 +68,5 @@ class MedianStopper(Stopper):
 
     def restore(self, reports: Iterable[tuple[Hashable, float, float]]) -> None:
         """Replay earlier sessions' reports (see :meth:`Stopper.restore`), without warning again."""
-        self._checks.quiet = True
-        try:
+        with self._checks.quietly():
             super().restore(reports)
-        finally:
-            self._checks.quiet = False
