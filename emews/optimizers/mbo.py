@@ -168,6 +168,12 @@ class MBO(Optimizer):
             refitted only when the data has grown by 20 % since: a proposal at 5,000
             observations usually costs a sparse conditioning and one prediction. Default 500.
         gp_inducing: inducing points of the sparse GP. Default 300.
+        max_fit_points: observations the surrogate is fitted on at most; beyond, the best
+            half of them and a random sample of the rest, drawn again at each fit. This bounds
+            a proposal's cost on a search of 100,000s of evaluations (the sparse GP's
+            conditioning is linear in the points it sees, a forest's fit more than that),
+            where the points far from the best add little to where the next ones go.
+            Default 20,000.
 
     Example:
         >>> from emews.space import Space
@@ -201,6 +207,7 @@ class MBO(Optimizer):
         n_jobs: int = -1,
         gp_max_points: int = 500,
         gp_inducing: int = 300,
+        max_fit_points: int = 20_000,
     ):
         super().__init__(space, seed)
         self.surrogate = _choice("surrogate", surrogate, ("auto", *SURROGATES))
@@ -224,6 +231,7 @@ class MBO(Optimizer):
         self.n_jobs = n_jobs
         self.gp_max_points = _int_setting("gp_max_points", gp_max_points, 10)
         self.gp_inducing = _int_setting("gp_inducing", gp_inducing, 10)
+        self.max_fit_points = _int_setting("max_fit_points", max_fit_points, 10)
 
         self.grid = UnitGrid(space)
         #: the surrogate fitted: ``surrogate``, or mlrMBO's choice for ``"auto"``
@@ -238,6 +246,9 @@ class MBO(Optimizer):
         self._U: list[np.ndarray] = []
         self._y: list[float] = []
         self._keys: set[str] = set()
+        self._U_array = np.empty((0, self.grid.n))  # _U as an array, see _observed
+        self._seen: set[bytes] = set()  # see _seen_rows
+        self._seen_count = 0
         self._pending: dict[str, list[np.ndarray]] = {}  # key -> unit rows asked, not told
         self._design: np.ndarray | None = None
         self._design_next = 0
@@ -318,6 +329,22 @@ class MBO(Optimizer):
         return (cells + self.rng.random((size, d))) / size
 
     # -- model ---------------------------------------------------------------------------------
+    def _observed(self) -> np.ndarray:
+        """The observations' unit rows as one array (extended, not rebuilt, as they come)."""
+        have = len(self._U_array)
+        if have < len(self._U):
+            self._U_array = np.vstack([self._U_array, np.asarray(self._U[have:], dtype=float)])
+        return self._U_array
+
+    def _seen_rows(self) -> set[bytes]:
+        """Snapped encodings (rounded) of every observation, extended as they come."""
+        have = self._seen_count
+        if have < len(self._U):
+            obs = self.grid.encode(self.grid.snap(self._observed()[have:]))
+            self._seen.update(row.tobytes() for row in np.round(obs, 9))
+            self._seen_count = len(self._U)
+        return self._seen
+
     def _training_data(self) -> tuple[np.ndarray, np.ndarray] | None:
         y = np.asarray(self._y, dtype=float)
         ok = np.isfinite(y)
@@ -325,7 +352,7 @@ class MBO(Optimizer):
             return None
         fill = float(y[ok].max()) if self.impute == "worst" else float(self.penalty)  # type: ignore[arg-type]
         y = np.where(ok, y, fill)
-        return np.asarray(self._U), y
+        return self._observed(), y
 
     def _fit(self) -> bool:
         """Fit the surrogate when observations changed since the last fit; False when too few."""
@@ -335,6 +362,10 @@ class MBO(Optimizer):
         if data is None:
             return False
         U, y = data
+        raw = np.asarray(self._y, dtype=float)
+        if len(y) > self.max_fit_points:
+            keep = self._fit_subset(y)
+            U, y, raw = U[keep], y[keep], raw[keep]
         z = _transform(y, self.transform_name)
         t0 = time.perf_counter()
         model = make_surrogate(self.model_name, random_state=int(self.rng.integers(2**31 - 1)),
@@ -343,15 +374,23 @@ class MBO(Optimizer):
         model.fit(self.grid.encode(U), z)
         self._fits += 1
         self._model, self._model_size = model, len(self._y)
-        raw = np.asarray(self._y, dtype=float)
         finite = raw[np.isfinite(raw)]
         self._best_z = float(z[np.isfinite(raw)].min())
         self._record = {
-            "optimizer": "mbo", "fit": self._fits, "observations": len(y),
+            "optimizer": "mbo", "fit": self._fits, "observations": len(self._y), "fitted_on": len(y),
             "failed": int(len(raw) - len(finite)), "best": float(finite.min()),
             "surrogate": self.model_name, "fit_seconds": round(time.perf_counter() - t0, 4),
         }
         return True
+
+    def _fit_subset(self, y: np.ndarray) -> np.ndarray:
+        """Indices of ``max_fit_points`` observations: the best half (the best one always
+        among them) and a uniform sample of the others, in their original order."""
+        size = self.max_fit_points
+        half = size // 2
+        best = np.argpartition(y, half - 1)[:half]
+        rest = np.setdiff1d(np.arange(len(y)), best, assume_unique=True)
+        return np.sort(np.concatenate([best, self.rng.choice(rest, size - half, replace=False)]))
 
     # -- proposals -----------------------------------------------------------------------------
     #: scales (in unit-cube widths) of local moves, and how many of the best points they start from
@@ -446,10 +485,12 @@ class MBO(Optimizer):
         n_local = int(round(n * self.local_fraction)) if self._U else 0
         out = [self.rng.random((n - n_local, d))]
         if n_local:
-            U = np.asarray(self._U)
+            U = self._observed()
             y = np.asarray(self._y, dtype=float)
             y = np.where(np.isfinite(y), y, np.inf)
-            top = np.argsort(y, kind="stable")[: max(1, min(self._top, len(y) // 5 + 1))]
+            k = max(1, min(self._top, len(y) // 5 + 1))
+            top = np.argpartition(y, k - 1)[:k] if len(y) > k else np.arange(len(y))
+            top = top[np.lexsort((top, y[top]))]  # by loss, ties in observation order (as a stable sort)
             # the best point gets half the moves, the others share the rest
             weights = np.full(len(top), 0.5 / max(1, len(top) - 1))
             weights[0] = 0.5 if len(top) > 1 else 1.0
@@ -508,8 +549,7 @@ class MBO(Optimizer):
         seen = np.zeros(len(E), dtype=bool)
         if self._keys:
             # exact repeats are only possible on discrete columns: compare snapped encodings
-            obs = self.grid.encode(self.grid.snap(np.asarray(self._U)))
-            lookup = {row.tobytes() for row in np.round(obs, 9)}
+            lookup = self._seen_rows()
             seen = np.fromiter((row.tobytes() in lookup for row in np.round(E, 9)), bool, len(E))
         if self.acquisition == "lcb":
             kappas = self.rng.exponential(self.kappa, size=q)

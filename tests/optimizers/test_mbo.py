@@ -42,6 +42,7 @@ def test_registered_name():
     ("transform", "sqrt", r"transform='sqrt'"),
     ("n_jobs", 0, r"n_jobs=0"),
     ("gp_inducing", 5, r"gp_inducing=5: expected an integer >= 10"),
+    ("max_fit_points", 3, r"max_fit_points=3: expected an integer >= 10"),
 ])
 def test_bad_settings_name_the_setting_and_value(setting, value, message):
     with pytest.raises(ValueError, match=message):
@@ -286,3 +287,28 @@ def test_each_surrogate_makes_progress_on_branin():
                                    max_evals=24, capacity=4, seed=1, mode="batch")
         assert run.best < 3.0, (surrogate, run.best)
         assert run.logs and all("fit_seconds" in r for r in run.logs)
+
+
+@pytest.mark.parametrize("surrogate", ["gp", "rf"])
+def test_the_fit_takes_the_best_half_and_a_sample_beyond_max_fit_points(surrogate):
+    """A search of 100,000s of evaluations: the surrogate sees at most max_fit_points of them,
+    always the best ones; a discrete space still never gets an evaluated point again."""
+    space = Space([Ordinal("a", list(range(12))), Real("x", 0.0, 1.0), Int("k", 0, 9)])
+    opt = MBO(space, seed=0, surrogate=surrogate, max_fit_points=40, n_initial=4, **FAST)
+    pts = space.sample(300, seed=1)
+    loss = lambda p: (p["a"] - 7) ** 2 + (p["x"] - 0.3) ** 2 + (p["k"] - 2) ** 2  # noqa: E731
+    tell_all(opt, pts[:150], loss)
+    y = np.asarray(opt._y)
+    keep = opt._fit_subset(y)
+    assert len(keep) == 40 == len(set(keep.tolist()))
+    best20 = set(np.argsort(y, kind="stable")[:20].tolist())
+    assert best20 <= set(keep.tolist()), "the best half is always fitted on"
+    batch = opt.ask(10)
+    rec = opt.log()
+    assert rec["observations"] == 150 and rec["fitted_on"] == 40
+    tell_all(opt, pts[150:], loss, start=150)  # the caches of observed rows grow with the data
+    assert len(opt._observed()) == 300
+    again = opt.ask(20)
+    told = {space.key(p) for p in pts}
+    assert not {space.key(p) for p in batch + again} & told, "an evaluated point was proposed again"
+    assert opt.log()["observations"] == 300
