@@ -43,6 +43,7 @@ def test_registered_name():
     ("n_jobs", 0, r"n_jobs=0"),
     ("gp_inducing", 5, r"gp_inducing=5: expected an integer >= 10"),
     ("max_fit_points", 3, r"max_fit_points=3: expected an integer >= 10"),
+    ("blas_threads", 0, r"blas_threads=0: expected an integer >= 1"),
 ])
 def test_bad_settings_name_the_setting_and_value(setting, value, message):
     with pytest.raises(ValueError, match=message):
@@ -312,3 +313,24 @@ def test_the_fit_takes_the_best_half_and_a_sample_beyond_max_fit_points(surrogat
     told = {space.key(p) for p in pts}
     assert not {space.key(p) for p in batch + again} & told, "an evaluated point was proposed again"
     assert opt.log()["observations"] == 300
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_proposals_run_with_the_blas_threads_asked_for(threads):
+    """Spare BLAS threads only spin on a busy machine: a proposal runs with blas_threads."""
+    from threadpoolctl import threadpool_info
+
+    if not [i for i in threadpool_info() if i["user_api"] == "blas"]:
+        pytest.skip("numpy's BLAS is not visible to threadpoolctl here")
+    opt = MBO(BRANIN, seed=0, blas_threads=threads, n_initial=3, **FAST)
+    seen = []
+    propose = opt._propose
+
+    def spy(q):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return propose(q)
+
+    opt._propose = spy
+    tell_all(opt, BRANIN.sample(6, seed=0), branin)
+    assert len(opt.ask(2)) == 2
+    assert seen == [{threads}]
