@@ -254,7 +254,7 @@ class MBO(Optimizer):
         self._y: list[float] = []
         self._keys: set[str] = set()
         self._U_array = np.empty((0, self.grid.n))  # _U as an array, see _observed
-        self._seen: set[bytes] = set()  # see _seen_rows
+        self._seen_lookup: set[bytes] = set()  # see _seen_rows
         self._seen_count = 0
         self._pending: dict[str, list[np.ndarray]] = {}  # key -> unit rows asked, not told
         self._design: np.ndarray | None = None
@@ -356,9 +356,9 @@ class MBO(Optimizer):
         have = self._seen_count
         if have < len(self._U):
             obs = self.grid.encode(self.grid.snap(self._observed()[have:]))
-            self._seen.update(row.tobytes() for row in np.round(obs, 9))
+            self._seen_lookup.update(row.tobytes() for row in np.round(obs, 9))
             self._seen_count = len(self._U)
-        return self._seen
+        return self._seen_lookup
 
     def _training_data(self) -> tuple[np.ndarray, np.ndarray] | None:
         y = np.asarray(self._y, dtype=float)
