@@ -43,6 +43,7 @@ from scipy.special import ndtr
 from ..space import Space
 from ..task import CANCELLED, Result
 from ._base import Optimizer
+from ._acquire import AcquisitionOptimizer, lcb, log_ei
 from ._surrogates import SURROGATES, make_surrogate
 from ._unit import UnitGrid
 
@@ -327,6 +328,23 @@ class MBO(Optimizer):
         y = np.where(ok, y, fill)
         return np.asarray(self._U), y
 
+    #: observations up to which every fit searches the GP's kernel hyperparameters again
+    _always_refit = 300
+
+    def _gp_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Length-scale group and weight of each encoded column: a categorical's one-hot
+        columns share one length scale, weighted so that a differing category adds 1 to the
+        squared distance (a Hamming term); a bool's (0.25 or 0.75) weighted 2 to the same end."""
+        groups, weights = [], []
+        for k, d in enumerate(self.grid.dims):
+            w = d.width
+            groups += [k] * w
+            if self.grid.categorical[k]:
+                weights += [2.0] if w == 1 else [1.0 / math.sqrt(2.0)] * w
+            else:
+                weights += [1.0] * w
+        return np.asarray(groups, dtype=int), np.asarray(weights)
+
     def _fit(self) -> bool:
         """Fit the surrogate when observations changed since the last fit; False when too few."""
         if self._model is not None and self._model_size == len(self._y):
@@ -339,7 +357,8 @@ class MBO(Optimizer):
         t0 = time.perf_counter()
         model = make_surrogate(self.model_name, random_state=int(self.rng.integers(2**31 - 1)),
                                n_estimators=self.n_estimators, n_jobs=self.n_jobs, gp_max_points=self.gp_max_points,
-                               gp_inducing=self.gp_inducing, previous=self._model)
+                               gp_inducing=self.gp_inducing, previous=self._model,
+                               gp_columns=self._gp_columns(), gp_always_refit=self._always_refit)
         model.fit(self.grid.encode(U), z)
         self._fits += 1
         self._model, self._model_size = model, len(self._y)
@@ -374,6 +393,7 @@ class MBO(Optimizer):
         believer = None
         if self.model_name == "gp":
             C, E, mu, sd = self._refine(C, E, mu, sd, q)
+            C, E, mu, sd = self._optimize_acquisition(C, E, mu, sd)
             believer = self._believer(E, q)
             if believer is not None:
                 mu, sd = believer.mu, believer.sd  # pending points believed
@@ -414,6 +434,30 @@ class MBO(Optimizer):
         b.mu, b.sd = b.mu[: len(E)], b.sd[: len(E)]
         b.rows = len(E)
         return b
+
+    #: starts of the gradient-based optimization of the acquisition, and its iterations per round
+    _starts = 10
+    _maxiter = 50
+
+    def _optimize_acquisition(self, C: np.ndarray, E: np.ndarray, mu: np.ndarray,
+                              sd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates plus the local optima of the acquisition reached from the best few
+        (GPSampler's recipe: gradient steps on the ordered columns, coordinate moves on the
+        discrete and categorical ones; see ``_acquire.py``)."""
+        if self.acquisition == "pi" or not hasattr(self._model, "predict_grad") or self._starts < 1:
+            return C, E, mu, sd
+        acq = self._acquisition(mu, sd, self.kappa)
+        order = np.argsort(-acq, kind="stable")
+        starts = order[: self._starts]
+        if self.acquisition == "lcb":
+            fn = lambda m, s: lcb(m, s, self.kappa)  # noqa: E731
+        else:
+            fn = lambda m, s: log_ei(m, s, self._best_z, self.xi)  # noqa: E731
+        opt = AcquisitionOptimizer(self.grid, self._model, fn, maxiter=self._maxiter)
+        new, _ = opt.optimize(C[starts])
+        En = self.grid.encode(new)
+        m, s = self._model.predict(En)
+        return np.vstack([C, new]), np.vstack([E, En]), np.r_[mu, m], np.r_[sd, s]
 
     #: rounds and step sizes (unit-cube widths) of the polishing of a GP's best candidates
     _polish = (0.05, 0.01, 0.002)
@@ -485,11 +529,9 @@ class MBO(Optimizer):
         best = self._best_z if best is None else best
         if self.acquisition == "lcb":
             return -(mu - kappa * sd)
-        imp = best - mu - self.xi
-        z = imp / sd
         if self.acquisition == "pi":
-            return ndtr(z)
-        return imp * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+            return ndtr((best - mu - self.xi) / sd)
+        return log_ei(mu, sd, best, self.xi)[0]  # log EI: the same order, no underflow far away
 
     def _select(self, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int, n_random: int = 0,
                 n_global: int = 0, believer: _Believer | None = None) -> np.ndarray:
