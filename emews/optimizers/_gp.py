@@ -213,6 +213,7 @@ class GPSurrogate:
             self._L = cholesky(K, lower=True, check_finite=False)
             self._alpha = cho_solve((self._L, True), z, check_finite=False)
             self._X = X
+            self._z = z
         else:
             # DTC: Sigma = (Kmm + Kmn Knm / noise)^-1; mean = K*m Sigma Kmn z / noise;
             # var = k** - K*m Kmm^-1 Km* + K*m Sigma Km*
@@ -233,6 +234,25 @@ class GPSurrogate:
             self._c = solve_triangular(self._LB, A @ z / sn, lower=True, check_finite=False)
             self._X = Z
         return self
+
+    def conditioned(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:
+        """A copy of this exact GP also conditioned on the rows ``X`` observed at ``y`` (same
+        hyperparameters and standardization: a fantasy, e.g. a kriging believer's)."""
+        import copy
+
+        from scipy.linalg import cho_solve, cholesky
+
+        if self.sparse:
+            raise ValueError("conditioned() needs the exact GP (at most max_points observations)")
+        new = copy.copy(self)
+        Xn = np.vstack([self._X, self._scaled(np.atleast_2d(X))])
+        zn = np.r_[self._z, (np.asarray(y, dtype=float).ravel() - self._mean) / self._scale]
+        K = _matern(Xn, Xn, self.ls, self.amp)
+        K[np.diag_indices(len(Xn))] += self.noise + _JITTER
+        new._L = cholesky(K, lower=True, check_finite=False)
+        new._alpha = cho_solve((new._L, True), zn, check_finite=False)
+        new._X, new._z = Xn, zn
+        return new
 
     # -- prediction --------------------------------------------------------------------------
     def predict(self, X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:

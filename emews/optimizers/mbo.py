@@ -394,6 +394,10 @@ class MBO(Optimizer):
         if self.model_name == "gp":
             C, E, mu, sd = self._refine(C, E, mu, sd, q)
             C, E, mu, sd = self._optimize_acquisition(C, E, mu, sd)
+            if not n_random:
+                seq = self._sequential(C, E, mu, sd, q)
+                if seq is not None:
+                    return seq
             believer = self._believer(E, q)
             if believer is not None:
                 mu, sd = believer.mu, believer.sd  # pending points believed
@@ -438,6 +442,89 @@ class MBO(Optimizer):
     #: starts of the gradient-based optimization of the acquisition, and its iterations per round
     _starts = 10
     _maxiter = 50
+
+    #: the sequential kriging believer: largest batch, candidates kept, starts re-optimized per pick
+    _sequential_q = 64
+    _sequential_keep = 1000
+    _sequential_starts = 3
+    _sequential_work = 3e9
+
+    def _acquisition_fn(self, kappa: float, best: float):
+        if self.acquisition == "lcb":
+            return lambda m, s: lcb(m, s, kappa)
+        return lambda m, s: log_ei(m, s, best, self.xi)
+
+    def _sequential(self, C: np.ndarray, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int) -> np.ndarray | None:
+        """A batch picked one point at a time, each believed observed at its predicted mean
+        (the exact GP conditioned on it, hyperparameters kept) before the acquisition is
+        optimized again for the next: GPSampler's handling of running trials. None when the
+        model is sparse or the work (candidates x conditioning points^2 x batch) too large."""
+        model = self._model
+        if not hasattr(model, "conditioned") or getattr(model, "sparse", True) or q > self._sequential_q:
+            return None
+        pending = [u for rows in self._pending.values() for u in rows]
+        n_cond = len(model._X) + len(pending) + q
+        keep = min(len(E), self._sequential_keep)
+        if n_cond > self.gp_max_points or keep * n_cond**2 * q > self._sequential_work:
+            return None
+        if self.acquisition == "lcb":
+            kappas = self.rng.exponential(self.kappa, size=q)
+            kappas[0] = self.kappa  # a batch of one is plain LCB
+        else:
+            kappas = np.full(q, self.kappa)
+        best = self._best_z
+        top = np.argsort(-self._acquisition(mu, sd, kappas[0], best), kind="stable")[:keep]
+        C, E, mu, sd = C[top], E[top], mu[top], sd[top]
+        scale = 1.0 / math.sqrt(max(1, E.shape[1]))
+        dmin = np.full(len(E), np.inf)
+        if pending:
+            P = self.grid.encode(np.asarray(pending))
+            m, _ = model.predict(P)
+            model = model.conditioned(P, m)
+            best = min(best, float(m.min()))
+            dmin = _min_distance(E, P) * scale
+        seen = self._seen(E)
+        radius = self.exclusion
+        picks = []
+        for j in range(q):
+            if j or pending:
+                mu, sd = model.predict(E)
+                acq = self._acquisition(mu, sd, kappas[j], best)
+                starts = np.argsort(-acq, kind="stable")[: self._sequential_starts]
+                opt = AcquisitionOptimizer(self.grid, model, self._acquisition_fn(kappas[j], best),
+                                           maxiter=self._maxiter)
+                new, _ = opt.optimize(C[starts])
+                En = self.grid.encode(new)
+                m, s = model.predict(En)
+                C, E = np.vstack([C, new]), np.vstack([E, En])
+                mu, sd = np.r_[mu, m], np.r_[sd, s]
+                dmin = np.r_[dmin, _min_distance(En, self.grid.encode(np.asarray(picks + pending))) * scale
+                             if picks or pending else np.full(len(En), np.inf)]
+                seen = np.r_[seen, self._seen(En)]
+            score = self._acquisition(mu, sd, kappas[j], best)
+            free = (dmin > radius) & ~seen
+            while not free.any() and radius > 1e-6:
+                radius /= 2
+                free = (dmin > radius) & ~seen
+            if not free.any():
+                free = dmin > 0
+            if not free.any():  # a tiny discrete space, all of it taken: repeat the best
+                free = np.ones(len(E), dtype=bool)
+            i = int(np.argmax(np.where(free, score, -np.inf)))
+            picks.append(C[i])
+            dmin = np.minimum(dmin, np.sqrt(((E - E[i]) ** 2).sum(-1)) * scale)
+            if j + 1 < q:
+                model = model.conditioned(E[i : i + 1], mu[i : i + 1])
+                best = min(best, float(mu[i]))
+        return np.asarray(picks)
+
+    def _seen(self, E: np.ndarray) -> np.ndarray:
+        """Which encoded rows repeat an evaluated point."""
+        if not self._keys:
+            return np.zeros(len(E), dtype=bool)
+        obs = self.grid.encode(self.grid.snap(np.asarray(self._U)))
+        lookup = {row.tobytes() for row in np.round(obs, 9)}
+        return np.fromiter((row.tobytes() in lookup for row in np.round(E, 9)), bool, len(E))
 
     def _optimize_acquisition(self, C: np.ndarray, E: np.ndarray, mu: np.ndarray,
                               sd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
