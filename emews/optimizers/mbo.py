@@ -230,7 +230,7 @@ class MBO(Optimizer):
         #: the surrogate fitted: ``surrogate``, or mlrMBO's choice for ``"auto"``
         self.model_name = self.surrogate
         if self.surrogate == "auto":
-            self.model_name = "rf" if self.grid.categorical.any() else "gp"
+            self.model_name = "gp"
         #: the transform applied: ``transform``, or the surrogate's own for ``"auto"``
         self.transform_name = self.transform
         if self.transform == "auto":
