@@ -162,6 +162,13 @@ class AcquisitionOptimizer:
 
     def optimize(self, U0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Refined rows of ``U0`` (snapped) and their acquisition; none worse than its start."""
+        from threadpoolctl import threadpool_limits
+
+        # small matrices: BLAS threads only spin (badly so on a loaded machine)
+        with threadpool_limits(1):
+            return self._optimize(U0)
+
+    def _optimize(self, U0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         U = self.grid.snap(np.atleast_2d(U0))
         acq = self.value(U)
         for _ in range(self.rounds):

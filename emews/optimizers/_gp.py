@@ -332,16 +332,14 @@ class GPSurrogate:
             beta = self._alpha
             QK = cho_solve((self._L, True), Ks.T, check_finite=False).T  # (rows, n)
         else:
-            if not hasattr(self, "_beta"):
-                self._beta = solve_triangular(self._Lm, solve_triangular(self._LB, self._c, lower=True, trans="T",
-                                                                         check_finite=False),
-                                              lower=True, trans="T", check_finite=False)
+            if not hasattr(self, "_Q"):
+                # beta = Lm^-T LB^-T c; Q = Kmm^-1 - Lm^-T LB^-T LB^-1 Lm^-1 (m x m, once per fit)
+                Li = solve_triangular(self._Lm, np.eye(len(P)), lower=True, check_finite=False)
+                Bi = solve_triangular(self._LB, Li, lower=True, check_finite=False)
+                self._beta = Bi.T @ self._c
+                self._Q = Li.T @ Li - Bi.T @ Bi
             beta = self._beta
-            V = solve_triangular(self._Lm, Ks.T, lower=True, check_finite=False)
-            Wt = solve_triangular(self._LB, V, lower=True, check_finite=False)
-            QK = solve_triangular(self._Lm, V - solve_triangular(self._LB, Wt, lower=True, trans="T",
-                                                                 check_finite=False),
-                                  lower=True, trans="T", check_finite=False).T
+            QK = Ks @ self._Q
         mean = Ks @ beta
         var = np.maximum(self.amp - (QK * Ks).sum(1), 0.0)
 
