@@ -26,7 +26,7 @@ from scipy.special import erfcx, ndtr
 
 from ._unit import UnitGrid
 
-__all__ = ["log_ei", "lcb", "AcquisitionOptimizer"]
+__all__ = ["AcquisitionOptimizer", "lcb", "log_ei"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _SQRT_HALF_PI = math.sqrt(math.pi / 2)

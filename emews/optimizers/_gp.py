@@ -2,9 +2,10 @@
 
 ::
 
-    observations ──▶ kernel hyperparameters: marginal likelihood (L-BFGS-B, analytic gradient)
-         │           on at most ``hyper_points`` of them (the best half + a random half),
-         │           warm-started; refitted when the data grew by 20 % (else kept)
+    observations ──▶ kernel hyperparameters: marginal likelihood x priors (L-BFGS-B, analytic
+         │           gradient) on at most ``hyper_points`` of them (the best half + a random
+         │           half), warm-started; past ``always_refit`` observations refitted only
+         │           when the data grew by 20 % (else kept)
          ▼
     condition on ALL of them: exact (Cholesky) up to ``max_points``, else an inducing-point
     (DTC) approximation on ``inducing`` of them (the best half + a random half)
@@ -72,7 +73,7 @@ def _nll(theta: np.ndarray, X: np.ndarray, y: np.ndarray, groups: np.ndarray | N
     log hyperparameters; ``groups[j]``: the length scale of column ``j`` (default: its own)."""
     from scipy.linalg import cho_solve, cholesky
 
-    n, d = X.shape
+    n = len(X)
     k = len(theta) - 2
     ls = np.exp(theta[:k])[groups] if groups is not None else np.exp(theta[:k])
     amp, noise = math.exp(theta[k]), math.exp(theta[k + 1])

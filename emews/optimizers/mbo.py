@@ -1,4 +1,4 @@
-"""Model-based optimization (mlrMBO-style): a GP on numeric spaces, a forest on mixed ones.
+"""Model-based optimization (mlrMBO-style): by default a GP with Optuna GPSampler's recipe.
 
 ::
 
@@ -19,11 +19,14 @@ and asynchrony come from
 * an exclusion radius in the encoded space: no proposal lies closer than ``exclusion`` to a
   point still being evaluated (pending = asked but not told) or to one picked earlier in
   the same batch, and none repeats an evaluated point;
-* with the GP (``surrogate="auto"`` on a numeric space): a kriging believer — each pick, and
-  each pending point, is believed observed at its predicted mean before the next pick
-  (rank-one variance updates over the candidates, no refit) — while candidates x
-  conditioning points x batch stays under ``_believer_work``; beyond, the exclusion radius
-  alone. The GP's best candidates are first polished by a few rounds of local moves.
+* with the GP (``surrogate="auto"``): a kriging believer — each pick, and each pending
+  point, is believed observed at its predicted mean before the next pick. While the GP is
+  exact and candidates x conditioning points^2 x batch stays under ``_sequential_work``, the
+  GP is conditioned on each belief and the acquisition optimized again for the next pick
+  (``_sequential``); beyond, rank-one variance updates over fixed candidates while that work
+  stays under ``_believer_work``; beyond that, the exclusion radius alone. The GP's best
+  candidates are first polished by local moves, then optimized (log-EI, L-BFGS-B on the
+  ordered columns, coordinate moves on the discrete and categorical ones: ``_acquire.py``).
 
 The GP scales by never refitting what it need not (``_gp.py``): kernel hyperparameters on
 at most 300 observations, kept until the data grew by 20 %; conditioning on all of them,
@@ -42,8 +45,8 @@ from scipy.special import ndtr
 
 from ..space import Space
 from ..task import CANCELLED, Result
-from ._base import Optimizer
 from ._acquire import AcquisitionOptimizer, lcb, log_ei
+from ._base import Optimizer
 from ._surrogates import SURROGATES, make_surrogate
 from ._unit import UnitGrid
 
@@ -121,18 +124,19 @@ def _transform(y: np.ndarray, how: str) -> np.ndarray:
 class MBO(Optimizer):
     """Model-based optimization: a surrogate, an acquisition function, batches from one fit.
 
-    The default surrogate follows mlrMBO: kriging (a GP with a nugget) when every searchable
-    dimension is numeric (real, int, ordinal), a random forest when one is categorical or
-    bool. ``benchmarks/quality/run.py`` compares it with Optuna's TPE and GPSampler and
-    DeepHyper's CBO.
+    The default surrogate is kriging (a GP with a nugget) on every space, categorical and bool
+    dimensions through a Hamming term of the kernel, as Optuna's GPSampler;
+    ``benchmarks/quality/run.py`` compares it with Optuna's TPE and GPSampler and DeepHyper's
+    CBO.
 
     Settings:
-        surrogate: ``"auto"`` (default: mlrMBO's rule, below), ``"gp"`` (Gaussian process:
-            ARD Matern 5/2 with a fitted nugget, mlrMBO's kriging), ``"rf"`` (random forest),
-            ``"et"`` (extra trees), ``"gbrt"`` (quantile gradient boosting). ``"auto"`` picks
-            ``"gp"`` for a purely numeric space (real, int and ordinal dimensions: an ordinal is
-            its ordered index) and ``"rf"`` as soon as one dimension is categorical or bool
-            (no order between its values), as mlrMBO picks kriging or a random forest.
+        surrogate: ``"auto"`` (default: ``"gp"``), ``"gp"`` (Gaussian process: ARD Matern
+            5/2 with a fitted nugget, mlrMBO's kriging; an ordinal is its ordered index; a
+            categorical or bool dimension adds 1 / length scale^2 to the squared distance
+            where the values differ; hyperparameters by maximum a posteriori under
+            GPSampler's priors), ``"rf"`` (random forest, mlrMBO's choice with categories;
+            the GP beat it on the mixed problems of ``benchmarks/quality/``), ``"et"`` (extra
+            trees), ``"gbrt"`` (quantile gradient boosting).
         acquisition: ``"ei"`` (expected improvement), ``"lcb"`` (lower confidence bound;
             a batch draws one exploration weight per point, mlrMBO's qLCB) or ``"pi"``
             (probability of improvement). Default ``"ei"``.
@@ -165,7 +169,7 @@ class MBO(Optimizer):
             inducing-point (DTC) approximation conditions on all of them through
             ``gp_inducing`` of them (the best half and a random sample). The kernel
             hyperparameters are fitted on at most 300 observations (the best half and a
-            random sample), warm-started from the previous fit, and past 50 observations
+            random sample), warm-started from the previous fit, and past 300 observations
             refitted only when the data has grown by 20 % since: a proposal at 5,000
             observations usually costs a sparse conditioning and one prediction. Default 500.
         gp_inducing: inducing points of the sparse GP. Default 300.
@@ -487,7 +491,9 @@ class MBO(Optimizer):
         radius = self.exclusion
         picks = []
         for j in range(q):
-            if j or pending:
+            if (j or pending) and self.acquisition == "pi":
+                mu, sd = model.predict(E)
+            elif j or pending:
                 mu, sd = model.predict(E)
                 acq = self._acquisition(mu, sd, kappas[j], best)
                 starts = np.argsort(-acq, kind="stable")[: self._sequential_starts]
@@ -536,11 +542,8 @@ class MBO(Optimizer):
         acq = self._acquisition(mu, sd, self.kappa)
         order = np.argsort(-acq, kind="stable")
         starts = order[: self._starts]
-        if self.acquisition == "lcb":
-            fn = lambda m, s: lcb(m, s, self.kappa)  # noqa: E731
-        else:
-            fn = lambda m, s: log_ei(m, s, self._best_z, self.xi)  # noqa: E731
-        opt = AcquisitionOptimizer(self.grid, self._model, fn, maxiter=self._maxiter)
+        opt = AcquisitionOptimizer(self.grid, self._model, self._acquisition_fn(self.kappa, self._best_z),
+                                   maxiter=self._maxiter)
         new, _ = opt.optimize(C[starts])
         En = self.grid.encode(new)
         m, s = self._model.predict(En)

@@ -76,7 +76,7 @@ def test_likelihood_gradient_with_shared_length_scales_and_priors(prior):
     _, grad = _nll(theta, X, y, groups, prior)
     numeric = approx_fprime(theta, lambda t: _nll(t, X, y, groups, prior)[0], 1e-6)
     np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-3)
-    f, g = _neg_log_prior(theta)
+    _, g = _neg_log_prior(theta)
     np.testing.assert_allclose(g, approx_fprime(theta, lambda t: _neg_log_prior(t)[0], 1e-7), rtol=1e-4, atol=1e-5)
 
 
