@@ -184,3 +184,13 @@ def test_sequential_batch_is_distinct_valid_and_from_one_fit():
     # an asynchronous ask while those 8 are pending avoids them as well
     more = opt.ask(4)
     assert not {SPACE.key(p) for p in more} & keys
+
+
+def test_hyperparameters_are_searched_at_every_fit_up_to_300_observations():
+    opt = fitted(100)
+    first = opt._model
+    assert first.refitted
+    more = SPACE.sample(10, seed=9)
+    opt.tell([Result(200 + i, p, "done", loss=loss(p)) for i, p in enumerate(more)])
+    assert opt._fit() and opt._model is not first
+    assert opt._model.refitted and opt._model.hyper_n == 110  # 110 < 1.2 * 100, refitted all the same
