@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -231,7 +231,7 @@ class MBO(Optimizer):
         self.gp_inducing = _int_setting("gp_inducing", gp_inducing, 10)
 
         self.grid = UnitGrid(space)
-        #: the surrogate fitted: ``surrogate``, or mlrMBO's choice for ``"auto"``
+        #: the surrogate fitted: ``surrogate``, or the GP for ``"auto"``
         self.model_name = self.surrogate
         if self.surrogate == "auto":
             self.model_name = "gp"
@@ -453,7 +453,8 @@ class MBO(Optimizer):
     _sequential_starts = 3
     _sequential_work = 3e9
 
-    def _acquisition_fn(self, kappa: float, best: float):
+    def _acquisition_fn(self, kappa: float, best: float) -> Callable:
+        """The acquisition with its derivatives, for :class:`AcquisitionOptimizer`."""
         if self.acquisition == "lcb":
             return lambda m, s: lcb(m, s, kappa)
         return lambda m, s: log_ei(m, s, best, self.xi)
