@@ -54,16 +54,21 @@ def _matern(A: np.ndarray, B: np.ndarray, ls: np.ndarray, amp: float) -> np.ndar
     return amp * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r * r) * np.exp(-_SQRT5 * r)
 
 
+#: Gamma(concentration, rate) prior of the noise variance (standardized losses)
+_NOISE_PRIOR = (1.1, 30.0)
+
+
 def _neg_log_prior(theta: np.ndarray) -> tuple[float, np.ndarray]:
     """GPSampler's priors in the log hyperparameters (length scales, amplitude, noise)."""
     t, s, u = theta[:-2], theta[-2], theta[-1]
     lam = np.exp(-2.0 * t)  # inverse squared length scales
     a, v = math.exp(s), math.exp(u)
-    f = float((0.1 / lam + 0.1 * lam).sum()) + (a - s) + (30.0 * v - 0.1 * u)
+    c, rate = _NOISE_PRIOR
+    f = float((0.1 / lam + 0.1 * lam).sum()) + (a - s) + (rate * v - (c - 1.0) * u)
     grad = np.empty_like(theta)
     grad[:-2] = 0.2 / lam - 0.2 * lam
     grad[-2] = a - 1.0
-    grad[-1] = 30.0 * v - 0.1
+    grad[-1] = rate * v - (c - 1.0)
     return f, grad
 
 
