@@ -102,7 +102,7 @@ def test_predict_grad_matches_finite_differences(max_points):
     mu, sd, dmu, dsd = model.predict_grad(Z)
     m0, s0 = model.predict(Z)
     np.testing.assert_allclose(mu, m0, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(sd, s0, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sd, s0, rtol=1e-5, atol=1e-7)  # the sparse one through a precomputed matrix
     eps = 1e-6
     for j in range(4):
         Zp = Z.copy()
