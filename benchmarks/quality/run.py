@@ -9,7 +9,7 @@ Every optimizer runs ``--evals`` evaluations in batches of ``--batch`` (each bat
 evaluated, then told) on the same problems and seeds; the regret after the first ``b``
 evaluations, for each budget ``b`` of ``--budgets``, is ``true_loss(incumbent) - optimum``
 with the incumbent the point of best *observed* loss so far (the same thing for noise-free
-problems). Optimizers:
+problems), evaluations counted in the order they were asked. Optimizers:
 
 * ``mbo``, ``ga``, ``random``: emews' own, run against emews' fake driver
   (``emews.testing.optimizers``: the real queue protocol and ask/tell adapter in batch mode,
@@ -65,7 +65,10 @@ Trace = list[tuple[float, dict]]  # (observed loss, params) in evaluation order
 def run_emews(name: str, problem: Problem, seed: int, evals: int, batch: int, settings: dict | None = None) -> Trace:
     run = run_with_fake_driver(name, problem.space, problem.objective, settings=settings, max_evals=evals,
                                capacity=batch, seed=seed, mode="batch", batch_size=batch)
-    return [(float(r.loss) if r.ok else float("inf"), r.params) for r in run.results if r.status != "cancelled"]
+    # in the order asked (the peers' order), not of completion: the first b evaluations are then
+    # the same whatever --evals is (a batch cut at the budget holds the first points it picked)
+    done = sorted((r for r in run.results if r.status != "cancelled"), key=lambda r: r.task_id)
+    return [(float(r.loss) if r.ok else float("inf"), r.params) for r in done]
 
 
 def _full_params(problem: Problem, values: dict) -> dict:

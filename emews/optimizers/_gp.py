@@ -2,9 +2,10 @@
 
 ::
 
-    observations ──▶ kernel hyperparameters: marginal likelihood (L-BFGS-B, analytic gradient)
-         │           on at most ``hyper_points`` of them (the best half + a random half),
-         │           warm-started; refitted when the data grew by 20 % (else kept)
+    observations ──▶ kernel hyperparameters: marginal likelihood x priors (L-BFGS-B, analytic
+         │           gradient) on at most ``hyper_points`` of them (the best half + a random
+         │           half), warm-started; past ``always_refit`` observations refitted only
+         │           when the data grew by 20 % (else kept)
          ▼
     condition on ALL of them: exact (Cholesky) up to ``max_points``, else an inducing-point
     (DTC) approximation on ``inducing`` of them (the best half + a random half)
@@ -12,7 +13,13 @@
     predict(X) -> mean, std (of the latent function, not of a noisy observation)
 
 The kernel is mlrMBO's kriging default made automatic: an ARD Matern-5/2 with a constant
-amplitude and a fitted nugget (noise variance), on the encoded unit cube. Costs, for ``n``
+amplitude and a fitted nugget (noise variance), on the encoded unit cube. Columns may share a
+length scale (``groups``) and carry a weight (``column_scale``): a categorical dimension's
+one-hot columns share one, weighted by 1/sqrt(2), so that a differing category adds 1 to the
+squared scaled distance (a Hamming-distance kernel term, as Optuna's GPSampler has). The
+hyperparameters are maximum a posteriori (``prior=True``, the default): Optuna's GPSampler
+priors on the inverse squared length scales (log density ``-(0.1 / x + 0.1 x)``), a Gamma(2, 1)
+on the amplitude and a Gamma(1.1, 30) on the noise, all on standardized losses. Costs, for ``n``
 observations, ``m`` inducing points and ``N`` candidates: a hyperparameter fit is
 O(iterations * h^3) with ``h <= hyper_points``; conditioning O(n^3) exact / O(n m^2) sparse;
 a prediction O(N n^2) exact / O(N m^2) sparse.
@@ -47,13 +54,34 @@ def _matern(A: np.ndarray, B: np.ndarray, ls: np.ndarray, amp: float) -> np.ndar
     return amp * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r * r) * np.exp(-_SQRT5 * r)
 
 
-def _nll(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Negative log marginal likelihood and its gradient in the log hyperparameters."""
+#: Gamma(concentration, rate) prior of the noise variance (standardized losses)
+_NOISE_PRIOR = (1.1, 30.0)
+
+
+def _neg_log_prior(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """GPSampler's priors in the log hyperparameters (length scales, amplitude, noise)."""
+    t, s, u = theta[:-2], theta[-2], theta[-1]
+    lam = np.exp(-2.0 * t)  # inverse squared length scales
+    a, v = math.exp(s), math.exp(u)
+    c, rate = _NOISE_PRIOR
+    f = float((0.1 / lam + 0.1 * lam).sum()) + (a - s) + (rate * v - (c - 1.0) * u)
+    grad = np.empty_like(theta)
+    grad[:-2] = 0.2 / lam - 0.2 * lam
+    grad[-2] = a - 1.0
+    grad[-1] = rate * v - (c - 1.0)
+    return f, grad
+
+
+def _nll(theta: np.ndarray, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
+         prior: bool = False) -> tuple[float, np.ndarray]:
+    """Negative log marginal likelihood (plus the negative log prior) and its gradient in the
+    log hyperparameters; ``groups[j]``: the length scale of column ``j`` (default: its own)."""
     from scipy.linalg import cho_solve, cholesky
 
-    n, d = X.shape
-    ls = np.exp(theta[:d])
-    amp, noise = math.exp(theta[d]), math.exp(theta[d + 1])
+    n = len(X)
+    k = len(theta) - 2
+    ls = np.exp(theta[:k])[groups] if groups is not None else np.exp(theta[:k])
+    amp, noise = math.exp(theta[k]), math.exp(theta[k + 1])
     Xs = X / ls
     r = np.sqrt(_sqdist(Xs, Xs))
     e = np.exp(-_SQRT5 * r)
@@ -73,9 +101,13 @@ def _nll(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.nda
     # sum_ij WG_ij (x_ik - x_jk)^2 = 2 sum_i x_ik^2 rows_i - 2 x_k' WG x_k   (WG symmetric)
     quad = 2.0 * ((X * X).T @ rows) - 2.0 * (X * (WG @ X)).sum(0)
     grad = np.empty_like(theta)
-    grad[:d] = -0.5 * quad / (ls * ls)
-    grad[d] = -0.5 * float((W * Kf).sum())
-    grad[d + 1] = -0.5 * noise * float(np.trace(W))
+    g_cols = -0.5 * quad / (ls * ls)
+    grad[:k] = np.bincount(groups, weights=g_cols, minlength=k) if groups is not None else g_cols
+    grad[k] = -0.5 * float((W * Kf).sum())
+    grad[k + 1] = -0.5 * noise * float(np.trace(W))
+    if prior:
+        f, g = _neg_log_prior(theta)
+        nll, grad = nll + f, grad + g
     return nll, grad
 
 
@@ -93,18 +125,31 @@ class GPSurrogate:
         always_refit: up to this many observations every fit searches the hyperparameters.
         random_state: seed of the subsamples and of the first fit's random restart.
         start: the previous fit, whose hyperparameters start (or are reused by) this one.
+        groups: ``groups[j]`` is the length scale of input column ``j`` (columns of a group
+            share one; default: one per column).
+        column_scale: weight of each input column in the distance (default 1).
+        prior: fit the hyperparameters by maximum a posteriori (GPSampler's priors) instead
+            of maximum likelihood.
     """
 
     def __init__(self, max_points: int = 500, inducing: int = 300, hyper_points: int = 300,
                  refit_growth: float = 1.2, always_refit: int = 50, random_state: int | None = None,
-                 start: GPSurrogate | None = None):
+                 start: GPSurrogate | None = None, groups: np.ndarray | None = None,
+                 column_scale: np.ndarray | None = None, prior: bool = True):
         self.max_points = max_points
         self.inducing = max(2, min(inducing, max_points))
         self.hyper_points = hyper_points
         self.refit_growth = refit_growth
         self.always_refit = always_refit
         self.random_state = random_state
+        self.groups = None if groups is None else np.asarray(groups, dtype=int)
+        self.column_scale = None if column_scale is None else np.asarray(column_scale, dtype=float)
+        self.prior = prior
         self._start = (start.theta, start.hyper_n) if start is not None and hasattr(start, "theta") else None
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        return X * self.column_scale if self.column_scale is not None else X
 
     # -- fitting -----------------------------------------------------------------------------
     def _subsample(self, y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,7 +164,7 @@ class GPSurrogate:
     def _fit_hyper(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from scipy.optimize import minimize
 
-        d = X.shape[1]
+        d = self._n_scales(X.shape[1])
         bounds = [_LOG_LS] * d + [_LOG_AMP, _LOG_NOISE]
         starts = []
         if self._start is not None and len(self._start[0]) == d + 2:
@@ -134,21 +179,25 @@ class GPSurrogate:
         # small matrices: BLAS threads only spin (badly so on a loaded machine)
         with threadpool_limits(1):
             for t0 in starts:
-                res = minimize(_nll, t0, args=(X, y), jac=True, method="L-BFGS-B", bounds=bounds,
+                res = minimize(_nll, t0, args=(X, y, self.groups, self.prior), jac=True, method="L-BFGS-B", bounds=bounds,
                                options={"maxiter": 150})
                 if res.fun < best_f:
                     best_f, best_t = float(res.fun), np.asarray(res.x, dtype=float)
         return best_t
 
+    def _n_scales(self, columns: int) -> int:
+        return int(self.groups.max()) + 1 if self.groups is not None and len(self.groups) else columns
+
     def fit(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:
         from scipy.linalg import cho_solve, cholesky, solve_triangular
 
         rng = np.random.default_rng(self.random_state)
-        X = np.asarray(X, dtype=float)
+        X = self._scaled(X)
         y = np.asarray(y, dtype=float)
         self._mean, self._scale = float(y.mean()), float(y.std()) or 1.0
         z = (y - self._mean) / self._scale
-        n, d = X.shape
+        n = len(X)
+        d = self._n_scales(X.shape[1])
         reuse = (self._start is not None and len(self._start[0]) == d + 2 and n > self.always_refit
                  and n < self._start[1] * self.refit_growth)
         if reuse:
@@ -159,7 +208,7 @@ class GPSurrogate:
             zh = (zh - zh.mean()) / (zh.std() or 1.0)
             self.theta, self.hyper_n = self._fit_hyper(Xh, zh, rng), n
         self._start = None
-        self.ls = np.exp(self.theta[:d])
+        self.ls = np.exp(self.theta[:d])[self.groups] if self.groups is not None else np.exp(self.theta[:d])
         self.amp = math.exp(self.theta[d])
         self.noise = math.exp(self.theta[d + 1])
         self.refitted = not reuse
@@ -170,6 +219,7 @@ class GPSurrogate:
             self._L = cholesky(K, lower=True, check_finite=False)
             self._alpha = cho_solve((self._L, True), z, check_finite=False)
             self._X = X
+            self._z = z
         else:
             # DTC: Sigma = (Kmm + Kmn Knm / noise)^-1; mean = K*m Sigma Kmn z / noise;
             # var = k** - K*m Kmm^-1 Km* + K*m Sigma Km*
@@ -191,6 +241,25 @@ class GPSurrogate:
             self._X = Z
         return self
 
+    def conditioned(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:
+        """A copy of this exact GP also conditioned on the rows ``X`` observed at ``y`` (same
+        hyperparameters and standardization: a fantasy, e.g. a kriging believer's)."""
+        import copy
+
+        from scipy.linalg import cho_solve, cholesky
+
+        if self.sparse:
+            raise ValueError("conditioned() needs the exact GP (at most max_points observations)")
+        new = copy.copy(self)
+        Xn = np.vstack([self._X, self._scaled(np.atleast_2d(X))])
+        zn = np.r_[self._z, (np.asarray(y, dtype=float).ravel() - self._mean) / self._scale]
+        K = _matern(Xn, Xn, self.ls, self.amp)
+        K[np.diag_indices(len(Xn))] += self.noise + _JITTER
+        new._L = cholesky(K, lower=True, check_finite=False)
+        new._alpha = cho_solve((new._L, True), zn, check_finite=False)
+        new._X, new._z = Xn, zn
+        return new
+
     # -- prediction --------------------------------------------------------------------------
     def predict(self, X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation (in the units of the ``y`` fitted)."""
@@ -208,6 +277,7 @@ class GPSurrogate:
     def covariance(self, X: np.ndarray, factors: tuple[np.ndarray, np.ndarray | None], i: int) -> np.ndarray:
         """Posterior covariance between every row of ``X`` and row ``i`` (``factors`` of ``X``)."""
         V, W = factors
+        X = self._scaled(X)
         c = _matern(X, X[i : i + 1], self.ls, self.amp)[:, 0] - V @ V[i]
         if W is not None:
             c += W @ W[i]
@@ -221,7 +291,7 @@ class GPSurrogate:
     def _predict(self, X: np.ndarray, chunk: int, factors: bool):
         from scipy.linalg import solve_triangular
 
-        X = np.asarray(X, dtype=float)
+        X = self._scaled(X)
         mean = np.empty(len(X))
         var = np.empty(len(X))
         Vs, Ws = [], []
@@ -246,3 +316,48 @@ class GPSurrogate:
             # row-major, one row per point: each covariance is one contiguous matrix-vector product
             F = (np.ascontiguousarray(np.hstack(Vs).T), None if Ws[0] is None else np.ascontiguousarray(np.hstack(Ws).T))
         return mean * self._scale + self._mean, np.maximum(std, _MIN_STD), F
+
+    def predict_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Mean, std and their gradients ``(rows, columns)`` with respect to the rows of ``X``.
+
+        For few rows (the starts of an acquisition optimizer): the mean is ``k(x)' beta`` and
+        the variance ``amp - k(x)' Q k(x)`` (``Q = K^-1`` exact, ``Kmm^-1 - Sigma`` sparse),
+        so both gradients are sums over the conditioning points of the kernel's gradient.
+        """
+        from scipy.linalg import cho_solve, solve_triangular
+
+        Xs = self._scaled(X)
+        P = self._X
+        ls2 = self.ls * self.ls
+        r = np.sqrt(_sqdist(Xs / self.ls, P / self.ls))  # (rows, n)
+        e = np.exp(-_SQRT5 * r)
+        Ks = self.amp * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r * r) * e
+        # d k / d x_j = G * (x_j - p_j) / l_j^2
+        G = -self.amp * (5.0 / 3.0) * (1.0 + _SQRT5 * r) * e
+        if not self.sparse:
+            beta = self._alpha
+            QK = cho_solve((self._L, True), Ks.T, check_finite=False).T  # (rows, n)
+        else:
+            if not hasattr(self, "_Q"):
+                # beta = Lm^-T LB^-T c; Q = Kmm^-1 - Lm^-T LB^-T LB^-1 Lm^-1 (m x m, once per fit)
+                Li = solve_triangular(self._Lm, np.eye(len(P)), lower=True, check_finite=False)
+                Bi = solve_triangular(self._LB, Li, lower=True, check_finite=False)
+                self._beta = Bi.T @ self._c
+                self._Q = Li.T @ Li - Bi.T @ Bi
+            beta = self._beta
+            QK = Ks @ self._Q
+        mean = Ks @ beta
+        var = np.maximum(self.amp - (QK * Ks).sum(1), 0.0)
+
+        def weighted(Wm: np.ndarray) -> np.ndarray:  # sum_i Wm_ri G_ri (x_rj - p_ij) / l_j^2
+            A = Wm * G
+            return (A.sum(1)[:, None] * Xs - A @ P) / ls2
+
+        dmean = weighted(np.broadcast_to(beta, G.shape))
+        dvar = -2.0 * weighted(QK)
+        std = np.sqrt(var)
+        safe = np.maximum(std, _MIN_STD)
+        dstd = np.where(std[:, None] > _MIN_STD, dvar / (2.0 * safe[:, None]), 0.0)
+        scale = self.column_scale if self.column_scale is not None else 1.0
+        return (mean * self._scale + self._mean, safe * self._scale, dmean * self._scale * scale,
+                dstd * self._scale * scale)

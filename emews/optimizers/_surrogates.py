@@ -134,17 +134,22 @@ class QuantileGBRT(Surrogate):
 
 def make_surrogate(name: str, *, random_state: int, n_estimators: int = 100, n_jobs: int = -1,
                    gp_max_points: int = 500, gp_inducing: int = 300,
-                   previous: Surrogate | None = None) -> Surrogate:
+                   previous: Surrogate | None = None, gp_columns: tuple[np.ndarray, np.ndarray] | None = None,
+                   gp_always_refit: int = 50) -> Surrogate:
     """A fresh, unfitted surrogate by name (one of :data:`SURROGATES`).
 
     ``previous`` (the last fitted model) warm-starts a GP's kernel hyperparameters (or lends
-    them, when the data has grown little since they were fitted).
+    them, when the data has grown little since they were fitted). ``gp_columns``: the GP's
+    length-scale group and weight of each column (see :class:`GPSurrogate`);
+    ``gp_always_refit``: observations up to which a GP searches its hyperparameters at every fit.
     """
     if name in ("rf", "et"):
         return ForestSurrogate(name, n_estimators=n_estimators, n_jobs=n_jobs, random_state=random_state)
     if name == "gbrt":
         return QuantileGBRT(n_estimators=n_estimators, random_state=random_state)
     if name == "gp":
+        groups, weights = gp_columns if gp_columns is not None else (None, None)
         return GPSurrogate(max_points=gp_max_points, inducing=gp_inducing, random_state=random_state,
-                           start=previous if isinstance(previous, GPSurrogate) else None)
+                           start=previous if isinstance(previous, GPSurrogate) else None, groups=groups,
+                           column_scale=weights, always_refit=gp_always_refit)
     raise ValueError(f"unknown surrogate {name!r}; expected one of {', '.join(SURROGATES)}")

@@ -1,4 +1,4 @@
-"""Model-based optimization (mlrMBO-style): a GP on numeric spaces, a forest on mixed ones.
+"""Model-based optimization (mlrMBO-style): by default a GP with Optuna GPSampler's recipe.
 
 ::
 
@@ -19,11 +19,14 @@ and asynchrony come from
 * an exclusion radius in the encoded space: no proposal lies closer than ``exclusion`` to a
   point still being evaluated (pending = asked but not told) or to one picked earlier in
   the same batch, and none repeats an evaluated point;
-* with the GP (``surrogate="auto"`` on a numeric space): a kriging believer — each pick, and
-  each pending point, is believed observed at its predicted mean before the next pick
-  (rank-one variance updates over the candidates, no refit) — while candidates x
-  conditioning points x batch stays under ``_believer_work``; beyond, the exclusion radius
-  alone. The GP's best candidates are first polished by a few rounds of local moves.
+* with the GP (``surrogate="auto"``): a kriging believer — each pick, and each pending
+  point, is believed observed at its predicted mean before the next pick. While the GP is
+  exact and candidates x conditioning points^2 x batch stays under ``_sequential_work``, the
+  GP is conditioned on each belief and the acquisition optimized again for the next pick
+  (``_sequential``); beyond, rank-one variance updates over fixed candidates while that work
+  stays under ``_believer_work``; beyond that, the exclusion radius alone. The GP's best
+  candidates are first polished by local moves, then optimized (log-EI, L-BFGS-B on the
+  ordered columns, coordinate moves on the discrete and categorical ones: ``_acquire.py``).
 
 The GP scales by never refitting what it need not (``_gp.py``): kernel hyperparameters on
 at most 300 observations, kept until the data grew by 20 %; conditioning on all of them,
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +45,7 @@ from scipy.special import ndtr
 
 from ..space import Space
 from ..task import CANCELLED, Result
+from ._acquire import AcquisitionOptimizer, lcb, log_ei
 from ._base import Optimizer
 from ._surrogates import SURROGATES, make_surrogate
 from ._unit import UnitGrid
@@ -120,18 +124,19 @@ def _transform(y: np.ndarray, how: str) -> np.ndarray:
 class MBO(Optimizer):
     """Model-based optimization: a surrogate, an acquisition function, batches from one fit.
 
-    The default surrogate follows mlrMBO: kriging (a GP with a nugget) when every searchable
-    dimension is numeric (real, int, ordinal), a random forest when one is categorical or
-    bool. ``benchmarks/quality/run.py`` compares it with Optuna's TPE and GPSampler and
-    DeepHyper's CBO.
+    The default surrogate is kriging (a GP with a nugget) on every space, categorical and bool
+    dimensions through a Hamming term of the kernel, as Optuna's GPSampler;
+    ``benchmarks/quality/run.py`` compares it with Optuna's TPE and GPSampler and DeepHyper's
+    CBO.
 
     Settings:
-        surrogate: ``"auto"`` (default: mlrMBO's rule, below), ``"gp"`` (Gaussian process:
-            ARD Matern 5/2 with a fitted nugget, mlrMBO's kriging), ``"rf"`` (random forest),
-            ``"et"`` (extra trees), ``"gbrt"`` (quantile gradient boosting). ``"auto"`` picks
-            ``"gp"`` for a purely numeric space (real, int and ordinal dimensions: an ordinal is
-            its ordered index) and ``"rf"`` as soon as one dimension is categorical or bool
-            (no order between its values), as mlrMBO picks kriging or a random forest.
+        surrogate: ``"auto"`` (default: ``"gp"``), ``"gp"`` (Gaussian process: ARD Matern
+            5/2 with a fitted nugget, mlrMBO's kriging; an ordinal is its ordered index; a
+            categorical or bool dimension adds 1 / length scale^2 to the squared distance
+            where the values differ; hyperparameters by maximum a posteriori under
+            GPSampler's priors), ``"rf"`` (random forest, mlrMBO's choice with categories;
+            the GP beat it on the mixed problems of ``benchmarks/quality/``), ``"et"`` (extra
+            trees), ``"gbrt"`` (quantile gradient boosting).
         acquisition: ``"ei"`` (expected improvement), ``"lcb"`` (lower confidence bound;
             a batch draws one exploration weight per point, mlrMBO's qLCB) or ``"pi"``
             (probability of improvement). Default ``"ei"``.
@@ -164,7 +169,7 @@ class MBO(Optimizer):
             inducing-point (DTC) approximation conditions on all of them through
             ``gp_inducing`` of them (the best half and a random sample). The kernel
             hyperparameters are fitted on at most 300 observations (the best half and a
-            random sample), warm-started from the previous fit, and past 50 observations
+            random sample), warm-started from the previous fit, and past 300 observations
             refitted only when the data has grown by 20 % since: a proposal at 5,000
             observations usually costs a sparse conditioning and one prediction. Default 500.
         gp_inducing: inducing points of the sparse GP. Default 300.
@@ -241,10 +246,10 @@ class MBO(Optimizer):
         self.blas_threads = _int_setting("blas_threads", blas_threads, 1, allow_none=True)
 
         self.grid = UnitGrid(space)
-        #: the surrogate fitted: ``surrogate``, or mlrMBO's choice for ``"auto"``
+        #: the surrogate fitted: ``surrogate``, or the GP for ``"auto"``
         self.model_name = self.surrogate
         if self.surrogate == "auto":
-            self.model_name = "rf" if self.grid.categorical.any() else "gp"
+            self.model_name = "gp"
         #: the transform applied: ``transform``, or the surrogate's own for ``"auto"``
         self.transform_name = self.transform
         if self.transform == "auto":
@@ -369,6 +374,23 @@ class MBO(Optimizer):
         y = np.where(ok, y, fill)
         return self._observed(), y
 
+    #: observations up to which every fit searches the GP's kernel hyperparameters again
+    _always_refit = 300
+
+    def _gp_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Length-scale group and weight of each encoded column: a categorical's one-hot
+        columns share one length scale, weighted so that a differing category adds 1 to the
+        squared distance (a Hamming term); a bool's (0.25 or 0.75) weighted 2 to the same end."""
+        groups, weights = [], []
+        for k, d in enumerate(self.grid.dims):
+            w = d.width
+            groups += [k] * w
+            if self.grid.categorical[k]:
+                weights += [2.0] if w == 1 else [1.0 / math.sqrt(2.0)] * w
+            else:
+                weights += [1.0] * w
+        return np.asarray(groups, dtype=int), np.asarray(weights)
+
     def _fit(self) -> bool:
         """Fit the surrogate when observations changed since the last fit; False when too few."""
         if self._model is not None and self._model_size == len(self._y):
@@ -385,7 +407,8 @@ class MBO(Optimizer):
         t0 = time.perf_counter()
         model = make_surrogate(self.model_name, random_state=int(self.rng.integers(2**31 - 1)),
                                n_estimators=self.n_estimators, n_jobs=self.n_jobs, gp_max_points=self.gp_max_points,
-                               gp_inducing=self.gp_inducing, previous=self._model)
+                               gp_inducing=self.gp_inducing, previous=self._model,
+                               gp_columns=self._gp_columns(), gp_always_refit=self._always_refit)
         model.fit(self.grid.encode(U), z)
         self._fits += 1
         self._model, self._model_size = model, len(self._y)
@@ -428,6 +451,11 @@ class MBO(Optimizer):
         believer = None
         if self.model_name == "gp":
             C, E, mu, sd = self._refine(C, E, mu, sd, q)
+            C, E, mu, sd = self._optimize_acquisition(C, E, mu, sd)
+            if not n_random:
+                seq = self._sequential(C, E, mu, sd, q)
+                if seq is not None:
+                    return seq
             believer = self._believer(E, q)
             if believer is not None:
                 mu, sd = believer.mu, believer.sd  # pending points believed
@@ -468,6 +496,113 @@ class MBO(Optimizer):
         b.mu, b.sd = b.mu[: len(E)], b.sd[: len(E)]
         b.rows = len(E)
         return b
+
+    #: starts of the gradient-based optimization of the acquisition, and its iterations per round
+    _starts = 10
+    _maxiter = 50
+
+    #: the sequential kriging believer: largest batch, candidates kept, starts re-optimized per pick
+    _sequential_q = 64
+    _sequential_keep = 1000
+    _sequential_starts = 3
+    _sequential_work = 3e9
+
+    def _acquisition_fn(self, kappa: float, best: float) -> Callable:
+        """The acquisition with its derivatives, for :class:`AcquisitionOptimizer`."""
+        if self.acquisition == "lcb":
+            return lambda m, s: lcb(m, s, kappa)
+        return lambda m, s: log_ei(m, s, best, self.xi)
+
+    def _sequential(self, C: np.ndarray, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int) -> np.ndarray | None:
+        """A batch picked one point at a time, each believed observed at its predicted mean
+        (the exact GP conditioned on it, hyperparameters kept) before the acquisition is
+        optimized again for the next: GPSampler's handling of running trials. None when the
+        model is sparse or the work (candidates x conditioning points^2 x batch) too large."""
+        model = self._model
+        if not hasattr(model, "conditioned") or getattr(model, "sparse", True) or q > self._sequential_q:
+            return None
+        pending = [u for rows in self._pending.values() for u in rows]
+        n_cond = len(model._X) + len(pending) + q
+        keep = min(len(E), self._sequential_keep)
+        if n_cond > self.gp_max_points or keep * n_cond**2 * q > self._sequential_work:
+            return None
+        if self.acquisition == "lcb":
+            kappas = self.rng.exponential(self.kappa, size=q)
+            kappas[0] = self.kappa  # a batch of one is plain LCB
+        else:
+            kappas = np.full(q, self.kappa)
+        best = self._best_z
+        top = np.argsort(-self._acquisition(mu, sd, kappas[0], best), kind="stable")[:keep]
+        C, E, mu, sd = C[top], E[top], mu[top], sd[top]
+        scale = 1.0 / math.sqrt(max(1, E.shape[1]))
+        dmin = np.full(len(E), np.inf)
+        if pending:
+            P = self.grid.encode(np.asarray(pending))
+            m, _ = model.predict(P)
+            model = model.conditioned(P, m)
+            best = min(best, float(m.min()))
+            dmin = _min_distance(E, P) * scale
+        seen = self._seen(E)
+        radius = self.exclusion
+        picks = []
+        for j in range(q):
+            if (j or pending) and self.acquisition == "pi":
+                mu, sd = model.predict(E)
+            elif j or pending:
+                mu, sd = model.predict(E)
+                acq = self._acquisition(mu, sd, kappas[j], best)
+                starts = np.argsort(-acq, kind="stable")[: self._sequential_starts]
+                opt = AcquisitionOptimizer(self.grid, model, self._acquisition_fn(kappas[j], best),
+                                           maxiter=self._maxiter)
+                new, _ = opt.optimize(C[starts])
+                En = self.grid.encode(new)
+                m, s = model.predict(En)
+                C, E = np.vstack([C, new]), np.vstack([E, En])
+                mu, sd = np.r_[mu, m], np.r_[sd, s]
+                dmin = np.r_[dmin, _min_distance(En, self.grid.encode(np.asarray(picks + pending))) * scale
+                             if picks or pending else np.full(len(En), np.inf)]
+                seen = np.r_[seen, self._seen(En)]
+            score = self._acquisition(mu, sd, kappas[j], best)
+            free = (dmin > radius) & ~seen
+            while not free.any() and radius > 1e-6:
+                radius /= 2
+                free = (dmin > radius) & ~seen
+            if not free.any():
+                free = dmin > 0
+            if not free.any():  # a tiny discrete space, all of it taken: repeat the best
+                free = np.ones(len(E), dtype=bool)
+            i = int(np.argmax(np.where(free, score, -np.inf)))
+            picks.append(C[i])
+            dmin = np.minimum(dmin, np.sqrt(((E - E[i]) ** 2).sum(-1)) * scale)
+            if j + 1 < q:
+                model = model.conditioned(E[i : i + 1], mu[i : i + 1])
+                best = min(best, float(mu[i]))
+        return np.asarray(picks)
+
+    def _seen(self, E: np.ndarray) -> np.ndarray:
+        """Which encoded rows repeat an evaluated point (exact repeats are only possible on
+        discrete columns: snapped encodings are compared)."""
+        if not self._keys:
+            return np.zeros(len(E), dtype=bool)
+        lookup = self._seen_rows()
+        return np.fromiter((row.tobytes() in lookup for row in np.round(E, 9)), bool, len(E))
+
+    def _optimize_acquisition(self, C: np.ndarray, E: np.ndarray, mu: np.ndarray,
+                              sd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates plus the local optima of the acquisition reached from the best few
+        (GPSampler's recipe: gradient steps on the ordered columns, coordinate moves on the
+        discrete and categorical ones; see ``_acquire.py``)."""
+        if self.acquisition == "pi" or not hasattr(self._model, "predict_grad") or self._starts < 1:
+            return C, E, mu, sd
+        acq = self._acquisition(mu, sd, self.kappa)
+        order = np.argsort(-acq, kind="stable")
+        starts = order[: self._starts]
+        opt = AcquisitionOptimizer(self.grid, self._model, self._acquisition_fn(self.kappa, self._best_z),
+                                   maxiter=self._maxiter)
+        new, _ = opt.optimize(C[starts])
+        En = self.grid.encode(new)
+        m, s = self._model.predict(En)
+        return np.vstack([C, new]), np.vstack([E, En]), np.r_[mu, m], np.r_[sd, s]
 
     #: rounds and step sizes (unit-cube widths) of the polishing of a GP's best candidates
     _polish = (0.05, 0.01, 0.002)
@@ -541,11 +676,9 @@ class MBO(Optimizer):
         best = self._best_z if best is None else best
         if self.acquisition == "lcb":
             return -(mu - kappa * sd)
-        imp = best - mu - self.xi
-        z = imp / sd
         if self.acquisition == "pi":
-            return ndtr(z)
-        return imp * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+            return ndtr((best - mu - self.xi) / sd)
+        return log_ei(mu, sd, best, self.xi)[0]  # log EI: the same order, no underflow far away
 
     def _select(self, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int, n_random: int = 0,
                 n_global: int = 0, believer: _Believer | None = None) -> np.ndarray:
@@ -560,12 +693,7 @@ class MBO(Optimizer):
         pending = [u for rows in self._pending.values() for u in rows]
         if pending:
             dmin = _min_distance(E, self.grid.encode(np.asarray(pending))) * scale
-        # never re-propose an evaluated point
-        seen = np.zeros(len(E), dtype=bool)
-        if self._keys:
-            # exact repeats are only possible on discrete columns: compare snapped encodings
-            lookup = self._seen_rows()
-            seen = np.fromiter((row.tobytes() in lookup for row in np.round(E, 9)), bool, len(E))
+        seen = self._seen(E)  # never re-propose an evaluated point
         if self.acquisition == "lcb":
             kappas = self.rng.exponential(self.kappa, size=q)
             kappas[0] = self.kappa  # a batch of one is plain LCB

@@ -74,6 +74,7 @@ OPTIMIZERS = [
     pytest.param("mbo", dict(FAST_MBO, surrogate="et", acquisition="lcb", random_fraction=0.25), id="mbo-et-lcb"),
     pytest.param("mbo", dict(FAST_MBO, surrogate="gbrt", acquisition="pi", initial_design="sobol"), id="mbo-gbrt-pi"),
     pytest.param("mbo", dict(FAST_MBO, surrogate="gp", gp_max_points=20, initial_design="random"), id="mbo-gp"),
+    pytest.param("mbo", dict(FAST_MBO, surrogate="gp", acquisition="lcb"), id="mbo-gp-lcb"),
     pytest.param("ga", {}, id="ga"),
     pytest.param("ga", {"strategy": "simple", "population": 6}, id="ga-simple"),
     pytest.param("ga-steady", {"population": 6}, id="ga-steady"),
@@ -102,7 +103,7 @@ NUMERIC = emews.Space.from_dict({
                   "random_fraction": 0.25}, id="gp-sparse-lcb"),
 ])
 def test_contract_mbo_default_surrogate_on_a_numeric_space(settings):
-    # surrogate "auto" on a numeric space is the GP (the mixed space of test_contract gets the forest)
+    # surrogate "auto" is the GP (on the mixed space of test_contract too, through its Hamming term)
     assert emews.optimizers.resolve("mbo")(NUMERIC, **settings).model_name == "gp"
     ran = check_optimizer("mbo", settings, space=NUMERIC)
     assert ran == [c.__name__ for c in optimizer_checks("mbo")]
