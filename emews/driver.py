@@ -627,6 +627,13 @@ class Driver:
                 leftovers = []
             for r in leftovers:
                 self.journal.finished(r)
+            # a Ctrl-C or SIGTERM can land between journaling a task and handing it on (queued
+            # but not yet waiting, taken from waiting but not yet submitted): end those too
+            now = self.clock.time()
+            strays = [Result.cancelled(t, str(self.stop or "finished"), end=now) for t in self.journal.open_tasks()]
+            for r in strays:
+                self.journal.finished(r)
+            cancelled += strays
             if opt is not None:
                 # every id the optimizer put gets a final result, so it never waits for one
                 if cancelled or leftovers or self._untold:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmewsError
-from .task import Result
+from .task import Result, Task
 
 __all__ = ["Journal", "JournalError", "read_journal", "final_attempts", "result_from_row", "JOURNAL_NAME"]
 
@@ -157,6 +157,11 @@ class Journal:
         row[11] = r.end
         row[12] = r.error
         self._dirty.add(key)
+
+    def open_tasks(self) -> list[Task]:
+        """The attempts of this session recorded as queued or running and not finished since,
+        as tasks (what a shutdown must still end)."""
+        return [Task(row[0], json.loads(row[2]), row[1]) for row in self._rows.values() if row[3] in ("queued", "running")]
 
     def close_attempt(self, task_id: int, attempt: int, status: str, error: str, now: float) -> None:
         """Mark an attempt an earlier session left queued or running (it died) as ended,

@@ -105,3 +105,29 @@ def test_ctrl_c_keeps_what_was_computed(tmp_path):
     odd = [(e["task_id"], e["status"], e.get("error")) for e in ev if e["status"] not in ("done", "cancelled")]
     assert not odd, (odd, err)
     assert (tmp_path / "e" / "results.csv").is_file() and (tmp_path / "e" / "best.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["queued", "running"])
+def test_an_interrupt_between_two_steps_leaves_no_task_open(tmp_path, monkeypatch, where):
+    """A Ctrl-C can land right after the driver journals a task as queued (before the task is
+    waiting) or as running: the shutdown still ends every attempt, as cancelled."""
+    from emews.journal import Journal
+
+    original = getattr(Journal, where)
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        calls.append(args[0])
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Journal, where, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        emews.search("emews.examples:sphere", {"x": {"type": "real", "low": -1, "high": 1}}, max_evals=50,
+                     workers=2, seed=0, output=tmp_path, experiment="ki", report=False)
+    ev = read_journal(tmp_path / "ki")["evals"]
+    assert len(calls) == 5 and ev
+    odd = [(e["task_id"], e["status"]) for e in ev if e["status"] not in ("done", "cancelled")]
+    assert not odd, odd
+    assert any(e["status"] == "cancelled" for e in ev if e["task_id"] == calls[-1])
