@@ -139,6 +139,7 @@ class Driver:
         self._failures: dict[int, int] = {}  # task id -> failed or timed-out attempts (against retries)
         self._sessions: list[dict] = []  # the journal's sessions, this one last
         self._results: Results | None = None  # the journal as read back once the run is over
+        self._preload: threading.Thread | None = None  # matplotlib imported ahead of the report
         from .stoppers import from_config  # light: the built-in rules import nothing heavy
 
         #: the early-stopping rule (None: reports are journaled, nothing is stopped)
@@ -295,7 +296,8 @@ class Driver:
             if s.report:  # matplotlib's import and first draw overlap the search, not follow it
                 from .report import preload_plots
 
-                threading.Thread(target=preload_plots, name="emews-plots-preload", daemon=True).start()
+                self._preload = threading.Thread(target=preload_plots, name="emews-plots-preload", daemon=True)
+                self._preload.start()
             handoff = self._take_over(self.clock.time())
             stop_at, kill_at = self._time_limits()
             if self.finished >= s.max_evals and not self.waiting:
@@ -371,6 +373,8 @@ class Driver:
                     self._end(opt, progress, t0, kill=self.interrupted or fatal is not None or self._cancel_running)
             finally:
                 _restore_sigterm(previous_sigterm)
+                if self._preload is not None:  # never left importing while the interpreter exits
+                    self._preload.join()
         if fatal is not None:
             raise fatal
         if self.interrupted:

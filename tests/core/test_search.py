@@ -131,3 +131,23 @@ def test_an_interrupt_between_two_steps_leaves_no_task_open(tmp_path, monkeypatc
     odd = [(e["task_id"], e["status"]) for e in ev if e["status"] not in ("done", "cancelled")]
     assert not odd, odd
     assert any(e["status"] == "cancelled" for e in ev if e["task_id"] == calls[-1])
+
+
+@pytest.mark.parametrize("objective", ["emews.examples:sphere", "emews.examples:no_such_function"])
+def test_the_plot_preload_thread_is_done_when_a_search_returns(tmp_path, monkeypatch, objective):
+    """matplotlib is imported in a thread while the search runs; it never outlives the search
+    (a daemon thread still importing at interpreter exit broke logging's atexit shutdown).
+    The preload is made slower than the search here (3 s of sleep stand for a slow import)."""
+    import threading
+    import time
+
+    import emews.report
+
+    done = []
+    monkeypatch.setattr(emews.report, "preload_plots", lambda: (time.sleep(3), done.append(1)))
+    space = {"x": {"type": "real", "low": -1, "high": 1}}
+    try:
+        emews.search(objective, space, max_evals=2, workers=1, seed=0, output=tmp_path, experiment="pre")
+    except emews.EmewsError:
+        assert objective.endswith("no_such_function")
+    assert done and not [t for t in threading.enumerate() if t.name == "emews-plots-preload"]
