@@ -93,6 +93,21 @@ def _min_distance(E: np.ndarray, P: np.ndarray, chunk: int = 256) -> np.ndarray:
     return np.sqrt(np.maximum(best, 0.0))
 
 
+def _free(dmin: np.ndarray, seen: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
+    """Candidates a pick may take: farther than ``radius`` from every pending and picked point
+    and not evaluated, the radius halved while none is (returned, it stays halved for the
+    next picks); else any not exactly on one; in a tiny discrete space all taken, any."""
+    free = (dmin > radius) & ~seen
+    while not free.any() and radius > 1e-6:
+        radius /= 2
+        free = (dmin > radius) & ~seen
+    if not free.any():
+        free = dmin > 0
+    if not free.any():  # a tiny discrete space, all of it taken: repeat the best
+        free = np.ones(len(dmin), dtype=bool)
+    return free, radius
+
+
 def _transform(y: np.ndarray, how: str) -> np.ndarray:
     """The losses as the surrogate learns them, standardized (mean 0, std 1).
 
@@ -563,14 +578,7 @@ class MBO(Optimizer):
                              if picks or pending else np.full(len(En), np.inf)]
                 seen = np.r_[seen, self._seen(En)]
             score = self._acquisition(mu, sd, kappas[j], best)
-            free = (dmin > radius) & ~seen
-            while not free.any() and radius > 1e-6:
-                radius /= 2
-                free = (dmin > radius) & ~seen
-            if not free.any():
-                free = dmin > 0
-            if not free.any():  # a tiny discrete space, all of it taken: repeat the best
-                free = np.ones(len(E), dtype=bool)
+            free, radius = _free(dmin, seen, radius)
             i = int(np.argmax(np.where(free, score, -np.inf)))
             picks.append(C[i])
             dmin = np.minimum(dmin, np.sqrt(((E - E[i]) ** 2).sum(-1)) * scale)
@@ -714,14 +722,7 @@ class MBO(Optimizer):
                 score = np.where(np.arange(len(E)) < n_global, self.rng.random(len(E)), -np.inf)
             else:
                 score = base if base is not None else self._acquisition(mu, sd, kappas[j])
-            free = (dmin > radius) & ~seen
-            while not free.any() and radius > 1e-6:
-                radius /= 2
-                free = (dmin > radius) & ~seen
-            if not free.any():
-                free = dmin > 0
-            if not free.any():  # a tiny discrete space, all of it taken: repeat the best
-                free = np.ones(len(E), dtype=bool)
+            free, radius = _free(dmin, seen, radius)
             masked = np.where(free, score, -np.inf)
             if uniform[j] and not np.isfinite(masked).any():  # no free uniform candidate left
                 score = base if base is not None else self._acquisition(mu, sd, kappas[j])
