@@ -26,11 +26,11 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._clock import WALL
 from ._progress import Progress
 from .errors import OptimizerError
 from .journal import JOURNAL_NAME, Journal, read_journal
@@ -109,14 +109,17 @@ class Driver:
     that were queued or running when that session ended run again first.
     """
 
-    def __init__(self, settings: SearchSettings, pool: Any, directory: Path, resume: ResumeState | None = None):
+    def __init__(self, settings: SearchSettings, make_pool: Callable[[Callable[[Report], bool]], Any], directory: Path,
+                 resume: ResumeState | None = None):
         self.s = settings
-        self.pool = pool
+        #: an :class:`emews.workers.Pool`, built first (a bad pool setting leaves no journal behind)
+        #: with this driver's judge of reports (:meth:`_on_report`, called during ``pool.wait``)
+        self.pool = make_pool(self._on_report)
+        #: every time the driver reads: the pool's clock (simulated for the simulated pool, else wall time)
+        self.clock = self.pool.clock
         self.directory = Path(directory)
         self.resume = resume
         self.journal = Journal(self.directory / JOURNAL_NAME)
-        #: every time the driver reads: the pool's clock (simulated for the simulated pool), else wall time
-        self.clock = getattr(pool, "clock", None) or WALL
         self._opt_waiting = False  # the optimizer said it is blocked waiting for results
         self._limit: float | None = None  # when a time limit stopped new tasks
         self._poller: Any = None  # readiness of the optimizer pipe (select.poll)
@@ -148,8 +151,6 @@ class Driver:
         self.stopped = 0  # tasks that ended stopped, this session
         self._stop_asked: set[tuple[int, int]] = set()  # attempts told to stop (stopper or optimizer)
         self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
-        if hasattr(pool, "on_report"):
-            pool.on_report = self._on_report
 
     # -- start ---------------------------------------------------------------------------
     def _start_meta(self, t0: float) -> int:
@@ -165,11 +166,11 @@ class Driver:
             sessions = [{k: r.meta.get(k) for k in ("started", "finished", "outcome", "pool", "workers")}]
         if sessions and sessions[-1].get("finished") is None:
             sessions[-1]["outcome"] = sessions[-1].get("outcome") or "killed (no orderly end was journaled)"
-        sessions.append({"started": t0, "pool": getattr(self.pool, "kind", "?"), "workers": self.pool.size,
+        sessions.append({"started": t0, "pool": self.pool.kind, "workers": self.pool.size,
                          "finished_before": len(r.completed) if r is not None else 0})
         self._sessions = sessions
         meta = dict(experiment=s.experiment, space=s.space.to_dict(), config=s.config or {}, max_evals=s.max_evals,
-                    pool=getattr(self.pool, "kind", "?"), workers=self.pool.size, seed=seed, sessions=sessions,
+                    pool=self.pool.kind, workers=self.pool.size, seed=seed, sessions=sessions,
                     outcome="running")
         if r is None:
             meta["started"] = t0
@@ -248,15 +249,9 @@ class Driver:
 
     def stop_task(self, task_id: int) -> bool:
         """Stop a task at its next report (what ``queues.stop(task_id)`` asks for); True when
-        the pool can stop tasks."""
+        a worker runs it now (a queued one is stopped at its first report)."""
         self._stop_ids.add(task_id)
-        stop_task = getattr(self.pool, "stop_task", None)
-        if stop_task is None:
-            log.warning("task %d cannot be stopped: the %s pool has no early stopping", task_id,
-                        getattr(self.pool, "kind", "?"))
-            return False
-        stop_task(task_id)  # running: told now; queued: its first report is answered with the stop
-        return True
+        return self.pool.stop_task(task_id)  # running: told now; queued: its first report is answered with the stop
 
     def _time_limits(self) -> tuple[float | None, float | None]:
         """Monotonic times at which new tasks stop and running ones are cancelled."""

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _checks, _pickling
 from .config import LATEST_DEADLINE, Config
@@ -36,6 +36,9 @@ from .experiment import open_experiment
 from .optimizers import resolve
 from .results import Results
 from .space import Space
+
+if TYPE_CHECKING:
+    from .workers import OnReport
 
 __all__ = ["launch", "run_config", "launched_under_mpi", "batch_deadline", "settings_from_config", "runner_spec",
            "write_config_copy"]
@@ -146,19 +149,30 @@ def write_config_copy(cfg: Config, directory: Path) -> None:
     (directory / "config.yaml").write_text(f"# effective configuration (source: {cfg.source})\n" + text)
 
 
-def _drive(cfg: Config, out: str | Path | None, resume: str, force: bool, make_pool: Callable[[dict], Any]) -> Results:
-    """Open the experiment directory, start the pool ``make_pool(runner_spec)``, run the driver."""
+def _drive(cfg: Config, out: str | Path | None, resume: str, force: bool,
+           make_pool: Callable[[dict, OnReport], Any]) -> Results:
+    """Open the experiment directory, start the pool ``make_pool(runner_spec, on_report)`` (the
+    driver gives its judge of reports), run the driver."""
     settings = settings_from_config(cfg)
     with open_experiment(cfg, out, resume, force) as exp:
         directory = exp.directory
         write_config_copy(cfg, directory)
-        pool = make_pool(runner_spec(cfg, directory))
+        spec = runner_spec(cfg, directory)
+        pools: list[Any] = []
+
+        def start_pool(on_report: OnReport) -> Any:
+            pool = make_pool(spec, on_report)
+            pools.append(pool)
+            pool.start()
+            return pool
+
         try:
-            return Driver(settings, pool, directory, exp.resume).run()
+            return Driver(settings, start_pool, directory, exp.resume).run()
         except ObjectiveError as e:
             raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
         finally:
-            pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
+            for pool in pools:
+                pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
 
 
 def launch(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", force: bool = False) -> Results | None:
@@ -206,7 +220,7 @@ def _launch_local(cfg: Config, out: str | Path | None, resume: str, force: bool)
     if cfg.ranks_per_task != 1:
         raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
     workers = cfg.workers or os.cpu_count() or 1
-    return _drive(cfg, out, resume, force, lambda spec: LocalPool(workers, spec, cfg.gpus))
+    return _drive(cfg, out, resume, force, lambda spec, on_report: LocalPool(workers, spec, cfg.gpus, on_report))
 
 
 def _launch_simulated(cfg: Config, out: str | Path | None, resume: str, force: bool) -> Results:
@@ -216,7 +230,8 @@ def _launch_simulated(cfg: Config, out: str | Path | None, resume: str, force: b
         raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
     if not cfg.workers:
         raise ConfigError("pool: simulated needs workers: N (the number of virtual workers)", cfg.source, "workers")
-    return _drive(cfg, out, resume, force, lambda spec: SimulatedPool(cfg.workers, spec, cfg.simulation, cfg.source))
+    return _drive(cfg, out, resume, force,
+                  lambda spec, on_report: SimulatedPool(cfg.workers, spec, cfg.simulation, cfg.source, on_report))
 
 
 def _launch_mpi(cfg: Config, out: str | Path | None, resume: str, force: bool, announced: int) -> Results | None:

@@ -1,20 +1,21 @@
-"""The contract every worker pool must pass (local, MPI, or yours).
+"""The contract every worker pool must pass (local, MPI, simulated, or yours).
 
-A pool is anything with ``size``, ``idle``, ``busy``, ``kind``, ``submit(task) -> worker``,
-``wait(timeout, extra=()) -> list[Result]`` and ``shutdown(kill=False) -> list[Result]``.
-A pool with early stopping also has ``on_report`` (set by the driver: called with every
-:class:`~emews.task.Report` during ``wait``; True stops the task) and ``stop_task(task_id)``;
-:func:`check_reports_and_stops` checks them (and passes for a pool without ``on_report``).
-Each check takes a factory ``make_pool(runner_spec) -> pool`` and builds a fresh pool::
+A pool is a :class:`emews.workers.Pool`: ``kind``, ``size``, ``clock``, ``idle``, ``busy``,
+``start()``, ``submit(task) -> worker``, ``wait(timeout, extra=()) -> list[Result]``,
+``stop_task(task_id) -> bool`` and ``shutdown(kill=False) -> list[Result]``, with the driver's
+``on_report`` (called with every :class:`~emews.task.Report` during ``wait``; True stops the
+task) given to its constructor. :func:`check_protocol` checks the members are there; the other
+checks what they do. Each check takes a factory ``make_pool(runner_spec, on_report) -> pool``
+and builds a fresh pool (the checks call ``start()``)::
 
     from emews.testing.pools import CHECKS, run_pool_checks
     from emews.workers import LocalPool
 
-    run_pool_checks(lambda spec: LocalPool(2, spec))            # raises AssertionError
+    run_pool_checks(lambda spec, on_report: LocalPool(2, spec, on_report=on_report))  # raises AssertionError
 
     @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
     def test_my_pool(check):
-        check(lambda spec: MyPool(spec))
+        check(lambda spec, on_report: MyPool(spec, on_report=on_report))
 
 For the MPI pool run them on rank 0 of an MPI job with ``make_pool = session.pool`` (see
 ``tests/workers/mpi_pool_contract.py``).
@@ -29,12 +30,12 @@ from typing import Any
 
 from ..task import CANCELLED, DONE, FAILED, STOPPED, Result, Task
 
-__all__ = ["CHECKS", "run_pool_checks", "objective", "reporting", "OBJECTIVE", "drain"]
+__all__ = ["CHECKS", "check_protocol", "run_pool_checks", "objective", "reporting", "OBJECTIVE", "drain"]
 
 #: the objective the checks run (importable on every worker)
 OBJECTIVE = "emews.testing.pools:objective"
 
-PoolFactory = Callable[[dict], Any]
+PoolFactory = Callable[[dict, Any], Any]
 
 
 def objective(params: dict) -> dict:
@@ -64,7 +65,8 @@ def _spec() -> dict:
 
 
 def _ready(pool: Any, timeout: float = 60.0) -> None:
-    """Wait until every worker can take a task (workers load the objective first)."""
+    """Start the pool and wait until every worker can take a task (workers load the objective first)."""
+    pool.start()
     deadline = time.monotonic() + timeout
     while pool.idle < pool.size:
         assert time.monotonic() < deadline, f"only {pool.idle} of {pool.size} workers ready after {timeout:g} s"
@@ -88,9 +90,36 @@ def drain(pool: Any, tasks: list[Task], timeout: float = 60.0) -> tuple[list[Res
     return results, placed
 
 
+def check_protocol(make_pool: PoolFactory) -> None:
+    """The pool has every member of :class:`emews.workers.Pool`, keeps the ``on_report`` it was
+    given, and ``start()`` twice is harmless."""
+    from ..workers import Pool
+
+    def judge(rep: Any) -> bool:
+        return False
+
+    pool = make_pool(_spec(), judge)
+    try:
+        missing = [m for m in ("kind", "size", "clock", "on_report", "idle", "busy", "start", "submit", "wait",
+                               "stop_task", "shutdown") if not hasattr(pool, m)]
+        assert not missing, f"the pool lacks {missing}"
+        assert isinstance(pool, Pool)
+        assert pool.on_report is judge, "the pool does not keep the on_report given to its constructor"
+        assert isinstance(pool.kind, str) and pool.kind, pool.kind
+        assert isinstance(pool.size, int) and pool.size >= 1, pool.size
+        assert callable(getattr(pool.clock, "monotonic", None)) and callable(getattr(pool.clock, "time", None)), \
+            f"clock {pool.clock!r} has no time() and monotonic()"
+        _ready(pool)
+        pool.start()
+        assert pool.idle == pool.size and pool.busy == 0, (pool.idle, pool.busy)
+        assert pool.stop_task(12345) is False, "stop_task of a task no worker runs"
+    finally:
+        pool.shutdown()
+
+
 def check_every_task_returns_once(make_pool: PoolFactory) -> None:
     """Every submitted task comes back exactly once, with its own parameters."""
-    pool = make_pool(_spec())
+    pool = make_pool(_spec(), None)
     try:
         _ready(pool)
         tasks = [Task(i, {"x": i}) for i in range(4 * pool.size + 3)]
@@ -107,7 +136,7 @@ def check_every_task_returns_once(make_pool: PoolFactory) -> None:
 
 def check_results_carry_placement(make_pool: PoolFactory) -> None:
     """Results name the worker ``submit`` returned, the host, the attempt, and start <= end."""
-    pool = make_pool(_spec())
+    pool = make_pool(_spec(), None)
     try:
         _ready(pool)
         tasks = [Task(i, {"x": i, "sleep": 0.01}, attempt=i % 2) for i in range(2 * pool.size)]
@@ -125,7 +154,7 @@ def check_results_carry_placement(make_pool: PoolFactory) -> None:
 
 def check_failures_are_results(make_pool: PoolFactory) -> None:
     """An objective that raises gives a failed Result with the error text; the pool goes on."""
-    pool = make_pool(_spec())
+    pool = make_pool(_spec(), None)
     try:
         _ready(pool)
         tasks = [Task(i, {"x": i, "fail": i % 2 == 0}) for i in range(2 * pool.size + 2)]
@@ -147,7 +176,7 @@ def check_failures_are_results(make_pool: PoolFactory) -> None:
 def check_wait_respects_timeout(make_pool: PoolFactory) -> None:
     """With nothing running, ``wait(t)`` returns ``[]`` after about ``t`` seconds, ``wait(0)`` at once;
     a readable ``extra`` connection ends the wait early."""
-    pool = make_pool(_spec())
+    pool = make_pool(_spec(), None)
     try:
         _ready(pool)
         t0 = time.monotonic()
@@ -172,7 +201,7 @@ def check_wait_respects_timeout(make_pool: PoolFactory) -> None:
 
 def check_shutdown_idempotent(make_pool: PoolFactory) -> None:
     """``shutdown()`` twice is harmless; the second call returns ``[]``."""
-    pool = make_pool(_spec())
+    pool = make_pool(_spec(), None)
     _ready(pool)
     drain(pool, [Task(0, {"x": 1})])
     assert pool.shutdown() == []
@@ -182,7 +211,7 @@ def check_shutdown_idempotent(make_pool: PoolFactory) -> None:
 
 def check_kill_returns_running_as_cancelled(make_pool: PoolFactory) -> None:
     """``shutdown(kill=True)`` returns the running tasks as cancelled results, promptly."""
-    pool = make_pool(_spec())
+    pool = make_pool(_spec(), None)
     try:
         _ready(pool)
         pool.submit(Task(7, {"x": 1, "sleep": 0.5}))
@@ -197,17 +226,18 @@ def check_kill_returns_running_as_cancelled(make_pool: PoolFactory) -> None:
 def check_reports_and_stops(make_pool: PoolFactory) -> None:
     """Every report reaches ``on_report`` in order; a True answer stops the task, whose
     result is ``stopped`` at the judged step with its loss; ``stop_task`` stops a running one."""
-    pool = make_pool({"type": "python", "objective": "emews.testing.pools:reporting"})
-    try:
-        if not hasattr(pool, "on_report"):
-            return  # a pool without early stopping
-        seen: list[tuple[int, float]] = []
+    seen: list[Any] = []
+    phase = ["judge"]
 
-        def on_report(rep: Any) -> bool:
+    def on_report(rep: Any) -> bool:
+        if phase[0] == "judge":
             seen.append((rep.task_id, rep.step))
             return rep.task_id == 1 and rep.step >= 2
+        seen.append(rep.step)  # the optimizer's stop: every report says go on
+        return False
 
-        pool.on_report = on_report
+    pool = make_pool({"type": "python", "objective": "emews.testing.pools:reporting"}, on_report)
+    try:
         _ready(pool)
         results, _ = drain(pool, [Task(0, {"x": 0}), Task(1, {"x": 1})])
         by_id = {r.task_id: r for r in results}
@@ -216,10 +246,11 @@ def check_reports_and_stops(make_pool: PoolFactory) -> None:
         r1 = by_id[1]
         assert r1.status == STOPPED and r1.metrics.get("step") == 2 and r1.loss == 1.5, r1
         assert [s for t, s in seen if t == 1] == [1, 2], f"reported past the stop decision: {seen}"
-        # the optimizer's stop (queues.stop): a task that would report for ~100 s
+        # the optimizer's stop (queues.stop): a task that would report 100,000 times (each report
+        # waits for the answer to the one before it, so it cannot run ahead of the pool)
         seen.clear()
-        pool.on_report = lambda rep: seen.append(rep.step) and False
-        pool.submit(Task(2, {"x": 0, "steps": 100000, "sleep": 0.001}))
+        phase[0] = "stop_task"
+        pool.submit(Task(2, {"x": 0, "steps": 100000}))
         deadline = time.monotonic() + 60
         out: list[Result] = []
         while not seen:  # running and reporting
@@ -236,6 +267,7 @@ def check_reports_and_stops(make_pool: PoolFactory) -> None:
 
 #: every check, in a sensible order
 CHECKS: list[Callable[[PoolFactory], None]] = [
+    check_protocol,
     check_every_task_returns_once,
     check_results_carry_placement,
     check_failures_are_results,

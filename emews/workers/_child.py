@@ -9,7 +9,7 @@ bytes, the parameters and the worker's ``sys.path``) from stdin, extends ``sys.p
 calls :func:`main`, which imports the objective, calls it, and writes a length-prefixed
 pickle of ``(status, loss, metrics, error)`` to the result pipe. Before it, each
 intermediate report of the objective (``trial.report`` / ``emews.report_step``) is a frame
-``{"report": (step, loss, metrics)}`` on the same pipe; the worker relays it to the driver
+``("report", Report)`` (:mod:`emews.workers._wire`) on the same pipe; the worker relays it to the driver
 and answers it on the control pipe with one byte (``b"1"``: stop, ``b"0"``: go on), which
 the child reads when the objective reports next. This module never
 imports mpi4py; if the objective initializes MPI it runs as a singleton (the launcher's
@@ -44,43 +44,23 @@ def _write(fd: int, outcome: Any) -> None:
         view = view[n:]
 
 
-class _ChildChannel:
-    """Reports as frames on the result pipe; answers (one byte each) from the control pipe."""
+def _channel(task_id: int, attempt: int, fd: int, ctl: int | None) -> Any:
+    """The trial's :class:`~emews.workers._wire.WorkerChannel` over the two pipes: a report is
+    a REPORT frame on the result pipe; its answer one byte on the control pipe."""
+    from ._wire import WorkerChannel, answer
 
-    def __init__(self, fd: int, ctl: int | None):
-        self.fd = fd
-        self.ctl = ctl
-        self.outstanding = 0
-        self.stop = False
-
-    def _read(self, block: bool) -> None:
-        if self.ctl is None:
-            return
+    def receive(block: bool) -> Any:
         import select
 
-        while self.outstanding > 0 and not self.stop:
-            ready, _, _ = select.select([self.ctl], [], [], None if block else 0)
-            if not ready:
-                return
-            b = os.read(self.ctl, 1)
-            if not b:  # the worker is gone
-                self.outstanding = 0
-                return
-            self.outstanding -= 1
-            self.stop = b == b"1"
-            block = False
+        if not select.select([ctl], [], [], None if block else 0)[0]:
+            return None
+        b = os.read(ctl, 1)
+        if not b:
+            raise EOFError("the worker is gone")
+        return answer(task_id, attempt, b == b"1")
 
-    def send(self, step: float, loss: float, metrics: dict) -> bool:
-        self._read(block=True)  # the answer to the previous report (it has had a step to come)
-        if self.stop:
-            return True
-        _write(self.fd, {"report": (step, loss, metrics)})
-        self.outstanding += 1 if self.ctl is not None else 0
-        return False
-
-    def stop_requested(self) -> bool:
-        self._read(block=False)
-        return self.stop
+    return WorkerChannel(task_id, attempt, post=lambda msg: _write(fd, msg),
+                         receive=receive if ctl is not None else None)
 
 
 def main(payload: dict, fd: int, ctl: int | None = None) -> None:
@@ -91,7 +71,8 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
     from ._runners import load_objective, stopped_outcome
     from ._trial import Trial, accepts_trial, call_with_trial
 
-    trial = Trial(payload.get("task_id", -1), payload.get("attempt", 0), payload["params"], _ChildChannel(fd, ctl))
+    task_id, attempt = payload.get("task_id", -1), payload.get("attempt", 0)
+    trial = Trial(task_id, attempt, payload["params"], _channel(task_id, attempt, fd, ctl))
     try:
         fn = load_objective(payload["objective"])
     except ObjectiveError as e:

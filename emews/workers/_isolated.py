@@ -8,7 +8,7 @@
                                    ◀─pipe─── (status, loss, metrics, error)   [length-prefixed pickle]
     select(pidfd, pipe, timeout)              stderr → temp file → worker's stderr afterwards
     on timeout: killpg SIGTERM, SIGKILL after kill_grace
-                                   ◀─pipe─── {"report": (step, loss, metrics)}  [same framing]
+                                   ◀─pipe─── ("report", Report)  [same framing; emews.workers._wire]
     relays it to the driver, ─ctl pipe─▶ one byte per report: b"1" stop, b"0" go on
 
 A segfault, ``os._exit``, an out-of-memory kill or a hang costs one failed (or ``timeout``)
@@ -37,6 +37,7 @@ from typing import Any
 from ..errors import ObjectiveError
 from ..task import FAILED, TIMEOUT, Task
 from . import _procs
+from . import _wire as wire
 from ._child import BOOTSTRAP
 from ._runners import RUNNERS
 
@@ -152,9 +153,9 @@ class IsolatedRunner:
                                            f"({how})")
             exited = _procs.wait_exit(proc, left, read_fd, data, until_data=True)
             for frame in _frames(data):
-                if isinstance(frame, dict) and "report" in frame:
-                    step, loss, metrics = frame["report"]
-                    stop = channel.send_wait(step, loss, metrics)
+                if _is_report(frame):
+                    rep = frame[1]
+                    stop = channel.send_wait(rep.step, rep.loss, rep.metrics)
                     try:
                         os.write(ctl, b"1" if stop else b"0")
                     except OSError:
@@ -165,7 +166,7 @@ class IsolatedRunner:
                 break
         _drain(read_fd, data)
         for frame in _frames(data):
-            if isinstance(frame, tuple):
+            if isinstance(frame, tuple) and not _is_report(frame):
                 outcome = frame
         _procs.reap(proc)
         if outcome is not None:
@@ -205,9 +206,14 @@ def _drain(fd: int, data: bytearray) -> None:
         data.extend(chunk)
 
 
+def _is_report(frame: Any) -> bool:
+    """A REPORT message of the child (the other frame is its outcome tuple)."""
+    return isinstance(frame, tuple) and len(frame) == 2 and frame[0] == wire.REPORT
+
+
 def _decode(data: bytes) -> tuple | None:
     """The outcome frame (the last tuple; report frames before it are skipped)."""
-    outcomes = [f for f in _frames(bytearray(data)) if isinstance(f, tuple)]
+    outcomes = [f for f in _frames(bytearray(data)) if isinstance(f, tuple) and not _is_report(f)]
     return outcomes[-1] if outcomes else None
 
 

@@ -8,14 +8,15 @@
 One duplex pipe per worker; the driver blocks in ``multiprocessing.connection.wait`` on all
 pipes (and the optimizer's), so nothing spins. Each worker holds at most one task.
 
-Intermediate reports travel on the same pipe::
+Every message is one of :mod:`emews.workers._wire` (TASK, CLOSE, STOP, ANSWER down the pipe;
+READY, FATAL, REPORT, RESULT up). Intermediate reports travel on the same pipe::
 
-    worker ──("report", Report)──────────────▶ pool ──on_report(Report) -> bool──▶ driver
-    worker ◀─("answer", task_id, attempt, stop)─┘          (every report is answered)
-    worker ◀─("stop", task_id, attempt)──────── pool.stop_task(task_id)  (unasked)
+    worker ──REPORT──▶ pool ──on_report(Report) -> bool──▶ driver
+    worker ◀─ANSWER───┘              (every report is answered)
+    worker ◀─STOP───── pool.stop_task(task_id)  (unasked)
 
 The worker never waits for the answer to the report it just sent: it reads it when the
-objective reports next (see :mod:`emews.workers._trial`).
+objective reports next (:class:`~emews.workers._wire.WorkerChannel`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from typing import Any
 from .._childsig import die_with_parent, emews_children
 from ..errors import ObjectiveError
 from ..task import Report, Result, Task
+from . import _wire as wire
 from ._gpu import gpu_for
+from ._pool import OnReport, PoolBase
 from ._procs import describe_exit
 from ._runners import HOST, execute, make_runner
 
@@ -40,68 +43,13 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-class PipeChannel:
-    """A task's reports down the worker's pipe; the answers and stops read back from it."""
+def _pipe_receive(conn: Any) -> wire.Receive:
+    """A worker channel's ``receive`` over the worker's pipe."""
 
-    def __init__(self, conn: Any, task: Task):
-        self.conn = conn
-        self.task = task
-        self.outstanding = 0  # reports sent whose answer has not been read
-        self.stop = False
-        self.shutdown = False  # the pool said "no more tasks" meanwhile (handled after this one)
+    def receive(block: bool) -> Any:
+        return conn.recv() if conn.poll(None if block else 0) else None
 
-    def _take(self, msg: Any) -> None:
-        if msg is None:
-            self.shutdown = True
-        elif isinstance(msg, tuple) and msg and msg[0] in ("answer", "stop"):
-            if msg[1] != self.task.id or msg[2] != self.task.attempt:
-                return  # a late answer for an earlier task
-            if msg[0] == "answer":
-                self.outstanding -= 1
-                self.stop = self.stop or bool(msg[3])
-            else:
-                self.stop = True
-
-    def _read(self, block: bool) -> None:
-        while self.conn.poll(None if block else 0):
-            self._take(self.conn.recv())
-            block = False
-
-    def send(self, step: float, loss: float, metrics: dict) -> bool:
-        try:
-            self._read(block=False)
-            while self.outstanding > 0 and not self.stop:  # the answer to the previous report
-                self._read(block=True)
-        except (EOFError, OSError):
-            return False  # the driver is gone; the parent-death signal ends this worker
-        if self.stop:
-            return True
-        self.conn.send(("report", Report(self.task.id, self.task.attempt, step, loss, metrics, time.time())))
-        self.outstanding += 1
-        return False
-
-    def send_wait(self, step: float, loss: float, metrics: dict) -> bool:
-        """Send a report and wait for its own answer (a relay: the isolated runner's worker,
-        whose child goes on training meanwhile); True: stop."""
-        if self.send(step, loss, metrics):
-            return True
-        try:
-            while self.outstanding > 0 and not self.stop:
-                self._read(block=True)
-        except (EOFError, OSError):
-            return False
-        return self.stop
-
-    def fileno(self) -> int:
-        """The pipe's descriptor: readable when an answer or a stop has come."""
-        return self.conn.fileno()
-
-    def stop_requested(self) -> bool:
-        try:
-            self._read(block=False)
-        except (EOFError, OSError):
-            pass
-        return self.stop
+    return receive
 
 
 def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str]) -> None:
@@ -113,22 +61,27 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
     try:
         runner = make_runner(runner_spec, gpu=gpu)
     except BaseException as e:  # noqa: BLE001 - reported to the driver, which stops the run
-        conn.send(("fatal", f"{e}"))
+        conn.send(wire.fatal(f"{e}"))
         return
-    conn.send(("ready", worker))
+    conn.send(wire.ready(gpu, HOST))
+    receive = _pipe_receive(conn)
+    send = conn.send
+
+    def run(task: Task) -> bool:
+        """Run one task; True: the pool closed meanwhile (leave after it)."""
+        channel = wire.WorkerChannel(task.id, task.attempt, send, receive)
+        send(wire.result(execute(runner, task, worker, HOST, gpu, channel)))
+        return channel.closing
+
+    # between tasks a late ANSWER or STOP (for a task that has ended) is passed over
+    handlers = {wire.TASK: run, wire.CLOSE: lambda body: True, wire.ANSWER: wire.ignore, wire.STOP: wire.ignore}
     try:
         while True:
             try:
-                task = conn.recv()
+                msg = conn.recv()
             except EOFError:
                 break
-            if task is None:
-                break
-            if not isinstance(task, Task):  # a late answer or stop for a task that has ended
-                continue
-            channel = PipeChannel(conn, task)
-            conn.send(execute(runner, task, worker, HOST, gpu, channel))
-            if channel.shutdown:
+            if wire.dispatch(msg, handlers):
                 break
     except KeyboardInterrupt:
         pass
@@ -136,14 +89,16 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
         runner.close()
 
 
-class LocalPool:
-    """``workers`` spawned processes, each running one task at a time.
+class LocalPool(PoolBase):
+    """``workers`` spawned processes, each running one task at a time (a :class:`~emews.workers.Pool`).
 
     Args:
         workers: number of processes.
         runner_spec: how tasks run (see :mod:`emews.workers._runners`).
         gpus: GPU binding settings ``{"gpus_per_worker": int, "workers_per_gpu": int,
             "devices": [..] | None}``; ``None`` leaves ``CUDA_VISIBLE_DEVICES`` alone.
+        on_report: the driver's judge of each intermediate report (True stops the task).
+        start: start the processes now (else at :meth:`start`).
     """
 
     kind = "local"
@@ -151,26 +106,31 @@ class LocalPool:
     #: a worker slot whose process dies this many times before it is ready stops the run
     MAX_START_FAILURES = 3
 
-    def __init__(self, workers: int, runner_spec: dict, gpus: dict | None = None):
-        self.size = workers
+    def __init__(self, workers: int, runner_spec: dict, gpus: dict | None = None, on_report: OnReport | None = None,
+                 *, start: bool = True):
+        super().__init__(workers, on_report)
         self._ctx = mp.get_context("spawn")
         self._spec = runner_spec
         self._gpus = gpus
         self._conns: list[Any] = [None] * workers
         self._procs: list[Any] = [None] * workers
         self._by_conn: dict[Any, int] = {}
-        self._busy: dict[int, Task] = {}
-        self._idle: list[int] = []
         self._started: set[int] = set()  # slots whose current process said "ready"
         self._start_failures = [0] * workers
         self.respawned = 0
         self._fatal: str | None = None
-        self._closed = False
-        #: called with every Report; True stops the task (the driver sets it)
-        self.on_report: Any = None
-        self._stopping: set[tuple[int, int]] = set()  # (task id, attempt) told to stop
-        for i in range(workers):
-            self._start(i)
+        self._from = -1  # the slot whose message wait() is handling
+        self._out: list[Result] = []  # the results wait() collects
+        self._handlers = {wire.RESULT: self._on_result, wire.REPORT: self._on_report, wire.READY: self._on_ready,
+                          wire.FATAL: self._on_fatal}
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Spawn every worker process (each imports the objective, then says READY). Idempotent."""
+        if self._procs[0] is None and not self.closed:
+            for i in range(self.size):
+                self._start(i)
 
     def _start(self, i: int) -> None:
         """Start (or restart) the process of worker slot ``i``."""
@@ -187,25 +147,19 @@ class LocalPool:
         self._procs[i] = p
         self._by_conn[parent] = i
 
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
-
-    @property
-    def busy(self) -> int:
-        return len(self._busy)
-
-    def submit(self, task: Task) -> int | None:
-        """Send ``task`` to an idle worker; ``None`` when that worker turned out to be dead
-        (the task did not start: the caller keeps it, and a new process takes the slot)."""
-        i = self._idle.pop()
+    def _send_task(self, worker: int, task: Task) -> bool:
         try:
-            self._conns[i].send(task)
+            self._conns[worker].send(wire.task(task))
         except OSError:
-            self._lost(i)
-            return None
-        self._busy[i] = task
-        return i
+            self._lost(worker)
+            return False
+        return True
+
+    def _send_stop(self, worker: int, task: Task) -> None:
+        try:
+            self._conns[worker].send(wire.stop(task.id, task.attempt))
+        except OSError:
+            pass  # the worker died; wait() finds out
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
         """Results that are ready; blocks up to ``timeout`` until one is, or an ``extra``
@@ -216,9 +170,10 @@ class LocalPool:
         """
         if self._fatal:
             raise ObjectiveError(self._fatal)
-        live = [] if self._closed else list(self._by_conn)
+        live = [] if self.closed else list(self._by_conn)
         ready = mp_wait(live + list(extra), timeout)
         out: list[Result] = []
+        self._out = out
         for c in ready:
             i = self._by_conn.get(c)
             if i is None:
@@ -228,47 +183,30 @@ class LocalPool:
             except (EOFError, OSError):
                 out.extend(self._lost(i))
                 continue
-            if isinstance(msg, Result):
-                self._busy.pop(i, None)
-                self._idle.append(i)
-                self._stopping.discard((msg.task_id, msg.attempt))
-                out.append(msg)
-            elif msg[0] == "report":
-                self._answer(c, msg[1])
-            elif msg[0] == "ready":
-                self._idle.append(i)
-                self._started.add(i)
-                self._start_failures[i] = 0
-            elif msg[0] == "fatal":
-                self._fatal = msg[1]  # raised once the results already read are handed over
+            self._from = i
+            wire.dispatch(msg, self._handlers)
         if self._fatal and not out:
             raise ObjectiveError(self._fatal)
         return out
 
-    def _answer(self, conn: Any, rep: Report) -> None:
-        key = (rep.task_id, rep.attempt)
-        stop = key in self._stopping
-        if self.on_report is not None:
-            stop = bool(self.on_report(rep)) or stop
-        if stop:
-            self._stopping.add(key)
+    # -- the workers' messages (from worker slot ``self._from``, read in wait) --------------
+    def _on_result(self, result: Result) -> None:
+        self._finished(self._from, result)
+        self._out.append(result)
+
+    def _on_report(self, rep: Report) -> None:
         try:
-            conn.send(("answer", rep.task_id, rep.attempt, stop))
+            self._conns[self._from].send(wire.answer(rep.task_id, rep.attempt, self._judge(rep)))
         except OSError:
             pass  # the worker died; wait() finds out
 
-    def stop_task(self, task_id: int) -> bool:
-        """Ask the worker running ``task_id`` to stop it (at its next report); False when no
-        worker runs it."""
-        for i, t in self._busy.items():
-            if t.id == task_id:
-                self._stopping.add((t.id, t.attempt))
-                try:
-                    self._conns[i].send(("stop", t.id, t.attempt))
-                except OSError:
-                    pass
-                return True
-        return False
+    def _on_ready(self, ready: wire.Ready) -> None:
+        self._ready(self._from)
+        self._started.add(self._from)
+        self._start_failures[self._from] = 0
+
+    def _on_fatal(self, text: str) -> None:
+        self._fatal = text  # raised once the results already read are handed over
 
     def _lost(self, i: int) -> list[Result]:
         """A worker process died (segfault, os._exit, OOM kill): its task becomes a failed
@@ -298,18 +236,19 @@ class LocalPool:
 
     def shutdown(self, kill: bool = False) -> list[Result]:
         """Stop every worker; with ``kill`` running tasks are abandoned (returned as cancelled)."""
-        if self._closed:
+        if self.closed:
             return []
-        self._closed = True
-        cancelled = [Result.cancelled(t, "cancelled at shutdown", worker=i, host=HOST)
-                     for i, t in self._busy.items()] if kill else []
+        self.closed = True
+        cancelled = self._running_as_cancelled(lambda i: HOST) if kill else []
         for c, i in list(self._by_conn.items()):
             if not (kill and i in self._busy):
                 try:
-                    c.send(None)
+                    c.send(wire.close())
                 except (OSError, BrokenPipeError):
                     pass
         for p in self._procs:
+            if p is None:
+                continue
             p.join(0 if kill else 10)
             if p.is_alive():
                 p.terminate()

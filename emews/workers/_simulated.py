@@ -46,6 +46,8 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import select
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +55,8 @@ from .._clock import SimClock
 from .._imports import import_object
 from ..errors import ConfigError
 from ..task import STOPPED, Report, Result, Task
+from . import _wire as wire
+from ._pool import OnReport, PoolBase
 from ._runners import execute, make_runner
 
 __all__ = ["SimulatedPool", "duration_model", "DISTRIBUTIONS", "SIMULATION_KEYS"]
@@ -139,8 +143,8 @@ def duration_model(spec: Any, source: str | None = None,
     return lambda params, rng: value
 
 
-class SimulatedPool:
-    """The pool contract with ``workers`` virtual workers and simulated task durations.
+class SimulatedPool(PoolBase):
+    """The :class:`~emews.workers.Pool` with ``workers`` virtual workers and simulated task durations.
 
     Args:
         workers: how many virtual workers (tasks that run at once).
@@ -148,17 +152,18 @@ class SimulatedPool:
             process when a task is submitted; its value is the result).
         simulation: the config's ``simulation`` mapping (duration, failure_rate, stragglers, seed).
         source: the config file, named in errors.
+        on_report: the driver's judge of each replayed report (True stops the task).
     """
 
     kind = "simulated"
 
     def __init__(self, workers: int, runner_spec: dict, simulation: Mapping[str, Any] | None = None,
-                 source: str | None = None):
+                 source: str | None = None, on_report: OnReport | None = None):
         sim = dict(simulation or {})
         if runner_spec.get("type", "python") != "python":
             raise ConfigError(f"pool: simulated runs the objective in the driver's process: runner.type must be "
                               f"python, got {runner_spec.get('type')!r}", source, "runner.type")
-        self.size = int(workers)
+        super().__init__(workers, on_report)
         self.clock = SimClock()
         self._duration = duration_model(sim.get("duration", {"distribution": "constant", "value": 1.0}), source)
         self._failure_rate = _number(sim.get("failure_rate", 0.0), "simulation.failure_rate", source, high=1.0)
@@ -174,32 +179,18 @@ class SimulatedPool:
                                          low=1.0)
         self._rng = random.Random(sim.get("seed"))
         self._runner = make_runner(runner_spec)
-        self._free: list[int] = list(range(self.size - 1, -1, -1))  # a stack: worker 0 first
+        self._idle.extend(range(self.size - 1, -1, -1))  # a stack: worker 0 first
         # heap of events (time, order, worker, token, kind, payload): kind 0 a report (payload: its
         # index), 1 the end; a token names the attempt, so events of a stopped one are skipped
         self._running: list[tuple[float, int, int, int, int, Any]] = []
-        self._busy: dict[int, Task] = {}
         self._live: dict[int, dict] = {}  # worker -> {token, task, result, reports, step_seconds}
-        self._stopping: set[tuple[int, int]] = set()  # (task id, attempt) asked to stop (stop_task)
         self._order = 0
-        self.on_report: Any = None  # set by the driver: Report -> True to stop the task
-        self.closed = False
 
-    @property
-    def idle(self) -> int:
-        return len(self._free)
-
-    @property
-    def busy(self) -> int:
-        return len(self._busy)
-
-    def submit(self, task: Task) -> int:
+    def _send_task(self, worker: int, task: Task) -> bool:
         """Start ``task`` on a free virtual worker: evaluate it now, finish it at now + its duration."""
-        worker = self._free.pop()
-        self._busy[worker] = task
         start = self.clock.time()
-        recorder = _Recorder()
-        result = execute(self._runner, task, worker, HOST, None, recorder)
+        posted: list[wire.Message] = []  # every report is kept, to be replayed in simulated time
+        result = execute(self._runner, task, worker, HOST, None, wire.WorkerChannel(task.id, task.attempt, posted.append))
         seconds, why = self._draw(task.params)
         if why is not None:
             result = Result.failed(task, why, worker=worker, host=HOST)
@@ -209,14 +200,14 @@ class SimulatedPool:
         result.start, result.end = start, start + seconds
         token = self._order
         self._order += 1
-        reports = recorder.reports if result.status != STOPPED else []
+        reports = [body for _, body in posted] if result.status != STOPPED else []
         step_seconds = seconds / len(reports) if reports else 0.0
         self._live[worker] = {"token": token, "task": task, "result": result, "reports": reports,
                               "step": step_seconds}
         for k in range(len(reports)):  # each report when its step is done, in simulated time
             heapq.heappush(self._running, (start + (k + 1) * step_seconds, token, worker, token, 0, k))
         heapq.heappush(self._running, (result.end, token, worker, token, 1, None))
-        return worker
+        return True
 
     def _draw(self, params: dict) -> tuple[float, str | None]:
         try:
@@ -242,21 +233,17 @@ class SimulatedPool:
                 self._report(t, worker, live, k)
                 continue
             del self._live[worker]
-            if self._busy.pop(worker, None) is not None:
-                self._free.append(worker)
+            if self._finished(worker, live["result"]):
                 out.append(live["result"])
         return out
 
     def _report(self, t: float, worker: int, live: dict, k: int) -> None:
         """Replay report ``k`` of the attempt on ``worker`` at simulated time ``t``; on a stop,
         the attempt ends one step later, stopped at this report."""
-        task, (step, loss, metrics) = live["task"], live["reports"][k]
-        stop = (task.id, task.attempt) in self._stopping
-        if self.on_report is not None:
-            stop = bool(self.on_report(Report(task.id, task.attempt, step, loss, dict(metrics), t))) or stop
-        if not stop:
+        task, rep = live["task"], live["reports"][k]
+        step, loss, metrics = rep.step, rep.loss, rep.metrics
+        if not self._judge(Report(task.id, task.attempt, step, loss, dict(metrics), t)):
             return
-        self._stopping.discard((task.id, task.attempt))
         end = min(live["result"].end, t + live["step"])
         result = Result.stopped(task, step, loss, metrics, worker=worker, host=HOST, start=live["result"].start,
                                 end=end)
@@ -265,41 +252,32 @@ class SimulatedPool:
         live.update(token=token, result=result)
         heapq.heappush(self._running, (end, token, worker, token, 1, None))
 
-    def stop_task(self, task_id: int) -> bool:
-        """Stop a running task at its next report; False when no virtual worker runs it."""
-        for live in self._live.values():
-            t = live["task"]
-            if t.id == task_id:
-                self._stopping.add((t.id, t.attempt))
-                return True
-        return False
-
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
         """Completions whose simulated end has come. When the driver allows it
         (``clock.may_jump``) the clock jumps to the next completion (never past
         ``clock.jump_limit``, the next time limit); otherwise this waits in real time, up to
         ``timeout``, for the ``extra`` connections."""
-        out = self._due()
-        if out:
-            return out
         limit = None if timeout is None else self.clock.monotonic() + timeout
-        nxt = self._running[0][0] if self._running else None
-        if self.clock.may_jump and nxt is not None:
-            cap = self.clock.jump_limit
-            self.clock.advance_to(nxt if cap is None else min(nxt, cap))
-            return self._due()
-        # real waiting (charged to the clock): for the optimizer, or until the next completion
-        ends = [t for t in (nxt, limit) if t is not None]
-        delay = max(0.0, min(ends) - self.clock.monotonic()) if ends else 1.0
-        if extra:
-            import select
-
-            select.select(extra, [], [], min(delay, 1.0))
-        elif delay > 0:
-            import time
-
-            time.sleep(min(delay, 0.05))
-        return self._due()
+        while True:
+            out = self._due()
+            if out:
+                return out
+            nxt = self._running[0][0] if self._running else None
+            if self.clock.may_jump and nxt is not None:
+                cap = self.clock.jump_limit
+                self.clock.advance_to(nxt if cap is None else min(nxt, cap))
+                return self._due()
+            # real waiting (charged to the clock): for the optimizer, or until the next completion
+            now = self.clock.monotonic()
+            if limit is not None and now >= limit:
+                return []
+            ends = [t for t in (nxt, limit) if t is not None]
+            delay = max(0.0, min(ends) - now) if ends else 1.0
+            if extra:
+                if select.select(extra, [], [], min(delay, 1.0))[0]:
+                    return self._due()
+            else:
+                time.sleep(min(delay, 0.05))
 
     def shutdown(self, kill: bool = False) -> list[Result]:
         """Stop; running tasks finish at once (their simulated end) unless ``kill``, when they
@@ -318,17 +296,3 @@ class SimulatedPool:
         self._runner.close()
         return out
 
-
-class _Recorder:
-    """The channel a simulated task's trial reports into: every report is kept (to be replayed
-    in simulated time) and no stop comes while the objective runs."""
-
-    def __init__(self) -> None:
-        self.reports: list[tuple[float, float, dict]] = []
-
-    def send(self, step: float, loss: float, metrics: dict) -> bool:
-        self.reports.append((step, loss, dict(metrics)))
-        return False
-
-    def stop_requested(self) -> bool:
-        return False

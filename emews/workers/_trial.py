@@ -20,9 +20,10 @@ stopped attempt ends with the step and loss of the report that was judged. Bad r
 crash a task: a NaN loss or a step that does not grow is sent as is (the stopper counts a
 NaN as the worst value and ignores a step that does not grow), with one warning per task.
 
-Channels (one per runner kind) have two methods: ``send(step, loss, metrics) -> bool``
-(sends the report; True when a stop has arrived, for this or an earlier report) and
-``stop_requested() -> bool`` (has a stop arrived? never blocks).
+The channel is a :class:`~emews.workers._wire.WorkerChannel` (one class for every pool and
+runner; each gives it its transport). A trial uses two of its methods: ``send(step, loss,
+metrics) -> bool`` (sends the report; True when a stop has arrived, for this or an earlier
+report) and ``stop_requested() -> bool`` (has a stop arrived? never blocks).
 """
 
 from __future__ import annotations
@@ -37,22 +38,13 @@ from typing import Any
 
 from ..errors import Stopped
 from ..task import _jsonable
+from ._wire import NullChannel
 
 __all__ = ["NullChannel", "Trial", "accepts_trial", "current_trial", "report_step"]
 
 log = logging.getLogger("emews")
 
 _CURRENT: contextvars.ContextVar[Trial | None] = contextvars.ContextVar("emews_trial", default=None)
-
-
-class NullChannel:
-    """Reports go nowhere and no stop ever comes (a runner without a driver link)."""
-
-    def send(self, step: float, loss: float, metrics: dict) -> bool:
-        return False
-
-    def stop_requested(self) -> bool:
-        return False
 
 
 class Trial:

@@ -18,23 +18,23 @@
     │ session.close() ── ("exit") ─────── TAG_SETUP ──────▶│ return; MPI_Finalize at exit  │
     └──────────────────────────────────────────┘           └───────────────────────────────┘
 
-Wire protocol (pickled, lowercase ``send``/``recv`` of small records):
+Wire protocol: the messages of :mod:`emews.workers._wire` (pickled, lowercase ``send``/``recv``);
+the tags only route them:
 
 * ``TAG_SETUP`` rank 0 → every worker rank: ``("pool", runner_spec)`` starts a pool,
-  ``("exit", None)`` ends the worker loop.
-* ``TAG_TASK`` rank 0 → group leader: a :class:`~emews.task.Task`, or ``None`` (pool over).
-* ``TAG_RESULT`` leader → rank 0: a :class:`~emews.task.Result`; ``("ready", gpus, host)`` once
-  the group has loaded the objective; ``("fatal", text)`` when a rank could not; ``("bye", None)``
-  after ``None``.
-* ``TAG_GROUP`` inside a task group: the leader forwards tasks (or ``None``); members answer
+  ``("exit", None)`` ends the worker loop (the session's own two messages).
+* ``TAG_TASK`` rank 0 → group leader: TASK, or CLOSE (pool over).
+* ``TAG_RESULT`` leader → rank 0: RESULT; READY once the group has loaded the objective
+  (the same body as the local pool's); FATAL when a rank could not; BYE after CLOSE.
+* ``TAG_GROUP`` inside a task group: the leader forwards TASK or CLOSE; members answer
   ``(status, error)``.
-* Early stopping: the leader sends each intermediate report as ``("report", Report)`` on
-  ``TAG_RESULT``; rank 0 answers every one with ``("answer", task_id, attempt, stop)`` on
-  ``TAG_STOP`` (and sends ``("stop", task_id, attempt)`` unasked when the optimizer stops the
-  task). The leader reads the answer to report *k* at report *k + 1* (``iprobe``; it blocks
-  only if that answer has not come yet), so no rank waits on another's report. When a stop
-  comes, the leader tells the other ranks of its group (``("stop", task_id, attempt)`` on
-  ``TAG_GROUP_STOP``), which see it at their next report: the task stops on all its ranks.
+* Early stopping: the leader sends each intermediate report as REPORT on ``TAG_RESULT``;
+  rank 0 answers every one with ANSWER on ``TAG_STOP`` (and sends STOP unasked when the
+  optimizer stops the task). The leader reads the answer to report *k* at report *k + 1*
+  (``iprobe``; it blocks only if that answer has not come yet: the one
+  :class:`~emews.workers._wire.WorkerChannel`), so no rank waits on another's report. When a
+  stop comes, the leader tells the other ranks of its group (STOP on ``TAG_GROUP_STOP``),
+  which see it at their next report: the task stops on all its ranks.
 
 Nobody spins: rank 0 and idle workers poll with ``iprobe`` and a capped back-off (the
 scheme of ``mpi4py.futures``): rank 0 every ~0.25 ms for 20 ms after a message, a worker
@@ -63,7 +63,6 @@ single-rank fallback to the local pool, are decided by :mod:`emews.launch`.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import select
@@ -75,7 +74,9 @@ from typing import Any
 
 from ..errors import ConfigError, EmewsError, ObjectiveError
 from ..task import DONE, FAILED, STOPPED, Report, Result, Task
+from . import _wire as wire
 from ._gpu import gpu_for
+from ._pool import OnReport, PoolBase
 from ._runners import HOST, accepts_comm, execute, make_runner
 
 __all__ = ["MPIPool", "MPISession", "mpi_session", "mpi_module", "Backoff"]
@@ -223,7 +224,6 @@ class MPISession:
         self.comm = layout.comm
         self.leaders = list(layout.leaders)
         self.ranks_per_task = layout.ranks_per_task
-        self._unreleased: set[int] = set()  # leaders that have not said "bye" to their last pool
         self._pool: MPIPool | None = None
         self._closed = False
 
@@ -232,34 +232,23 @@ class MPISession:
         """How many tasks can run at once (worker groups)."""
         return len(self.leaders)
 
-    def pool(self, runner_spec: dict) -> MPIPool:
-        """Start a pool on every worker rank with this runner (each rank builds it once)."""
+    def pool(self, runner_spec: dict, on_report: OnReport | None = None) -> MPIPool:
+        """Start a pool on every worker rank with this runner (each rank builds it once).
+
+        Args:
+            runner_spec: how tasks run (see :mod:`emews.workers._runners`).
+            on_report: the driver's judge of each intermediate report (True stops the task).
+        """
         if self._closed:
             raise EmewsError("the MPI session is closed")
         if self._pool is not None and not self._pool.closed:
             raise EmewsError("shut the previous MPI pool down before starting another")
-        if self._unreleased:
-            self._await_byes(_stop_grace())
+        if self._pool is not None:
+            self._pool.release(_stop_grace())
         for r in range(1, self._layout.size):
             self.comm.send(("pool", runner_spec), dest=r, tag=TAG_SETUP)
-        self._pool = MPIPool(self, runner_spec)
+        self._pool = MPIPool(self, runner_spec, on_report)
         return self._pool
-
-    def _await_byes(self, grace: float) -> None:
-        """Drain rank 0's inbox until every leader has left its pool (or ``grace`` passes)."""
-        deadline = time.monotonic() + grace
-        backoff = Backoff()
-        MPI = mpi_module()
-        status = MPI.Status()
-        while self._unreleased and time.monotonic() < deadline:
-            if not self.comm.iprobe(MPI.ANY_SOURCE, TAG_RESULT, status):
-                backoff.sleep()
-                continue
-            src = status.Get_source()
-            obj = self.comm.recv(source=src, tag=TAG_RESULT)
-            if isinstance(obj, tuple) and obj and obj[0] == "bye":
-                self._unreleased.discard(src)
-            backoff.reset()
 
     def close(self, grace: float | None = None, error: BaseException | None = None) -> None:
         """Release every worker rank; ``comm.Abort(1)`` if some are still busy after ``grace``
@@ -269,9 +258,8 @@ class MPISession:
             return
         self._closed = True
         grace = _stop_grace() if grace is None else grace
-        self._await_byes(grace)
-        if self._unreleased:
-            busy = sorted(self._unreleased)
+        busy = sorted(self._pool.release(grace)) if self._pool is not None else []
+        if busy:
             why = f"emews: error: {error}\n" if error is not None else ""
             self.abort(f"{why}emews: worker rank(s) {busy} still running a task {grace:g} s after the run ended")
         for r in range(1, self._layout.size):
@@ -292,97 +280,72 @@ class MPISession:
             self.abort("emews: could not release the worker ranks")
 
 
-class MPIPool:
-    """The pool contract over MPI ranks (rank 0 side). Worker ids are leader world ranks.
+class MPIPool(PoolBase):
+    """The :class:`~emews.workers.Pool` over MPI ranks (rank 0 side). Worker ids are leader world ranks.
 
-    Create it with :meth:`MPISession.pool`. ``wait`` polls rank 0's inbox with ``iprobe``
-    and a capped back-off, sleeping in ``select`` on the ``extra`` connections.
+    Create it with :meth:`MPISession.pool` (which starts it on the worker ranks). ``wait``
+    polls rank 0's inbox with ``iprobe`` and a capped back-off, sleeping in ``select`` on
+    the ``extra`` connections.
     """
 
     kind = "mpi"
 
-    def __init__(self, session: MPISession, runner_spec: dict):
+    def __init__(self, session: MPISession, runner_spec: dict, on_report: OnReport | None = None):
+        super().__init__(session.workers, on_report, fifo=True)  # the longest-idle group first
         MPI = mpi_module()
-        self._session = session
         self._comm = session.comm
+        self._leaders = list(session.leaders)
         self._any = MPI.ANY_SOURCE
         self._status = MPI.Status()
-        self.size = session.workers
-        self._idle: collections.deque[int] = collections.deque()
-        self._busy: dict[int, Task] = {}
         self._gpus: dict[int, str | None] = {}
         self._hosts: dict[int, str] = {}  # leader rank -> its host name
         self._backoff = _driver_backoff()
         self._fatal: str | None = None
         self.runner_spec = runner_spec
-        self.closed = False
-        #: called with every Report; True stops the task (the driver sets it)
-        self.on_report: Any = None
-        self._stopping: set[tuple[int, int]] = set()
-        session._unreleased |= set(session.leaders)
+        self._unreleased = set(self._leaders)  # leaders that have not said BYE
+        self._src = -1  # the sender of the message _drain is handling
+        self._out: list[Result] = []
+        self._changed = False
+        self._handlers = {wire.RESULT: self._on_result, wire.READY: self._on_ready, wire.FATAL: self._on_fatal,
+                          wire.BYE: self._on_bye, wire.REPORT: self._on_report}
 
-    @property
-    def idle(self) -> int:
-        """Worker groups ready for a task."""
-        return len(self._idle)
-
-    @property
-    def busy(self) -> int:
-        """Worker groups running a task."""
-        return len(self._busy)
-
-    def submit(self, task: Task) -> int:
-        """Send ``task`` to the longest-idle worker group; returns its leader's world rank."""
-        leader = self._idle.popleft()
-        self._busy[leader] = task
-        self._comm.send(task, dest=leader, tag=TAG_TASK)
+    def _send_task(self, leader: int, task: Task) -> bool:
+        self._comm.send(wire.task(task), dest=leader, tag=TAG_TASK)
         self._backoff.reset()  # a result may come soon
-        return leader
+        return True
+
+    def _send_stop(self, leader: int, task: Task) -> None:
+        self._comm.send(wire.stop(task.id, task.attempt), dest=leader, tag=TAG_STOP)
+
+    # -- the leaders' messages (from rank ``self._src``, read in _drain) ---------------------
+    def _on_result(self, result: Result) -> None:
+        if self._finished(self._src, result) and not self.closed:
+            self._changed = True
+            self._out.append(result)
+
+    def _on_ready(self, ready: wire.Ready) -> None:
+        self._gpus[self._src], self._hosts[self._src] = ready.gpu, ready.host
+        if not self.closed:
+            self._ready(self._src)
+            self._changed = True
+
+    def _on_fatal(self, text: str) -> None:
+        self._fatal = self._fatal or text  # raised by wait() once these results are handed over
+
+    def _on_bye(self, body: None) -> None:
+        self._unreleased.discard(self._src)
+
+    def _on_report(self, rep: Report) -> None:
+        self._comm.send(wire.answer(rep.task_id, rep.attempt, self._judge(rep)), dest=self._src, tag=TAG_STOP)
 
     def _drain(self) -> tuple[list[Result], bool]:
         """Everything in rank 0's inbox: (results, whether any worker became idle)."""
-        out: list[Result] = []
-        changed = False
-        comm, st = self._comm, self._status
+        self._out, self._changed = [], False
+        comm, st, handlers = self._comm, self._status, self._handlers
         while comm.iprobe(self._any, TAG_RESULT, st):
-            src = st.Get_source()
-            obj = comm.recv(source=src, tag=TAG_RESULT)
-            if isinstance(obj, Result):
-                self._stopping.discard((obj.task_id, obj.attempt))
-                if self._busy.pop(src, None) is not None and not self.closed:
-                    self._idle.append(src)
-                    changed = True
-                    out.append(obj)
-            elif obj[0] == "ready":
-                self._gpus[src], self._hosts[src] = obj[1], obj[2]
-                if not self.closed:
-                    self._idle.append(src)
-                    changed = True
-            elif obj[0] == "fatal":
-                self._fatal = self._fatal or obj[1]  # raised by wait() once these results are handed over
-            elif obj[0] == "bye":
-                self._session._unreleased.discard(src)
-            elif obj[0] == "report":
-                self._answer(src, obj[1])
-        return out, changed
-
-    def _answer(self, src: int, rep: Report) -> None:
-        key = (rep.task_id, rep.attempt)
-        stop = key in self._stopping
-        if self.on_report is not None:
-            stop = bool(self.on_report(rep)) or stop
-        if stop:
-            self._stopping.add(key)
-        self._comm.send(("answer", rep.task_id, rep.attempt, stop), dest=src, tag=TAG_STOP)
-
-    def stop_task(self, task_id: int) -> bool:
-        """Tell the group running ``task_id`` to stop it (seen at its next report)."""
-        for leader, t in self._busy.items():
-            if t.id == task_id:
-                self._stopping.add((t.id, t.attempt))
-                self._comm.send(("stop", t.id, t.attempt), dest=leader, tag=TAG_STOP)
-                return True
-        return False
+            self._src = src = st.Get_source()
+            wire.dispatch(comm.recv(source=src, tag=TAG_RESULT), handlers)
+        return self._out, self._changed
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
         """Results that are ready; blocks up to ``timeout`` until one is, a worker becomes
@@ -414,6 +377,23 @@ class MPIPool:
             elif delay > 0:
                 time.sleep(delay)
 
+    def release(self, grace: float) -> set[int]:
+        """Drain rank 0's inbox until every leader has left this pool (said BYE after CLOSE)
+        or ``grace`` seconds pass; returns the leaders still in it (busy with a task)."""
+        deadline = time.monotonic() + grace
+        backoff = Backoff()
+        comm, st = self._comm, self._status
+        while self._unreleased and time.monotonic() < deadline:
+            if not comm.iprobe(self._any, TAG_RESULT, st):
+                backoff.sleep()
+                continue
+            src = st.Get_source()
+            msg = comm.recv(source=src, tag=TAG_RESULT)
+            if msg[0] == wire.BYE:  # the rest is late: the pool is over
+                self._unreleased.discard(src)
+            backoff.reset()
+        return set(self._unreleased)
+
     def shutdown(self, kill: bool = False) -> list[Result]:
         """End the pool on every worker rank. Idempotent.
 
@@ -424,15 +404,11 @@ class MPIPool:
         if self.closed:
             return []
         self.closed = True
-        cancelled = [Result.cancelled(t, "cancelled at shutdown", worker=w, host=self._hosts.get(w))
-                     for w, t in self._busy.items()] if kill else []
+        cancelled = self._running_as_cancelled(self._hosts.get) if kill else []
         self._idle.clear()
-        for leader in self._session.leaders:
-            self._comm.send(None, dest=leader, tag=TAG_TASK)
-        if not kill:
-            self._session._await_byes(_stop_grace())
-        else:
-            self._session._await_byes(0.2)
+        for leader in self._leaders:
+            self._comm.send(wire.close(), dest=leader, tag=TAG_TASK)
+        self.release(0.2 if kill else _stop_grace())
         return cancelled
 
     def gpus(self) -> dict[int, str | None]:
@@ -520,71 +496,32 @@ def _make(layout: _Layout, spec: dict) -> tuple[Any, str | None]:
     return runner, None
 
 
-class _LeaderChannel:
-    """A task's reports to rank 0; the answers (and unasked stops) read back with ``iprobe``.
-    A stop is passed on to the other ranks of the group."""
+def _leader_channel(comm: Any, group: Any, task: Task, backoff: Backoff) -> wire.WorkerChannel:
+    """A task's reports to rank 0, the answers (and unasked stops) read back with ``iprobe``;
+    a stop is passed on to the other ranks of the group."""
 
-    def __init__(self, comm: Any, group: Any, task: Task, backoff: Backoff):
-        self.comm, self.group, self.task, self.backoff = comm, group, task, backoff
-        self.outstanding = 0
-        self.stop = False
-        self._told = False
+    def receive(block: bool) -> Any:
+        if block:
+            return _recv(comm, 0, TAG_STOP, backoff)
+        return comm.recv(source=0, tag=TAG_STOP) if comm.iprobe(0, TAG_STOP) else None
 
-    def _take(self, msg: Any) -> None:
-        kind, tid, attempt = msg[0], msg[1], msg[2]
-        if (tid, attempt) != (self.task.id, self.task.attempt):
-            return  # late, for an earlier task
-        if kind == "answer":
-            self.outstanding -= 1
-            self.stop = self.stop or bool(msg[3])
-        else:
-            self.stop = True
-        if self.stop and not self._told:
-            self._told = True
-            for member in range(1, self.group.Get_size()):
-                self.group.send(("stop", tid, attempt), dest=member, tag=TAG_GROUP_STOP)
+    def tell_group() -> None:
+        for member in range(1, group.Get_size()):
+            group.send(wire.stop(task.id, task.attempt), dest=member, tag=TAG_GROUP_STOP)
 
-    def _read(self) -> None:
-        while self.comm.iprobe(0, TAG_STOP):
-            self._take(self.comm.recv(source=0, tag=TAG_STOP))
-
-    def send(self, step: float, loss: float, metrics: dict) -> bool:
-        self._read()
-        while self.outstanding > 0 and not self.stop:  # the answer to the previous report
-            self._take(_recv(self.comm, 0, TAG_STOP, self.backoff))
-        if self.stop:
-            return True
-        self.comm.send(("report", Report(self.task.id, self.task.attempt, step, loss, metrics, time.time())),
-                       dest=0, tag=TAG_RESULT)
-        self.outstanding += 1
-        return False
-
-    def stop_requested(self) -> bool:
-        self._read()
-        return self.stop
-
-    def settle(self) -> None:
-        """After the task: take the answers still due, so none is left for the next task."""
-        while self.outstanding > 0:
-            self._take(_recv(self.comm, 0, TAG_STOP, self.backoff))
+    return wire.WorkerChannel(task.id, task.attempt, post=lambda msg: comm.send(msg, dest=0, tag=TAG_RESULT),
+                              receive=receive, on_stop=tell_group)
 
 
-class _MemberChannel:
+def _member_channel(group: Any, task: Task) -> wire.WorkerChannel:
     """A non-leader rank of a task group: its reports go nowhere; the leader's stop comes in."""
 
-    def __init__(self, group: Any, task: Task):
-        self.group, self.task = group, task
-        self.stop = False
+    def receive(block: bool) -> Any:
+        if block:
+            return _recv(group, 0, TAG_GROUP_STOP)
+        return group.recv(source=0, tag=TAG_GROUP_STOP) if group.iprobe(0, TAG_GROUP_STOP) else None
 
-    def send(self, step: float, loss: float, metrics: dict) -> bool:
-        return self.stop_requested()
-
-    def stop_requested(self) -> bool:
-        while self.group.iprobe(0, TAG_GROUP_STOP):
-            msg = self.group.recv(source=0, tag=TAG_GROUP_STOP)
-            if (msg[1], msg[2]) == (self.task.id, self.task.attempt):
-                self.stop = True
-        return self.stop
+    return wire.WorkerChannel(task.id, task.attempt, receive=receive)
 
 
 def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
@@ -595,21 +532,20 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
         m_error, m_gpu = _recv(group, member, TAG_GROUP, backoff)
         error = error or m_error
         gpus.append(m_gpu)
-    if error:
-        comm.send(("fatal", error), dest=0, tag=TAG_RESULT)
-    else:
-        comm.send(("ready", _join_gpus(gpus), HOST), dest=0, tag=TAG_RESULT)
     gpu = _join_gpus(gpus)
+    comm.send(wire.fatal(error) if error else wire.ready(gpu, HOST), dest=0, tag=TAG_RESULT)
+    handlers = {wire.TASK: lambda task: task, wire.CLOSE: lambda body: None}
     while True:
         try:
-            task = _recv(comm, 0, TAG_TASK, backoff)
+            msg = _recv(comm, 0, TAG_TASK, backoff)
         except KeyboardInterrupt:
             continue
         for member in range(1, group.Get_size()):
-            group.send(task, dest=member, tag=TAG_GROUP)
+            group.send(msg, dest=member, tag=TAG_GROUP)
+        task = wire.dispatch(msg, handlers)
         if task is None:
             break
-        channel = _LeaderChannel(comm, group, task, backoff)
+        channel = _leader_channel(comm, group, task, backoff)
         try:
             result = execute(runner, task, layout.rank, HOST, gpu, channel)
         except KeyboardInterrupt:
@@ -620,25 +556,26 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
             if m_status not in (DONE, STOPPED) and result.status in (DONE, STOPPED):
                 result.status, result.loss = m_status, None
                 result.error = f"rank {layout.rank + member} of the task group: {m_error}"
-        comm.send(result, dest=0, tag=TAG_RESULT)
+        comm.send(wire.result(result), dest=0, tag=TAG_RESULT)
     if runner is not None:
         runner.close()
-    comm.send(("bye", None), dest=0, tag=TAG_RESULT)
+    comm.send(wire.bye(), dest=0, tag=TAG_RESULT)
 
 
 def _follow(layout: _Layout, spec: dict, backoff: Backoff) -> None:
     group = layout.group
     runner, error = _make(layout, spec)
     group.send((error, layout.gpu), dest=0, tag=TAG_GROUP)
+    handlers = {wire.TASK: lambda task: task, wire.CLOSE: lambda body: None}
     while True:
         try:
-            task = _recv(group, 0, TAG_GROUP, backoff)
+            task = wire.dispatch(_recv(group, 0, TAG_GROUP, backoff), handlers)
         except KeyboardInterrupt:
             continue
         if task is None:
             break
         try:
-            status, _loss, _metrics, err, _s, _e = runner.run(task, _MemberChannel(group, task))
+            status, _loss, _metrics, err, _s, _e = runner.run(task, _member_channel(group, task))
         except KeyboardInterrupt:
             status, err = FAILED, "interrupted (Ctrl-C)"
         group.send((status, err), dest=0, tag=TAG_GROUP)

@@ -47,10 +47,17 @@ class InlinePool:
 
     kind = "local"
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, on_report=None):
         self.size, self.clock = size, StillClock()
+        self.on_report = on_report
         self.running: dict = {}
         self.submitted = 0
+
+    def start(self):
+        pass
+
+    def stop_task(self, task_id):
+        return False
 
     @property
     def idle(self) -> int:
@@ -99,7 +106,7 @@ def run(tmp_path, monkeypatch, max_evals, optimizer="recording:Recording"):
     directory = tmp_path / "e"
     directory.mkdir()
     CountingDriver.messages = 0
-    CountingDriver(settings_from_config(cfg), pool, directory).run()
+    CountingDriver(settings_from_config(cfg), lambda on_report: pool, directory).run()
     return read_journal(directory), pool, CountingDriver.messages
 
 

@@ -15,5 +15,5 @@ from emews.workers.mpi import mpi_session  # noqa: E402
 session = mpi_session()
 if session is not None:
     with session:
-        passed = run_pool_checks(session.pool, verbose=True)
+        passed = run_pool_checks(lambda spec, on_report: session.pool(spec, on_report=on_report), verbose=True)
     print(f"all {len(passed)} pool checks passed on {session.workers} MPI workers", flush=True)

@@ -49,7 +49,7 @@ def _command(mode: str, **runner) -> dict:
 # -- the pool contract on the local pool ---------------------------------------------------------
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_local_pool_contract(check):
-    check(lambda spec: LocalPool(2, spec))
+    check(lambda spec, on_report: LocalPool(2, spec, on_report=on_report))
 
 
 # -- isolated ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import yaml
 
 from emews.journal import read_journal
 from emews.report import report_data
+from emews.testing.pools import CHECKS
+from emews.workers._simulated import SimulatedPool
 from helpers import run_cli
 
 SPACE = {"x": {"type": "real", "low": -1.0, "high": 1.0}, "y": {"type": "real", "low": -1.0, "high": 1.0}}
@@ -230,3 +232,9 @@ def test_early_stopping_replays_reports_in_simulated_time(tmp_path):
     assert busy(stopped_run) < 0.5 * busy(full_run)  # the epochs saved
     reports = stopped_run["reports"]
     assert len(reports) == sum(int(e["metrics"]["step"]) for e in stopped) + 27 * (400 - len(stopped))
+
+
+# -- the pool contract on the simulated pool ------------------------------------------------------
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_simulated_pool_contract(check):
+    check(lambda spec, on_report: SimulatedPool(2, spec, {"seed": 1}, on_report=on_report))
