@@ -235,6 +235,13 @@ def test_early_stopping_replays_reports_in_simulated_time(tmp_path):
 
 
 # -- the pool contract on the simulated pool ------------------------------------------------------
+def contract_duration(params: dict) -> float:
+    """10 ms a task; 10 minutes for the long reporting task of ``check_reports_and_stops``
+    (its 100,000 reports are then replayed 6 ms apart: it is still running when stopped)."""
+    return 600.0 if params.get("steps", 0) > 1000 else 0.01
+
+
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_simulated_pool_contract(check):
-    check(lambda spec, on_report: SimulatedPool(2, spec, {"seed": 1}, on_report=on_report))
+    sim = {"seed": 1, "duration": "test_simulated:contract_duration"}
+    check(lambda spec, on_report: SimulatedPool(2, spec, sim, on_report=on_report))
