@@ -4,8 +4,11 @@
 
     optimizer --[params dicts]--> driver --Task(id, params, attempt)--> worker
     optimizer <--[Result ...]---- driver <--Result(status, loss, ...)-- worker
+                                                    ▲ Outcome.result(task, worker, host, gpu)
+                                              runner.run(task) -> Outcome
 
-Both are small, picklable and keyed by the task id the driver assigns.
+Both are small, picklable and keyed by the task id the driver assigns. An :class:`Outcome`
+is what a runner made of a task, before the pool adds where it ran.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from enum import Enum
 from typing import Any
 
 __all__ = ["Task", "Result", "Report", "Status", "StopReason", "Stop", "QUEUED", "RUNNING", "DONE", "FAILED",
-           "TIMEOUT", "CANCELLED", "STOPPED", "STATUSES", "FINAL", "outcome_from_value"]
+           "TIMEOUT", "CANCELLED", "STOPPED", "STATUSES", "FINAL", "Outcome",
+           "outcome_from_value"]
 
 
 class Status(str, Enum):
@@ -232,8 +236,44 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
-def outcome_from_value(value: Any) -> tuple[str, float | None, dict, str | None]:
-    """Interpret what an objective returned: ``(status, loss, metrics, error)``.
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a runner made of one task: the record from runner to pool (the pool adds where it
+    ran, see :meth:`result`).
+
+    Attributes:
+        status: ``done``, ``failed``, ``timeout`` or ``stopped``.
+        loss: the loss (``None`` when failed; the last reported one when stopped).
+        metrics: extra values (``step`` for a stopped attempt).
+        error: error text, or ``None``.
+        start, end: wall-clock times of the evaluation (``None`` until the runner sets them).
+    """
+
+    status: Status | str
+    loss: float | None = None
+    metrics: dict = field(default_factory=dict)
+    error: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @classmethod
+    def failed(cls, error: str, status: Status | str = FAILED, metrics: dict | None = None) -> Outcome:
+        """A failed (or, with ``status="timeout"``, timed-out) evaluation."""
+        return cls(status, None, dict(metrics or {}), error)
+
+    def timed(self, start: float, end: float) -> Outcome:
+        """This outcome with the evaluation's start and end times."""
+        return Outcome(self.status, self.loss, self.metrics, self.error, start, end)
+
+    def result(self, task: Task, *, worker: int | None = None, host: str | None = None,
+               gpu: str | None = None) -> Result:
+        """The :class:`Result` of ``task`` with this outcome, run on ``worker`` at ``host``."""
+        return Result(task.id, task.params, self.status, loss=self.loss, metrics=self.metrics, error=self.error,
+                      worker=worker, host=host, gpu=gpu, start=self.start, end=self.end, attempt=task.attempt)
+
+
+def outcome_from_value(value: Any) -> Outcome:
+    """Interpret what an objective returned as an :class:`Outcome` (no times yet).
 
     A number is the loss; a dict carries ``loss`` plus extra metrics. NaN, infinity, a
     missing ``loss`` or a non-number make a failed result (with the reason as error text).
@@ -243,14 +283,15 @@ def outcome_from_value(value: Any) -> tuple[str, float | None, dict, str | None]
     if isinstance(value, dict):
         metrics = {str(k): _jsonable(v) for k, v in value.items() if k != "loss"}
         if "loss" not in value:
-            return FAILED, None, metrics, f"objective returned a dict without 'loss' (keys: {sorted(map(str, value))})"
+            return Outcome.failed(f"objective returned a dict without 'loss' (keys: {sorted(map(str, value))})",
+                                  metrics=metrics)
         raw = value["loss"]
     if isinstance(raw, bool) or raw is None:
-        return FAILED, None, metrics, f"objective returned a non-number loss: {raw!r}"
+        return Outcome.failed(f"objective returned a non-number loss: {raw!r}", metrics=metrics)
     try:
         loss = float(raw)
     except (TypeError, ValueError):
-        return FAILED, None, metrics, f"objective returned a non-number loss: {raw!r:.200}"
+        return Outcome.failed(f"objective returned a non-number loss: {raw!r:.200}", metrics=metrics)
     if not math.isfinite(loss):
-        return FAILED, None, metrics, f"objective returned loss={loss!r}"
-    return DONE, loss, metrics, None
+        return Outcome.failed(f"objective returned loss={loss!r}", metrics=metrics)
+    return Outcome(DONE, loss, metrics, None)

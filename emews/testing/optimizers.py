@@ -197,8 +197,7 @@ class FakeDriver:
             value = self.objective(dict(params))
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
             return Result.failed(Task(tid, params), f"{type(e).__name__}: {e}")
-        status, loss, metrics, error = outcome_from_value(value)
-        return Result(tid, params, status, loss=loss, metrics=metrics, error=error)
+        return outcome_from_value(value).result(Task(tid, params))
 
     def _advance(self) -> bool:
         self._start()

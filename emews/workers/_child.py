@@ -7,7 +7,7 @@ Started by :class:`emews.workers._isolated.IsolatedRunner` as::
 ``BOOTSTRAP`` reads the payload (a pickle of plain data: the objective's path or pickled
 bytes, the parameters and the worker's ``sys.path``) from stdin, extends ``sys.path`` and
 calls :func:`main`, which imports the objective, calls it, and writes a length-prefixed
-pickle of ``(status, loss, metrics, error)`` to the result pipe. Before it, each
+pickle of its :class:`~emews.task.Outcome` to the result pipe. Before it, each
 intermediate report of the objective (``trial.report`` / ``emews.report_step``) is a frame
 ``("report", Report)`` (:mod:`emews.workers._wire`) on the same pipe; the worker relays it to the driver
 and answers it on the control pipe with one byte (``b"1"``: stop, ``b"0"``: go on), which
@@ -67,7 +67,7 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
     """Evaluate one parameter set and report the outcome on ``fd`` (reports too; their
     answers come on ``ctl``)."""
     from ..errors import ObjectiveError, Stopped
-    from ..task import FAILED, outcome_from_value
+    from ..task import Outcome, outcome_from_value
     from ._runners import load_objective, stopped_outcome
     from ._trial import Trial, accepts_trial, call_with_trial
 
@@ -76,7 +76,7 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
     try:
         fn = load_objective(payload["objective"])
     except ObjectiveError as e:
-        outcome: Any = (FAILED, None, {}, f"in the isolated child process: {e}")
+        outcome = Outcome.failed(f"in the isolated child process: {e}")
     else:
         try:
             value = call_with_trial(fn, payload["params"], trial, accepts_trial(fn))
@@ -84,11 +84,11 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
         except Stopped as e:
             outcome = stopped_outcome(trial, str(e) or "stopped early")
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
-            outcome = (FAILED, None, {}, "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+            outcome = Outcome.failed("".join(traceback.format_exception(type(e), e, e.__traceback__)))
     try:
         _write(fd, outcome)
     except (TypeError, pickle.PicklingError) as e:  # metrics are JSON-safe; this is a last resort
-        _write(fd, (FAILED, None, {}, f"cannot send the result back: {e}"))
+        _write(fd, Outcome.failed(f"cannot send the result back: {e}"))
     os.close(fd)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -50,6 +50,7 @@ unparsable result is a failed result that says what was expected where.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -63,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..task import FAILED, TIMEOUT, Task, outcome_from_value
+from ..task import TIMEOUT, Outcome, Task, outcome_from_value
 from . import _procs
 from ._runners import RUNNERS
 
@@ -291,32 +292,31 @@ class CommandRunner:
         """``<workdir>/<task_id>`` for the first attempt, ``<task_id>-<attempt>`` for retries."""
         return self.workdir / (str(task.id) if task.attempt == 0 else f"{task.id}-{task.attempt}")
 
-    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> Outcome:
         start = time.time()
-        status, loss, metrics, error = self._run(task, channel)
-        return status, loss, metrics, error, start, time.time()
+        return self._run(task, channel).timed(start, time.time())
 
-    def _run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None]:
+    def _run(self, task: Task, channel: Any = None) -> Outcome:
         d = self.task_dir(task)
         try:
             d.mkdir(parents=True, exist_ok=True)
             params_file = d / "params.json"
             params_file.write_text(json.dumps(task.params, indent=1, default=str) + "\n")
         except OSError as e:
-            return FAILED, None, {}, f"cannot prepare the task directory {d}: {e}"
+            return Outcome.failed(f"cannot prepare the task directory {d}: {e}")
         result_path = d / (self.result_name or DEFAULT_RESULT_FILE)
         try:
             result_path.parent.mkdir(parents=True, exist_ok=True)
             result_path.unlink(missing_ok=True)  # a stale one from an earlier run would be read as this one's
         except OSError as e:
-            return FAILED, None, {}, f"cannot prepare the result file {result_path}: {e}"
+            return Outcome.failed(f"cannot prepare the result file {result_path}: {e}")
         values = {"params_file": str(params_file), "task_dir": str(d), "task_id": task.id, "attempt": task.attempt,
                   "result_file": str(result_path), "config_dir": self.config_dir, "python": sys.executable,
                   "params": task.params}
         try:
             argv = [_FORMATTER.vformat(a, (), values) for a in self.argv]
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
-            return FAILED, None, {}, f"cannot fill in the command template {self.argv!r}: {type(e).__name__}: {e}"
+            return Outcome.failed(f"cannot fill in the command template {self.argv!r}: {type(e).__name__}: {e}")
         env = dict(self.env, EMEWS_TASK_ID=str(task.id), EMEWS_ATTEMPT=str(task.attempt), EMEWS_TASK_DIR=str(d),
                    EMEWS_PARAMS_FILE=str(params_file), EMEWS_RESULT_FILE=str(result_path))
         with open(d / "stdout.txt", "wb") as out, open(d / "stderr.txt", "wb") as err:
@@ -324,7 +324,7 @@ class CommandRunner:
                 proc = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                         start_new_session=True)
             except OSError as e:
-                return FAILED, None, {}, f"cannot run {argv[0]!r}: {e.strerror or e}"
+                return Outcome.failed(f"cannot run {argv[0]!r}: {e.strerror or e}")
             trial = None
             try:
                 if self.report_pattern is not None:
@@ -338,17 +338,17 @@ class CommandRunner:
                 how = _procs.kill_group(proc, self.kill_grace) if proc.poll() is None else "it had exited"
                 from ._runners import stopped_outcome
 
-                status, loss, metrics, error = stopped_outcome(trial)
-                return status, loss, metrics, f"{error}; the task's process group was killed ({how})"
+                o = stopped_outcome(trial)
+                return dataclasses.replace(o, error=f"{o.error}; the task's process group was killed ({how})")
             if not exited:
                 how = _procs.kill_group(proc, self.kill_grace)
-                return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed "
-                                           f"({how}); logs in {d}")
+                return Outcome.failed((f"timed out after {self.timeout:g} s; the task's process group was killed "
+                                           f"({how}); logs in {d}"), TIMEOUT)
             _procs.reap(proc)
         if proc.returncode != 0:
             text = _read_tail(d / "stderr.txt")
             more = f"; last lines of {d / 'stderr.txt'}:\n{_procs.tail(text)}" if text.strip() else f" (no stderr; logs in {d})"
-            return FAILED, None, {}, f"command {_procs.describe_exit(proc.returncode)}{more}"
+            return Outcome.failed(f"command {_procs.describe_exit(proc.returncode)}{more}")
         if self.use_result_file:
             return _from_result_file(result_path)
         return self._from_stdout(d / "stdout.txt")
@@ -411,19 +411,20 @@ class CommandRunner:
             v_ = float("nan")
         trial.report(s_, v_, **metrics)
 
-    def _from_stdout(self, path: Path) -> tuple[str, float | None, dict, str | None]:
+    def _from_stdout(self, path: Path) -> Outcome:
         text = _read_tail(path)
         for line in reversed(text.splitlines()):
             m = self.pattern.search(line)
             if m:
                 value = m.group("loss") if "loss" in self.pattern.groupindex else m.group(1)
-                status, loss, metrics, error = outcome_from_value(value)
-                if error:
-                    error = f"{error} (from the stdout line {line.strip()!r} matching {self.pattern.pattern!r})"
-                return status, loss, metrics, error
+                o = outcome_from_value(value)
+                if o.error:
+                    o = dataclasses.replace(o, error=f"{o.error} (from the stdout line {line.strip()!r} matching "
+                                                     f"{self.pattern.pattern!r})")
+                return o
         last = _procs.tail(text, 5)
         shown = f"; its last lines:\n{last}" if last else " (stdout is empty)"
-        return FAILED, None, {}, f"no line of {path} matches the pattern {self.pattern.pattern!r}{shown}"
+        return Outcome.failed(f"no line of {path} matches the pattern {self.pattern.pattern!r}{shown}")
 
     def close(self) -> None:
         pass
@@ -440,22 +441,20 @@ def _read_tail(path: Path) -> str:
         return ""
 
 
-def _from_result_file(path: Path) -> tuple[str, float | None, dict, str | None]:
+def _from_result_file(path: Path) -> Outcome:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return FAILED, None, {}, f"the command exited with code 0 but wrote no result file {path}"
+        return Outcome.failed(f"the command exited with code 0 but wrote no result file {path}")
     except (OSError, UnicodeDecodeError) as e:
-        return FAILED, None, {}, f"cannot read the result file {path}: {e}"
+        return Outcome.failed(f"cannot read the result file {path}: {e}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        return FAILED, None, {}, (f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
-                                  f"number or {{\"loss\": ...}}, got {text[:200]!r}")
-    status, loss, metrics, error = outcome_from_value(value)
-    if error:
-        error = f"result file {path}: {error}"
-    return status, loss, metrics, error
+        return Outcome.failed((f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
+                                  f"number or {{\"loss\": ...}}, got {text[:200]!r}"))
+    o = outcome_from_value(value)
+    return dataclasses.replace(o, error=f"result file {path}: {o.error}") if o.error else o
 
 
 RUNNERS["command"] = CommandRunner

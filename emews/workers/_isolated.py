@@ -5,7 +5,7 @@
     worker (MPI rank or local process)            child (python -X faulthandler, own session)
     ────────────────────────────────────          ───────────────────────────────────────────
     Popen(start_new_session=True) ──stdin──▶ payload: objective, params, sys.path (a temp file)
-                                   ◀─pipe─── (status, loss, metrics, error)   [length-prefixed pickle]
+                                   ◀─pipe─── Outcome(status, loss, metrics, error)   [length-prefixed pickle]
     select(pidfd, pipe, timeout)              stderr → temp file → worker's stderr afterwards
     on timeout: killpg SIGTERM, SIGKILL after kill_grace
                                    ◀─pipe─── ("report", Report)  [same framing; emews.workers._wire]
@@ -25,6 +25,7 @@ SIGTERM and SIGKILL, default 5), ``env`` (extra environment variables for the ch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import struct
@@ -35,7 +36,7 @@ import time
 from typing import Any
 
 from ..errors import ObjectiveError
-from ..task import FAILED, TIMEOUT, Task
+from ..task import TIMEOUT, Outcome, Task
 from . import _procs
 from . import _wire as wire
 from ._child import BOOTSTRAP
@@ -77,7 +78,7 @@ class IsolatedRunner:
         self.kill_grace = float(spec.get("kill_grace") if spec.get("kill_grace") is not None else DEFAULT_KILL_GRACE)
         self.env = _procs.child_env(spec.get("env"), gpu)
 
-    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> Outcome:
         start = time.time()
         payload = pickle.dumps({"objective": self.objective, "params": dict(task.params), "path": list(sys.path),
                                 "task_id": task.id, "attempt": task.attempt})
@@ -96,15 +97,15 @@ class IsolatedRunner:
                 for fd in (read_fd, write_fd, ctl_read, ctl_write):
                     if fd is not None:
                         os.close(fd)
-                return FAILED, None, {}, f"cannot start the isolated child process: {e}", start, time.time()
+                return Outcome.failed(f"cannot start the isolated child process: {e}").timed(start, time.time())
             os.close(write_fd)
             if ctl_read is not None:
                 os.close(ctl_read)
             try:
                 if channel is None:
-                    status, loss, metrics, error = self._supervise(proc, read_fd)
+                    outcome = self._supervise(proc, read_fd)
                 else:
-                    status, loss, metrics, error = self._supervise_reports(proc, read_fd, ctl_write, channel)
+                    outcome = self._supervise_reports(proc, read_fd, ctl_write, channel)
             except BaseException:  # the worker is being stopped: take the task's processes with it
                 _procs.kill_group(proc, 0)
                 raise
@@ -121,25 +122,25 @@ class IsolatedRunner:
                 sys.stderr.flush()
             except (AttributeError, OSError, ValueError):
                 pass
-        if (status == TIMEOUT or (error or "").startswith("child process")) and stderr.strip():
-            error += "\nlast lines of its stderr:\n" + _procs.tail(stderr)
-        return status, loss, metrics, error, start, end
+        if (outcome.status == TIMEOUT or (outcome.error or "").startswith("child process")) and stderr.strip():
+            outcome = dataclasses.replace(outcome, error=f"{outcome.error}\nlast lines of its stderr:\n{_procs.tail(stderr)}")
+        return outcome.timed(start, end)
 
-    def _supervise(self, proc: subprocess.Popen, read_fd: int) -> tuple[str, float | None, dict, str | None]:
+    def _supervise(self, proc: subprocess.Popen, read_fd: int) -> Outcome:
         data = bytearray()
         exited = _procs.wait_exit(proc, self.timeout, read_fd, data)
         if not exited:
             how = _procs.kill_group(proc, self.kill_grace)
-            return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed ({how})")
+            return Outcome.failed((f"timed out after {self.timeout:g} s; the task's process group was killed ({how})"), TIMEOUT)
         _drain(read_fd, data)
         _procs.reap(proc)
         outcome = _decode(data)
         if outcome is not None:
             return outcome
-        return FAILED, None, {}, f"child process {_procs.describe_exit(proc.returncode)} before returning a result"
+        return Outcome.failed(f"child process {_procs.describe_exit(proc.returncode)} before returning a result")
 
     def _supervise_reports(self, proc: subprocess.Popen, read_fd: int, ctl: int,
-                           channel: Any) -> tuple[str, float | None, dict, str | None]:
+                           channel: Any) -> Outcome:
         """Like :meth:`_supervise`, relaying the child's report frames to ``channel`` and its
         answers back on ``ctl`` (the worker waits for each answer; the child does not)."""
         data = bytearray()
@@ -149,8 +150,8 @@ class IsolatedRunner:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 how = _procs.kill_group(proc, self.kill_grace)
-                return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed "
-                                           f"({how})")
+                return Outcome.failed((f"timed out after {self.timeout:g} s; the task's process group was killed "
+                                           f"({how})"), TIMEOUT)
             exited = _procs.wait_exit(proc, left, read_fd, data, until_data=True)
             for frame in _frames(data):
                 if _is_report(frame):
@@ -160,18 +161,18 @@ class IsolatedRunner:
                         os.write(ctl, b"1" if stop else b"0")
                     except OSError:
                         pass  # the child has gone; its exit is seen next
-                elif isinstance(frame, tuple):
+                elif isinstance(frame, Outcome):
                     outcome = frame
             if exited:
                 break
         _drain(read_fd, data)
         for frame in _frames(data):
-            if isinstance(frame, tuple) and not _is_report(frame):
+            if isinstance(frame, Outcome):
                 outcome = frame
         _procs.reap(proc)
         if outcome is not None:
             return outcome
-        return FAILED, None, {}, f"child process {_procs.describe_exit(proc.returncode)} before returning a result"
+        return Outcome.failed(f"child process {_procs.describe_exit(proc.returncode)} before returning a result")
 
     def close(self) -> None:
         pass
@@ -207,13 +208,13 @@ def _drain(fd: int, data: bytearray) -> None:
 
 
 def _is_report(frame: Any) -> bool:
-    """A REPORT message of the child (the other frame is its outcome tuple)."""
+    """A REPORT message of the child (the other frame is its :class:`~emews.task.Outcome`)."""
     return isinstance(frame, tuple) and len(frame) == 2 and frame[0] == wire.REPORT
 
 
-def _decode(data: bytes) -> tuple | None:
-    """The outcome frame (the last tuple; report frames before it are skipped)."""
-    outcomes = [f for f in _frames(bytearray(data)) if isinstance(f, tuple) and not _is_report(f)]
+def _decode(data: bytes) -> Outcome | None:
+    """The outcome frame (the last one; report frames before it are skipped)."""
+    outcomes = [f for f in _frames(bytearray(data)) if isinstance(f, Outcome)]
     return outcomes[-1] if outcomes else None
 
 

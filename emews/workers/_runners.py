@@ -12,7 +12,8 @@ Runner specs are plain dicts (picklable, so they travel to spawned processes and
      "env": {"OMP_NUM_THREADS": "4"}, "timeout": 60, "kill_grace": 5, ...}
 
 A runner is built in the worker with :func:`make_runner` and has two methods:
-``run(task, channel=None) -> (status, loss, metrics, error, start, end)`` and ``close()``.
+``run(task, channel=None) -> Outcome`` (:class:`~emews.task.Outcome`: status, loss, metrics,
+error, start, end) and ``close()``.
 ``channel`` carries the task's intermediate reports to the driver and its stop back (see
 :mod:`emews.workers._trial`); a runner that ends a task early returns status ``stopped``
 with the last reported loss and ``metrics["step"]``.
@@ -40,7 +41,7 @@ from typing import Any, Callable
 
 from .. import _pickling
 from ..errors import ObjectiveError, Stopped
-from ..task import FAILED, STOPPED, Result, Task, outcome_from_value
+from ..task import STOPPED, Outcome, Result, Task, outcome_from_value
 from ._trial import Trial, accepts_trial, call_with_trial
 
 __all__ = ["load_objective", "make_runner", "accepts_comm", "PythonRunner", "RUNNERS"]
@@ -107,31 +108,31 @@ class PythonRunner:
         self.kwargs = {"comm": comm} if comm is not None and accepts_comm(self.fn) else {}
         self.with_trial = accepts_trial(self.fn)
 
-    def run(self, task: Task, channel: Any = None) -> tuple[str, float | None, dict, str | None, float, float]:
+    def run(self, task: Task, channel: Any = None) -> Outcome:
         start = time.time()
         trial = Trial(task.id, task.attempt, dict(task.params), channel)
         try:
             value = call_with_trial(self.fn, dict(task.params), trial, self.with_trial, **self.kwargs)
         except Stopped as e:
-            return (*stopped_outcome(trial, str(e) or "stopped early"), start, time.time())
+            return stopped_outcome(trial, str(e) or "stopped early").timed(start, time.time())
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
             end = time.time()
-            return FAILED, None, {}, "".join(traceback.format_exception(type(e), e, e.__traceback__)), start, end
+            return Outcome.failed("".join(traceback.format_exception(type(e), e, e.__traceback__))).timed(start, end)
         end = time.time()
         if trial.stopped:  # told to stop: whatever it returned, its loss is the last judged report's
-            return (*stopped_outcome(trial), start, end)
-        status, loss, metrics, error = outcome_from_value(value)
-        return status, loss, metrics, error, start, end
+            return stopped_outcome(trial).timed(start, end)
+        return outcome_from_value(value).timed(start, end)
 
     def close(self) -> None:
         pass
 
 
-def stopped_outcome(trial: Trial, reason: str = "stopped early") -> tuple[str, float | None, dict, str]:
-    """``(status, loss, metrics, error)`` of an attempt that a stop ended."""
+def stopped_outcome(trial: Trial, reason: str = "stopped early") -> Outcome:
+    """The outcome of an attempt that a stop ended."""
     step, loss, metrics = trial.stopped_outcome()
     metrics["step"] = step
-    return STOPPED, loss, metrics, f"{reason} at step {step}" if step is not None else f"{reason} before its first report"
+    return Outcome(STOPPED, loss, metrics,
+                   f"{reason} at step {step}" if step is not None else f"{reason} before its first report")
 
 
 #: runner type name -> class; the MPI and isolation runners register themselves here too
@@ -167,8 +168,8 @@ def make_runner(spec: dict, *, gpu: str | None = None, comm: Any = None) -> Any:
 
 def execute(runner: Any, task: Task, worker: int, host: str, gpu: str | None, channel: Any = None) -> Result:
     """Run one task and package the outcome as a Result (``channel``: its reports' way out)."""
-    status, loss, metrics, error, start, end = runner.run(task) if channel is None else runner.run(task, channel)
-    return Result(task.id, task.params, status, loss, metrics, error, worker, host, gpu, start, end, task.attempt)
+    outcome = runner.run(task) if channel is None else runner.run(task, channel)
+    return outcome.result(task, worker=worker, host=host, gpu=gpu)
 
 
 HOST = socket.gethostname()

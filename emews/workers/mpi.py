@@ -575,7 +575,8 @@ def _follow(layout: _Layout, spec: dict, backoff: Backoff) -> None:
         if task is None:
             break
         try:
-            status, _loss, _metrics, err, _s, _e = runner.run(task, _member_channel(group, task))
+            outcome = runner.run(task, _member_channel(group, task))
+            status, err = outcome.status, outcome.error
         except KeyboardInterrupt:
             status, err = FAILED, "interrupted (Ctrl-C)"
         group.send((status, err), dest=0, tag=TAG_GROUP)

@@ -114,7 +114,8 @@ def test_candle_objectives_report_per_epoch_and_honour_a_stop(module):
     params = {**params, "epochs": 4}
     runner = PythonRunner({"objective": f"benchmarks.candle.{module}:run"})
     chan = _StopAt(2)
-    status, loss, metrics, error, _, _ = runner.run(Task(0, params), chan)
+    outcome = runner.run(Task(0, params), chan)
+    status, loss, metrics, error = outcome.status, outcome.loss, outcome.metrics, outcome.error
     assert status == "stopped" and metrics["step"] == 2, error
     assert [s for s, _, _ in chan.steps] == [1, 2]
     assert loss == pytest.approx(chan.steps[-1][1]) and "train_loss" in chan.steps[0][2]

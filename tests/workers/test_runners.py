@@ -207,9 +207,9 @@ def test_python_runner_passes_comm_only_when_accepted():
     assert accepts_comm(lambda p, comm=None: 0) and accepts_comm(lambda p, **kw: 0)
     assert not accepts_comm(lambda p: 0) and not accepts_comm(lambda p, *, comm_size=1: 0)
     r = PythonRunner({"objective": lambda p, comm=None: {"loss": 1.0, "c": comm}}, comm="COMM")
-    assert r.run(Task(0, {}))[2] == {"c": "COMM"}
+    assert r.run(Task(0, {})).metrics == {"c": "COMM"}
     r = PythonRunner({"objective": lambda p: 2.0}, comm="COMM")
-    assert r.run(Task(0, {}))[1] == 2.0
+    assert r.run(Task(0, {})).loss == 2.0
 
 
 def test_child_environment_drops_mpi_launcher_variables(monkeypatch):
@@ -233,6 +233,6 @@ def test_command_runner_standalone(tmp_path):
     from emews.workers import make_runner
 
     r = make_runner({**cfg.runner, "workdir": str(tmp_path / "t")})
-    status, loss, *_ = r.run(Task(5, {"x": 0.5}))
-    assert status == "done" and loss == pytest.approx(0.25)
+    outcome = r.run(Task(5, {"x": 0.5}))
+    assert outcome.status == "done" and outcome.loss == pytest.approx(0.25)
     assert (tmp_path / "t" / "5" / "stdout.txt").read_text().endswith("done\n")
