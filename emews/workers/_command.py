@@ -342,8 +342,8 @@ class CommandRunner:
                 return dataclasses.replace(o, error=f"{o.error}; the task's process group was killed ({how})")
             if not exited:
                 how = _procs.kill_group(proc, self.kill_grace)
-                return Outcome.failed((f"timed out after {self.timeout:g} s; the task's process group was killed "
-                                           f"({how}); logs in {d}"), TIMEOUT)
+                return Outcome.failed(f"timed out after {self.timeout:g} s; the task's process group was killed "
+                                      f"({how}); logs in {d}", TIMEOUT)
             _procs.reap(proc)
         if proc.returncode != 0:
             text = _read_tail(d / "stderr.txt")
@@ -451,8 +451,8 @@ def _from_result_file(path: Path) -> Outcome:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        return Outcome.failed((f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
-                                  f"number or {{\"loss\": ...}}, got {text[:200]!r}"))
+        return Outcome.failed(f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
+                              f"number or {{\"loss\": ...}}, got {text[:200]!r}")
     o = outcome_from_value(value)
     return dataclasses.replace(o, error=f"result file {path}: {o.error}") if o.error else o
 

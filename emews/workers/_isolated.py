@@ -123,7 +123,8 @@ class IsolatedRunner:
             except (AttributeError, OSError, ValueError):
                 pass
         if (outcome.status == TIMEOUT or (outcome.error or "").startswith("child process")) and stderr.strip():
-            outcome = dataclasses.replace(outcome, error=f"{outcome.error}\nlast lines of its stderr:\n{_procs.tail(stderr)}")
+            more = f"\nlast lines of its stderr:\n{_procs.tail(stderr)}"
+            outcome = dataclasses.replace(outcome, error=f"{outcome.error}{more}")
         return outcome.timed(start, end)
 
     def _supervise(self, proc: subprocess.Popen, read_fd: int) -> Outcome:
@@ -131,7 +132,8 @@ class IsolatedRunner:
         exited = _procs.wait_exit(proc, self.timeout, read_fd, data)
         if not exited:
             how = _procs.kill_group(proc, self.kill_grace)
-            return Outcome.failed((f"timed out after {self.timeout:g} s; the task's process group was killed ({how})"), TIMEOUT)
+            return Outcome.failed(f"timed out after {self.timeout:g} s; the task's process group was killed ({how})",
+                                  TIMEOUT)
         _drain(read_fd, data)
         _procs.reap(proc)
         outcome = _decode(data)
@@ -150,8 +152,8 @@ class IsolatedRunner:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 how = _procs.kill_group(proc, self.kill_grace)
-                return Outcome.failed((f"timed out after {self.timeout:g} s; the task's process group was killed "
-                                           f"({how})"), TIMEOUT)
+                return Outcome.failed(f"timed out after {self.timeout:g} s; the task's process group was killed "
+                                      f"({how})", TIMEOUT)
             exited = _procs.wait_exit(proc, left, read_fd, data, until_data=True)
             for frame in _frames(data):
                 if _is_report(frame):

@@ -190,7 +190,8 @@ class SimulatedPool(PoolBase):
         """Start ``task`` on a free virtual worker: evaluate it now, finish it at now + its duration."""
         start = self.clock.time()
         posted: list[wire.Message] = []  # every report is kept, to be replayed in simulated time
-        result = execute(self._runner, task, worker, HOST, None, wire.WorkerChannel(task.id, task.attempt, posted.append))
+        channel = wire.WorkerChannel(task.id, task.attempt, posted.append)
+        result = execute(self._runner, task, worker, HOST, None, channel)
         seconds, why = self._draw(task.params)
         if why is not None:
             result = Result.failed(task, why, worker=worker, host=HOST)

@@ -20,9 +20,9 @@ error instead of a silently dropped message.
 
 The report/answer pipeline (:class:`WorkerChannel`, one class for every pool and runner)::
 
-    objective ── trial.report(k) ──▶ WorkerChannel ──REPORT k──▶ pool ──on_report──▶ driver
-                                          ▲ reads ANSWER k-1 first   │
-                                          └──────── ANSWER k ────────┘ (read at report k+1)
+    objective ─trial.report(k)─▶ WorkerChannel ──REPORT k──▶ pool ──on_report──▶ driver
+                                      ▲ reads ANSWER k-1 first  │
+                                      └─────── ANSWER k ────────┘ (read at report k+1)
 
 The worker never waits for the answer to the report it just sent: the answer to report *k*
 is read when the objective reports *k + 1* (it has had a whole step to arrive), so no worker
@@ -41,7 +41,7 @@ from ..task import Report, Result, Task
 
 __all__ = ["TASK", "STOP", "ANSWER", "CLOSE", "READY", "FATAL", "REPORT", "RESULT", "BYE", "TO_WORKER", "TO_POOL",
            "Ready", "task", "stop", "answer", "close", "ready", "fatal", "report", "result", "bye", "dispatch",
-           "WireError", "WorkerChannel", "NullChannel"]
+           "ignore", "WireError", "WorkerChannel", "NullChannel", "Receive"]
 
 TASK, STOP, ANSWER, CLOSE = "task", "stop", "answer", "close"
 READY, FATAL, REPORT, RESULT, BYE = "ready", "fatal", "report", "result", "bye"

@@ -9,12 +9,13 @@
     │ optimizer process (spawned; never        │           │ GPU binding from the node-    │
     │ initializes MPI) ⇅ pipe                  │           │ local rank (CUDA_VISIBLE_...) │
     │ Driver: journal, retries, budget         │ TAG_SETUP │ serve(): wait for a pool      │
-    │ MPIPool ───────── ("pool", spec) ───────────────────▶│ make the runner (import the   │
-    │   idle deque of group leaders  ◀── ("ready"|"fatal") │ objective once)               │
-    │   submit(task) ─── Task ─────────── TAG_TASK ───────▶│ leader ─▶ group: task         │
-    │   wait(): iprobe + capped back-off   ◀── Result ─────│ every rank of the group runs  │
+    │ session.pool() ── ("pool", spec) ───────────────────▶│ make the runner (import the   │
+    │ MPIPool: idle deque of leaders ◀──── READY | FATAL ──│ objective once)               │
+    │   submit(task) ─── TASK ─────────── TAG_TASK ───────▶│ leader ─▶ group: task         │
+    │   wait(): iprobe + capped back-off   ◀── RESULT ─────│ every rank of the group runs  │
     │           and the optimizer pipe      TAG_RESULT     │ fn(params, comm=group_comm)   │
-    │   shutdown() ─── None ──────────────────────────────▶│ leader: the group's Result    │
+    │   shutdown() ─── CLOSE ─────────────────────────────▶│ leader: the group's RESULT,   │
+    │   release() ◀── BYE ─────────────────────────────────│ BYE after CLOSE               │
     │ session.close() ── ("exit") ─────── TAG_SETUP ──────▶│ return; MPI_Finalize at exit  │
     └──────────────────────────────────────────┘           └───────────────────────────────┘
 

@@ -126,3 +126,12 @@ def test_a_pool_that_went_away_ends_the_pipeline_without_an_error():
     ch = wire.WorkerChannel(1, 0, posted.append, gone)
     assert ch.send(1, 1.0, {}) is False and ch.gone and posted == []
     assert ch.stop_requested() is False
+
+
+def test_the_contract_suite_catches_a_pool_that_drops_its_on_report():
+    from emews.testing.pools import check_protocol
+    from emews.workers._simulated import SimulatedPool
+
+    check_protocol(lambda spec, on_report: SimulatedPool(2, spec, on_report=on_report))
+    with pytest.raises(AssertionError, match="on_report"):
+        check_protocol(lambda spec, on_report: SimulatedPool(2, spec))
