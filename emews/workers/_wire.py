@@ -162,7 +162,7 @@ class WorkerChannel:
         self.stop = False
         self.closing = False
         self.gone = False  # the pool went away (its end is seen elsewhere)
-        self._handlers = {ANSWER: self._on_answer, STOP: self._on_stop_msg, CLOSE: self._on_close}
+        self._handlers: dict[str, Callable[[Any], None]] | None = None  # built at the first message
 
     # -- what comes in ---------------------------------------------------------------------
     def _on_answer(self, body: tuple[int, int, bool]) -> None:
@@ -194,6 +194,8 @@ class WorkerChannel:
                 msg = receive(block)
                 if msg is None:
                     return
+                if self._handlers is None:
+                    self._handlers = {ANSWER: self._on_answer, STOP: self._on_stop_msg, CLOSE: self._on_close}
                 dispatch(msg, self._handlers)
                 block = False
         except (EOFError, OSError):  # the pool is gone: no answer will come
