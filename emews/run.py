@@ -26,6 +26,7 @@ from .driver import Terminated
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
 from .journal import JournalError
 from .launch import launch
+from .results import Tally
 
 USAGE_EXAMPLE = """examples:
   python -m emews.run configs/quickstart.yaml
@@ -76,8 +77,9 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
 
 
 def summary(results, quiet: bool = False) -> str:
-    done, failed, timeout, cancelled = (results.count(s) for s in ("done", "failed", "timeout", "cancelled"))
-    line = f"emews: {done + failed + timeout} evaluations ({done} done, {failed} failed, {timeout} timed out)"
+    tally = Tally.of(results.rows)
+    line = f"emews: {tally}"
+    cancelled = tally["cancelled"]
     if cancelled:
         line += f"; {cancelled} cancelled task(s) never finished"
     lines = [line, *_checks.failure_lines(results.rows)]

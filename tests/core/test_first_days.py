@@ -1,0 +1,62 @@
+"""What a new user still trips on in the first days (issue 25): each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emews.journal import read_journal
+from helpers import ROOT, base_config, run_cli, write_config
+
+WORKERS_DIR = ROOT / "tests" / "workers"
+CURVE_SPACE = {"x": {"type": "categorical", "values": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6]}}
+ASHA = {"name": "asha", "min_resource": 1, "max_resource": 9, "reduction_factor": 3}
+
+
+def _env() -> dict:
+    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(WORKERS_DIR), os.environ.get("PYTHONPATH", "")])}
+
+
+def _asha_config(tmp_path: Path) -> Path:
+    cfg = base_config(tmp_path, experiment="s", objective="curve_objectives:with_trial", space=CURVE_SPACE,
+                      optimizer={"name": "grid"}, max_evals=9, workers=1, stopper=ASHA)
+    return write_config(tmp_path, cfg)
+
+
+# -- item 1: one count for the summary, report.txt and repr(Results) -----------------------------
+def test_the_summary_counts_stopped_tasks_as_report_txt_and_repr_do(tmp_path):
+    from emews.results import Results
+
+    p = _asha_config(tmp_path)
+    r = run_cli([str(p)], cwd=tmp_path, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = Results.load(tmp_path / "runs" / "s")
+    stopped, done = res.count("stopped"), res.count("done")
+    assert stopped > 0 and done + stopped == 9
+    line = f"9 evaluations ({done} done, {stopped} stopped early, 0 failed, 0 timed out)"
+    assert f"emews: {line}" in r.stdout.splitlines()
+    assert line in (tmp_path / "runs" / "s" / "report.txt").read_text()
+    assert repr(res).startswith(f"<Results: {line}, best loss")
+    again = run_cli([str(p)], cwd=tmp_path, env=_env(), timeout=300)  # a no-op resume says the same
+    assert "already complete (9 of 9 evaluations)" in again.stderr, again.stderr
+    assert f"emews: {line}" in again.stdout.splitlines()
+
+
+def test_a_tally_names_the_unfinished_tasks_apart():
+    from emews.results import Results, Tally
+
+    rows = [{"task_id": i, "attempt": 0, "status": s, "loss": 1.0 if s == "done" else None, "params": {"x": i}}
+            for i, s in enumerate(["done", "failed", "timeout", "stopped", "cancelled", "running"])]
+    t = Tally.of(rows)
+    assert str(t) == "4 evaluations (1 done, 1 stopped early, 1 failed, 1 timed out)"
+    assert t.unfinished == {"cancelled": 1, "running": 1}
+    assert repr(Results(rows, ["x"])) == ("<Results: 4 evaluations (1 done, 1 stopped early, 1 failed, 1 timed out), "
+                                          "1 cancelled, 1 running, best loss 1>")
