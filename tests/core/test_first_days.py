@@ -60,3 +60,35 @@ def test_a_tally_names_the_unfinished_tasks_apart():
     assert t.unfinished == {"cancelled": 1, "running": 1}
     assert repr(Results(rows, ["x"])) == ("<Results: 4 evaluations (1 done, 1 stopped early, 1 failed, 1 timed out), "
                                           "1 cancelled, 1 running, best loss 1>")
+
+
+# -- item 2: an objective edited under the same name ---------------------------------------------
+def _objective(version: int, scale: float = 1.0):
+    if version == 1:
+        def f(p):
+            return scale * p["x"] ** 2
+    else:
+        def f(p):  # the same name, a new body
+            return scale * abs(p["x"])
+    return f
+
+
+def test_an_edited_objective_of_the_same_name_is_not_resumed(tmp_path):
+    import emews
+    from emews.errors import ConfigError
+
+    space = {"x": {"type": "real", "low": -1, "high": 1}}
+    kw = dict(max_evals=3, workers=1, seed=1, output=str(tmp_path), experiment="x", report=False, progress=0)
+    emews.search(_objective(1), space, **kw)
+    again = emews.search(_objective(1), space, **{**kw, "max_evals": 4}, resume=True)  # the same code resumes
+    assert again.directory == tmp_path / "x" and len(again) == 4
+    with pytest.raises(ConfigError) as e:
+        emews.search(_objective(2), space, **{**kw, "max_evals": 5}, resume=True)
+    msg = str(e.value)
+    assert "objective _objective.<locals>.f: code " in msg and "(its body was edited)" in msg, msg
+    assert "resume=False" in msg and "--force" not in msg and "--fresh" not in msg, msg
+    with pytest.raises(ConfigError) as e:  # the same code, another value in its closure
+        emews.search(_objective(1, scale=2.0), space, **{**kw, "max_evals": 5}, resume=True)
+    assert "objective _objective.<locals>.f: the value of scale: 1.0 -> 2.0" in str(e.value)
+    assert len(read_journal(tmp_path / "x")["evals"]) == 4  # nothing of the refused calls mixed in
+    assert not (tmp_path / "x-2").exists()
