@@ -121,7 +121,8 @@ class IsolatedRunner:
             except (AttributeError, OSError, ValueError):
                 pass
         if (status == TIMEOUT or (error or "").startswith("child process")) and stderr.strip():
-            error += "\nlast lines of its stderr:\n" + _procs.tail(stderr)
+            # what happened stays the last line (the one results.csv and the summary show)
+            error = "last lines of the child's stderr:\n" + _procs.tail(stderr) + "\n" + error
         return status, loss, metrics, error, start, end
 
     def _supervise(self, proc: subprocess.Popen, read_fd: int) -> tuple[str, float | None, dict, str | None]:

@@ -92,3 +92,37 @@ def test_an_edited_objective_of_the_same_name_is_not_resumed(tmp_path):
     assert "objective _objective.<locals>.f: the value of scale: 1.0 -> 2.0" in str(e.value)
     assert len(read_journal(tmp_path / "x")["evals"]) == 4  # nothing of the refused calls mixed in
     assert not (tmp_path / "x-2").exists()
+
+
+# -- item 3: a segfault under the isolated runner ------------------------------------------------
+def test_a_segfault_is_summarized_by_the_line_naming_the_signal(tmp_path):
+    import csv
+
+    cfg = base_config(tmp_path, objective="objectives:crashy", space={"i": {"type": "int", "low": 0, "high": 3}},
+                      optimizer={"name": "grid", "settings": {"points": 4}}, max_evals=4, workers=2,
+                      runner={"type": "isolated", "timeout": 120}, report=False)
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    sigsegv = "child process killed by signal SIGSEGV (11): segmentation fault before returning a result"
+    assert f"emews:   1 x {sigsegv}" in r.stdout.splitlines(), r.stdout
+    assert "Segmentation fault" in r.stderr  # faulthandler's dump still reaches the worker's stderr
+    with open(tmp_path / "runs" / "t" / "results.csv") as f:
+        errors = {int(row["i"]): row["error"] for row in csv.DictReader(f)}
+    assert errors[1] == sigsegv and errors[2] == "child process exited with code 7 before returning a result"
+    full = {e["params"]["i"]: e["error"] for e in read_journal(tmp_path / "runs" / "t")["evals"]}
+    assert "Fatal Python error: Segmentation fault" in full[1]  # the dump stays in the journal
+
+
+def test_a_timed_out_isolated_task_is_summarized_by_its_timeout(tmp_path):
+    (tmp_path / "chatty.py").write_text(textwrap.dedent("""
+        import sys, time
+        def hang(params):
+            print("loading the model", file=sys.stderr, flush=True)
+            time.sleep(600)
+    """))
+    cfg = base_config(tmp_path, objective="chatty:hang", space={"i": {"type": "int", "low": 0, "high": 0}},
+                      optimizer="grid", max_evals=1, workers=1, report=False,
+                      runner={"type": "isolated", "timeout": 10, "kill_grace": 1})
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, env=_env(), timeout=300)
+    assert r.returncode == 3, r.stderr
+    assert "emews:   1 x timed out after 10 s; the task's process group was killed" in r.stdout, r.stdout
