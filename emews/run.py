@@ -27,6 +27,7 @@ from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
 from .journal import JournalError
 from .launch import launch
 from .results import Tally
+from .task import StopReason
 
 USAGE_EXAMPLE = """examples:
   python -m emews.run configs/quickstart.yaml
@@ -91,7 +92,7 @@ def summary(results, quiet: bool = False) -> str:
         lines.append("emews: best params " + json.dumps(best["params"], default=str))
     lines.append(f"emews: results in {results.directory}")
     stop = getattr(results, "stop", None)
-    if stop is not None and stop.reason.early:
+    if stop is not None and (stop.reason.early or stop.reason in (StopReason.TERMINATED, StopReason.INTERRUPTED)):
         lines.append(f"emews: stopped early ({stop}); run the same command again to resume")
     return "\n".join(lines)
 
@@ -120,12 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmewsError as e:
         print(f"emews: error: {e}", file=sys.stderr)
         return 1
-    except Terminated as e:
-        print(f"emews: {str(e) or 'terminated'}", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt as e:
-        print(f"emews: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or Terminated (SIGTERM): the summary of what was kept comes too
+        print(f"emews: {str(e) or ('terminated' if isinstance(e, Terminated) else 'interrupted')}", file=sys.stderr)
+        if getattr(e, "results", None) is not None:
+            print(summary(e.results))
+        return 143 if isinstance(e, Terminated) else 130
     print(summary(results))  # -q quiets the messages on stderr, not this summary on stdout
     return _checks.exit_status(results)  # 3: evaluations finished, none succeeded
 

@@ -126,3 +126,34 @@ def test_a_timed_out_isolated_task_is_summarized_by_its_timeout(tmp_path):
     r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, env=_env(), timeout=300)
     assert r.returncode == 3, r.stderr
     assert "emews:   1 x timed out after 10 s; the task's process group was killed" in r.stdout, r.stdout
+
+
+# -- item 7: Ctrl-C and SIGTERM print the summary ------------------------------------------------
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_an_interrupted_run_prints_its_summary_on_stdout(tmp_path, sig, code, word):
+    from helpers import Gate, wait_for_results
+
+    gate = Gate(tmp_path / "gate")
+    gate.allow(2)  # two tasks finish; the others wait at the gate until the signal stops the run
+    cfg = base_config(tmp_path, objective="killable:slow", space={"x": {"type": "real", "low": 0, "high": 1}},
+                      max_evals=50, workers=2, report=False)
+    env = dict(os.environ, **gate.env, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"),
+                                                                    os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "emews.run", str(write_config(tmp_path, cfg))], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for_results(tmp_path / "runs" / "t", 2, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, err
+    import re
+    assert re.search(r"^emews: 2 evaluations \(2 done, 0 failed, 0 timed out\); [1-9]\d* cancelled task\(s\) never "
+                     r"finished$", out, re.M), (out, err)
+    assert "emews: best loss" in out and f"emews: results in {tmp_path / 'runs' / 't'}" in out
+    assert f"stopped early ({word}" in out and "run the same command again to resume" in out
+    assert word in err  # the one-line reason stays on stderr
