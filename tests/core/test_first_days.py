@@ -157,3 +157,25 @@ def test_an_interrupted_run_prints_its_summary_on_stdout(tmp_path, sig, code, wo
     assert "emews: best loss" in out and f"emews: results in {tmp_path / 'runs' / 't'}" in out
     assert f"stopped early ({word}" in out and "run the same command again to resume" in out
     assert word in err  # the one-line reason stays on stderr
+
+
+# -- item 9: one stopper warning per task and kind -----------------------------------------------
+def test_bad_reports_warn_once_per_task_and_kind(tmp_path):
+    (tmp_path / "noisy.py").write_text(textwrap.dedent("""
+        def train(params, trial):
+            for step, loss in [(1, 1.0), (2, float("nan")), (1, 0.5), (2, 0.5), (1, 0.5), (float("nan"), 0.4),
+                               (3, 0.4), (2, 0.3), (float("inf"), 0.3), (4, float("nan")), (5, 0.2)]:
+                trial.report(step, loss)
+            return 0.2 + params["x"]
+    """))
+    cfg = base_config(tmp_path, objective="noisy:train", space={"x": {"type": "real", "low": 0, "high": 1}},
+                      max_evals=6, workers=2, report=False,
+                      stopper={"name": "asha", "min_resource": 1, "max_resource": 9, "reduction_factor": 3})
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "reported" in x or "Warning" in x]
+    assert "RuntimeWarning" not in r.stderr
+    for kind in ("counted as the worst value", "steps must grow", "not a finite number"):
+        per_task = sorted(x.split("task ")[1].split(" ")[0] for x in lines if kind in x)
+        assert per_task == [str(i) for i in range(6)], (kind, r.stderr)  # once for each task
+    assert len(lines) == 18, r.stderr
