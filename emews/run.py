@@ -14,9 +14,12 @@ paragraph on stderr; results computed before an error stay in the experiment dir
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 
 from . import _checks
@@ -85,16 +88,50 @@ def summary(results, quiet: bool = False) -> str:
         line += f"; {cancelled} cancelled task(s) never finished"
     lines = [line, *_checks.failure_lines(results.rows)]
     best = results.best
-    if best is None:
+    stop = getattr(results, "stop", None)
+    if not tally.evaluations:
+        lines.append(f"emews: nothing was evaluated ({stop or 'no task finished'})")
+    elif best is None:
         lines.append("emews: no evaluation succeeded; see the error column of results.csv")
     else:
         lines.append(f"emews: best loss {best['loss']:.6g} (task {best['task_id']})")
         lines.append("emews: best params " + json.dumps(best["params"], default=str))
     lines.append(f"emews: results in {results.directory}")
-    stop = getattr(results, "stop", None)
     if stop is not None and (stop.reason.early or stop.reason in (StopReason.TERMINATED, StopReason.INTERRUPTED)):
         lines.append(f"emews: stopped early ({stop}); run the same command again to resume")
     return "\n".join(lines)
+
+
+#: the environment variables in which MPI launchers and Slurm give a process its rank
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "PALS_RANKID", "SLURM_PROCID")
+
+
+def _launcher_rank() -> int:
+    """This process's rank as the launcher announced it (0 without one), read without MPI."""
+    for var in _RANK_VARS:
+        v = os.environ.get(var, "")
+        if v.isdigit():
+            return int(v)
+    return 0
+
+
+def _blame_override(error: ConfigError, config: str, overrides: Sequence[str]) -> ConfigError:
+    """``error`` blamed on the ``--set KEY=VALUE`` that gave the bad value, not on the file."""
+    if error.source != str(config) or not error.key:
+        return error
+    for item in reversed(overrides):  # the last --set of a key wins
+        key = item.partition("=")[0]
+        if error.key == key or error.key.startswith(key + ".") or key.startswith(error.key + "."):
+            body = str(error).removeprefix(f"{error.source}: {error.key}: ")
+            return ConfigError(body, f"--set {item}", error.key)
+    return error
+
+
+def _refuse_past(deadline: object, source: str, key: str) -> None:
+    """A deadline already past is a typo (a run would stop at once, every time it is resumed)."""
+    if isinstance(deadline, float) and deadline <= time.time():
+        when = datetime.datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
+        raise ConfigError(f"is in the past ({when}); give the job's end, e.g. --deadline +11h50m", source, key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         if args.deadline is not None:
             cfg.deadline = parse_deadline(args.deadline, "command line", "--deadline")
+            _refuse_past(cfg.deadline, "command line", "--deadline")
             cfg.raw["deadline"] = args.deadline
         if args.quiet:
             cfg.progress = 0
@@ -113,7 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if results is None:  # an MPI worker rank: the search is over
             return 0
     except (ConfigError, ObjectiveError, JournalError) as e:
-        print(f"emews: error: {e}", file=sys.stderr)
+        if isinstance(e, ConfigError):
+            e = _blame_override(e, args.config, args.overrides)
+        if not (isinstance(e, ConfigError) and _launcher_rank() > 0):  # every rank read the same input: one says so
+            print(f"emews: error: {e}", file=sys.stderr)
         return 2
     except OptimizerError as e:
         print(f"emews: error: {e}", file=sys.stderr)

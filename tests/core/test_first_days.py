@@ -179,3 +179,45 @@ def test_bad_reports_warn_once_per_task_and_kind(tmp_path):
         per_task = sorted(x.split("task ")[1].split(" ")[0] for x in lines if kind in x)
         assert per_task == [str(i) for i in range(6)], (kind, r.stderr)  # once for each task
     assert len(lines) == 18, r.stderr
+
+
+# -- item 5: messages that blame the right place --------------------------------------------------
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path):
+    p = write_config(tmp_path, base_config(tmp_path))
+    r = run_cli([str(p), "--set", "max_evals=abc"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("emews: error: --set max_evals=abc: max_evals: must be an integer"), r.stderr
+    assert str(p) not in r.stderr
+    r = run_cli([str(p), "--set", "optimizer=mbo", "--set", "optimizer.settings.n_init=3"], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("emews: error: --set optimizer.settings.n_init=3: "), r.stderr
+    assert "did you mean 'n_initial'" in r.stderr
+    cfg = base_config(tmp_path, max_evals="abc")  # the file's own bad value is still the file's
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(f"emews: error: {tmp_path / 'config.yaml'}: max_evals: ")
+
+
+def test_a_past_deadline_on_the_command_line_is_blamed_on_the_command_line(tmp_path):
+    p = write_config(tmp_path, base_config(tmp_path))
+    r = run_cli([str(p), "--deadline", "2020-01-01T00:00"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("emews: error: command line: --deadline: is in the past (2020-01-01T00:00:00)"), r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_deadline_too_near_to_start_anything_says_nothing_was_evaluated(tmp_path):
+    p = write_config(tmp_path, base_config(tmp_path))
+    r = run_cli([str(p), "--deadline", "+5s"], cwd=tmp_path)  # inside stop_margin (60 s): no task starts
+    assert r.returncode == 0, r.stderr
+    assert "emews: nothing was evaluated (deadline near" in r.stdout, r.stdout
+    assert "error column" not in r.stdout
+
+
+@pytest.mark.mpi
+def test_under_mpiexec_only_rank_0_prints_a_config_error(tmp_path):
+    sys.path.insert(0, str(WORKERS_DIR))
+    from mpirun import mpiexec
+
+    p = write_config(tmp_path, base_config(tmp_path))
+    r = mpiexec(3, ["-m", "emews.run", str(p), "--set", "max_evals=abc"], tmp_path)
+    assert r.returncode != 0
+    assert r.stderr.count("must be an integer") == 1, r.stderr
