@@ -221,3 +221,17 @@ def test_under_mpiexec_only_rank_0_prints_a_config_error(tmp_path):
     r = mpiexec(3, ["-m", "emews.run", str(p), "--set", "max_evals=abc"], tmp_path)
     assert r.returncode != 0
     assert r.stderr.count("must be an integer") == 1, r.stderr
+
+
+# -- item 8: a YAML error in a space_file ------------------------------------------------------------
+def test_a_yaml_error_in_a_space_file_is_one_line_like_the_config_files(tmp_path):
+    (tmp_path / "space.yaml").write_text("x: {type: real, low: 0, high: 1\ny: [1, 2\n")
+    cfg = base_config(tmp_path, space=None, space_file="space.yaml")
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"emews: error: {tmp_path / 'space.yaml'}: YAML syntax error at line 2, column "), lines
+    (tmp_path / "bad.yaml").write_text("experiment: t\nmax_evals: [1, 2\n")  # the config file's form, for comparison
+    r = run_cli([str(tmp_path / "bad.yaml")], cwd=tmp_path)
+    assert r.stderr.startswith(f"emews: error: {tmp_path / 'bad.yaml'}: YAML syntax error at line ")
