@@ -235,3 +235,21 @@ def test_a_yaml_error_in_a_space_file_is_one_line_like_the_config_files(tmp_path
     (tmp_path / "bad.yaml").write_text("experiment: t\nmax_evals: [1, 2\n")  # the config file's form, for comparison
     r = run_cli([str(tmp_path / "bad.yaml")], cwd=tmp_path)
     assert r.stderr.startswith(f"emews: error: {tmp_path / 'bad.yaml'}: YAML syntax error at line ")
+
+
+# -- item 11: the README's set-up makes and activates a virtual environment ------------------------
+def test_readme_setup_starts_with_an_active_virtual_environment(tmp_path):
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", setup, re.S)
+    assert blocks
+    first = blocks[0].splitlines()[0].split("#")[0].strip()
+    assert first == "python3 -m venv .venv && . .venv/bin/activate", first
+    assert blocks[0].splitlines()[1].startswith("python -m pip install -e")
+    # the line does what it says: after it, `python` is the new environment's
+    r = subprocess.run(["bash", "-c", f"{first} && python -c 'import sys; print(sys.prefix)'"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300, env={"PATH": os.environ["PATH"]})
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()).resolve() == (tmp_path / ".venv").resolve()
