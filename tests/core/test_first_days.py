@@ -253,3 +253,19 @@ def test_readme_setup_starts_with_an_active_virtual_environment(tmp_path):
                        capture_output=True, text=True, timeout=300, env={"PATH": os.environ["PATH"]})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve() == (tmp_path / ".venv").resolve()
+
+
+# -- item 10: smaller things -------------------------------------------------------------------------
+def test_the_timeout_kill_account_says_what_ended_the_task():
+    from emews.workers._procs import kill_group
+
+    quiet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    how = kill_group(quiet, 30.0)  # it ends on SIGTERM: no SIGKILL "0.0 s later" in the account
+    assert how.startswith("SIGTERM; it ended ") and how.endswith(" s later") and "SIGKILL" not in how, how
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+                                 "time.sleep(600)"], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline() == "ready\n"  # SIGTERM is ignored from here on
+    how = kill_group(stubborn, 0.5)
+    stubborn.stdout.close()
+    assert how == "SIGTERM, then SIGKILL after the kill_grace of 0.5 s (SIGTERM did not end it)", how
