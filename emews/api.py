@@ -75,7 +75,7 @@ def search(
         stopper: early stopping of tasks whose intermediate reports look bad: a name
             (``"asha"``), a mapping like the config's ``{"name": "asha", "max_resource": 27}``,
             or a :class:`~emews.stoppers.Stopper` class or instance. The objective reports
-            through ``fn(params, trial)`` or ``emews.report(step, loss)``.
+            through ``fn(params, trial)`` or ``emews.report_step(step, loss)``.
 
     Example:
         >>> import emews

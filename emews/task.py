@@ -232,11 +232,14 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
-def outcome_from_value(value: Any) -> tuple[str, float | None, dict, str | None]:
+def outcome_from_value(value: Any, text: bool = False) -> tuple[str, float | None, dict, str | None]:
     """Interpret what an objective returned: ``(status, loss, metrics, error)``.
 
     A number is the loss; a dict carries ``loss`` plus extra metrics. NaN, infinity, a
     missing ``loss`` or a non-number make a failed result (with the reason as error text).
+    A string (``"0.5"``) is a failed result naming its type, as a Python objective that
+    returns one more likely has a bug than a loss; ``text=True`` parses it instead (what a
+    command's output or result file holds).
     """
     metrics: dict = {}
     raw = value
@@ -247,6 +250,9 @@ def outcome_from_value(value: Any) -> tuple[str, float | None, dict, str | None]
         raw = value["loss"]
     if isinstance(raw, bool) or raw is None:
         return FAILED, None, metrics, f"objective returned a non-number loss: {raw!r}"
+    if isinstance(raw, (str, bytes)) and not text:
+        return FAILED, None, metrics, (f"objective returned a {type(raw).__name__}, not a number: {raw!r:.200} "
+                                       "(return float(...) if it is the loss)")
     try:
         loss = float(raw)
     except (TypeError, ValueError):

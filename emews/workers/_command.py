@@ -417,7 +417,7 @@ class CommandRunner:
             m = self.pattern.search(line)
             if m:
                 value = m.group("loss") if "loss" in self.pattern.groupindex else m.group(1)
-                status, loss, metrics, error = outcome_from_value(value)
+                status, loss, metrics, error = outcome_from_value(value, text=True)
                 if error:
                     error = f"{error} (from the stdout line {line.strip()!r} matching {self.pattern.pattern!r})"
                 return status, loss, metrics, error
@@ -452,7 +452,7 @@ def _from_result_file(path: Path) -> tuple[str, float | None, dict, str | None]:
     except json.JSONDecodeError as e:
         return FAILED, None, {}, (f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
                                   f"number or {{\"loss\": ...}}, got {text[:200]!r}")
-    status, loss, metrics, error = outcome_from_value(value)
+    status, loss, metrics, error = outcome_from_value(value, text=True)
     if error:
         error = f"result file {path}: {error}"
     return status, loss, metrics, error

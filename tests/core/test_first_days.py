@@ -269,3 +269,25 @@ def test_the_timeout_kill_account_says_what_ended_the_task():
     how = kill_group(stubborn, 0.5)
     stubborn.stdout.close()
     assert how == "SIGTERM, then SIGKILL after the kill_grace of 0.5 s (SIGTERM did not end it)", how
+
+
+def test_search_docstring_names_functions_that_exist():
+    import re
+
+    import emews
+
+    called = set(re.findall(r"emews\.(\w+)\(", emews.search.__doc__))
+    assert "report_step" in called
+    for name in called:
+        assert callable(getattr(emews, name, None)), f"search()'s docstring calls emews.{name}, which is not a function"
+
+
+def test_a_string_returned_as_the_loss_is_a_failed_result_naming_its_type(tmp_path):
+    import emews
+
+    space = {"x": {"type": "categorical", "values": ["plain", "dict"]}}
+    res = emews.search(lambda p: "0.5" if p["x"] == "plain" else {"loss": "0.5"}, space, optimizer="grid",
+                       max_evals=2, workers=1, output=str(tmp_path), report=False, progress=0)
+    assert [r["status"] for r in res.rows] == ["failed", "failed"]
+    for r in res.rows:
+        assert "objective returned a str, not a number: '0.5'" in r["error"], r["error"]
