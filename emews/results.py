@@ -175,15 +175,19 @@ class Results:
         return f"<Results: {t}{rest}, {best}>"
 
     def to_records(self) -> list[dict]:
-        """Flat dicts: ids, status, loss, one key per parameter and per metric."""
+        """Flat dicts: ids, status, loss, one key per parameter and per metric, then the
+        placement and times (``worker, host, gpu, start, end, runtime``) and ``error``: the
+        columns of ``results.csv``."""
         out = []
         for r in self.rows:
             d: dict[str, Any] = {"task_id": r["task_id"], "attempt": r["attempt"], "status": r["status"], "loss": r["loss"]}
             d.update(r["params"])
             for k, v in (r.get("metrics") or {}).items():
                 d[k if k not in d and k not in _FIXED_COLUMNS else f"metric_{k}"] = v
-            for k in ("worker", "host", "gpu", "start", "end", "error"):
+            for k in ("worker", "host", "gpu", "start", "end"):
                 d[k] = r.get(k)
+            d["runtime"] = _runtime(r)
+            d["error"] = r.get("error")
             out.append(d)
         return out
 
@@ -262,11 +266,16 @@ def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param
         w.writerow(head)
         for r in final:
             p, m = r["params"], r.get("metrics") or {}
-            runtime = (r["end"] - r["start"]) if r.get("end") is not None and r.get("start") is not None else None
+            runtime = _runtime(r)
             w.writerow([r["task_id"], r["attempt"], r["status"], r["loss"], *[_cell(p.get(n)) for n in param_names],
                         *[_cell(m.get(k)) for k in metric_names], r.get("worker"), r.get("host"), r.get("gpu"),
                         r.get("start"), r.get("end"), runtime, _last_line(r.get("error"))])
     tmp.replace(path)
+
+
+def _runtime(row: Mapping[str, Any]) -> float | None:
+    """Seconds from the attempt's start to its end (None when either is unknown)."""
+    return (row["end"] - row["start"]) if row.get("end") is not None and row.get("start") is not None else None
 
 
 def _last_line(text: str | None) -> str:

@@ -291,3 +291,19 @@ def test_a_string_returned_as_the_loss_is_a_failed_result_naming_its_type(tmp_pa
     assert [r["status"] for r in res.rows] == ["failed", "failed"]
     for r in res.rows:
         assert "objective returned a str, not a number: '0.5'" in r["error"], r["error"]
+
+
+def test_to_dataframe_has_the_columns_of_results_csv(tmp_path):
+    import csv
+
+    import emews
+
+    res = emews.search("emews.examples:sphere", {"x0": {"type": "real", "low": -1, "high": 1}}, max_evals=3,
+                       workers=1, output=str(tmp_path), report=False, progress=0)
+    with open(res.directory / "results.csv") as f:
+        head = next(csv.reader(f))
+    records = res.to_records()
+    assert list(records[0]) == head  # the same columns, in the same order
+    assert all(r["runtime"] == pytest.approx(r["end"] - r["start"]) and r["runtime"] >= 0 for r in records)
+    pd = pytest.importorskip("pandas")
+    assert list(res.to_dataframe().columns) == head and isinstance(res.to_dataframe(), pd.DataFrame)
