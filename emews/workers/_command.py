@@ -51,6 +51,7 @@ unparsable result is a failed result that says what was expected where.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -345,6 +346,8 @@ class CommandRunner:
                 return TIMEOUT, None, {}, (f"timed out after {self.timeout:g} s; the task's process group was killed "
                                            f"({how}); logs in {d}")
             _procs.reap(proc)
+        if trial is not None and trial.reports == 0 and proc.returncode == 0:
+            self._warn_unmatched(d / (self.report_file or "stdout.txt"))
         if proc.returncode != 0:
             text = _read_tail(d / "stderr.txt")
             more = f"; last lines of {d / 'stderr.txt'}:\n{_procs.tail(text)}" if text.strip() else f" (no stderr; logs in {d})"
@@ -386,6 +389,21 @@ class CommandRunner:
                 return exited, trial
             if deadline is not None and time.monotonic() >= deadline:
                 return False, trial
+
+    def _warn_unmatched(self, path: Path) -> None:
+        """Warn, once per experiment (the first worker to create a marker in ``workdir``),
+        that a task ran to its end without a line matching ``report_pattern``: a pattern
+        that never matches would leave early stopping silently idle."""
+        try:
+            os.close(os.open(self.workdir / ".report_pattern_unmatched", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except OSError:  # warned already (by this or another worker), or no marker possible
+            return
+        tail = _read_tail(path).strip().splitlines() if path.exists() else []
+        sample = f"; its last line: {tail[-1][:200]!r}" if tail else f" ({path.name} is empty or missing)"
+        logging.getLogger("emews").warning(
+            "a task ended without a line of %s matching runner.report_pattern %r: no intermediate reports, so nothing "
+            "can be stopped early; check the pattern against the output%s (warned once)", path, self.report_pattern.pattern,
+            sample)
 
     def _report_line(self, line: str, trial: Any) -> None:
         rx = self.report_pattern

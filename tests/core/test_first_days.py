@@ -307,3 +307,26 @@ def test_to_dataframe_has_the_columns_of_results_csv(tmp_path):
     assert all(r["runtime"] == pytest.approx(r["end"] - r["start"]) and r["runtime"] >= 0 for r in records)
     pd = pytest.importorskip("pandas")
     assert list(res.to_dataframe().columns) == head and isinstance(res.to_dataframe(), pd.DataFrame)
+
+
+def test_a_report_pattern_that_never_matches_is_warned_once(tmp_path):
+    (tmp_path / "train.py").write_text(textwrap.dedent("""
+        import json, sys
+        p = json.load(open(sys.argv[1]))
+        for epoch in range(1, 4):
+            print(f"epoch {epoch} loss={p['x'] + 1 / epoch}")  # not what the pattern below expects
+        print(f"loss: {p['x']}")
+    """))
+    runner = {"type": "command", "command": ["{python}", "{config_dir}/train.py", "{params_file}"],
+              "report_pattern": r"epoch (\d+) val_loss=(\S+)"}
+    cfg = base_config(tmp_path, objective=None, runner=runner, space={"x": {"type": "real", "low": 0, "high": 1}},
+                      max_evals=4, workers=2, report=False, stopper={"name": "median", "min_trials": 1})
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("matching runner.report_pattern") == 1, r.stderr
+    assert "epoch (\\\\d+) val_loss=(\\\\S+)" in r.stderr and "its last line: 'loss: " in r.stderr, r.stderr
+    runner["report_pattern"] = r"epoch (\d+) loss=(\S+)"  # a matching pattern: no warning
+    cfg = base_config(tmp_path, objective=None, runner=runner, space={"x": {"type": "real", "low": 0, "high": 1}},
+                      max_evals=4, workers=2, report=False, experiment="ok", stopper={"name": "median", "min_trials": 1})
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and "report_pattern" not in r.stderr, r.stderr
