@@ -330,3 +330,56 @@ def test_a_report_pattern_that_never_matches_is_warned_once(tmp_path):
                       max_evals=4, workers=2, report=False, experiment="ok", stopper={"name": "median", "min_trials": 1})
     r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, timeout=300)
     assert r.returncode == 0 and "report_pattern" not in r.stderr, r.stderr
+
+
+def _asha_results(tmp_path):
+    r = run_cli([str(_asha_config(tmp_path))], cwd=tmp_path, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    from emews.results import Results
+
+    return Results.load(tmp_path / "runs" / "s")
+
+
+def _overlaps(fig, legend, ax) -> bool:
+    fig.canvas.draw()
+    a, b = legend.get_window_extent(), ax.get_window_extent()
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_the_trajectory_draws_stopped_tasks_and_iterations_as_levels(tmp_path):
+    pytest.importorskip("matplotlib")
+    from emews.report import plot_trajectory
+
+    res = _asha_results(tmp_path)
+    stopped, done = res.count("stopped"), res.count("done")
+    assert stopped > 0
+    fig = plot_trajectory(res)
+    for ax in fig.axes:  # both panels: every evaluation is a point
+        by_label = {c.get_label(): c for c in ax.collections}
+        assert len(by_label["evaluation"].get_offsets()) == done
+        assert len(by_label["stopped early (last report)"].get_offsets()) == stopped
+        levels = [c for label, c in by_label.items() if label.startswith(("min per", "mean per"))]
+        assert len(levels) == 2
+        for c in levels:  # horizontal segments, one per iteration: no line from one iteration to the next
+            assert all(seg[0][1] == seg[-1][1] for seg in c.get_segments())
+        assert not [ln for ln in ax.get_lines() if ln.get_label().startswith(("min per", "mean per"))]
+    assert "9 evaluations" in fig._suptitle.get_text()
+
+
+def test_legends_sit_beside_the_data_and_a_given_ax_gets_one(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from emews.report import plot_trajectory
+    from emews.report._plots import plot_learning
+
+    res = _asha_results(tmp_path)
+    fig = plot_trajectory(res)
+    legend = fig.axes[0].get_legend()
+    assert legend is not None and not any(_overlaps(fig, legend, ax) for ax in fig.axes)
+    fig = plot_learning(res)
+    assert not _overlaps(fig, fig.axes[0].get_legend(), fig.axes[0])
+    ax = Figure().subplots()
+    assert plot_trajectory(res, ax=ax) is ax and ax.get_legend() is not None
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "best so far" in labels and "stopped early (last report)" in labels
