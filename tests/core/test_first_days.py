@@ -383,3 +383,11 @@ def test_legends_sit_beside_the_data_and_a_given_ax_gets_one(tmp_path):
     assert plot_trajectory(res, ax=ax) is ax and ax.get_legend() is not None
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "best so far" in labels and "stopped early (last report)" in labels
+
+
+def test_under_srun_only_rank_0_prints_a_config_error(tmp_path):
+    p = write_config(tmp_path, base_config(tmp_path))
+    other = run_cli([str(p), "--set", "max_evals=abc"], cwd=tmp_path, env={"SLURM_PROCID": "7"})
+    first = run_cli([str(p), "--set", "max_evals=abc"], cwd=tmp_path, env={"SLURM_PROCID": "0"})
+    assert other.returncode == first.returncode == 2
+    assert other.stderr == "" and "must be an integer" in first.stderr, (other.stderr, first.stderr)
