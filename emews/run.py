@@ -81,6 +81,9 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
 
 
 def summary(results, quiet: bool = False) -> str:
+    """The lines printed on stdout at the end of a run (also after Ctrl-C or SIGTERM): the
+    :class:`~emews.results.Tally` of the evaluations, the most frequent errors, the best loss
+    and parameters (or why there are none), the directory, and how to continue a stopped run."""
     tally = Tally.of(results.rows)
     line = f"emews: {tally}"
     cancelled = tally["cancelled"]

@@ -251,8 +251,8 @@ def outcome_from_value(value: Any, text: bool = False) -> tuple[str, float | Non
     if isinstance(raw, bool) or raw is None:
         return FAILED, None, metrics, f"objective returned a non-number loss: {raw!r}"
     if isinstance(raw, (str, bytes)) and not text:
-        return FAILED, None, metrics, (f"objective returned a {type(raw).__name__}, not a number: {raw!r:.200} "
-                                       "(return float(...) if it is the loss)")
+        return FAILED, None, metrics, (f"objective returned a non-number loss: {raw!r:.200} (a {type(raw).__name__}; "
+                                       "return float(...) if it is the loss)")
     try:
         loss = float(raw)
     except (TypeError, ValueError):

@@ -290,7 +290,7 @@ def test_a_string_returned_as_the_loss_is_a_failed_result_naming_its_type(tmp_pa
                        max_evals=2, workers=1, output=str(tmp_path), report=False, progress=0)
     assert [r["status"] for r in res.rows] == ["failed", "failed"]
     for r in res.rows:
-        assert "objective returned a str, not a number: '0.5'" in r["error"], r["error"]
+        assert "objective returned a non-number loss: '0.5' (a str; return float(...)" in r["error"], r["error"]
 
 
 def test_to_dataframe_has_the_columns_of_results_csv(tmp_path):
