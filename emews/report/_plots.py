@@ -242,7 +242,7 @@ def draw_trajectory(ax: Any, src: Results, x: str = "evaluation") -> None:
         for stat, style in (("min", {"color": "tab:green", "lw": 1.6}), ("mean", {"color": "tab:purple", "lw": 1,
                                                                                    "linestyles": "--"})):
             spans = [(min(xs), max(xs), i[stat]) for i in items if (xs := [where[t] for t in i["tasks"] if t in where])]
-            pad = 0.3 if x == "evaluation" else 0.0  # a one-evaluation iteration still shows as a dash
+            pad = 0.3 if x == "evaluation" else 0.006 * span / scale  # a one-evaluation iteration: still a dash
             ax.hlines([y for _, _, y in spans], [a - pad for a, _, _ in spans], [b + pad for _, b, _ in spans],
                       label=f"{stat} per {what}", zorder=3, **style)
     if ok or stopped:
