@@ -9,6 +9,7 @@ starts, which MPI and macOS require.
 from __future__ import annotations
 
 import pickle
+import sys
 from typing import Any
 
 
@@ -37,7 +38,7 @@ def loads(blob: bytes) -> Any:
 def code_identity(fn: Any) -> dict | None:
     """What an objective shipped by value computes, to tell an edited one on a resume.
 
-    ``{"code": digest, "closure": {name: value}}``: a digest of the function's bytecode,
+    ``{"code": digest, "closure": {name: value}, "python": "3.11"}``: a digest of the function's bytecode,
     constants (nested functions included), names and defaults, but not of its file name or
     line numbers (a notebook cell run again, or moved, is the same function); and each
     closure variable's value, as ``repr`` for a short plain value, else a digest of its
@@ -68,7 +69,8 @@ def code_identity(fn: Any) -> dict | None:
         text = _value_text(value)
         if text:
             closure[name] = text
-    return {"code": h.hexdigest()[:16], "closure": closure}
+    python = "%d.%d" % sys.version_info[:2]  # bytecode differs between Python versions
+    return {"code": h.hexdigest()[:16], "closure": closure, "python": python}
 
 
 def _hash_code(code: Any, h: Any) -> None:

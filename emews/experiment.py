@@ -202,7 +202,11 @@ def _optimizer_of(raw: Any) -> dict:
 def _code_changes(name: str, old: dict, new: dict) -> list[tuple[str, Any, Any]]:
     """The changes between two :func:`emews._pickling.code_identity` of the objective ``name``."""
     out: list[tuple[str, Any, Any]] = []
-    if old.get("code") != new.get("code"):
+    same_python = old.get("python") == new.get("python")  # bytecode of another Python version cannot be compared
+    if not same_python:
+        log.info("objective %s: recorded under Python %s, now %s: its code is not compared", name, old.get("python"),
+                 new.get("python"))
+    if same_python and old.get("code") != new.get("code"):
         out.append((f"objective {name}", f"code {old.get('code')}", f"code {new.get('code')} (its body was edited)"))
     a, b = old.get("closure") or {}, new.get("closure") or {}
     for k in list(a) + [k for k in b if k not in a]:

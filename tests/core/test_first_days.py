@@ -391,3 +391,13 @@ def test_under_srun_only_rank_0_prints_a_config_error(tmp_path):
     first = run_cli([str(p), "--set", "max_evals=abc"], cwd=tmp_path, env={"SLURM_PROCID": "0"})
     assert other.returncode == first.returncode == 2
     assert other.stderr == "" and "must be an integer" in first.stderr, (other.stderr, first.stderr)
+
+
+def test_an_objectives_code_is_compared_only_under_the_same_python():
+    from emews._pickling import code_identity
+    from emews.experiment import _code_changes
+
+    one, two = code_identity(_objective(1)), code_identity(_objective(2))
+    assert [k for k, _, _ in _code_changes("f", one, two)] == ["objective f"]
+    assert _code_changes("f", dict(one, python="3.10"), two) == []  # bytecode of another version says nothing
+    assert _code_changes("f", one, code_identity(_objective(1))) == []
