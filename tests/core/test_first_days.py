@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from emews.journal import read_journal
 from helpers import ROOT, base_config, run_cli, write_config
