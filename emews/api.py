@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _checks
+from . import _checks, _pickling
 from .config import parse_config
 from .errors import ConfigError, ObjectiveError, OptimizerError
 from .launch import launch
@@ -75,7 +75,7 @@ def search(
         stopper: early stopping of tasks whose intermediate reports look bad: a name
             (``"asha"``), a mapping like the config's ``{"name": "asha", "max_resource": 27}``,
             or a :class:`~emews.stoppers.Stopper` class or instance. The objective reports
-            through ``fn(params, trial)`` or ``emews.report(step, loss)``.
+            through ``fn(params, trial)`` or ``emews.report_step(step, loss)``.
 
     Example:
         >>> import emews
@@ -119,6 +119,9 @@ def search(
             raise ConfigError(f"must be a callable or 'pkg.module:function', got {objective!r}", "search()", "objective")
         cfg.runner["objective"] = objective
         cfg.raw["objective"] = getattr(objective, "__qualname__", repr(objective))
+        identity = _pickling.code_identity(objective)
+        if identity is not None:  # shipped by value: a resume compares what it computes, not only its name
+            cfg.raw["objective_code"] = identity
     if not isinstance(optimizer, str):
         cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}

@@ -251,12 +251,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"cannot read the config file: {e.strerror}", source) from None
     try:
         raw = load_yaml(text, source)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"YAML syntax error at {where}: {e.problem}", source) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"YAML error: {e}", source) from None
+        raise ConfigError(yaml_error_text(e), source) from None
     if raw is None:
         raise ConfigError("the config file is empty", source)
     if not isinstance(raw, dict):
@@ -265,6 +261,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raw = apply_overrides(raw, overrides, source)
     add_import_paths(path)
     return parse_config(raw, source, base_dir=Path(path).resolve().parent)
+
+
+def yaml_error_text(error: yaml.YAMLError) -> str:
+    """One line for a YAML error (the config file's and a space file's alike): where, and what."""
+    mark = getattr(error, "problem_mark", None)
+    if isinstance(error, yaml.MarkedYAMLError):
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        return f"YAML syntax error at {where}: {error.problem}"
+    return "YAML error: " + " ".join(str(error).split())
 
 
 def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> dict:
@@ -536,7 +541,7 @@ def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
             try:
                 data = load_yaml(_read_utf8(p, str(p)), str(p))
             except yaml.YAMLError as e:
-                raise SpaceError(f"YAML error: {e}", str(p)) from None
+                raise SpaceError(yaml_error_text(e), str(p)) from None
     except OSError as e:
         raise ConfigError(f"cannot read {value!r}: {e.strerror}", source, "space_file") from None
     # a list is a CANDLE Supervisor GA parameter file; a mapping is the `space:` form

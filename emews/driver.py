@@ -374,8 +374,10 @@ class Driver:
             raise fatal
         if self.interrupted:
             exc = Terminated if self.stop.reason is StopReason.TERMINATED else KeyboardInterrupt
-            raise exc(f"{self.stop}; results so far are kept in {self.directory}; run the same command again "
-                      "to resume")
+            stopped = exc(f"{self.stop}; results so far are kept in {self.directory}; run the same command "
+                          "again to resume")
+            stopped.results = self.results()  # type: ignore[attr-defined]  # the CLI prints their summary
+            raise stopped
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
         return self.results()

@@ -158,15 +158,18 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
             exp.resume = load_resume_state(d)
         if exp.resume is not None:
             changes = config_changes(exp.resume.meta, cfg)
-            identity = [c for c in changes if c[0].split(".")[0] in IDENTITY_KEYS]
+            identity = [c for c in changes if _identity_key(c[0])]
             pinned = bool(exp.resume.completed)  # a search that never produced a result pins nothing
             if identity and not force and pinned:
                 lines = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in identity)
+                if getattr(cfg, "source", None) == "search()":  # the API: no --fresh, --out or --force there
+                    raise ConfigError(f"cannot resume {d}: this search() is a different search ({lines}). Call it "
+                                      "with resume=False for a new experiment, or give it another experiment= name")
                 raise ConfigError(f"cannot resume {d}: the config describes a different search ({lines}). "
                                   "Use --fresh (or another --out) for a new experiment, or --force to resume anyway",
                                   getattr(cfg, "source", None))
             for k, a, b in changes:
-                if k.split(".")[0] in IDENTITY_KEYS and pinned:
+                if _identity_key(k) and pinned:
                     log.warning("resuming despite a changed %s (--force): %s -> %s", k, _short(a), _short(b))
                 else:
                     log.info("resuming with %s changed: %s -> %s", k, _short(a), _short(b))
@@ -174,6 +177,11 @@ def open_experiment(cfg: Any, out: str | Path | None = None, how: str = "auto", 
         exp.close()
         raise
     return exp
+
+
+def _identity_key(key: str) -> bool:
+    """True for a change of what the search is (space, objective, optimizer, runner)."""
+    return key.split(".")[0].split(" ")[0] in IDENTITY_KEYS
 
 
 def _short(v: Any, width: int = 120) -> str:
@@ -189,6 +197,22 @@ def _optimizer_of(raw: Any) -> dict:
     if isinstance(raw, dict):
         return {"name": raw.get("name", "random"), "settings": raw.get("settings") or {}}
     return {"name": raw if raw is not None else "random", "settings": {}}
+
+
+def _code_changes(name: str, old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """The changes between two :func:`emews._pickling.code_identity` of the objective ``name``."""
+    out: list[tuple[str, Any, Any]] = []
+    same_python = old.get("python") == new.get("python")  # bytecode of another Python version cannot be compared
+    if not same_python:
+        log.info("objective %s: recorded under Python %s, now %s: its code is not compared", name, old.get("python"),
+                 new.get("python"))
+    if same_python and old.get("code") != new.get("code"):
+        out.append((f"objective {name}", f"code {old.get('code')}", f"code {new.get('code')} (its body was edited)"))
+    a, b = old.get("closure") or {}, new.get("closure") or {}
+    for k in list(a) + [k for k in b if k not in a]:
+        if a.get(k) != b.get(k):
+            out.append((f"objective {name}: the value of {k}", a.get(k, "(absent)"), b.get(k, "(absent)")))
+    return out
 
 
 def config_changes(meta: dict, cfg: Any) -> list[tuple[str, Any, Any]]:
@@ -209,6 +233,8 @@ def config_changes(meta: dict, cfg: Any) -> list[tuple[str, Any, Any]]:
                 out.append((f"space.{name}", a if a is not None else "(absent)", b if b is not None else "(absent)"))
     if _canon(old.get("objective")) != _canon(new.get("objective")):
         out.append(("objective", old.get("objective"), new.get("objective")))
+    elif isinstance(old.get("objective_code"), dict) and isinstance(new.get("objective_code"), dict):
+        out.extend(_code_changes(str(new.get("objective")), old["objective_code"], new["objective_code"]))
     a, b = _canon(_optimizer_of(old.get("optimizer"))), _canon(_optimizer_of(new.get("optimizer")))
     if a != b:
         out.append(("optimizer", a, b))

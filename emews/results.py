@@ -12,7 +12,54 @@ from typing import Any
 from .journal import JournalError, final_attempts, read_journal
 from .task import Stop
 
-__all__ = ["Results", "write_results_csv", "write_best_json", "best_of"]
+__all__ = ["Results", "Tally", "write_results_csv", "write_best_json", "best_of"]
+
+#: the finished statuses, in the order a count names them, and the words it uses
+_FINISHED_WORDS = {"done": "done", "stopped": "stopped early", "failed": "failed", "timeout": "timed out"}
+
+
+class Tally:
+    """How many tasks (last attempts) have each status: the one count that the CLI's
+    summary, ``report.txt`` and ``repr(Results)`` all print.
+
+    An *evaluation* is a finished task: done, stopped early, failed or timed out (what counts
+    against ``max_evals``). Cancelled, queued and running tasks are counted apart.
+
+    Example:
+        >>> str(Tally({"done": 2, "stopped": 38}))
+        '40 evaluations (2 done, 38 stopped early, 0 failed, 0 timed out)'
+    """
+
+    def __init__(self, counts: Mapping[str, int]):
+        self.counts = {k: int(v) for k, v in counts.items() if v}
+
+    @classmethod
+    def of(cls, rows: Iterable[Mapping[str, Any]]) -> Tally:
+        """The tally of a journal's rows (each task's last attempt counts)."""
+        counts: dict[str, int] = {}
+        for r in final_attempts(rows):
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        return cls(counts)
+
+    def __getitem__(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+    @property
+    def evaluations(self) -> int:
+        """Finished tasks: done, stopped early, failed, timed out."""
+        return sum(self[s] for s in _FINISHED_WORDS)
+
+    @property
+    def unfinished(self) -> dict[str, int]:
+        """The other statuses (cancelled, queued, running) with their counts."""
+        return {k: v for k, v in sorted(self.counts.items()) if k not in _FINISHED_WORDS}
+
+    def __str__(self) -> str:
+        parts = [f"{self[s]} {w}" for s, w in _FINISHED_WORDS.items() if s != "stopped" or self[s]]
+        return f"{self.evaluations} evaluations ({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        return f"Tally({self.counts!r})"
 
 
 class Results:
@@ -112,24 +159,35 @@ class Results:
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r["status"] == status)
 
+    @property
+    def tally(self) -> Tally:
+        """How many tasks have each status (see :class:`Tally`)."""
+        return Tally.of(self.rows)
+
     def __len__(self) -> int:
         return len(self.rows)
 
     def __repr__(self) -> str:
         b = self.best
         best = f"best loss {b['loss']:.6g}" if b else "no successful evaluation"
-        return f"<Results: {len(self)} evaluations, {self.count('done')} done, {best}>"
+        t = self.tally
+        rest = "".join(f", {n} {s}" for s, n in t.unfinished.items())
+        return f"<Results: {t}{rest}, {best}>"
 
     def to_records(self) -> list[dict]:
-        """Flat dicts: ids, status, loss, one key per parameter and per metric."""
+        """Flat dicts: ids, status, loss, one key per parameter and per metric, then the
+        placement and times (``worker, host, gpu, start, end, runtime``) and ``error``: the
+        columns of ``results.csv``."""
         out = []
         for r in self.rows:
             d: dict[str, Any] = {"task_id": r["task_id"], "attempt": r["attempt"], "status": r["status"], "loss": r["loss"]}
             d.update(r["params"])
             for k, v in (r.get("metrics") or {}).items():
                 d[k if k not in d and k not in _FIXED_COLUMNS else f"metric_{k}"] = v
-            for k in ("worker", "host", "gpu", "start", "end", "error"):
+            for k in ("worker", "host", "gpu", "start", "end"):
                 d[k] = r.get(k)
+            d["runtime"] = _runtime(r)
+            d["error"] = r.get("error")
             out.append(d)
         return out
 
@@ -208,11 +266,16 @@ def write_results_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], param
         w.writerow(head)
         for r in final:
             p, m = r["params"], r.get("metrics") or {}
-            runtime = (r["end"] - r["start"]) if r.get("end") is not None and r.get("start") is not None else None
+            runtime = _runtime(r)
             w.writerow([r["task_id"], r["attempt"], r["status"], r["loss"], *[_cell(p.get(n)) for n in param_names],
                         *[_cell(m.get(k)) for k in metric_names], r.get("worker"), r.get("host"), r.get("gpu"),
                         r.get("start"), r.get("end"), runtime, _last_line(r.get("error"))])
     tmp.replace(path)
+
+
+def _runtime(row: Mapping[str, Any]) -> float | None:
+    """Seconds from the attempt's start to its end (None when either is unknown)."""
+    return (row["end"] - row["start"]) if row.get("end") is not None and row.get("start") is not None else None
 
 
 def _last_line(text: str | None) -> str:

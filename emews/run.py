@@ -14,9 +14,12 @@ paragraph on stderr; results computed before an error stay in the experiment dir
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 
 from . import _checks
@@ -26,6 +29,8 @@ from .driver import Terminated
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
 from .journal import JournalError
 from .launch import launch
+from .results import Tally
+from .task import StopReason
 
 USAGE_EXAMPLE = """examples:
   python -m emews.run configs/quickstart.yaml
@@ -76,22 +81,60 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
 
 
 def summary(results, quiet: bool = False) -> str:
-    done, failed, timeout, cancelled = (results.count(s) for s in ("done", "failed", "timeout", "cancelled"))
-    line = f"emews: {done + failed + timeout} evaluations ({done} done, {failed} failed, {timeout} timed out)"
+    """The lines printed on stdout at the end of a run (also after Ctrl-C or SIGTERM): the
+    :class:`~emews.results.Tally` of the evaluations, the most frequent errors, the best loss
+    and parameters (or why there are none), the directory, and how to continue a stopped run."""
+    tally = Tally.of(results.rows)
+    line = f"emews: {tally}"
+    cancelled = tally["cancelled"]
     if cancelled:
         line += f"; {cancelled} cancelled task(s) never finished"
     lines = [line, *_checks.failure_lines(results.rows)]
     best = results.best
-    if best is None:
+    stop = getattr(results, "stop", None)
+    if not tally.evaluations:
+        lines.append(f"emews: nothing was evaluated ({stop or 'no task finished'})")
+    elif best is None:
         lines.append("emews: no evaluation succeeded; see the error column of results.csv")
     else:
         lines.append(f"emews: best loss {best['loss']:.6g} (task {best['task_id']})")
         lines.append("emews: best params " + json.dumps(best["params"], default=str))
     lines.append(f"emews: results in {results.directory}")
-    stop = getattr(results, "stop", None)
-    if stop is not None and stop.reason.early:
+    if stop is not None and (stop.reason.early or stop.reason in (StopReason.TERMINATED, StopReason.INTERRUPTED)):
         lines.append(f"emews: stopped early ({stop}); run the same command again to resume")
     return "\n".join(lines)
+
+
+#: the environment variables in which MPI launchers and Slurm give a process its rank
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "PALS_RANKID", "SLURM_PROCID")
+
+
+def _launcher_rank() -> int:
+    """This process's rank as the launcher announced it (0 without one), read without MPI."""
+    for var in _RANK_VARS:
+        v = os.environ.get(var, "")
+        if v.isdigit():
+            return int(v)
+    return 0
+
+
+def _blame_override(error: ConfigError, config: str, overrides: Sequence[str]) -> ConfigError:
+    """``error`` blamed on the ``--set KEY=VALUE`` that gave the bad value, not on the file."""
+    if error.source != str(config) or not error.key:
+        return error
+    for item in reversed(overrides):  # the last --set of a key wins
+        key = item.partition("=")[0]
+        if error.key == key or error.key.startswith(key + ".") or key.startswith(error.key + "."):
+            body = str(error).removeprefix(f"{error.source}: {error.key}: ")
+            return ConfigError(body, f"--set {item}", error.key)
+    return error
+
+
+def _refuse_past(deadline: object, source: str, key: str) -> None:
+    """A deadline already past is a typo (a run would stop at once, every time it is resumed)."""
+    if isinstance(deadline, float) and deadline <= time.time():
+        when = datetime.datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
+        raise ConfigError(f"is in the past ({when}); give the job's end, e.g. --deadline +11h50m", source, key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         if args.deadline is not None:
             cfg.deadline = parse_deadline(args.deadline, "command line", "--deadline")
+            _refuse_past(cfg.deadline, "command line", "--deadline")
             cfg.raw["deadline"] = args.deadline
         if args.quiet:
             cfg.progress = 0
@@ -110,7 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if results is None:  # an MPI worker rank: the search is over
             return 0
     except (ConfigError, ObjectiveError, JournalError) as e:
-        print(f"emews: error: {e}", file=sys.stderr)
+        if isinstance(e, ConfigError):
+            e = _blame_override(e, args.config, args.overrides)
+        if not (isinstance(e, ConfigError) and _launcher_rank() > 0):  # every rank read the same input: one says so
+            print(f"emews: error: {e}", file=sys.stderr)
         return 2
     except OptimizerError as e:
         print(f"emews: error: {e}", file=sys.stderr)
@@ -118,12 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmewsError as e:
         print(f"emews: error: {e}", file=sys.stderr)
         return 1
-    except Terminated as e:
-        print(f"emews: {str(e) or 'terminated'}", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt as e:
-        print(f"emews: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or Terminated (SIGTERM): the summary of what was kept comes too
+        print(f"emews: {str(e) or ('terminated' if isinstance(e, Terminated) else 'interrupted')}", file=sys.stderr)
+        if getattr(e, "results", None) is not None:
+            print(summary(e.results))
+        return 143 if isinstance(e, Terminated) else 130
     print(summary(results))  # -q quiets the messages on stderr, not this summary on stdout
     return _checks.exit_status(results)  # 3: evaluations finished, none succeeded
 

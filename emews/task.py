@@ -272,11 +272,14 @@ class Outcome:
                       worker=worker, host=host, gpu=gpu, start=self.start, end=self.end, attempt=task.attempt)
 
 
-def outcome_from_value(value: Any) -> Outcome:
+def outcome_from_value(value: Any, text: bool = False) -> Outcome:
     """Interpret what an objective returned as an :class:`Outcome` (no times yet).
 
     A number is the loss; a dict carries ``loss`` plus extra metrics. NaN, infinity, a
     missing ``loss`` or a non-number make a failed result (with the reason as error text).
+    A string (``"0.5"``) is a failed result naming its type, as a Python objective that
+    returns one more likely has a bug than a loss; ``text=True`` parses it instead (what a
+    command's output or result file holds).
     """
     metrics: dict = {}
     raw = value
@@ -288,6 +291,9 @@ def outcome_from_value(value: Any) -> Outcome:
         raw = value["loss"]
     if isinstance(raw, bool) or raw is None:
         return Outcome.failed(f"objective returned a non-number loss: {raw!r}", metrics=metrics)
+    if isinstance(raw, (str, bytes)) and not text:
+        return Outcome.failed(f"objective returned a non-number loss: {raw!r:.200} (a {type(raw).__name__}; "
+                              "return float(...) if it is the loss)", metrics=metrics)
     try:
         loss = float(raw)
     except (TypeError, ValueError):

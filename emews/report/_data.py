@@ -316,10 +316,12 @@ def completed(rows: Iterable[Row]) -> list[Row]:
 
 def trajectory(rows: Iterable[Row], t0: float | None = None) -> list[dict]:
     """The search, one entry per completed evaluation in completion order:
-    ``{"index": 1.., "task_id", "time": s since t0, "status", "loss", "best"}``.
+    ``{"index": 1.., "task_id", "time": s since t0, "status", "loss", "best", "reported"}``.
 
     ``loss`` is ``None`` for a failed evaluation (or a non-finite loss); ``best`` is the lowest
-    loss so far (``None`` until the first success).
+    loss so far (``None`` until the first success); ``reported`` is a stopped task's last
+    judged loss (``None`` for the others: a stopped task's loss is not a final one, and it
+    never counts as the best).
     """
     rows = list(rows)
     if t0 is None:
@@ -330,8 +332,9 @@ def trajectory(rows: Iterable[Row], t0: float | None = None) -> list[dict]:
         loss = finite(r.get("loss")) if r["status"] == "done" else None
         if loss is not None and (best is None or loss < best):
             best = loss
+        reported = finite(r.get("loss")) if r["status"] == "stopped" else None
         out.append({"index": i, "task_id": r["task_id"], "time": _completion_time(r) - t0, "status": r["status"],
-                    "loss": loss, "best": best})
+                    "loss": loss, "best": best, "reported": reported})
     return out
 
 

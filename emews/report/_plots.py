@@ -223,21 +223,32 @@ def draw_trajectory(ax: Any, src: Results, x: str = "evaluation") -> None:
         return e[key] / scale
 
     ok = [e for e in traj if e["loss"] is not None]
+    stopped = [e for e in traj if e["reported"] is not None]
     if ok:
         ax.scatter([pos(e) for e in ok], [e["loss"] for e in ok], s=12, color="tab:blue", alpha=0.45, lw=0,
                    label="evaluation", zorder=2)
+    if stopped:  # at the last loss they reported: not a final loss, never the best
+        ax.scatter([pos(e) for e in stopped], [e["reported"] for e in stopped], s=14, facecolors="none",
+                   edgecolors="tab:orange", lw=0.9, alpha=0.8, label="stopped early (last report)", zorder=2)
+    if ok:
         steps = [e for e in traj if e["best"] is not None]
         ax.step([pos(e) for e in steps], [e["best"] for e in steps], where="post", color="tab:red", lw=1.8,
                 label="best so far", zorder=3)
-        items = sorted((i for i in its["items"] if i["min"] is not None), key=lambda i: i[key])
+        # each iteration's min and mean as a level across the evaluations it holds: a line
+        # joining one iteration to the next would read as data between them
+        where = {e["task_id"]: pos(e) for e in traj}
+        items = [i for i in its["items"] if i["min"] is not None]
         what = "batch" if its["rule"] == "batch" else f"window of {its['size']}"
-        ax.plot([i[key] / scale for i in items], [i["min"] for i in items], color="tab:green", lw=1, marker=".",
-                ms=4, label=f"min per {what}", zorder=3)
-        ax.plot([i[key] / scale for i in items], [i["mean"] for i in items], color="tab:purple", lw=1, ls="--",
-                label=f"mean per {what}", zorder=3)
-        if _use_log([e["loss"] for e in ok]):
+        for stat, style in (("min", {"color": "tab:green", "lw": 1.6}), ("mean", {"color": "tab:purple", "lw": 1,
+                                                                                   "linestyles": "--"})):
+            spans = [(min(xs), max(xs), i[stat]) for i in items if (xs := [where[t] for t in i["tasks"] if t in where])]
+            pad = 0.3 if x == "evaluation" else 0.006 * span / scale  # a one-evaluation iteration: still a dash
+            ax.hlines([y for _, _, y in spans], [a - pad for a, _, _ in spans], [b + pad for _, b, _ in spans],
+                      label=f"{stat} per {what}", zorder=3, **style)
+    if ok or stopped:
+        if _use_log([e["loss"] for e in ok] + [e["reported"] for e in stopped]):
             _log_axis(ax, "y")
-    else:
+    if not ok:
         _empty(ax, "no successful evaluation yet")
     _mark_failures(ax, [pos(e) for e in traj if e["status"] in FAILURES])
     if x == "time":
@@ -259,16 +270,20 @@ def plot_trajectory(source: Results, path: str | Path | None = None, *, ax: Any 
     if ax is not None:
         require_matplotlib()
         draw_trajectory(ax, src, x)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best", framealpha=0.8)
         _save(ax.figure, path)
         return ax  # not the figure: a pyplot figure returned as a cell's value would show twice
     else:
-        fig = _figure(10, 3.9)
-        a, b = fig.subplots(1, 2, sharey=True, gridspec_kw=_margins(fig, 0.8, 0.15, 0.42, 0.55, wspace=0.04))
+        fig = _figure(10, 4.2)
+        a, b = fig.subplots(1, 2, sharey=True, gridspec_kw=_margins(fig, 0.8, 0.15, 0.42, 0.85, wspace=0.04))
         draw_trajectory(a, src, "evaluation")
         draw_trajectory(b, src, "time")
         b.set_ylabel("")
-        if a.get_legend_handles_labels()[0]:  # below the band of failure crosses at the top
-            a.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.9), framealpha=0.8)
+        handles, labels = a.get_legend_handles_labels()
+        if handles:  # one row under the panels, never on the data
+            a.legend(handles, labels, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 0.01),
+                     bbox_transform=fig.transFigure, ncols=len(handles), frameon=False)
         n = len(_data.completed(src.all_attempts))
         best = _data.top_trials(src.all_attempts, 1)
         tail = f", best {best[0]['loss']:.4g}" if best else ""
@@ -284,8 +299,8 @@ def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = 
     stopped at (for ASHA the crosses line up on the rungs, drawn as dotted lines), others grey."""
     src = source
     if ax is None:
-        fig = _figure(7, 4.2)
-        a = fig.subplots(gridspec_kw=_margins(fig, 0.8, 0.15, 0.35, 0.55))
+        fig = _figure(7, 4.5)
+        a = fig.subplots(gridspec_kw=_margins(fig, 0.8, 0.15, 0.35, 0.8))
     else:
         require_matplotlib()
         fig, a = ax.figure, ax
@@ -312,8 +327,11 @@ def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = 
 
     handles = [Line2D([], [], color="tab:blue", label="ran to the end"),
                Line2D([], [], color="tab:orange", marker="x", mec="tab:red", label="stopped early")]
-    if curves:
-        a.legend(handles=handles, fontsize=7, loc="upper right")
+    if curves and ax is None:  # under the panel, never on the curves
+        a.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 0.01),
+                 bbox_transform=fig.transFigure, ncols=2, frameon=False)
+    elif curves:
+        a.legend(handles=handles, fontsize=7, loc="best")
     if losses and _use_log(losses):
         _log_axis(a, "y")
     a.set_xlabel("step (epoch)")

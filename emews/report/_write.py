@@ -10,6 +10,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..results import Tally
 from . import _data
 from ._data import Results
 from ._plots import plot_learning, plot_load, plot_params, plot_trajectory, require_matplotlib
@@ -29,11 +30,12 @@ def _fmt_params(params: dict) -> str:
 
 def summary_text(data: dict) -> str:
     """The text summary of a :func:`report_data` dict (what ``report.txt`` holds)."""
-    st = data["status"]
+    tally = Tally(data["status"])
+    rest = "".join(f", {v} {k}" for k, v in tally.unfinished.items())
     lines = [
         f"experiment {data['experiment']} ({data['pool'] or '?'} pool, {data['workers']} workers): "
         f"{data['evaluations']} tasks, {data['attempts']} attempts; "
-        + (", ".join(f"{v} {k}" for k, v in st.items()) or "nothing evaluated"),
+        + (f"{tally}{rest}" if data["status"] else "nothing evaluated"),
     ]
     runtime = f"{data['runtime']:.1f} s" if data["runtime"] is not None else "unknown"
     sess = f" over {data['sessions']} sessions" if data["sessions"] > 1 else ""

@@ -97,7 +97,7 @@ class ReportChecks:
         self.name = name
         self.quiet = False  # set while restoring: the earlier session warned already
         self.last_step: dict[Hashable, float] = {}
-        self.warned_nan: set[Hashable] = set()
+        self.warned: set[tuple[Hashable, str]] = set()  # (task, kind): each warned once
         self.ended: set[Hashable] = set()
 
     @contextlib.contextmanager
@@ -111,20 +111,21 @@ class ReportChecks:
 
     def accept(self, task_id: Hashable, step: Any, loss: Any) -> float | None:
         if task_id in self.ended:
-            self._warn("%s: report from task %r after it finished (step %r, loss %r) ignored",
-                        self.name, task_id, step, loss)
+            self._warn(task_id, "ended", "%s: report from task %r after it finished (step %r, loss %r) ignored "
+                       "(warned once per task)", self.name, task_id, step, loss)
             return None
         try:
             s = float(step)
         except (TypeError, ValueError):
             s = math.nan
         if not math.isfinite(s):
-            self._warn("%s: task %r reported step %r, not a finite number: report ignored", self.name, task_id, step)
+            self._warn(task_id, "step", "%s: task %r reported step %r, not a finite number: report ignored "
+                       "(warned once per task)", self.name, task_id, step)
             return None
         last = self.last_step.get(task_id)
         if last is not None and s <= last:
-            self._warn("%s: task %r reported step %r after step %r (steps must grow): report ignored",
-                        self.name, task_id, step, last)
+            self._warn(task_id, "order", "%s: task %r reported step %r after step %r (steps must grow): report "
+                       "ignored (warned once per task)", self.name, task_id, step, last)
             return None
         self.last_step[task_id] = s
         try:
@@ -132,18 +133,19 @@ class ReportChecks:
         except (TypeError, ValueError):
             v = math.nan
         if math.isnan(v):
-            if task_id not in self.warned_nan:
-                self.warned_nan.add(task_id)
-                self._warn("%s: task %r reported loss %r at step %r: counted as the worst value "
-                            "(warned once per task)", self.name, task_id, loss, step)
+            self._warn(task_id, "nan", "%s: task %r reported loss %r at step %r: counted as the worst value "
+                       "(warned once per task)", self.name, task_id, loss, step)
             return math.inf
         return v
 
-    def _warn(self, msg: str, *args: Any) -> None:
-        if not self.quiet:
-            log.warning(msg, *args)
+    def _warn(self, task_id: Hashable, kind: str, msg: str, *args: Any) -> None:
+        """One warning per task and kind (none while restoring)."""
+        if self.quiet or (task_id, kind) in self.warned:
+            return
+        self.warned.add((task_id, kind))
+        log.warning(msg, *args)
 
     def end(self, task_id: Hashable) -> None:
         self.last_step.pop(task_id, None)
-        self.warned_nan.discard(task_id)
+        self.warned -= {(task_id, k) for k in ("step", "order", "nan")}
         self.ended.add(task_id)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -345,6 +346,8 @@ class CommandRunner:
                 return Outcome.failed(f"timed out after {self.timeout:g} s; the task's process group was killed "
                                       f"({how}); logs in {d}", TIMEOUT)
             _procs.reap(proc)
+        if trial is not None and trial.reports == 0 and proc.returncode == 0:
+            self._warn_unmatched(d / (self.report_file or "stdout.txt"))
         if proc.returncode != 0:
             text = _read_tail(d / "stderr.txt")
             more = f"; last lines of {d / 'stderr.txt'}:\n{_procs.tail(text)}" if text.strip() else f" (no stderr; logs in {d})"
@@ -387,6 +390,21 @@ class CommandRunner:
             if deadline is not None and time.monotonic() >= deadline:
                 return False, trial
 
+    def _warn_unmatched(self, path: Path) -> None:
+        """Warn, once per experiment (the first worker to create a marker in ``workdir``),
+        that a task ran to its end without a line matching ``report_pattern``: a pattern
+        that never matches would leave early stopping silently idle."""
+        try:
+            os.close(os.open(self.workdir / ".report_pattern_unmatched", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except OSError:  # warned already (by this or another worker), or no marker possible
+            return
+        tail = _read_tail(path).strip().splitlines() if path.exists() else []
+        sample = f"; its last line: {tail[-1][:200]!r}" if tail else f" ({path.name} is empty or missing)"
+        logging.getLogger("emews").warning(
+            "a task ended without a line of %s matching runner.report_pattern %r: no intermediate reports, so nothing "
+            "can be stopped early; check the pattern against the output%s (warned once)", path, self.report_pattern.pattern,
+            sample)
+
     def _report_line(self, line: str, trial: Any) -> None:
         rx = self.report_pattern
         m = rx.search(line)  # type: ignore[union-attr]
@@ -417,7 +435,7 @@ class CommandRunner:
             m = self.pattern.search(line)
             if m:
                 value = m.group("loss") if "loss" in self.pattern.groupindex else m.group(1)
-                o = outcome_from_value(value)
+                o = outcome_from_value(value, text=True)
                 if o.error:
                     o = dataclasses.replace(o, error=f"{o.error} (from the stdout line {line.strip()!r} matching "
                                                      f"{self.pattern.pattern!r})")
@@ -453,7 +471,7 @@ def _from_result_file(path: Path) -> Outcome:
     except json.JSONDecodeError as e:
         return Outcome.failed(f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
                               f"number or {{\"loss\": ...}}, got {text[:200]!r}")
-    o = outcome_from_value(value)
+    o = outcome_from_value(value, text=True)
     return dataclasses.replace(o, error=f"result file {path}: {o.error}") if o.error else o
 
 

@@ -123,8 +123,9 @@ class IsolatedRunner:
             except (AttributeError, OSError, ValueError):
                 pass
         if (outcome.status == TIMEOUT or (outcome.error or "").startswith("child process")) and stderr.strip():
-            more = f"\nlast lines of its stderr:\n{_procs.tail(stderr)}"
-            outcome = dataclasses.replace(outcome, error=f"{outcome.error}{more}")
+            # what happened stays the last line (the one results.csv and the summary show)
+            error = "last lines of the child's stderr:\n" + _procs.tail(stderr) + "\n" + (outcome.error or "")
+            outcome = dataclasses.replace(outcome, error=error)
         return outcome.timed(start, end)
 
     def _supervise(self, proc: subprocess.Popen, read_fd: int) -> Outcome:

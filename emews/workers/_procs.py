@@ -131,14 +131,20 @@ def kill_group(proc: subprocess.Popen, grace: float) -> str:
     """
     pgid = proc.pid  # start_new_session=True: the child leads its own group
     t0 = time.monotonic()
-    sent = ["SIGTERM"] if _signal_group(pgid, signal.SIGTERM) else []
-    if grace > 0 and sent:
-        wait_exit(proc, grace)
-    # the leader may have gone on SIGTERM while others in its group ignore it
-    if _signal_group(pgid, signal.SIGKILL):
-        sent.append(f"SIGKILL {time.monotonic() - t0:.1f} s later (kill_grace {grace:g} s)" if sent else "SIGKILL")
+    termed = _signal_group(pgid, signal.SIGTERM)
+    ended = termed and grace > 0 and wait_exit(proc, grace)
+    took = time.monotonic() - t0
+    # the rest of the group (or a leader that ignored SIGTERM); the group lives on while the
+    # leader is unreaped, so this succeeds even when nothing but the ended leader was left
+    killed = _signal_group(pgid, signal.SIGKILL)
     proc.wait()
-    return ", then ".join(sent) or "nothing (already gone)"
+    if not termed:
+        return "SIGKILL" if killed else "nothing (already gone)"
+    if ended:
+        return f"SIGTERM; it ended {took:.1f} s later"
+    if grace <= 0:
+        return "SIGTERM and SIGKILL at once (kill_grace 0)"
+    return f"SIGTERM, then SIGKILL after the kill_grace of {grace:g} s (SIGTERM did not end it)"
 
 
 def reap(proc: subprocess.Popen) -> None:

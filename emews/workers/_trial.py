@@ -18,7 +18,7 @@ on it: the answer to report *k* is read when report *k + 1* is made (it has had 
 step to arrive), so a stop decided at step *k* is seen at step *k + 1* at the latest, and a
 stopped attempt ends with the step and loss of the report that was judged. Bad reports never
 crash a task: a NaN loss or a step that does not grow is sent as is (the stopper counts a
-NaN as the worst value and ignores a step that does not grow), with one warning per task.
+NaN as the worst value and ignores a step that does not grow, warning once per task and kind).
 
 The channel is a :class:`~emews.workers._wire.WorkerChannel` (one class for every pool and
 runner; each gives it its transport). A trial uses two of its methods: ``send(step, loss,
@@ -32,7 +32,6 @@ import contextvars
 import inspect
 import logging
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -119,9 +118,9 @@ class Trial:
         if kind in self._warned:
             return
         self._warned.add(kind)
-        text = msg % args
-        log.warning(text)
-        warnings.warn(text, RuntimeWarning, stacklevel=3)
+        # a debug line only: the driver's stopper judges the reports and warns, once per task
+        # and kind, where the user reads the run's messages (a warning here too doubled each)
+        log.debug(msg, *args)
 
     def stopped_outcome(self) -> tuple[float | None, float | None, dict]:
         """``(step, loss, metrics)`` a stopped attempt ends with (the last judged report)."""

@@ -115,11 +115,15 @@ def test_bad_deadline_on_the_command_line_and_in_the_config(tmp_path):
     r = run_cli([str(cfg), "--deadline", "soon"], cwd=tmp_path, env=kill_env(tmp_path))
     assert r.returncode == 2 and "--deadline: must be epoch seconds" in r.stderr and "'soon'" in r.stderr
     r = run_cli([str(cfg), "--deadline", "2020-01-01T00:00"], cwd=tmp_path, env=kill_env(tmp_path))
-    assert r.returncode == 2 and f"{cfg}: deadline: is in the past (2020-01-01T00:00:00)" in r.stderr, r.stderr
+    # blamed on the command line that gave it (issue 25), not on the file
+    assert r.returncode == 2 and "command line: --deadline: is in the past (2020-01-01T00:00:00)" in r.stderr, r.stderr
+    r = run_cli([str(cfg), "--set", "deadline=2020-01-01T00:00"], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 2 and "--set deadline=2020-01-01T00:00: deadline: is in the past (2020-01-01T00:00:00)" \
+        in r.stderr, r.stderr
     r = run_cli([str(cfg)], cwd=tmp_path, env=kill_env(tmp_path) | {"SLURM_JOB_END_TIME": "inf"})
     assert r.returncode == 0 and "ignoring SLURM_JOB_END_TIME='inf': not epoch seconds" in r.stderr, r.stderr
     r = run_cli([str(cfg), "--set", "kill_margin=100"], cwd=tmp_path, env=kill_env(tmp_path))
-    assert r.returncode == 2 and f"{cfg}: kill_margin: must not exceed stop_margin (60), got 100" in r.stderr
+    assert r.returncode == 2 and "--set kill_margin=100: kill_margin: must not exceed stop_margin (60), got 100" in r.stderr
 
 
 def test_progress_text_and_live_line():
