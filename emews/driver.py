@@ -341,14 +341,17 @@ class Driver:
         """True when nothing but a task completion can happen next: no idle worker with work
         queued, and the optimizer either cannot add work that would run (every worker busy,
         the budget taken, the search stopped or over) or has said it is blocked waiting for
-        results, with nothing of its unread. A simulated clock may then skip ahead."""
+        results, with nothing of its unread. A simulated clock may then skip ahead (one that
+        charges no real time only while the optimizer waits or is over: see :class:`~emews._clock.SimClock`)."""
         if self.waiting and self.pool.idle:
             return False
         q = self.queues
         if extra and q.readable():
             return False
-        return (self.pool.idle == 0 or q.waiting or self.ledger.stop is not None or q.over
-                or self.ledger.budget_taken)
+        if q.waiting or q.over:
+            return True
+        return self.clock.real_time and (self.pool.idle == 0 or self.ledger.stop is not None
+                                         or self.ledger.budget_taken)
 
     def _tell(self, results: list[Result]) -> None:
         """Results for the optimizer, held back while proposals beyond one per worker are
