@@ -35,7 +35,8 @@ __all__ = ["start_session", "end_session", "Outputs"]
 log = logging.getLogger("emews")
 
 
-def start_session(journal: Journal, settings: Any, pool: Any, resume: ResumeState | None, t0: float) -> tuple[int, list[dict]]:
+def start_session(journal: Journal, settings: Any, pool: Any, resume: ResumeState | None,
+                  t0: float) -> tuple[int, list[dict]]:
     """Journal a session's start; returns the seed the optimizer gets and the sessions list
     (this one last, to be completed by :func:`end_session`).
 

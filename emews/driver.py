@@ -334,7 +334,8 @@ class Driver:
             raise exc(f"{led.stop}; results so far are kept in {self.directory}; run the same command again "
                       "to resume")
         if self.queues is not None and self.queues.error:
-            raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.queues.error}")
+            raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n"
+                                 f"{self.queues.error}")
         return self.outputs.results(led.stop)
 
     def _only_completions_can_come(self, extra: list) -> bool:
