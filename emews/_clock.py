@@ -42,6 +42,14 @@ WALL = WallClock()
 class SimClock:
     """Simulated time that real time also moves (see the module docstring).
 
+    Args:
+        start: the epoch time it starts at (default: now).
+        real_time: False for a clock that moves only by its jumps: no real cost is charged,
+            so a seeded run repeats exactly whatever the machine's speed (the optimizer
+            contract suite's runs). The driver then jumps only while the optimizer waits for
+            results: a jump while it computes would let the machine's speed decide which
+            results it has seen when it next proposes.
+
     Attributes:
         may_jump: set by the driver before each wait: True when nothing but the next task
             completion can make progress, so the clock may skip to it.
@@ -51,7 +59,8 @@ class SimClock:
 
     simulated = True
 
-    def __init__(self, start: float | None = None):
+    def __init__(self, start: float | None = None, *, real_time: bool = True):
+        self.real_time = real_time
         self._real0 = time.monotonic()
         self._epoch0 = time.time() if start is None else float(start)
         self.skipped = 0.0
@@ -67,7 +76,8 @@ class SimClock:
 
     def monotonic(self) -> float:
         """Simulated seconds since the clock began, plus the start (monotonic)."""
-        return self._epoch0 + (time.monotonic() - self._real0) + self.skipped
+        real = time.monotonic() - self._real0 if self.real_time else 0.0
+        return self._epoch0 + real + self.skipped
 
     def time(self) -> float:
         """Simulated epoch seconds (what the journal records)."""

@@ -2,11 +2,13 @@
 
 ::
 
-    OptimizerProcess ──PUT────▶ ┌─────────── driver loop ───────────┐ ──Task──▶ pool
-                     ◀─results─── │ waiting deque → idle workers      │ ◀─Result─
-                                  │ retries, budget, max_time, Ctrl-C │
-                                  │ journal (only writer), outputs    │
-                                  └───────────────────────────────────┘
+    optimizer process ◀─pipe─▶ DriverEnd ─PUT─▶ ┌────────── driver loop ───────────┐ ─Task──▶ pool
+    (emews.queues._driver_end)           ◀─results │ Ledger: budget, attempts, retries│ ◀Result─
+                                                   │ waiting deque → idle workers     │
+                                                   │ stopper, max_time, deadline      │
+                                                   │ journal (only writer)            │
+                                                   └──────────────────────────────────┘
+                                                      session meta, outputs: _session
 
 The loop blocks in ``pool.wait`` on every worker and the optimizer pipe at once; it never
 spins. Every state change goes to the journal (batched; finished results within
@@ -19,10 +21,7 @@ the journal holds: finished results count and go to the optimizer, open tasks ru
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import secrets
-import select
 import signal
 import threading
 import time
@@ -31,15 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._ledger import Ledger
 from ._progress import Progress
+from ._session import Outputs, end_session, start_session
 from .errors import OptimizerError
-from .journal import JOURNAL_NAME, Journal, read_journal
+from .journal import JOURNAL_NAME, Journal
 from .optimizers._host import OptimizerProcess
 from .queues import _protocol as wire
-from .results import Results, write_best_json, write_results_csv
-from .resume import Handoff, ResumeState, plan_resume
+from .queues._driver_end import DriverEnd
+from .results import Results
+from .resume import Handoff, ResumePlan, ResumeState, plan_resume
 from .space import Space
-from .task import CANCELLED, DONE, STOPPED, Report, Result, Stop, StopReason, Task, attempt_key
+from .task import CANCELLED, Report, Result, Stop, StopReason, Task, attempt_key
 
 __all__ = ["Driver", "SearchSettings", "Terminated"]
 
@@ -96,13 +98,15 @@ RESULT_FLUSH = 0.05
 #: ...unless flushes are slow (thousands of results a second, a slow disk): then they are
 #: spaced by this many times the last flush's cost, so journaling stays ~10% of the driver's time
 FLUSH_SPACING = 10.0
-#: the longest finished results are held back from an optimizer that still has proposals
-#: queued (see :meth:`Driver._tell`)
-TELL_WAIT = 0.05
 
 
 class Driver:
     """Runs one search: starts the optimizer process, feeds the pool, journals everything.
+
+    The loop holds a :class:`~emews._ledger.Ledger` (budget, attempts, retries: what to do
+    with a put or a result), the driver's end of the optimizer pipe
+    (:class:`~emews.queues._driver_end.DriverEnd`), the pool, the journal, the stopper and
+    the clock; the session's meta and outputs are :mod:`emews._session`'s.
 
     With ``resume`` (an earlier session's state, see :mod:`emews.resume`) the finished
     results count against the budget and go to the optimizer as history, and the tasks
@@ -120,93 +124,46 @@ class Driver:
         self.directory = Path(directory)
         self.resume = resume
         self.journal = Journal(self.directory / JOURNAL_NAME)
-        self._opt_waiting = False  # the optimizer said it is blocked waiting for results
+        #: budget, attempts, retries, counts and why the session ends
+        self.ledger = Ledger(settings.max_evals, settings.retries)
+        #: the driver's end of the optimizer pipe (None until the optimizer process starts)
+        self.queues: DriverEnd | None = None
+        self.outputs = Outputs(self.directory, settings.space)
         self._limit: float | None = None  # when a time limit stopped new tasks
-        self._poller: Any = None  # readiness of the optimizer pipe (select.poll)
         self.waiting: collections.deque[Task] = collections.deque()
-        self.accepted = 0  # tasks taken from the optimizer (counted against max_evals)
-        self.finished = 0  # tasks with a final result
-        self.failed = 0  # of which failed or timed out
-        self.finished_before = 0  # finished in earlier sessions (resume)
-        self.batches = 0  # "put" messages read so far (journaled as each task's batch)
-        self._batch_of: dict[int, int] = {}  # task id -> its batch, while the task may be retried
-        self.best: float | None = None
-        self.stop: Stop | None = None  # why the session ends (set once)
-        self.optimizer_error: str | None = None
-        self.optimizer_done = False
         self.interrupted = False
         self._cancel_running = False  # the deadline is too close for running tasks to finish
         self._results_due = False  # finished results not yet flushed
-        self._untold: list[Result] = []  # finished results held back from the optimizer (_tell)
-        self._untold_since = 0.0  # when the oldest of them came (clock.monotonic)
-        self._failures: dict[int, int] = {}  # task id -> failed or timed-out attempts (against retries)
         self._sessions: list[dict] = []  # the journal's sessions, this one last
-        self._results: Results | None = None  # the journal as read back once the run is over
-        self._preload: threading.Thread | None = None  # matplotlib imported ahead of the report
         from .stoppers import from_config  # light: the built-in rules import nothing heavy
 
         #: the early-stopping rule (None: reports are journaled, nothing is stopped)
         self.stopper = from_config(settings.stopper)
         self.reports = 0  # intermediate reports received this session
-        self.stopped = 0  # tasks that ended stopped, this session
         self._stop_asked: set[tuple[int, int]] = set()  # attempts told to stop (stopper or optimizer)
         self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
 
     # -- start ---------------------------------------------------------------------------
-    def _start_meta(self, t0: float) -> int:
-        """Journal the session's start; returns the seed the optimizer gets."""
-        s, r = self.s, self.resume
-        seed = s.seed
-        if seed is None and r is not None:
-            seed = r.seed  # a resident optimizer retraces its steps only with the same seed
-        if seed is None:
-            seed = secrets.randbits(31)  # unseeded search: still recorded, so a resume can replay it
-        sessions = list(r.meta.get("sessions") or []) if r is not None else []
-        if r is not None and not sessions:  # a journal from before sessions were recorded
-            sessions = [{k: r.meta.get(k) for k in ("started", "finished", "outcome", "pool", "workers")}]
-        if sessions and sessions[-1].get("finished") is None:
-            sessions[-1]["outcome"] = sessions[-1].get("outcome") or "killed (no orderly end was journaled)"
-        sessions.append({"started": t0, "pool": self.pool.kind, "workers": self.pool.size,
-                         "finished_before": len(r.completed) if r is not None else 0})
-        self._sessions = sessions
-        meta = dict(experiment=s.experiment, space=s.space.to_dict(), config=s.config or {}, max_evals=s.max_evals,
-                    pool=self.pool.kind, workers=self.pool.size, seed=seed, sessions=sessions,
-                    outcome="running")
-        if r is None:
-            meta["started"] = t0
-        self.journal.set_meta(**meta)
-        self.journal.flush()
-        return seed
-
-    def _take_over(self, now: float) -> Handoff | None:
+    def _take_over(self, plan: ResumePlan | None, now: float) -> Handoff | None:
         """Resume: count the earlier results, queue the interrupted tasks again; returns what
         the optimizer process needs to pick up where the last one stopped."""
         r = self.resume
-        if r is None:
+        if r is None or plan is None:
             return None
-        s = self.s
-        plan = plan_resume(r, s.space, s.max_evals, s.retries)
-        self._failures = dict(plan.failures)
         for tid, attempt, error in plan.closings:
             self.journal.close_attempt(tid, attempt, CANCELLED, error, now)
-        self.finished = self.finished_before = plan.finished
-        self.failed = plan.failed
-        self.best = plan.best
-        self.batches = plan.last_batch
+        self.ledger.take_over(plan)
         for t in plan.rerun:
-            b = plan.batches.get(t.id)
-            self.journal.queued(t.id, t.attempt, t.params, now, b)
-            if b is not None:
-                self._batch_of[t.id] = b
+            self.journal.queued(t.id, t.attempt, t.params, now, plan.batches.get(t.id))
             self.waiting.append(t)
-        self.accepted = self.finished + len(plan.rerun)
         self._restore_stopper(r)
         if plan.unfit:
             log.warning("%d earlier result(s) do not fit the changed space: they count against max_evals but are not "
                         "given to the optimizer", plan.unfit)
+        led = self.ledger
         log.info("resuming %s: %d of %d evaluations finished earlier (best loss %s), %d interrupted task(s) to run "
-                 "again", self.directory, self.finished, s.max_evals,
-                 "-" if self.best is None else f"{self.best:.6g}", len(plan.rerun))
+                 "again", self.directory, led.finished, self.s.max_evals,
+                 "-" if led.best is None else f"{led.best:.6g}", len(plan.rerun))
         return plan.handoff
 
     def _restore_stopper(self, r: ResumeState) -> None:
@@ -274,7 +231,7 @@ class Driver:
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> Results:
-        s = self.s
+        s, led = self.s, self.ledger
         if self.clock.simulated:  # a resumed simulation starts after the times its journal holds
             r = self.resume
             before = [x.end for x in r.completed if x.end is not None] + [r.meta.get("finished") or 0.0] if r else []
@@ -285,30 +242,25 @@ class Driver:
         previous_sigterm = _catch_sigterm()
         progress = Progress(s.progress_every, s.max_evals, self.pool.size, live=s.live_progress)
         try:
-            if self._nothing_to_resume():  # no session, no redrawn report, the outcome kept
+            plan = plan_resume(self.resume, s.space, s.max_evals, s.retries) if self.resume is not None else None
+            if self._nothing_to_resume(plan):  # no session, no redrawn report, the outcome kept
+                led.take_over_complete(len(self.resume.completed))
                 return self._already_complete(progress)
-            seed = self._start_meta(t0)
+            seed, self._sessions = start_session(self.journal, s, self.pool, self.resume, t0)
             if s.report:  # matplotlib's import and first draw overlap the search, not follow it
-                from .report import preload_plots
-
-                self._preload = threading.Thread(target=preload_plots, name="emews-plots-preload", daemon=True)
-                self._preload.start()
-            handoff = self._take_over(self.clock.time())
+                self.outputs.preload()
+            handoff = self._take_over(plan, self.clock.time())
             stop_at, kill_at = self._time_limits()
-            if self.finished >= s.max_evals and not self.waiting:
-                self.stop = Stop(StopReason.ALREADY_COMPLETE,
-                                 f"already complete ({self.finished} of {s.max_evals} evaluations)")
-                log.info("%s: nothing to do; raise max_evals (--set max_evals=N) to continue, or use --fresh for "
-                         "a new experiment", self.stop)
-                return self._end(None, progress, t0)
+            if led.budget_spent and not self.waiting:
+                return self._already_complete(progress, t0)
             opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
                                    s.batch_size, self.pool.size, s.max_evals, handoff,
                                    announce_waits=self.clock.simulated)
-            self._poller = select.poll()  # a readiness check in a microsecond (Connection.poll takes ~50)
-            self._poller.register(opt.conn.fileno(), select.POLLIN)
-            progress.start(self.finished)
+            self.queues = q = DriverEnd(opt, self.clock, {wire.PUT: self._on_put, wire.LOG: self._on_log,
+                                                          wire.STOP_TASK: self.stop_task}, self._on_optimizer_failure)
+            progress.start(led.finished)
             while True:
-                if self.stop is None and not self.optimizer_error:
+                if led.stop is None and not q.error:
                     while self.waiting and self.pool.idle:
                         task = self.waiting.popleft()
                         worker = self.pool.submit(task)
@@ -316,142 +268,114 @@ class Driver:
                             self.waiting.appendleft(task)
                             break
                         self.journal.running(task.id, task.attempt, worker, self.clock.time())
-                if self._untold:
-                    self._tell(opt, [])
+                if q.untold:
+                    self._tell([])
                 if self._over():
                     break
                 timeout = 1.0
                 now_m = self.clock.monotonic()
-                if stop_at is not None and self.stop is None:
+                if stop_at is not None and led.stop is None:
                     timeout = max(0.0, min(timeout, stop_at - now_m))
                 if kill_at is not None:
                     timeout = max(0.0, min(timeout, kill_at - now_m))
                 if self._results_due:
                     timeout = max(0.0, min(timeout, self.journal.since_flush_left(self._flush_interval())))
-                if self._untold:
-                    timeout = max(0.0, min(timeout, self._untold_since + TELL_WAIT - now_m))
-                extra = [] if self.optimizer_done or self.optimizer_error else [opt.conn]
+                tell_due = q.tell_due()
+                if tell_due is not None:
+                    timeout = max(0.0, min(timeout, tell_due - now_m))
+                extra = [] if q.over else [q.connection]
                 if self.clock.simulated:  # may it skip to the next completion, and how far at most
-                    self.clock.may_jump = self._only_completions_can_come(opt, extra)
-                    limits = [t for t in (stop_at if self.stop is None else None, kill_at) if t is not None]
+                    self.clock.may_jump = self._only_completions_can_come(extra)
+                    limits = [t for t in (stop_at if led.stop is None else None, kill_at) if t is not None]
                     self.clock.jump_limit = min(limits) if limits else None
                 results = self.pool.wait(timeout, extra)
                 if extra:
-                    self._read_optimizer(opt)
+                    q.read()
                 if results:
-                    self._on_results(results, opt)
+                    self._on_results(results)
                 now_m = self.clock.monotonic()
-                if stop_at is not None and self.stop is None and now_m >= stop_at:
+                if stop_at is not None and led.stop is None and now_m >= stop_at:
                     self._limit = self.clock.time()  # the report's utilization span ends here
-                    self._stop(self._time_stop(), opt)
+                    self._stop(self._time_stop())
                 if kill_at is not None and now_m >= kill_at and self.pool.busy:
-                    self.stop = self.stop or self._time_stop()
+                    led.end(self._time_stop())
                     self._cancel_running = True
                     log.warning("%d running task(s) cancelled %g s before the %s; a resume runs them again",
                                 self.pool.busy, s.kill_margin, s.deadline_source)
                     break
                 self._flush_results()
                 self.journal.maybe_flush()
-                progress.update(self.finished, self.failed, self.best, self.pool.busy)
+                progress.update(led.finished, led.failed, led.best, self.pool.busy)
         except Terminated:
             self.interrupted = True
-            self.stop = Stop(StopReason.TERMINATED, "terminated (SIGTERM)")
+            led.stop = Stop(StopReason.TERMINATED, "terminated (SIGTERM)")
         except KeyboardInterrupt:
             self.interrupted = True
-            self.stop = Stop(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
+            led.stop = Stop(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
         except BaseException as e:  # noqa: BLE001 - keep what was computed, then re-raise
             fatal = e
-            self.stop = Stop(StopReason.ERROR, f"error: {e}")
+            led.stop = Stop(StopReason.ERROR, f"error: {e}")
         finally:
             try:
-                if self._results is None:
+                if not self.outputs.read:
                     self._end(opt, progress, t0, kill=self.interrupted or fatal is not None or self._cancel_running)
             finally:
                 _restore_sigterm(previous_sigterm)
-                if self._preload is not None:  # never left importing while the interpreter exits
-                    self._preload.join()
+                self.outputs.join()  # the plot preload is never left importing while the interpreter exits
         if fatal is not None:
             raise fatal
         if self.interrupted:
-            exc = Terminated if self.stop.reason is StopReason.TERMINATED else KeyboardInterrupt
-            stopped = exc(f"{self.stop}; results so far are kept in {self.directory}; run the same command "
+            exc = Terminated if led.stop.reason is StopReason.TERMINATED else KeyboardInterrupt
+            stopped = exc(f"{led.stop}; results so far are kept in {self.directory}; run the same command "
                           "again to resume")
-            stopped.results = self.results()  # type: ignore[attr-defined]  # the CLI prints their summary
+            stopped.results = self.outputs.results(led.stop)  # type: ignore[attr-defined]  # the CLI prints their summary
             raise stopped
-        if self.optimizer_error:
-            raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
-        return self.results()
+        if self.queues is not None and self.queues.error:
+            raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n"
+                                 f"{self.queues.error}")
+        return self.outputs.results(led.stop)
 
-    def _opt_readable(self) -> bool:
-        """The optimizer has sent something (or closed its end)."""
-        return bool(self._poller.poll(0))
-
-    def _only_completions_can_come(self, opt: OptimizerProcess, extra: list) -> bool:
+    def _only_completions_can_come(self, extra: list) -> bool:
         """True when nothing but a task completion can happen next: no idle worker with work
         queued, and the optimizer either cannot add work that would run (every worker busy,
         the budget taken, the search stopped or over) or has said it is blocked waiting for
-        results, with nothing of its unread. A simulated clock may then skip ahead."""
+        results, with nothing of its unread. A simulated clock may then skip ahead (one that
+        charges no real time only while the optimizer waits or is over: see :class:`~emews._clock.SimClock`)."""
         if self.waiting and self.pool.idle:
             return False
-        if extra and self._opt_readable():
+        q = self.queues
+        if extra and q.readable():
             return False
-        return (self.pool.idle == 0 or self._opt_waiting or self.stop is not None or self.optimizer_done
-                or bool(self.optimizer_error) or self.accepted >= self.s.max_evals)
+        if q.waiting or q.over:
+            return True
+        return self.clock.real_time and (self.pool.idle == 0 or self.ledger.stop is not None
+                                         or self.ledger.budget_taken)
 
-    def _send_results(self, opt: OptimizerProcess, results: list[Result]) -> None:
-        if self._untold:  # results held back by _tell go first, in the order they came
-            results, self._untold = self._untold + list(results), []
-        self._opt_waiting = False  # it has something to think about now
-        opt.send(wire.results(results))
+    def _tell(self, results: list[Result]) -> None:
+        """Results for the optimizer, held back while proposals beyond one per worker are
+        queued (see :meth:`DriverEnd.tell <emews.queues._driver_end.DriverEnd.tell>`)."""
+        self.queues.tell(results, len(self.waiting) - self.pool.size, self.ledger.stop is not None)
 
-    def _tell(self, opt: OptimizerProcess, results: list[Result]) -> None:
-        """Give finished results to the optimizer, or hold them back for a moment while it
-        has enough proposals queued here that the workers do not need it yet.
-
-        Each message wakes the optimizer process, which then sends its next proposals and
-        wakes the driver: two process switches and the optimizer's own work per message.
-        On a busy machine, one message per result cost more than half the dispatch rate
-        (``benchmarks/perf/dispatch_mpi.py`` under load). So results are held while the
-        queued proposals outnumber, beyond one per worker, the results held; for at most
-        ``TELL_WAIT`` seconds; never after a stop nor on a simulated clock (whose jumps
-        assume the optimizer has been told everything). An optimizer that proposes only
-        for free workers (``lookahead = 0``, e.g. ``mbo``) has nothing queued here: its
-        results go at once.
-        """
-        if results and not self._untold:
-            self._untold_since = self.clock.monotonic()
-        self._untold.extend(results)
-        if not self._untold:
-            return
-        if self.optimizer_done or self.optimizer_error:
-            self._untold.clear()
-            return
-        hold = (not self.clock.simulated and self.stop is None
-                and len(self._untold) < len(self.waiting) - self.pool.size
-                and self.clock.monotonic() - self._untold_since < TELL_WAIT)
-        if not hold:
-            self._send_results(opt, [])
-
-    # -- a resume with nothing to do (it must not count as a session nor redraw the report)
-    def _nothing_to_resume(self) -> bool:
+    # -- a resume with nothing to do -------------------------------------------------------
+    def _nothing_to_resume(self, plan: ResumePlan | None) -> bool:
         """A resumed experiment whose budget is spent, with no interrupted task and no failed
         one left to retry (what :func:`~emews.resume.plan_resume` would run again: nothing)."""
-        r, s = self.resume, self.s
-        if r is None or len(r.completed) < s.max_evals:
+        if plan is None or len(self.resume.completed) < self.s.max_evals:
             return False
-        plan = plan_resume(r, s.space, s.max_evals, s.retries)
         return not plan.rerun and not plan.closings
 
-    def _already_complete(self, progress: Progress) -> Results:
-        """Leave the journal, results.csv and the report as the last session wrote them."""
-        self.finished = self.finished_before = len(self.resume.completed)
-        self.stop = Stop(StopReason.ALREADY_COMPLETE, f"already complete ({self.finished} of {self.s.max_evals} "
-                                                      "evaluations)")
+    def _already_complete(self, progress: Progress, t0: float | None = None) -> Results:
+        """The budget was spent in earlier sessions: nothing runs. Without a session
+        (``t0`` None) the journal, results.csv and the report stay as the last session wrote
+        them; in a session (it closed attempts a killed session left open) it ends as usual."""
+        stop = self.ledger.end(self.ledger.already_complete())
         log.info("%s: nothing to do; raise max_evals (--set max_evals=N) to continue, or use --fresh for a new "
-                 "experiment", self.stop)
-        progress.close(self.finished, 0, self.resume.best, 0)
+                 "experiment", stop)
+        if t0 is not None:
+            return self._end(None, progress, t0)
+        progress.close(self.ledger.finished, 0, self.resume.best, 0)
         self.journal.close()
-        return self.results()
+        return self.outputs.results(stop)
 
     def _time_stop(self) -> Stop:
         s = self.s
@@ -460,92 +384,46 @@ class Driver:
         return Stop(StopReason.MAX_TIME, f"max_time of {s.max_time:g} s reached")
 
     def _end(self, opt: OptimizerProcess | None, progress: Progress, t0: float, kill: bool = False) -> Results:
-        progress.close(self.finished, self.failed, self.best, 0)
+        led = self.ledger
+        progress.close(led.finished, led.failed, led.best, 0)
         self._finish(opt, kill=kill, t0=t0)
-        res = self.results()
+        res = self.outputs.results(led.stop)
         if self.s.report:
-            self._report(res)
+            self.outputs.report(res)
         return res
 
-    def _report(self, res: Results) -> None:
-        """report.json, report.txt and the PNGs; a problem here never costs the results."""
-        from .report import write_report
-
-        try:
-            data = write_report(res)
-        except KeyboardInterrupt:
-            log.warning("report skipped (interrupted); make it with: python -m emews.report %s", self.directory)
-        except Exception as e:  # noqa: BLE001 - the journal and results.csv are already written
-            log.warning("no report written (%s); try: python -m emews.report %s", e, self.directory)
-        else:
-            log.debug("report written: %s", ", ".join(["report.json", "report.txt", *data.get("plots", [])]))
-
     def _over(self) -> bool:
-        running = self.pool.busy
-        if self.stop is not None:
-            return running == 0
-        if self.finished >= self.s.max_evals:
-            self.stop = Stop(StopReason.MAX_EVALS, "max_evals reached")
-            return running == 0
-        if (self.optimizer_done or self.optimizer_error) and not self.waiting and running == 0:
-            self.stop = self.stop or (Stop(StopReason.OPTIMIZER_FAILED, "optimizer failed") if self.optimizer_error
-                                      else Stop(StopReason.OPTIMIZER_FINISHED, "optimizer finished"))
-            return True
-        return False
+        q = self.queues
+        return self.ledger.over(self.pool.busy, len(self.waiting), q.over, q.error is not None)
 
-    def _read_optimizer(self, opt: OptimizerProcess) -> None:
-        """Handle every message the optimizer has sent (the driver's side of the protocol)."""
-        while not (self.optimizer_done or self.optimizer_error):
-            try:
-                if not self._opt_readable():
-                    return
-                msg = opt.conn.recv()
-            except (EOFError, OSError):
-                if not self.optimizer_done:
-                    code = opt.process.exitcode
-                    self.optimizer_error = f"the optimizer process ended unexpectedly (exit code {code})"
-                    self._cancel_waiting("the optimizer failed")
-                return
-            wire.dispatch(msg, self._handlers(opt))
+    # -- the optimizer's messages (handlers of the driver's end of the pipe) -----------------
+    def _on_put(self, items: list[tuple[int, dict]]) -> list[Result]:
+        """New tasks: journaled and queued, or refused (their cancelled results are returned)."""
+        now = self.clock.time()
+        batch = self.ledger.new_batch()
+        refused = []
+        for tid, params in items:
+            why = self.ledger.accept(tid, batch)  # after a stop nothing more runs
+            if why is not None:
+                refused.append(Result.cancelled(Task(tid, params), why))
+                continue
+            self.journal.queued(tid, 0, params, now, batch)
+            self.waiting.append(Task(tid, params, 0))
+        return refused
 
-    def _handlers(self, opt: OptimizerProcess) -> dict:
-        def on_put(items: list[tuple[int, dict]]) -> None:
-            now = self.clock.time()
-            self.batches += 1
-            refused = []
-            for tid, params in items:
-                if self.stop is not None or self.accepted >= self.s.max_evals:  # after a stop nothing more runs
-                    refused.append(Result.cancelled(Task(tid, params), str(self.stop or "evaluation budget spent")))
-                    continue
-                self.accepted += 1
-                self.journal.queued(tid, 0, params, now, self.batches)
-                self._batch_of[tid] = self.batches
-                self.waiting.append(Task(tid, params, 0))
-            if refused:
-                self._send_results(opt, refused)
+    def _on_log(self, record: dict) -> None:
+        self.journal.log(record, self.clock.time())
 
-        def on_log(record: dict) -> None:
-            self.journal.log(record, self.clock.time())
+    def _on_optimizer_failure(self, text: str, reported: bool) -> None:
+        """The optimizer raised (``reported``) or its process died: queued tasks are cancelled."""
+        if not reported:
+            self._cancel_waiting("the optimizer failed")
+        elif self.waiting or self.pool.busy:
+            self._cancel_waiting("the optimizer failed")
+            log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
 
-        def on_wait(_: None) -> None:
-            self._opt_waiting = True
-
-        def on_done(_: None) -> None:
-            self.optimizer_done = True
-
-        def on_stop_task(task_id: int) -> None:
-            self.stop_task(task_id)
-
-        def on_error(text: str) -> None:
-            self.optimizer_error = text
-            if self.waiting or self.pool.busy:
-                self._cancel_waiting("the optimizer failed")
-                log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
-
-        return {wire.PUT: on_put, wire.LOG: on_log, wire.WAIT: on_wait, wire.DONE: on_done, wire.ERROR: on_error,
-                wire.STOP_TASK: on_stop_task}
-
-    def _on_results(self, results: list[Result], opt: OptimizerProcess) -> None:
+    # -- results ---------------------------------------------------------------------------
+    def _on_results(self, results: list[Result]) -> None:
         to_optimizer = []
         for r in results:
             self._stop_asked.discard((r.task_id, r.attempt))
@@ -555,40 +433,23 @@ class Driver:
                     self.stopper.finished(attempt_key(r.task_id, r.attempt), str(r.status), r.step, r.loss)
                 except Exception as e:  # noqa: BLE001
                     log.warning("the stopper failed on the end of task %d: %s: %s", r.task_id, type(e).__name__, e)
-            if r.status == STOPPED:  # neither failed nor done: not retried, not a failure
-                self.stopped += 1
-                self.journal.finished(r)
-                self._batch_of.pop(r.task_id, None)
-                self._failures.pop(r.task_id, None)
-                self.finished += 1
-                to_optimizer.append(r)
-                continue
-            failed_before = self._failures.get(r.task_id, 0)
-            if r.status != DONE and r.status != CANCELLED:
-                self._failures[r.task_id] = failed_before + 1
-            if r.status != DONE and r.status != CANCELLED and failed_before < self.s.retries and self.stop is None:
-                self.journal.finished(r)
-                retry = Task(r.task_id, r.params, r.attempt + 1)
-                self.journal.queued(retry.id, retry.attempt, retry.params, self.clock.time(), self._batch_of.get(r.task_id))
-                self.waiting.appendleft(retry)
-                continue
             self.journal.finished(r)
-            self._batch_of.pop(r.task_id, None)
-            self._failures.pop(r.task_id, None)
-            if r.status != CANCELLED:
-                self.finished += 1
-                self.failed += 0 if r.ok else 1
-            if r.ok and (self.best is None or r.loss < self.best):
-                self.best = r.loss
+            retry = self.ledger.settle(r)
+            if retry is not None:  # ahead of every queued task
+                t = retry.task
+                self.journal.queued(t.id, t.attempt, t.params, self.clock.time(), retry.batch)
+                self.waiting.appendleft(t)
+                continue
             to_optimizer.append(r)
         # finished results reach the disk within RESULT_FLUSH seconds (at once when results are
         # rare, as with real training runs; in batches when thousands arrive per second)
         self._results_due = True
         self._flush_results()
-        if to_optimizer and not (self.optimizer_done or self.optimizer_error):
-            self._tell(opt, to_optimizer)
-        if self.finished >= self.s.max_evals and self.stop is None:
-            self._stop(Stop(StopReason.MAX_EVALS, "max_evals reached"), opt)
+        if to_optimizer and not self.queues.over:
+            self._tell(to_optimizer)
+        stop = self.ledger.budget_stop()
+        if stop is not None:
+            self._stop(stop)
 
     def _flush_interval(self) -> float:
         return min(1.0, max(RESULT_FLUSH, FLUSH_SPACING * self.journal.flush_cost))
@@ -609,19 +470,18 @@ class Driver:
             cancelled.append(r)
         return cancelled
 
-    def _stop(self, stop: Stop, opt: OptimizerProcess) -> None:
+    def _stop(self, stop: Stop) -> None:
         """No new tasks start; queued ones are cancelled; running ones finish."""
-        self.stop = stop
+        self.ledger.end(stop)
         cancelled = self._cancel_waiting(str(stop))
-        if cancelled or self._untold:
-            self._send_results(opt, cancelled)
-        opt.send(wire.stop(str(stop)))
+        self.queues.stop(str(stop), cancelled)
 
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
         """Stop the pool and the optimizer, then always flush the journal and write the outputs."""
+        led = self.ledger
         try:
             self.journal.flush()  # first: an MPI job may be torn down while the pool stops
-            cancelled = self._cancel_waiting(str(self.stop or "finished"))
+            cancelled = self._cancel_waiting(str(led.stop or "finished"))
             try:
                 leftovers = self.pool.shutdown(kill=kill)
             except Exception:  # noqa: BLE001 - the journal and outputs come first
@@ -631,66 +491,22 @@ class Driver:
             # a Ctrl-C or SIGTERM can land between journaling a task and handing it on (queued
             # but not yet waiting, taken from waiting but not yet submitted): end those too
             now = self.clock.time()
-            strays = [Result.cancelled(t, str(self.stop or "finished"), end=now) for t in self.journal.open_tasks()]
+            strays = [Result.cancelled(t, str(led.stop or "finished"), end=now) for t in self.journal.open_tasks()]
             for r in strays:
                 self.journal.finished(r)
             cancelled += strays
             if opt is not None:
-                # every id the optimizer put gets a final result, so it never waits for one
-                if cancelled or leftovers or self._untold:
-                    self._send_results(opt, cancelled + leftovers)
-                opt.send(wire.stop(str(self.stop or "finished")))
-                self._drain_optimizer(opt, timeout=1.0 if kill else 10.0)
+                if self.queues is not None:
+                    # every id the optimizer put gets a final result, so it never waits for one;
+                    # then it may take in its last results and send its last log records
+                    self.queues.stop(str(led.stop or "finished"), cancelled + leftovers)
+                    self.queues.read(1.0 if kill else 10.0, closing=True)
                 opt.close(timeout=1.0 if kill else 5.0)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, but still write what we have
             if opt is not None:
                 opt.process.terminate()
         finally:
-            now = self.clock.time()
-            outcome = str(self.stop or "finished")
-            sessions = self._sessions
-            if sessions:
-                sessions[-1].update(finished=now, outcome=outcome, evaluations=self.finished - self.finished_before)
-                if self._limit is not None:
-                    sessions[-1]["limit"] = self._limit
-            before = float((self.resume.meta.get("runtime") or 0) if self.resume is not None else 0)
-            self.journal.set_meta(finished=now, runtime=before + now - t0, outcome=outcome, sessions=sessions)
+            end_session(self.journal, self._sessions, self.resume, t0=t0, now=self.clock.time(),
+                        outcome=str(led.stop or "finished"), evaluations=led.evaluations, limit=self._limit)
             self.journal.close()
-            self.write_outputs()
-
-    def _drain_optimizer(self, opt: OptimizerProcess, timeout: float) -> None:
-        """Let the optimizer take in its last results and journal its last log records."""
-        end = time.monotonic() + timeout
-        handlers = self._handlers(opt)
-        while not (self.optimizer_done or self.optimizer_error):
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                if not opt.conn.poll(min(left, 0.5)):
-                    continue
-                msg = opt.conn.recv()
-            except (EOFError, OSError):
-                return
-            wire.dispatch(msg, handlers)
-
-    # -- outputs -------------------------------------------------------------------------
-    def results(self) -> Results:
-        if self._results is None:
-            j = read_journal(self.directory)
-            self._results = Results(j["evals"], self.s.space.names, self.directory, j["optimizer_log"], meta=j["meta"],
-                                    reports=j.get("reports") or [])
-            self._results.outcome = str(self.stop or "finished")
-            self._results.stop = self.stop
-        return self._results
-
-    def write_outputs(self) -> None:
-        """results.csv, best.json and optimizer_log.jsonl from the closed journal (read once,
-        kept as :meth:`results`, which the report also uses)."""
-        res = self.results()
-        write_results_csv(self.directory / "results.csv", res.all_attempts, self.s.space.names)
-        write_best_json(self.directory / "best.json", res.all_attempts)
-        if res.optimizer_log:
-            with open(self.directory / "optimizer_log.jsonl", "w") as f:
-                for rec in res.optimizer_log:
-                    f.write(json.dumps(rec, default=str) + "\n")
+            self.outputs.write(led.stop)

@@ -186,6 +186,11 @@ class OptimizerProcess:
         """Queue a message for the optimizer (returns at once)."""
         self._outbox.put(msg)
 
+    @property
+    def exitcode(self) -> int | None:
+        """The optimizer process's exit code (None while it runs)."""
+        return self.process.exitcode
+
     def close(self, timeout: float = 10.0) -> None:
         """Wait for the process to finish, then make sure it is gone."""
         self._outbox.put(None)

@@ -14,38 +14,41 @@ or, in pytest, one test per check::
 Ask/tell optimizers (:class:`~emews.optimizers.Optimizer`) are checked directly (valid asks,
 failures told, seeded repeatability, pending points not proposed again) and, like resident
 loops (:class:`~emews.optimizers.ResidentOptimizer` or a ``run(queues, space, ...)``
-function), run to completion against :class:`FakeDriver`: an in-process stand-in for the
-driver and its workers that speaks the queue protocol, with simulated worker time so
-results come back out of order, as they do on a real pool.
+function), run to completion under the real driver on the simulated pool
+(:func:`run_with_driver`): the same optimizer process, queues, budget, stops and journal as
+a real search, with simulated worker time so results come back out of order, as they do on
+a real pool.
 
 ::
 
-    optimizer code ──OptimizerQueues.put──▶ FakeDriver.send("put")   waiting → "workers"
-                   ◀─OptimizerQueues.get─── FakeDriver.recv()        one completion per wait
+    optimizer process ──put / get / stop / log──▶ Driver (real) ──▶ SimulatedPool: seeded
+    (spawned, as in a search)  ◀──results, STOP──  journal in a     durations, a clock that
+                                                   temporary dir    moves while the optimizer waits
 """
 
 from __future__ import annotations
 
-import collections
-import heapq
 import inspect
 import math
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import StopSearch
+from .._clock import SimClock
+from ..driver import Driver, SearchSettings
 from ..optimizers import Optimizer, resolve, style_of
-from ..optimizers._host import drive_ask_tell
-from ..queues import OptimizerQueues
-from ..queues import _protocol as wire
 from ..space import Bool, Categorical, Constant, Int, Ordinal, Real, Space
-from ..task import CANCELLED, DONE, FAILED, TIMEOUT, Result, Task, outcome_from_value
+from ..task import CANCELLED, DONE, FAILED, TIMEOUT, Result
+from ..workers._simulated import SimulatedPool
 
 __all__ = [
-    "FakeDriver",
+    "SearchRun",
+    "run_with_driver",
+    "DURATIONS",
     "FakeRun",
     "run_with_fake_driver",
     "mixed_space",
@@ -87,17 +90,19 @@ def mixed_objective(params: Mapping[str, Any]) -> float:
     return float(sum(v * v for v in params.values() if isinstance(v, (int, float)) and not isinstance(v, bool)))
 
 
-# -- a driver in the same process --------------------------------------------------------------
+# -- the real driver on the simulated pool ------------------------------------------------------
 @dataclass
-class FakeRun:
-    """What :func:`run_with_fake_driver` saw.
+class SearchRun:
+    """What :func:`run_with_driver` saw.
 
     Attributes:
-        results: every final result, in completion order (cancelled ones included).
+        results: every final result, in completion order (cancelled ones included: a put
+            refused for the budget, a queued task cancelled by the stop).
         logs: the records the optimizer sent with ``queues.log`` (or ``Optimizer.log``).
-        puts: parameter sets put, in order.
-        makespan: simulated time until the last result (one unit ~ one evaluation).
-        stopped: why the run ended.
+        puts: parameter sets put, in order (refused ones included).
+        makespan: simulated time from the first start to the last result (one unit ~ one
+            evaluation).
+        stopped: why the run ended (e.g. ``max_evals reached``, ``optimizer finished``).
     """
 
     results: list[Result] = field(default_factory=list)
@@ -116,123 +121,43 @@ class FakeRun:
         return min((r.loss for r in self.done), default=math.inf)  # type: ignore[arg-type]
 
 
-class FakeDriver:
-    """An in-process driver and pool for an :class:`~emews.queues.OptimizerQueues`.
+class _Watched(Driver):
+    """The real driver, watched: what the optimizer put, logged and was answered."""
 
-    It is the connection object the queues talk to (``send``, ``poll``, ``recv``). Puts are
-    queued; up to ``capacity`` "run" at once, each for a seeded random duration; every
-    blocking wait of the optimizer completes the next task in simulated time. The budget is
-    enforced as the real driver does: puts beyond ``max_evals`` come back cancelled, and a
-    ``stop`` follows the last result.
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.seen = SearchRun()
 
-    Args:
-        objective: ``fn(params) -> float | dict``; an exception makes a failed result.
-        max_evals: evaluation budget.
-        capacity: simultaneous evaluations (workers).
-        seed: seeds the task durations (and so the completion order).
-        durations: ``"random"`` (uniform 0.5..1.5 units: out-of-order completions) or
-            ``"fixed"`` (1 unit each: completions in submission order).
-    """
+    def _on_put(self, items: list[tuple[int, dict]]) -> list[Result]:
+        self.seen.puts.extend(dict(p) for _, p in items)
+        refused = super()._on_put(items)
+        self.seen.results.extend(refused)
+        return refused
 
-    def __init__(self, objective: Callable[[dict], Any], max_evals: int, capacity: int = 4, seed: int = 0,
-                 durations: str = "random"):
-        self.objective = objective
-        self.max_evals = max_evals
-        self.capacity = capacity
-        self.rng = np.random.default_rng(seed)
-        self.durations = durations
-        self.run = FakeRun()
-        self._waiting: collections.deque[tuple[int, dict]] = collections.deque()
-        self._running: list[tuple[float, int, int, dict]] = []  # (end time, order, id, params)
-        self._outbox: collections.deque[tuple[str, Any]] = collections.deque()
-        self._now = 0.0
-        self._order = 0
-        self._accepted = 0
-        self._finished = 0
-        self._stop_sent = False
+    def _on_log(self, record: dict) -> None:
+        self.seen.logs.append(dict(record))
+        super()._on_log(record)
 
-    # -- the connection interface --------------------------------------------------------
-    def send(self, msg: tuple[str, Any]) -> None:
-        kind, body = msg
-        if kind == wire.PUT:
-            refused = []
-            for tid, params in body:
-                self.run.puts.append(params)
-                if self._stop_sent or self._accepted >= self.max_evals:
-                    refused.append(Result.cancelled(Task(tid, params), "evaluation budget spent"))
-                    continue
-                self._accepted += 1
-                self._waiting.append((tid, params))
-            if refused:
-                self.run.results.extend(refused)
-                self._outbox.append(wire.results(refused))
-        elif kind == wire.LOG:
-            self.run.logs.append(dict(body))
-        else:  # pragma: no cover - the queues send nothing else
-            raise AssertionError(f"FakeDriver got an unexpected message {kind!r}")
+    def _on_results(self, results: list[Result]) -> None:
+        self.seen.results.extend(results)
+        super()._on_results(results)
 
-    def poll(self, timeout: float | None = None) -> bool:
-        """A message is ready; waiting (timeout > 0 or None) lets one task finish."""
-        if self._outbox:
-            return True
-        if timeout is not None and timeout <= 0:
-            return False
-        return self._advance()
-
-    def recv(self) -> tuple[str, Any]:
-        if not self._outbox and not self._advance():
-            raise EOFError("the fake driver has nothing left to do")
-        return self._outbox.popleft()
-
-    # -- simulation ------------------------------------------------------------------------
-    def _start(self) -> None:
-        while self._waiting and len(self._running) < self.capacity:
-            tid, params = self._waiting.popleft()
-            dt = 1.0 if self.durations == "fixed" else float(self.rng.uniform(0.5, 1.5))
-            heapq.heappush(self._running, (self._now + dt, self._order, tid, params))
-            self._order += 1
-
-    def _evaluate(self, tid: int, params: dict) -> Result:
-        try:
-            value = self.objective(dict(params))
-        except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
-            return Result.failed(Task(tid, params), f"{type(e).__name__}: {e}")
-        return outcome_from_value(value).result(Task(tid, params))
-
-    def _advance(self) -> bool:
-        self._start()
-        if self._running:
-            end, _, tid, params = heapq.heappop(self._running)
-            self._now = end
-            r = self._evaluate(tid, params)
-            r.start, r.end = end - 1.0, end
-            self._finished += 1
-            self.run.results.append(r)
-            self.run.makespan = end
-            self._outbox.append(wire.results([r]))
-            if self._finished >= self.max_evals:
-                self._stop("max_evals reached")
-            return True
-        if not self._stop_sent:
-            self._stop("nothing left to run")
-            return True
-        return False
-
-    def _stop(self, reason: str) -> None:
-        cancelled = [Result.cancelled(Task(tid, p), reason) for tid, p in self._waiting]
-        self._waiting.clear()
-        if cancelled:
-            self.run.results.extend(cancelled)
-            self._outbox.append(wire.results(cancelled))
-        self._outbox.append(wire.stop(reason))
-        self._stop_sent = True
-        self.run.stopped = reason
+    def _cancel_waiting(self, reason: str) -> list[Result]:
+        cancelled = super()._cancel_waiting(reason)
+        self.seen.results.extend(cancelled)
+        return cancelled
 
 
-def run_with_fake_driver(
+#: the simulated task durations: ``random`` (uniform 0.5..1.5 units: completions out of
+#: submission order) or ``fixed`` (1 unit each: completions in submission order)
+DURATIONS = {"random": {"distribution": "uniform", "low": 0.5, "high": 1.5},
+             "fixed": {"distribution": "constant", "value": 1.0}}
+
+
+def run_with_driver(
     optimizer: Any,
     space: Space | None = None,
-    objective: Callable[[dict], Any] | None = None,
+    objective: Callable[..., Any] | None = None,
     *,
     settings: Mapping[str, Any] | None = None,
     max_evals: int = 40,
@@ -241,34 +166,64 @@ def run_with_fake_driver(
     mode: str = "async",
     batch_size: int | None = None,
     durations: str = "random",
-) -> FakeRun:
-    """Run an optimizer of either style to the end, in this process, against :class:`FakeDriver`.
+) -> SearchRun:
+    """Run an optimizer of either style to the end under the real driver, its optimizer
+    process and journal, on the simulated pool (``capacity`` virtual workers), in a
+    temporary directory.
+
+    Task durations are simulated and seeded, so results come back out of order as on a real
+    pool; the clock moves only when the optimizer waits for results (no real time is
+    charged), so the same seed gives the same run whatever the machine's speed. The budget,
+    stops, ``queues.stop(task_id)`` and the optimizer's waits go through the same code as in
+    a real search.
 
     Args:
         optimizer: a class, a ``run(queues, space, ...)`` function or a registered name.
         space: default :func:`mixed_space`.
-        objective: default :func:`mixed_objective`.
+        objective: default :func:`mixed_objective`; ``fn(params)`` or ``fn(params, trial)``
+            (its reports are replayed in simulated time); an exception is a failed result.
         settings: the optimizer's settings.
         max_evals, capacity: budget and simultaneous evaluations.
-        seed: the optimizer's seed (the fake workers' durations use a fixed seed).
+        seed: the optimizer's seed (the simulated durations use a fixed seed).
         mode, batch_size: how an ask/tell optimizer is driven (as in a config).
-        durations: see :class:`FakeDriver`.
+        durations: ``random`` or ``fixed`` (see :data:`DURATIONS`).
+
+    Raises:
+        OptimizerError: the optimizer raised (the message holds its traceback).
     """
-    obj = resolve(optimizer)
-    space = space or mixed_space()
-    driver = FakeDriver(objective or mixed_objective, max_evals, capacity, seed=12345, durations=durations)
-    q = OptimizerQueues(driver, space, capacity, max_evals)
-    style = style_of(obj)
-    try:
-        if style == "ask-tell":
-            drive_ask_tell(obj(space, seed=seed, **dict(settings or {})), q, mode, batch_size)
-        elif inspect.isclass(obj):
-            obj(space, seed=seed, **dict(settings or {})).run(q)
-        else:
-            obj(q, space, seed=seed, **dict(settings or {}))
-    except StopSearch:
-        pass
-    return driver.run
+    if durations not in DURATIONS:
+        raise ValueError(f"durations must be one of {', '.join(DURATIONS)}, got {durations!r}")
+    search = SearchSettings(space=space or mixed_space(), optimizer=resolve(optimizer),
+                            optimizer_settings=dict(settings or {}), max_evals=max_evals, mode=mode,
+                            batch_size=batch_size, seed=seed, experiment="contract", report=False)
+    made: list[SimulatedPool] = []
+
+    def make_pool(on_report: Any) -> SimulatedPool:
+        pool = SimulatedPool(capacity, {"type": "python", "objective": objective or mixed_objective},
+                             {"duration": DURATIONS[durations], "seed": 12345}, on_report=on_report)
+        pool.clock = SimClock(real_time=False)
+        pool.start()
+        made.append(pool)
+        return pool
+
+    with tempfile.TemporaryDirectory(prefix="emews-contract-") as tmp:
+        try:
+            driver = _Watched(search, make_pool, Path(tmp))
+            driver.run()
+        finally:
+            for pool in made:
+                pool.shutdown(kill=True)
+    run = driver.seen
+    times = [(r.start, r.end) for r in run.results if r.start is not None and r.end is not None]
+    if times:
+        run.makespan = max(e for _, e in times) - min(s for s, _ in times)
+    run.stopped = str(driver.ledger.stop) if driver.ledger.stop is not None else None
+    return run
+
+
+#: the former names (the in-process stand-in driver is retired: the real one runs)
+FakeRun = SearchRun
+run_with_fake_driver = run_with_driver
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -415,7 +370,7 @@ def check_unknown_setting_rejected(optimizer: Any, settings: Mapping[str, Any] |
 
 def check_runs_to_completion(optimizer: Any, settings: Mapping[str, Any] | None = None,
                              space: Space | None = None, max_evals: int = 30, capacity: int = 3) -> None:
-    """Runs against :class:`FakeDriver` until the budget is spent (async; ask/tell also batch)."""
+    """Runs under the real driver on the simulated pool until the budget is spent (async; ask/tell also batch)."""
     space = space or mixed_space()
     obj = resolve(optimizer)
     ask_tell = _is_ask_tell(obj)
@@ -423,7 +378,7 @@ def check_runs_to_completion(optimizer: Any, settings: Mapping[str, Any] | None 
     # only when it says it is done
     may_end_early = not ask_tell or getattr(obj, "done", Optimizer.done) is not Optimizer.done
     for mode in ("async", "batch") if ask_tell else ("async",):
-        run = run_with_fake_driver(obj, space, settings=settings, max_evals=max_evals, capacity=capacity, mode=mode)
+        run = run_with_driver(obj, space, settings=settings, max_evals=max_evals, capacity=capacity, mode=mode)
         finished = [r for r in run.results if r.status != CANCELLED]
         assert finished, f"mode {mode}: nothing was evaluated"
         assert len(finished) <= max_evals, f"mode {mode}: {len(finished)} evaluations for a budget of {max_evals}"
@@ -448,7 +403,7 @@ def check_runs_with_failures(optimizer: Any, settings: Mapping[str, Any] | None 
             return float("nan")
         return mixed_objective(params)
 
-    run = run_with_fake_driver(optimizer, space, flaky, settings=settings, max_evals=max_evals, capacity=capacity)
+    run = run_with_driver(optimizer, space, flaky, settings=settings, max_evals=max_evals, capacity=capacity)
     finished = [r for r in run.results if r.status != CANCELLED]
     assert any(r.status == FAILED for r in finished), "the flaky objective produced no failure (test bug)"
     assert finished and len(finished) <= max_evals
@@ -456,9 +411,9 @@ def check_runs_with_failures(optimizer: Any, settings: Mapping[str, Any] | None 
 
 def check_seeded_runs_repeat(optimizer: Any, settings: Mapping[str, Any] | None = None,
                              space: Space | None = None, max_evals: int = 24, capacity: int = 3) -> None:
-    """Two runs with the same seed against the same fake driver evaluate the same points."""
+    """Two runs with the same seed under the real driver on the simulated pool evaluate the same points."""
     space = space or mixed_space()
-    a, b = (run_with_fake_driver(optimizer, space, settings=settings, max_evals=max_evals, capacity=capacity, seed=5)
+    a, b = (run_with_driver(optimizer, space, settings=settings, max_evals=max_evals, capacity=capacity, seed=5)
             for _ in range(2))
     ka = [space.key(p) for p in a.puts]
     kb = [space.key(p) for p in b.puts]

@@ -8,6 +8,7 @@ from emews.config import parse_config
 from emews.driver import Driver
 from emews.journal import read_journal
 from emews.launch import settings_from_config
+from emews.queues._driver_end import DriverEnd
 from emews.task import DONE, Result
 
 MODULE = textwrap.dedent('''
@@ -86,16 +87,6 @@ class InlinePool:
         return []
 
 
-class CountingDriver(Driver):
-    """Counts the result messages sent to the optimizer process."""
-
-    messages = 0
-
-    def _send_results(self, opt, results):
-        CountingDriver.messages += 1
-        super()._send_results(opt, results)
-
-
 def run(tmp_path, monkeypatch, max_evals, optimizer="recording:Recording"):
     (tmp_path / "recording.py").write_text(MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))  # the spawned optimizer process gets this sys.path
@@ -105,9 +96,16 @@ def run(tmp_path, monkeypatch, max_evals, optimizer="recording:Recording"):
     pool = InlinePool(2)
     directory = tmp_path / "e"
     directory.mkdir()
-    CountingDriver.messages = 0
-    CountingDriver(settings_from_config(cfg), lambda on_report: pool, directory).run()
-    return read_journal(directory), pool, CountingDriver.messages
+    sent = []  # the result messages sent to the optimizer process
+    send_results = DriverEnd.send_results
+
+    def counting(self, results):
+        sent.append(len(results))
+        send_results(self, results)
+
+    monkeypatch.setattr(DriverEnd, "send_results", counting)
+    Driver(settings_from_config(cfg), lambda on_report: pool, directory).run()
+    return read_journal(directory), pool, len(sent)
 
 
 def test_every_result_reaches_the_optimizer_once_in_fewer_messages(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ Layers, bottom up (a module may import its own layer and the ones below)::
     resume       resume planning and replay
     queues       the optimizer's queue pair and the wire protocol
     optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
-    driver       the loop between the queues and a pool
+    driver       the loop between the queues and a pool, its ledger (budget, retries), the session meta and outputs
     pools        emews.workers: local and MPI pools, runners
     inputs       config parsing and config-time checks (_checks), experiment directories
     launch       the one function that starts a search
@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
     ("optimizers", ("emews.optimizers", "emews.stoppers")),
-    ("driver", ("emews.driver",)),
+    ("driver", ("emews.driver", "emews._ledger", "emews._session")),
     ("pools", ("emews.workers",)),
     ("inputs", ("emews.config", "emews.experiment", "emews._checks")),
     ("launch", ("emews.launch",)),

@@ -7,7 +7,6 @@ import pytest
 
 import emews
 from emews.testing.optimizers import (
-    FakeDriver,
     check_optimizer,
     check_pending_not_proposed,
     check_seeded_asks_repeat,
@@ -15,7 +14,7 @@ from emews.testing.optimizers import (
     mixed_objective,
     mixed_space,
     optimizer_checks,
-    run_with_fake_driver,
+    run_with_driver,
 )
 
 # small, fast settings: the checks are about the contract, not about search quality
@@ -66,6 +65,25 @@ class Sweep(emews.ResidentOptimizer):
                 queues.get()
 
 
+class Prunes(emews.ResidentOptimizer):
+    """A user-style resident class that prunes the IoC way: once a batch's first result is in,
+    it stops the batch's tasks still running (``queues.stop(task_id)``, documented)."""
+
+    def __init__(self, space, seed=None, batch=4):
+        super().__init__(space, seed)
+        self.batch = batch
+
+    def run(self, queues):
+        while queues.remaining > 0:
+            ids = queues.put(self.space.sample(min(self.batch, queues.remaining), self.rng))
+            first = {r.task_id for r in queues.get()}
+            for tid in ids:
+                if tid not in first:
+                    queues.stop(tid)
+            while queues.pending:
+                queues.get()
+
+
 OPTIMIZERS = [
     pytest.param("random", {}, id="random"),
     pytest.param("grid", {"points": 3, "shuffle": True}, id="grid"),
@@ -81,6 +99,7 @@ OPTIMIZERS = [
     pytest.param(Perturb, {"scale": 0.05}, id="user-ask-tell"),
     pytest.param(halving, {"rounds": 2}, id="user-function"),
     pytest.param(Sweep, {"batch": 4}, id="user-resident-class"),
+    pytest.param(Prunes, {"batch": 4}, id="user-resident-stops-tasks"),
 ]
 
 
@@ -114,18 +133,47 @@ def test_mbo_pending_points_keep_their_distance():
     check_pending_not_proposed("mbo", dict(FAST_MBO, exclusion=0.02), min_distance=0.02)
 
 
-def test_fake_driver_completes_out_of_order_and_enforces_the_budget():
-    run = run_with_fake_driver("random", mixed_space(), max_evals=20, capacity=4)
+def evaluate_past_the_budget(queues, space, seed=None):
+    """Evaluates 3 points on a budget of 2, then asks for one more evaluation."""
+    results = queues.evaluate(space.sample(3, seed=0))
+    queues.log({"statuses": [r.status for r in results]})
+    for _ in range(2):  # the stop may still be on its way behind the last result: the put then comes back cancelled
+        try:
+            late = queues.evaluate(space.sample(1, seed=1))
+        except emews.StopSearch:
+            queues.log({"raised": "StopSearch"})
+            return
+        queues.log({"late": [r.status for r in late]})
+
+
+def test_the_driver_completes_out_of_order_and_enforces_the_budget():
+    run = run_with_driver("random", mixed_space(), max_evals=20, capacity=4)
     ids = [r.task_id for r in run.results]
     assert len(ids) == 20 and ids != sorted(ids), "random durations: completions out of submission order"
-    driver = FakeDriver(mixed_objective, max_evals=2, capacity=1)
-    q = emews.OptimizerQueues(driver, mixed_space(), 1, 2)
-    results = q.evaluate(mixed_space().sample(3, seed=0))
-    assert [r.status for r in results] == ["done", "done", "cancelled"]
-    with pytest.raises(emews.StopSearch):
-        q.evaluate(mixed_space().sample(1, seed=1))
+    run = run_with_driver(evaluate_past_the_budget, mixed_space(), max_evals=2, capacity=1)
+    assert run.logs[0] == {"statuses": ["done", "done", "cancelled"]}
+    assert run.logs[-1] == {"raised": "StopSearch"}
+    assert run.logs[1:-1] in ([], [{"late": ["cancelled"]}])
+    assert run.stopped == "max_evals reached"
 
 
+def curve(params, trial):
+    """A training curve over 8 epochs (a trial objective: its reports can be answered with a stop)."""
+    final = mixed_objective(params)
+    for epoch in range(1, 9):
+        trial.report(epoch, final + 1.0 / epoch)
+    return final
+
+
+def test_queues_stop_ends_running_tasks_stopped_under_the_real_driver():
+    # FakeDriver raised AssertionError on the optimizer's STOP_TASK (and on WAIT)
+    run = run_with_driver(Prunes, mixed_space(), curve, settings={"batch": 4}, max_evals=24, capacity=4)
+    stopped = [r for r in run.results if r.status == "stopped"]
+    assert stopped, [r.status for r in run.results]
+    steps = [r.metrics["step"] for r in stopped]
+    assert all(1 <= step <= 8 for step in steps) and min(steps) < 8, steps  # stopped at a report, most before the end
+    assert len(run.done) == 6  # each batch's first result; the other three of its four tasks were stopped
+    assert len(stopped) == 18
 # -- the suite catches broken optimizers ------------------------------------------------------------
 class RepeatsPending(emews.Optimizer):
     def ask(self, n):
