@@ -210,3 +210,23 @@ def test_warning_signal_is_a_deadline_stop_then_resume(tmp_path):
     r = run_cli([str(cfg)], cwd=tmp_path, env=env | gate.env, timeout=120)
     assert r.returncode == 0, r.stderr
     check_exactly_once(out, before, 20, tmp_path / "evals.log", 2)
+
+
+def test_slurm_tests_skip_where_slurm_cannot_start_but_fail_under_ci(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    def pytest_slurm(**env):
+        e = {k: v for k, v in os.environ.items() if k != "CI"} | {"EMEWS_SLURM_TESTS": "off"} | env
+        e["PYTHONPATH"] = str(ROOT)
+        return subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests/slurm"), "-k", "singleton", "-q",
+                               "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "pt")], cwd=ROOT, env=e,
+                              capture_output=True, text=True, timeout=300)
+
+    laptop = pytest_slurm()
+    assert laptop.returncode == 0 and "1 skipped" in laptop.stdout, laptop.stdout
+    ci = pytest_slurm(CI="true")
+    assert ci.returncode == 1 and "CI must run the Slurm tests" in ci.stdout, ci.stdout

@@ -36,7 +36,9 @@ def _which(name: str) -> str | None:
 
 
 def unavailable_reason() -> str | None:
-    """Why a cluster cannot be started here, or None."""
+    """Why a cluster cannot be started here, or None (``EMEWS_SLURM_TESTS=off`` says: do not)."""
+    if os.environ.get("EMEWS_SLURM_TESTS", "").lower() in ("off", "0", "no"):
+        return "switched off (EMEWS_SLURM_TESTS=off)"
     missing = [b for b in BINARIES if _which(b) is None]
     if missing:
         return f"Slurm/munge not installed (missing {', '.join(missing)}; apt-get install slurm-wlm munge)"

@@ -153,6 +153,12 @@ def first_jobs(slurm_cluster, tmp_path_factory):
     cfg = _config(d, stop_margin=20, kill_margin=5)
     jobs["scancel"] = _submit(c, d, _emews(cfg), ["-n 3", "-t 5"],
                               _env(c, EMEWS_TEST_SECONDS="2", EMEWS_TEST_LONG_RANK="2"))
+    d = base / "scancel-local"  # the same, without srun: the local pool in the batch script
+    d.mkdir()
+    cfg = _config(d, stop_margin=20, kill_margin=5, pool="local", workers=2)
+    (d / "hold").touch()  # each worker's second task waits: the job cannot end before the scancel
+    jobs["scancel-local"] = _submit(c, d, _emews(cfg, srun=False), ["-n 1", "-t 5"],
+                                    _env(c, EMEWS_TEST_SECONDS="1", EMEWS_TEST_HOLD=str(d / "hold")))
     # the quickstart on the MPI pool
     d = base / "quickstart"
     d.mkdir()
@@ -183,11 +189,12 @@ def _assert_complete_once(out: Path, max_evals: int) -> None:
     _assert_nothing_open(out)
 
 
-def _resume(cluster, job: Job, env: dict[str, str]) -> dict[str, str]:
+def _resume(cluster, job: Job, env: dict[str, str], srun: bool = True) -> dict[str, str]:
     """The same config again in a new job (no long tasks): it resumes and completes."""
     cfg = job.dir / "config.yaml"
     log = job.dir / "resume.out"
-    script = _script(job.dir, _emews(cfg), ["-n 3", "-t 5", f"-o {log}"], name="resume.sh")
+    script = _script(job.dir, _emews(cfg, srun=srun), ["-n 3" if srun else "-n 1", "-t 5", f"-o {log}"],
+                     name="resume.sh")
     jid = sbatch(cluster, script, env)
     info = wait_ended(cluster, jid)
     assert info["JobState"] == "COMPLETED", (info, log.read_text())
@@ -247,8 +254,9 @@ def test_warning_signal_is_an_orderly_stop(slurm_cluster, first_jobs):
     assert (job.out / "results.csv").exists()
 
 
-def test_scancel_then_resume_loses_nothing(slurm_cluster, first_jobs):
-    job, c = first_jobs["scancel"], slurm_cluster
+@pytest.mark.parametrize("name", ["scancel", "scancel-local"])
+def test_scancel_then_resume_loses_nothing(slurm_cluster, first_jobs, name):
+    job, c = first_jobs[name], slurm_cluster
 
     def two_done():
         try:
@@ -264,7 +272,7 @@ def test_scancel_then_resume_loses_nothing(slurm_cluster, first_jobs):
     assert "terminated (SIGTERM)" in text and "MPI_Abort" not in text, text
     _assert_nothing_open(job.out)
     done_before = {r["task_id"] for r in _rows(job.out) if r["status"] == "done"}
-    _resume(c, job, _env(c, EMEWS_TEST_SECONDS="1"))
+    _resume(c, job, _env(c, EMEWS_TEST_SECONDS="1"), srun=name == "scancel")
     _assert_complete_once(job.out, 12)
     assert done_before <= {r["task_id"] for r in _rows(job.out) if r["status"] == "done"}
 
