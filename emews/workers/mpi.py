@@ -26,6 +26,9 @@ Wire protocol (pickled, lowercase ``send``/``recv`` of small records):
 * ``TAG_RESULT`` leader → rank 0: a :class:`~emews.task.Result`; ``("ready", gpus, host)`` once
   the group has loaded the objective; ``("fatal", text)`` when a rank could not; ``("bye", None)``
   after ``None``.
+* ``TAG_CANCEL`` rank 0 → a busy leader: ``("cancel", task_id, attempt)`` when the run ends
+  with the task still running (the deadline's kill_margin, a signal, an error); the leader's
+  watch thread interrupts the task, which ends as cancelled, and the rank says ``bye`` in time.
 * ``TAG_GROUP`` inside a task group: the leader forwards tasks (or ``None``); members answer
   ``(status, error)``.
 * Early stopping: the leader sends each intermediate report as ``("report", Report)`` on
@@ -519,11 +522,11 @@ class _TaskWatch:
     * One thread per rank relays such a signal to the main thread when the kernel gave it to
       another thread (MPI's progress thread, say): else a main thread asleep in the
       objective would not wake. On a group leader it also polls ``TAG_CANCEL`` (every 50 ms:
-      nothing on the task path); rank 0's cancel for the armed task sends SIGUSR1 to the main thread (a
-      real signal, so a ``time.sleep`` or a wait on a child process ends too). The MPI job
-      then ends in order at the deadline's kill_margin instead of by ``MPI_Abort``. This needs
-      MPI_THREAD_MULTIPLE (mpi4py's default); without it, busy ranks are aborted after the
-      grace, as before.
+      nothing on the task path); rank 0's cancel for the armed task sends SIGUSR1 to the main
+      thread (a real signal, so a ``time.sleep`` or a wait on a child process ends too). The
+      MPI job then ends in order at the deadline's kill_margin instead of by ``MPI_Abort``.
+      This needs MPI_THREAD_MULTIPLE (mpi4py's default); without it, busy ranks are aborted
+      after the grace, as before. Members of a multi-rank group are ended by the signal only.
     """
 
     def __init__(self, comm: Any, leader: bool):
