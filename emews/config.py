@@ -11,9 +11,12 @@ Reference (``*`` = required)::
     max_evals*: 100
     max_time: 3600                # seconds (this session); no new task starts after it
     deadline: 2026-11-27T18:00    # the job's end: ISO time, epoch seconds or +2h / +90m / +600
-                                  # (default: $SLURM_JOB_END_TIME when set; false: none)
+                                  # (default: the batch job's end from its scheduler; false: none)
     stop_margin: 60               # no new task starts within this many seconds of the deadline
     kill_margin: 10               # running tasks are cancelled (re-run on resume) this close to it
+    chain: false                  # Slurm: a job stopped at its end (or its warning signal) with budget
+                                  # left submits its own script again (sbatch --dependency=afterany)
+    chain_max: 10                 # at most this many jobs in a chain (the first one included)
     workers: 4                    # local pool processes (default: CPU count); MPI: ranks - 1
     seed: 1
     output: runs                  # parent of experiment directories
@@ -57,7 +60,7 @@ __all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
-    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper",
+    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "chain", "chain_max",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
                 "report_pattern", "report_file"}
@@ -92,6 +95,8 @@ class Config:
     report: bool = True
     simulation: dict | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
     stopper: Any = None  # early stopping: {name: asha, ...} as given (checked with emews.stoppers.from_config)
+    chain: bool = False  # resubmit the Slurm job script when stopped at the job's end with budget left
+    chain_max: int = 10  # jobs in a chain at most (the first included)
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -441,6 +446,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if kill_margin > stop_margin:
         raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
     simulation = _simulation(raw.get("simulation"), pool, source)
+    chain = raw.get("chain", False)
+    if not isinstance(chain, bool):
+        raise ConfigError(f"must be true or false, got {chain!r}", source, "chain")
+    chain_max = _int(raw, "chain_max", source, default=10, minimum=1)
     stopper = raw.get("stopper")
     if stopper is not None:
         from .stoppers import from_config as stopper_from_config
@@ -451,7 +460,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
-        simulation=simulation, stopper=stopper, source=source, raw=dict(raw),
+        simulation=simulation, stopper=stopper, chain=chain, chain_max=chain_max, source=source, raw=dict(raw),
     )
 
 

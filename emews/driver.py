@@ -43,7 +43,7 @@ from .resume import Handoff, ResumePlan, ResumeState, plan_resume
 from .space import Space
 from .task import CANCELLED, Report, Result, Stop, StopReason, Task, attempt_key
 
-__all__ = ["Driver", "SearchSettings", "Terminated"]
+__all__ = ["Driver", "SearchSettings", "Terminated", "WarningSignal"]
 
 log = logging.getLogger("emews")
 
@@ -78,19 +78,32 @@ class Terminated(KeyboardInterrupt):
     Ctrl-C, so the journal is closed and the outputs are written."""
 
 
+class WarningSignal(Terminated):
+    """SIGUSR1, the batch job's warning that its end is near (``#SBATCH --signal=B:USR1@120``):
+    a stop at the deadline (running tasks cancelled and journaled, outputs written), not an
+    interruption: the run returns its results, and a chained job resubmits itself."""
+
+
+#: the signals that stop a run in order, and the exception each raises in the driver
+STOP_SIGNALS = {signal.SIGTERM: Terminated, signal.SIGUSR1: WarningSignal}
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
+    if signum == signal.SIGUSR1:
+        raise WarningSignal("SIGUSR1 (the batch job's warning signal)")
     raise Terminated("terminated (SIGTERM)")
 
 
 def _catch_sigterm() -> Any:
+    """Route SIGTERM and SIGUSR1 to :func:`_raise_terminated`; the previous handlers (to restore)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+    return {sig: signal.signal(sig, _raise_terminated) for sig in STOP_SIGNALS}
 
 
 def _restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)
 
 
 #: the longest a finished result waits in memory before it is written to the journal...
@@ -306,6 +319,8 @@ class Driver:
                 self._flush_results()
                 self.journal.maybe_flush()
                 progress.update(led.finished, led.failed, led.best, self.pool.busy)
+        except WarningSignal as e:  # the job's end is near: a deadline stop, running tasks cancelled
+            self._warned(e)
         except Terminated:
             self.interrupted = True
             led.stop = Stop(StopReason.TERMINATED, "terminated (SIGTERM)")
@@ -334,6 +349,16 @@ class Driver:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n"
                                  f"{self.queues.error}")
         return self.outputs.results(led.stop)
+
+    def _warned(self, e: WarningSignal) -> None:
+        """The batch job's warning signal came: stop as at the deadline's kill_margin."""
+        led = self.ledger
+        self._limit = self._limit or self.clock.time()
+        if led.stop is None or led.stop.reason is not StopReason.DEADLINE:
+            led.stop = Stop(StopReason.DEADLINE, f"{e}: stopped before the job's end")
+        self._cancel_running = True
+        log.warning("%s: no new task starts; %d running task(s) cancelled (a resume runs them again)", e,
+                    self.pool.busy)
 
     def _only_completions_can_come(self, extra: list) -> bool:
         """True when nothing but a task completion can happen next: no idle worker with work

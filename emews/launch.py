@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import math
 import os
 import sys
 import time
@@ -29,12 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _checks, _pickling
-from .config import LATEST_DEADLINE, Config
+from .config import Config
 from .driver import Driver, SearchSettings
 from .errors import ConfigError, EmewsError, ObjectiveError
 from .experiment import open_experiment
 from .optimizers import resolve
 from .results import Results
+from .journal import JOURNAL_NAME, Journal, read_journal
+from .scheduler import announce_no_end, chain_depth, job_end, submit_chain
+from .task import StopReason
 from .space import Space
 
 if TYPE_CHECKING:
@@ -61,20 +63,9 @@ def launched_under_mpi() -> int:
 
 
 def batch_deadline(environ: Mapping[str, str] | None = None) -> float | None:
-    """The batch job's end time as the scheduler announces it (Slurm's ``SLURM_JOB_END_TIME``,
-    epoch seconds), or None."""
-    env = os.environ if environ is None else environ
-    v = env.get("SLURM_JOB_END_TIME")
-    if not v:
-        return None
-    try:
-        t = float(v)
-    except ValueError:
-        t = math.nan
-    if not (math.isfinite(t) and 0 < t <= LATEST_DEADLINE):
-        log.warning("ignoring SLURM_JOB_END_TIME=%r: not epoch seconds", v)
-        return None
-    return t
+    """The batch job's end as its scheduler gives it (epoch seconds), or None; see
+    :func:`emews.scheduler.job_end` (``SLURM_JOB_END_TIME``, then Slurm, PBS, LSF, Flux)."""
+    return job_end(environ).time
 
 
 def settings_from_config(cfg: Config) -> SearchSettings:
@@ -83,8 +74,11 @@ def settings_from_config(cfg: Config) -> SearchSettings:
     if isinstance(deadline, float) and deadline <= time.time():  # a typo would "resume" forever, doing nothing
         when = datetime.datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
         raise ConfigError(f"is in the past ({when}); give the job's end, e.g. --deadline +11h50m", cfg.source, "deadline")
-    if deadline is None:
-        deadline, source = batch_deadline(), "Slurm job end (SLURM_JOB_END_TIME)"
+    if deadline is None:  # asked once per session (so again on every resume): the job may be another one
+        end = job_end()
+        deadline, source = end.time, end.source
+        if deadline is None:
+            announce_no_end(end)
     elif deadline is False:
         deadline = None
     optimizer = resolve(cfg.optimizer)
@@ -167,12 +161,35 @@ def _drive(cfg: Config, out: str | Path | None, resume: str, force: bool,
             return pool
 
         try:
-            return Driver(settings, start_pool, directory, exp.resume).run()
+            driver = Driver(settings, start_pool, directory, exp.resume)
+            results = driver.run()
+            if cfg.chain:
+                _chain(cfg, directory, driver)
+            return results
         except ObjectiveError as e:
             raise ObjectiveError(f"{cfg.source}: objective: {e} (results so far, if any, are in {directory})") from None
         finally:
             for pool in pools:
                 pool.shutdown(kill=True)  # a no-op after the driver's own shutdown; else no worker outlives the call
+
+
+def _chain(cfg: Config, directory: Path, driver: Driver) -> None:
+    """``chain``: a session stopped at the job's end (or its warning signal) with budget left
+    submits the same job script again, to start after this job (logged and journaled)."""
+    stop = driver.ledger.stop
+    if stop is None or stop.reason is not StopReason.DEADLINE or driver.ledger.finished >= cfg.max_evals:
+        log.info("chain: not resubmitted (%s)", stop or "finished")
+        return
+    depth = chain_depth()
+    argv, outcome = submit_chain(depth, cfg.chain_max)
+    log.warning("chain: %s%s", outcome, f": {' '.join(argv)}" if argv else "")
+    journal = Journal(directory / JOURNAL_NAME)
+    try:
+        before = read_journal(directory)["meta"].get("chain") or []
+        journal.set_meta(chain=[*before, {"time": time.time(), "job": os.environ.get("SLURM_JOB_ID"), "depth": depth,
+                                          "command": argv, "outcome": outcome}])
+    finally:
+        journal.close()
 
 
 def launch(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", force: bool = False) -> Results | None:
@@ -234,6 +251,18 @@ def _launch_simulated(cfg: Config, out: str | Path | None, resume: str, force: b
                   lambda spec, on_report: SimulatedPool(cfg.workers, spec, cfg.simulation, cfg.source, on_report))
 
 
+def _singleton_message(announced: int, environ: Mapping[str, str] | None = None) -> str:
+    """Why N launched processes each see a world of one, and the fix (bad input: exit 2)."""
+    env = os.environ if environ is None else environ
+    if "SLURM_STEP_NUM_TASKS" in env and not any(v in env for v in _MPI_SIZE_VARS[:-1]):
+        return (f"srun started {announced} tasks but MPI sees a single rank in each: srun gave them no MPI "
+                "wiring (the site's MpiDefault is none); run srun --mpi=pmi2 (or --mpi=pmix; srun --mpi=list "
+                "shows what this Slurm offers)")
+    return (f"the launcher started {announced} processes but MPI sees a single rank: mpi4py is built against a "
+            "different MPI than this mpiexec (use the mpiexec of the MPI mpi4py was built with, e.g. the one of "
+            "`pip install mpich`)")
+
+
 def _launch_mpi(cfg: Config, out: str | Path | None, resume: str, force: bool, announced: int) -> Results | None:
     from .workers.mpi import mpi_module, mpi_session
 
@@ -241,9 +270,7 @@ def _launch_mpi(cfg: Config, out: str | Path | None, resume: str, force: bool, a
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if size == 1 and announced > 1:
-        raise EmewsError(f"the launcher started {announced} processes but MPI sees a single rank: mpi4py is built "
-                         "against a different MPI than this mpiexec (use the mpiexec of the MPI mpi4py was built "
-                         "with, e.g. the one of `pip install mpich`)")
+        raise ConfigError(_singleton_message(announced))
     if size == 1:
         if cfg.ranks_per_task > 1:
             raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs at least {1 + cfg.ranks_per_task} MPI ranks "

@@ -7,7 +7,8 @@ finished results are kept and given to the optimizer, interrupted tasks run agai
 Exit status: 0 on success (also when stopped at a deadline: run again to resume), 2 on bad
 input (config, space, objective, a locked or mismatched experiment), 1 when the run failed,
 3 when evaluations finished but none succeeded (the most frequent errors are printed),
-143 when terminated (SIGTERM, e.g. a batch time limit), 130 when interrupted. Errors are one
+143 when terminated (SIGTERM, e.g. a batch time limit; SIGUSR1, the batch job's warning, is
+a stop at the deadline: 0), 130 when interrupted. Errors are one
 paragraph on stderr; results computed before an error stay in the experiment directory.
 """
 
@@ -37,6 +38,7 @@ USAGE_EXAMPLE = """examples:
   python -m emews.run configs/quickstart.yaml --set max_evals=20 --set optimizer.name=grid
   mpiexec -n 5 python -m emews.run configs/quickstart.yaml      # 1 driver + 4 MPI workers
   python -m emews.run configs/nt3_mbo.yaml --deadline +11h50m   # stop before the job's end
+  srun --mpi=pmi2 python -m emews.run configs/nt3_mbo.yaml --chain  # Slurm: resubmit until done
   python -m emews.run configs/quickstart.yaml                   # again: resumes runs/quickstart
   python -m emews.run configs/quickstart.yaml --fresh           # a new runs/quickstart-2
 """
@@ -60,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="resume even though the space, objective or optimizer changed")
     p.add_argument("--deadline", metavar="WHEN",
                    help="the job's end: ISO time, epoch seconds or +DURATION (+90m, +2h); new tasks stop "
-                        "stop_margin seconds before it (default: $SLURM_JOB_END_TIME when set)")
+                        "stop_margin seconds before it (default: the batch job's end, asked of its scheduler: "
+                        "Slurm, PBS, LSF, Flux)")
+    p.add_argument("--chain", action="store_true",
+                   help="Slurm: when the job stops at its end (or its warning signal, SIGUSR1) with budget left, "
+                        "submit the same job script again after it (sbatch --dependency=afterany:JOBID); at most "
+                        "chain_max jobs (config, default 10)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     p.add_argument("-v", "--verbose", action="store_true", help="also print debugging messages")
     return p
@@ -146,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg.deadline = parse_deadline(args.deadline, "command line", "--deadline")
             _refuse_past(cfg.deadline, "command line", "--deadline")
             cfg.raw["deadline"] = args.deadline
+        if args.chain:
+            cfg.chain = cfg.raw["chain"] = True
         if args.quiet:
             cfg.progress = 0
         elif cfg.progress is None:

@@ -27,6 +27,9 @@ the tags only route them:
 * ``TAG_TASK`` rank 0 → group leader: TASK, or CLOSE (pool over).
 * ``TAG_RESULT`` leader → rank 0: RESULT; READY once the group has loaded the objective
   (the same body as the local pool's); FATAL when a rank could not; BYE after CLOSE.
+* ``TAG_CANCEL`` rank 0 → a busy leader: ``("cancel", task_id, attempt)`` when the run ends
+  with the task still running (the deadline's kill_margin, a signal, an error); the leader's
+  watch thread interrupts the task, which ends as cancelled, and the rank says BYE in time.
 * ``TAG_GROUP`` inside a task group: the leader forwards TASK or CLOSE; members answer
   ``(status, error)``.
 * Early stopping: the leader sends each intermediate report as REPORT on ``TAG_RESULT``;
@@ -67,14 +70,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import select
+import signal
+import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError, EmewsError, ObjectiveError
-from ..task import DONE, FAILED, STOPPED, Report, Result, Task
+from ..task import CANCELLED, DONE, FAILED, STOPPED, Report, Result, Task
 from . import _wire as wire
 from ._gpu import gpu_for
 from ._pool import OnReport, PoolBase
@@ -83,6 +89,9 @@ from ._runners import HOST, accepts_comm, execute, make_runner
 __all__ = ["MPIPool", "MPISession", "mpi_session", "mpi_module", "Backoff"]
 
 TAG_SETUP, TAG_TASK, TAG_RESULT, TAG_GROUP, TAG_STOP, TAG_GROUP_STOP = 71, 72, 73, 74, 75, 76
+#: rank 0 → a busy leader, when the run ends with the task still running (the job's
+#: kill_margin, its warning signal): ``("cancel", task_id, attempt)``, read by :class:`_TaskWatch`
+TAG_CANCEL = 77
 
 #: seconds rank 0 waits for busy workers to stop after the run ended, before MPI_Abort
 #: (environment variable ``EMEWS_MPI_STOP_GRACE`` overrides it)
@@ -406,6 +415,8 @@ class MPIPool(PoolBase):
             return []
         self.closed = True
         cancelled = self._running_as_cancelled(self._hosts.get) if kill else []
+        if kill:
+            _send_cancels(self._comm, self._busy)
         self._idle.clear()
         for leader in self._leaders:
             self._comm.send(wire.close(), dest=leader, tag=TAG_TASK)
@@ -467,8 +478,121 @@ def _serve_or_abort(layout: _Layout) -> None:
         _abort(layout.comm, f"emews: internal error on worker rank {layout.rank} ({HOST}):\n{traceback.format_exc()}")
 
 
+class _RankSignalled(KeyboardInterrupt):
+    """SIGTERM or SIGUSR1 on a worker rank during a task (``scancel``, a time limit, a batch
+    system's warning: they reach every rank), or rank 0's cancel: the task ends as
+    cancelled, and the rank goes on serving until rank 0 ends the pool."""
+
+
+def _send_cancels(comm: Any, busy: dict[int, Task]) -> None:
+    """Rank 0, ending the run with tasks still running: tell their leaders to cancel them."""
+    for leader, t in busy.items():
+        comm.send(("cancel", t.id, t.attempt), dest=leader, tag=TAG_CANCEL)
+
+
+class _TaskWatch:
+    """How a worker rank's running task is ended from outside, in order.
+
+    * SIGTERM and SIGUSR1 raise :class:`_RankSignalled` in the task (once per task) and are
+      ignored between tasks: the rank is not killed, so it can report the task cancelled
+      and say ``bye``; rank 0, which got the signal too, journals it and ends the pool.
+    * One thread per rank relays such a signal to the main thread when the kernel gave it to
+      another thread (MPI's progress thread, say): else a main thread asleep in the
+      objective would not wake. On a group leader it also polls ``TAG_CANCEL`` (every 50 ms:
+      nothing on the task path); rank 0's cancel for the armed task sends SIGUSR1 to the main
+      thread (a real signal, so a ``time.sleep`` or a wait on a child process ends too). The
+      MPI job then ends in order at the deadline's kill_margin instead of by ``MPI_Abort``.
+      This needs MPI_THREAD_MULTIPLE (mpi4py's default); without it, busy ranks are aborted
+      after the grace, as before. Members of a multi-rank group are ended by the signal only.
+    """
+
+    def __init__(self, comm: Any, leader: bool):
+        self.comm = comm
+        self._lock = threading.Lock()
+        self._armed: tuple[int, int] | None = None
+        self._raised = False
+        self.fired = False  # rank 0's cancel ended the armed task
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wakeup: Any = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._main = threading.main_thread().ident
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+        # a signal the kernel hands to another thread (MPI's progress thread, this watch)
+        # does not wake a main thread asleep in the objective: Python writes its number to
+        # the wakeup fd, and the watch passes it on to the main thread
+        self._wakeup, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        self._theirs = theirs
+        try:
+            signal.set_wakeup_fd(theirs.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # pragma: no cover - not the main thread of the main interpreter
+            pass
+        self._mpi = leader and _thread_multiple()
+        self._thread = threading.Thread(target=self._watch, name="emews-task-watch", daemon=True)
+        self._thread.start()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:  # no locks here: it runs in the main thread
+        if self._armed is not None and not self._raised:
+            self._raised = True
+            raise _RankSignalled(f"{signal.Signals(signum).name} on worker rank")
+
+    def arm(self, task: Task) -> None:
+        with self._lock:
+            self._armed, self._raised, self.fired = (task.id, task.attempt), False, False
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = None
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            if select.select([self._wakeup], [], [], 0.05)[0]:
+                for signum in self._wakeup.recv(64):
+                    if signum in (signal.SIGTERM, signal.SIGUSR1):
+                        self._interrupt(signum)
+            while self._mpi and self.comm.iprobe(0, TAG_CANCEL):
+                _kind, tid, attempt = self.comm.recv(source=0, tag=TAG_CANCEL)
+                with self._lock:
+                    if self._armed == (tid, attempt) and not self._raised:
+                        self.fired = True
+                self._interrupt(signal.SIGUSR1, (tid, attempt))
+
+    def _interrupt(self, signum: int, task: tuple[int, int] | None = None) -> None:
+        """Signal the main thread, if it runs a task (``task``: that one) not yet interrupted."""
+        with self._lock:
+            if self._armed is not None and not self._raised and (task is None or task == self._armed):
+                signal.pthread_kill(self._main, signum)
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+            signal.set_wakeup_fd(-1)
+            self._wakeup.close()
+            self._theirs.close()
+
+
+def _thread_multiple() -> bool:
+    try:
+        MPI = mpi_module()
+        return MPI.Query_thread() == MPI.THREAD_MULTIPLE
+    except Exception:  # noqa: BLE001 - no watch: the grace and MPI_Abort remain
+        return False
+
+
 def _serve(layout: _Layout) -> None:
     """A worker rank's life: pools come and go until rank 0 says exit."""
+    watch = _TaskWatch(layout.comm, layout.is_leader)
+    try:
+        _serve_pools(layout, watch)
+    finally:
+        watch.close()
+
+
+def _serve_pools(layout: _Layout, watch: _TaskWatch) -> None:
     backoff = _worker_backoff()
     while True:
         try:
@@ -478,9 +602,9 @@ def _serve(layout: _Layout) -> None:
         if kind == "exit":
             return
         if layout.is_leader:
-            _lead(layout, spec, backoff)
+            _lead(layout, spec, backoff, watch)
         else:
-            _follow(layout, spec, backoff)
+            _follow(layout, spec, backoff, watch)
 
 
 def _make(layout: _Layout, spec: dict) -> tuple[Any, str | None]:
@@ -525,7 +649,7 @@ def _member_channel(group: Any, task: Task) -> wire.WorkerChannel:
     return wire.WorkerChannel(task.id, task.attempt, receive=receive)
 
 
-def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
+def _lead(layout: _Layout, spec: dict, backoff: Backoff, watch: _TaskWatch) -> None:
     comm, group = layout.comm, layout.group
     runner, error = _make(layout, spec)
     gpus = [layout.gpu]
@@ -548,7 +672,14 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
             break
         channel = _leader_channel(comm, group, task, backoff)
         try:
-            result = execute(runner, task, layout.rank, HOST, gpu, channel)
+            watch.arm(task)
+            try:
+                result = execute(runner, task, layout.rank, HOST, gpu, channel)
+            finally:
+                watch.disarm()
+        except _RankSignalled as e:
+            why = "cancelled by rank 0 (the run ended)" if watch.fired else f"{e} {layout.rank}"
+            result = Result.cancelled(task, why, worker=layout.rank, host=HOST)
         except KeyboardInterrupt:
             result = Result.failed(task, "interrupted (Ctrl-C)", worker=layout.rank, host=HOST, gpu=gpu)
         channel.settle()
@@ -563,7 +694,7 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff) -> None:
     comm.send(wire.bye(), dest=0, tag=TAG_RESULT)
 
 
-def _follow(layout: _Layout, spec: dict, backoff: Backoff) -> None:
+def _follow(layout: _Layout, spec: dict, backoff: Backoff, watch: _TaskWatch) -> None:
     group = layout.group
     runner, error = _make(layout, spec)
     group.send((error, layout.gpu), dest=0, tag=TAG_GROUP)
@@ -576,8 +707,14 @@ def _follow(layout: _Layout, spec: dict, backoff: Backoff) -> None:
         if task is None:
             break
         try:
-            outcome = runner.run(task, _member_channel(group, task))
+            watch.arm(task)
+            try:
+                outcome = runner.run(task, _member_channel(group, task))
+            finally:
+                watch.disarm()
             status, err = outcome.status, outcome.error
+        except _RankSignalled as e:
+            status, err = CANCELLED, f"{e} {layout.rank}"
         except KeyboardInterrupt:
             status, err = FAILED, "interrupted (Ctrl-C)"
         group.send((status, err), dest=0, tag=TAG_GROUP)

@@ -10,7 +10,7 @@ Layers, bottom up (a module may import its own layer and the ones below)::
     optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
     driver       the loop between the queues and a pool, its ledger (budget, retries), the session meta and outputs
     pools        emews.workers: local and MPI pools, runners
-    inputs       config parsing and config-time checks (_checks), experiment directories
+    inputs       config parsing and config-time checks (_checks), experiment directories, the batch scheduler
     launch       the one function that starts a search
     entry        the CLI (run), emews.search (api), the package face, the contract suites
 
@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("optimizers", ("emews.optimizers", "emews.stoppers")),
     ("driver", ("emews.driver", "emews._ledger", "emews._session")),
     ("pools", ("emews.workers",)),
-    ("inputs", ("emews.config", "emews.experiment", "emews._checks")),
+    ("inputs", ("emews.config", "emews.experiment", "emews._checks", "emews.scheduler")),
     ("launch", ("emews.launch",)),
     ("entry", ("emews.run", "emews.api", "emews.__main__", "emews.report.__main__", "emews.testing", "emews")),
 ]

@@ -1,5 +1,6 @@
 """Imports on every worker rank but rank 2, which fails once rank 1 is busy with a task (or
-after 30 s); the objective sleeps 60 s. The marker file lives in the run's working directory."""
+after 30 s); the objective sleeps 60 s (``stubborn``: and will not be interrupted, not even by
+rank 0's cancel). The marker file lives in the run's working directory."""
 
 import os
 import time
@@ -19,4 +20,15 @@ if MPI.COMM_WORLD.Get_rank() == 2:
 def slow(params: dict) -> float:
     open(MARKER, "w").close()
     time.sleep(60)
+    return 0.0
+
+
+def stubborn(params: dict) -> float:
+    open(MARKER, "w").close()
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            time.sleep(max(0.0, end - time.monotonic()))
+        except BaseException:  # noqa: BLE001 - a task that cannot be cancelled (a C extension's loop)
+            pass
     return 0.0

@@ -210,9 +210,23 @@ def test_error_on_rank_0_releases_workers(tmp_path):
     assert time.monotonic() - t0 < 30
 
 
-def test_busy_workers_after_an_error_abort_the_job(tmp_path):
-    # rank 2 cannot import the objective; rank 1 is meanwhile busy with a 60 s task
+def test_busy_workers_after_an_error_are_cancelled_in_order(tmp_path):
+    # rank 2 cannot import the objective; rank 1 is meanwhile busy with a 60 s task, which rank 0
+    # cancels: the job ends in order (no MPI_Abort), the task journaled cancelled
     cfg = config(tmp_path, objective="objectives_rankfail:slow")
+    t0 = time.monotonic()
+    p, out = run(3, cfg, tmp_path)
+    assert time.monotonic() - t0 < 40, "the job waited for the busy rank"
+    assert p.returncode == 2, p.stderr
+    assert "no GPU on this rank" in p.stderr and "aborting the MPI job" not in p.stderr, p.stderr
+    rows = journal(out)["evals"]
+    assert rows and all(e["status"] == "cancelled" for e in rows)
+
+
+def test_busy_workers_after_an_error_abort_the_job(tmp_path):
+    # rank 2 cannot import the objective; rank 1 is meanwhile busy with a 60 s task that will not
+    # be cancelled: after the grace, MPI_Abort
+    cfg = config(tmp_path, objective="objectives_rankfail:stubborn")
     os.environ["EMEWS_MPI_STOP_GRACE"] = "1"
     try:
         t0 = time.monotonic()

@@ -20,3 +20,56 @@ def test_sigkill_rank0_then_resume_mpi(tmp_path, optimizer):
                                      launcher=(*mpiexec_argv(), "-n", "3"))
     meta_pools = {json.dumps(r["worker"]) for r in finals}
     assert meta_pools <= {"1", "2"}  # evaluated on the worker ranks, in both sessions
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+def test_signal_to_mpiexec_is_an_orderly_stop_on_every_rank(tmp_path, sig):
+    """SIGTERM (scancel, a time limit) or SIGUSR1 (a batch job's warning) to the launcher reaches
+    every rank: the worker ranks end their held tasks as cancelled and say bye, rank 0 journals
+    them (no MPI_Abort, nothing left open); the resume runs them again, nothing twice."""
+    import signal
+
+    from helpers import (
+        WAIT,
+        Gate,
+        check_exactly_once,
+        finished_rows,
+        kill_env,
+        reap,
+        start_cli,
+        wait_for_results,
+    )
+    from mpirun import journal
+
+    cfg = {"experiment": "k", "objective": "killable:slow", "max_evals": 20, "seed": 2, "pool": "mpi",
+           "space": {"x0": {"type": "real", "low": -1, "high": 1}, "x1": {"type": "real", "low": -1, "high": 1}},
+           "output": str(tmp_path / "runs"), "report": False}
+    path = write_config(tmp_path, cfg)
+    out = tmp_path / "runs" / "k"
+    env = kill_env(tmp_path, sleep=0.05)
+    gate = Gate(tmp_path / "gate")  # 4 tasks pass, then each worker rank holds one: running at the signal
+    gate.allow(4)
+    launcher = (*mpiexec_argv(), "-n", "3")
+    proc = start_cli([str(path)], tmp_path, env | gate.env, launcher=launcher)
+    try:
+        wait_for_results(out, 4, proc)
+        gate.wait_started(6, proc)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == (143 if sig == "SIGTERM" else 0), err
+    assert "MPI_Abort" not in err and "aborting" not in err, err
+    rows = journal(out)["evals"]
+    assert not [r for r in rows if r["status"] in ("queued", "running")], rows
+    held = [r for r in rows if r["status"] == "cancelled" and r["worker"] is not None]
+    assert sorted(r["worker"] for r in held) == [1, 2], held
+    before = finished_rows(out)
+    gate.open()
+    proc = start_cli([str(path)], tmp_path, env | gate.env, launcher=launcher)
+    try:
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0, err
+    check_exactly_once(out, before, 20, tmp_path / "evals.log", 2)
