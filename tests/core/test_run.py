@@ -231,7 +231,10 @@ def test_plugin_with_unknown_setting_fails_clearly(user_dir):
 
 
 def test_optimizer_error_keeps_results(user_dir):
-    cfg = base_config(user_dir, optimizer="usermod:Broken", max_evals=50)
+    # one worker: the optimizer asks for one point per finished one, so when its ask raises no
+    # task is queued or running (with two, a point put just before the error could still be
+    # queued and be cancelled, as the driver does with queued tasks when the optimizer fails)
+    cfg = base_config(user_dir, optimizer="usermod:Broken", max_evals=50, workers=1)
     r = run_cli([str(write_config(user_dir, cfg))], cwd=user_dir)
     assert r.returncode == 1
     assert "the optimizer failed" in r.stderr and "optimizer bug" in r.stderr
