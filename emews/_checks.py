@@ -22,7 +22,7 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = ["check_optimizer_settings", "accepted_settings", "error_summary", "refuse_spawn_reimport",
-           "explain_unguarded", "NO_SUCCESS_EXIT"]
+           "refuse_unguarded_call", "called_unguarded", "explain_unguarded", "NO_SUCCESS_EXIT"]
 
 #: exit status of ``python -m emews.run`` when evaluations finished but none succeeded
 NO_SUCCESS_EXIT = 3
@@ -150,6 +150,55 @@ def refuse_spawn_reimport() -> None:
     except OSError:
         pass
     os._exit(1)
+
+
+def _guarded_lines(path: str) -> list[tuple[int, int]] | None:
+    """Line ranges of the ``if __name__ == "__main__":`` blocks of a script (None: unreadable)."""
+    import ast
+
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+            texts = {n.value for n in ast.walk(node.test) if isinstance(n, ast.Constant)}
+            if "__name__" in names and "__main__" in texts:
+                out.append((node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno))
+    return out
+
+
+def called_unguarded() -> bool:
+    """True when the running script calls this at import time outside an ``if __name__ ==
+    "__main__":`` block: every process spawned later (the optimizer's, the workers') would
+    import the script again and run its call a second time. A notebook, the REPL and
+    ``python -c`` have no script file and are never unguarded."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or in_spawn_bootstrap():
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:  # the script's own module-level frame, if the call comes from there
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            break
+        frame = frame.f_back
+    if frame is None or os.path.abspath(frame.f_code.co_filename) != os.path.abspath(path):
+        return False
+    guarded = _guarded_lines(path)
+    if guarded is None:
+        return False
+    line = frame.f_lineno
+    return not any(lo <= line <= hi for lo, hi in guarded)
+
+
+def refuse_unguarded_call() -> None:
+    """Raise :class:`~emews.errors.ConfigError` (:data:`GUARD_HELP`) when the script calls
+    :func:`emews.search` unguarded (:func:`called_unguarded`), before any directory exists."""
+    if called_unguarded():
+        raise ConfigError(GUARD_HELP, key="search()")
 
 
 def explain_unguarded(error: BaseException) -> BaseException:

@@ -85,15 +85,19 @@ def search(
         True
     """
     _checks.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
+    _checks.refuse_unguarded_call()  # the script itself, before anything is created
     if isinstance(space, Space):
         space_obj = space
     else:
         space_obj = Space.from_dict(space, "search()", prefix="space.")
+    if not isinstance(objective, str) and not callable(objective):
+        raise ConfigError(f"must be a callable or 'pkg.module:function', got {objective!r}", "search()", "objective")
+    # objects (objective, optimizer, stopper) are checked by parse_config like names, before anything exists
     raw: dict[str, Any] = {
         "experiment": experiment,
-        "objective": "emews:search" if not isinstance(objective, str) else objective,
+        "objective": objective,
         "space": space_obj.to_dict(),
-        "optimizer": {"name": optimizer if isinstance(optimizer, str) else "emews:search", "settings": dict(settings or {})},
+        "optimizer": {"name": optimizer, "settings": dict(settings or {})},
         "mode": mode,
         "batch_size": batch_size,
         "max_evals": max_evals,
@@ -108,25 +112,18 @@ def search(
     }
     if simulation is not None:
         raw["simulation"] = dict(simulation)
-    if isinstance(stopper, (str, Mapping)):
-        raw["stopper"] = stopper if isinstance(stopper, str) else dict(stopper)
+    if stopper is not None:
+        raw["stopper"] = dict(stopper) if isinstance(stopper, Mapping) else stopper
     if raw["runner"].get("type") == "command":
         raw.pop("objective")
     cfg = parse_config(raw, "search()")
     cfg.space = space_obj
-    if not isinstance(objective, str):
-        if not callable(objective):
-            raise ConfigError(f"must be a callable or 'pkg.module:function', got {objective!r}", "search()", "objective")
-        cfg.runner["objective"] = objective
+    # the journal keeps names, not objects
+    if not isinstance(objective, str) and "objective" in cfg.raw:
         cfg.raw["objective"] = getattr(objective, "__qualname__", repr(objective))
     if not isinstance(optimizer, str):
-        cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
     if stopper is not None and not isinstance(stopper, (str, Mapping)):
-        from .stoppers import from_config as stopper_from_config
-
-        stopper_from_config(stopper, "search()", "stopper")
-        cfg.stopper = stopper
         cfg.raw["stopper"] = getattr(stopper, "__qualname__", None) or type(stopper).__qualname__
     try:
         return launch(cfg, resume="auto" if resume else "fresh")

@@ -334,6 +334,8 @@ class GA(ResidentOptimizer):
     evaluation; the search ends early when 20 generations in a row bring nothing new.
     """
 
+    path_settings = ("initial_population",)
+
     def __init__(
         self,
         space: Space,
@@ -504,6 +506,7 @@ class SteadyStateGA(Optimizer):
     """
 
     lookahead = 0
+    path_settings = ("initial_population",)
 
     def __init__(
         self,
