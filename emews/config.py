@@ -385,7 +385,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
     for key in ("command", "result_file", "pattern", "workdir", "report_pattern", "report_file"):
         if runner_raw.get(key) is not None and runner["type"] != "command":
-            raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r})", source, f"runner.{key}")
+            raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r}), got "
+                              f"{runner_raw[key]!r}", source, f"runner.{key}")
     from .workers._command import check_env
 
     runner["env"] = check_env(runner_raw.get("env"), source)
@@ -531,7 +532,8 @@ def _gpus(gpus: Any, source: str) -> GpuConfig | None:
     per_worker = _int(gpus, "gpus_per_worker", source, default=1, minimum=1, prefix="gpus.")
     per_gpu = _int(gpus, "workers_per_gpu", source, default=1, minimum=1, prefix="gpus.")
     if per_worker > 1 and per_gpu > 1:
-        raise ConfigError("set gpus_per_worker or workers_per_gpu above 1, not both", source, "gpus")
+        raise ConfigError(f"set gpus_per_worker or workers_per_gpu above 1, not both (got gpus_per_worker {per_worker}, "
+                          f"workers_per_gpu {per_gpu})", source, "gpus")
     devices = gpus.get("devices")
     if devices is not None:
         if not isinstance(devices, list) or not devices:

@@ -27,6 +27,11 @@ class GridSearch(Optimizer):
 
     def __init__(self, space: Space, seed: int | None = None, points: int | Mapping[str, int] = 5, shuffle: bool = False):
         super().__init__(space, seed)
+        if not isinstance(shuffle, bool):
+            raise ConfigError(f"must be true or false, got {shuffle!r}", key="optimizer.settings.shuffle")
+        if not isinstance(points, (int, Mapping)) or isinstance(points, bool):
+            raise ConfigError(f"must be a positive integer or {{dimension: count}}, got {points!r}",
+                              key="optimizer.settings.points")
         axes = []
         for d in space.dims:
             count = points.get(d.name, 5) if isinstance(points, Mapping) else points

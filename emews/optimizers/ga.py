@@ -146,6 +146,8 @@ def read_population_csv(path: str | Path, space: Space) -> list[dict]:
         ConfigError: the file cannot be read, a dimension's column is missing, or a cell
             is not a value of its dimension (the message names file, row and column).
     """
+    if isinstance(path, bool) or not isinstance(path, (str, Path)) or not str(path):
+        raise ConfigError(f"must be the path of a CSV file, got {path!r}", None, "optimizer.settings.initial_population")
     src = str(path)
     try:
         with open(path, newline="") as f:
