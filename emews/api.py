@@ -54,7 +54,10 @@ def search(
             ``"pkg.module:Class"`` path, or an optimizer class/function object.
         max_evals: evaluation budget.
         workers: worker processes (default: CPU count).
-        seed: makes the optimizer's proposals repeatable.
+        seed: makes the optimizer's proposals repeatable: ``random`` and ``grid`` always,
+            ``mbo``/``ga-steady`` in ``mode="batch"`` for the same ``batch_size``, ``ga`` in
+            either mode; in async mode a learning optimizer follows the result arrival order,
+            which timing decides (see the README's "Seeds").
         settings: the optimizer's settings.
         mode: ``"async"`` (refill each free worker at once) or ``"batch"``.
         batch_size: points per batch in batch mode (default: ``workers``).

@@ -21,6 +21,9 @@ class GridSearch(Optimizer):
             log dimensions are spaced geometrically. Ordinal, categorical and bool dimensions
             take all their values.
         shuffle: visit the grid in a seeded random order (default False).
+
+    The order is fixed when the optimizer is built (grid order, or one seeded permutation), so
+    the points repeat by task id whatever the batching, the worker count and the objective.
     """
 
     lookahead = 64

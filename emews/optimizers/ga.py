@@ -334,6 +334,10 @@ class GA(ResidentOptimizer):
 
     A child identical to an individual already evaluated takes its loss without a new
     evaluation; the search ends early when 20 generations in a row bring nothing new.
+
+    Seeds: a generation is one batch (``queues.evaluate``), told in its own order whatever
+    order its results arrive in, so a seeded search repeats exactly in either ``mode`` and on
+    any number of workers.
     """
 
     path_settings = ("initial_population",)
@@ -505,6 +509,11 @@ class SteadyStateGA(Optimizer):
     Settings: ``population``, ``mutpb``, ``cxpb``, ``indpb``, ``tournament``, ``impute``,
     ``penalty``, ``initial_population`` as in :class:`GA`. ``log()`` summarizes the population
     every ``population`` results (a "generation").
+
+    Seeds: ``mode: batch`` repeats exactly for the same ``batch_size``. In ``mode: async`` a
+    child is bred from the population as the results that have arrived made it, an order set
+    by timing that cannot repeat; only the first ``population`` points (the initial ones, then
+    random draws one point at a time) repeat by task id.
     """
 
     lookahead = 0

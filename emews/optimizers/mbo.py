@@ -200,6 +200,13 @@ class MBO(Optimizer):
             observations took 3.4-4.2 s with the default threads and 1.2-1.5 s with one, on
             the 2-core development machine at load average 6. ``None`` leaves numpy's own.
 
+    Seeds: with a seed, ``mode: batch`` repeats exactly for the same ``batch_size`` (a batch is
+    told in its own order, whatever order its results arrive in). In ``mode: async`` each
+    proposal follows the results that have arrived when a worker frees up, an order set by
+    timing that cannot repeat; only the initial design repeats by task id (its first
+    ``n_initial`` points, when ``n_initial`` is at least the worker count: the design is never
+    smaller than the first ask).
+
     Example:
         >>> from emews.space import Space
         >>> space = Space.from_dict({"x": {"type": "real", "low": -2, "high": 2}})
