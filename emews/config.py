@@ -638,5 +638,7 @@ def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
         raise ConfigError(f"cannot read {value!r}: {e.strerror}", source, "space_file") from None
     # a list is a CANDLE Supervisor GA parameter file; a mapping is the `space:` form
     if isinstance(data, list):
-        return Space.from_supervisor_list(data, str(p))
+        from .formats import supervisor_space
+
+        return supervisor_space(data, str(p))
     return Space.from_dict(data, str(p), prefix="")
