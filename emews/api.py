@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _checks
+from . import _guard
 from .config import parse_config
 from .errors import ConfigError, ObjectiveError, OptimizerError
 from .launch import launch
@@ -87,8 +87,8 @@ def search(
         >>> res.best["loss"] < 1                                         # doctest: +SKIP
         True
     """
-    _checks.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
-    _checks.refuse_unguarded_call()  # the script itself, before anything is created
+    _guard.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
+    _guard.refuse_unguarded_call()  # the script itself, before anything is created
     if isinstance(space, Space):
         space_obj = space
     else:
@@ -131,7 +131,7 @@ def search(
     try:
         return launch(cfg, resume="auto" if resume else "fresh")
     except (ObjectiveError, OptimizerError) as e:  # a spawned child may have found the script unguarded
-        explained = _checks.explain_unguarded(e)
+        explained = _guard.explain_unguarded(e)
         if explained is e:
             raise
         raise explained from None

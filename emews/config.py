@@ -506,11 +506,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
             raise ConfigError(f"the stopper cannot be built: {type(e).__name__}: {e} (value {stopper!r})", source,
                               "stopper") from None
     # the optimizer's settings: its signature, then its own check (built once, then discarded)
-    from . import _checks
-    from .optimizers import check_optimizer_settings_once
+    from .optimizers import check_optimizer_settings, check_optimizer_settings_once
 
     label = opt_name if isinstance(opt_name, str) else None
-    _checks.check_optimizer_settings(optimizer_obj, settings, source, label)
+    check_optimizer_settings(optimizer_obj, settings, source, label)
     check_optimizer_settings_once(optimizer_obj, space, settings, seed, source)
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),

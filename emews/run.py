@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import _checks
+from . import _failures
 from ._progress import LiveAwareHandler
 from .config import load_config, parse_deadline
 from .driver import Terminated
@@ -80,7 +80,7 @@ def summary(results, quiet: bool = False) -> str:
     line = f"emews: {done + failed + timeout} evaluations ({done} done, {failed} failed, {timeout} timed out)"
     if cancelled:
         line += f"; {cancelled} cancelled task(s) never finished"
-    lines = [line, *_checks.failure_lines(results.rows)]
+    lines = [line, *_failures.failure_lines(results.rows)]
     best = results.best
     if best is None:
         lines.append("emews: no evaluation succeeded; see the error column of results.csv")
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emews: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
     print(summary(results))  # -q quiets the messages on stderr, not this summary on stdout
-    return _checks.exit_status(results)  # 3: evaluations finished, none succeeded
+    return _failures.exit_status(results)  # 3: evaluations finished, none succeeded
 
 
 if __name__ == "__main__":

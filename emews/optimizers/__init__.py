@@ -12,9 +12,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import re
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .._imports import import_object
@@ -22,9 +19,11 @@ from ..errors import ConfigError, OptimizerError
 from ._base import Optimizer, ResidentOptimizer
 from ._grid import GridSearch
 from ._random import RandomSearch
+from ._settings import accepted_settings, check_optimizer, check_optimizer_settings, check_optimizer_settings_once
 
 __all__ = ["Optimizer", "ResidentOptimizer", "RandomSearch", "GridSearch", "resolve", "BUILTIN", "style_of",
-           "resolve_for_config", "check_optimizer_settings_once"]
+           "resolve_for_config", "accepted_settings", "check_optimizer_settings", "check_optimizer_settings_once",
+           "check_optimizer"]
 
 #: built-in optimizer names -> "module:attribute" (imported lazily: DEAP and scikit-optimize
 #: are only loaded when used)
@@ -112,56 +111,3 @@ def resolve_for_config(name_or_obj: Any, source: str | None, key: str) -> Any:
     except OptimizerError as e:
         raise ConfigError(str(e), source, key) from None
     return obj
-
-
-_NAMED = re.compile(r"\b([A-Za-z_]\w*)\s*=")
-
-
-def _setting_named(message: str, settings: Mapping[str, Any]) -> str | None:
-    """The setting a message is about: the first ``name=`` in it that is a setting given."""
-    for m in _NAMED.finditer(message):
-        if m.group(1) in settings:
-            return m.group(1)
-    for k in settings:  # else any setting named in quotes
-        if f"{k!r}" in message:
-            return str(k)
-    return None
-
-
-def check_optimizer_settings_once(optimizer: Any, space: Any, settings: Mapping[str, Any], seed: int | None,
-                                  source: str | None, prefix: str = "optimizer.settings") -> None:
-    """Run the optimizer's declared check (``check_settings``, see
-    :class:`~emews.optimizers.Optimizer`) in this process, turning what it raises into a
-    :class:`~emews.errors.ConfigError` naming ``source``, ``optimizer.settings.<name>`` and
-    the value. An optimizer without ``check_settings`` (a plain function) has only its
-    signature checked, elsewhere."""
-    check = getattr(optimizer, "check_settings", None)
-    if check is None or not callable(check):
-        return
-    try:
-        check(space, dict(settings), seed)
-    except ConfigError as e:
-        key = e.key or ""
-        if e.source is not None and e.source != source:  # a file a setting names (an initial population)
-            name = key.rpartition(".")[2] if key.startswith(prefix + ".") else None
-            if name not in settings:
-                name = next((k for k, v in settings.items() if isinstance(v, str) and Path(v) == Path(e.source)), None)
-            text = str(e)
-            if key.startswith(prefix + "."):  # the file's own error already names the setting: once is enough
-                text = f"{e.source}: " + text.removeprefix(f"{e.source}: ").removeprefix(f"{key}: ")
-            raise ConfigError(text, source, f"{prefix}.{name}" if name else prefix) from None
-        text = str(e)
-        if key and text.startswith(f"{key}: "):
-            text = text[len(key) + 2:]
-        if not key.startswith(prefix):
-            key = f"{prefix}.{key}" if key else (f"{prefix}.{_setting_named(text, settings)}"
-                                                  if _setting_named(text, settings) else prefix)
-        raise ConfigError(text, source, key) from None
-    except Exception as e:  # noqa: BLE001 - a plug-in's __init__ may raise anything
-        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        if not isinstance(e, (ValueError, TypeError, KeyError)):
-            text = f"the optimizer cannot be built with these settings: {type(e).__name__}: {text}"
-        name = _setting_named(text, settings)
-        if name is not None and repr(settings[name]) not in text:
-            text += f" (value {settings[name]!r})"
-        raise ConfigError(text, source, f"{prefix}.{name}" if name else prefix) from None

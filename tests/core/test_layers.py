@@ -4,13 +4,14 @@ Layers, bottom up (a module may import its own layer and the ones below)::
 
     records      errors, task, space, formats (Supervisor files -> Space), and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples
     journal      the SQLite journal
-    results      Results and the report built from them (one layer: Results' plot methods call the report)
+    results      Results and the report built from them (one layer: Results' plot methods call the report),
+                 the failure summary and exit status (_failures)
     resume       resume planning and replay
     queues       the optimizer's queue pair and the wire protocol
     optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
     driver       the loop between the queues and a pool
     pools        emews.workers: local and MPI pools, runners
-    inputs       config parsing and config-time checks (_checks), experiment directories
+    inputs       config parsing and config-time checks, experiment directories, the script guard (_guard)
     launch       the one function that starts a search
     entry        the CLI (run), emews.search (api), the package face, the contract suites
 
@@ -31,13 +32,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._childsig", "emews._clock",
                  "emews._progress", "emews.examples", "emews.formats")),
     ("journal", ("emews.journal",)),
-    ("results", ("emews.results", "emews.report")),
+    ("results", ("emews.results", "emews.report", "emews._failures")),
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
     ("optimizers", ("emews.optimizers", "emews.stoppers")),
     ("driver", ("emews.driver",)),
     ("pools", ("emews.workers",)),
-    ("inputs", ("emews.config", "emews.experiment", "emews._checks")),
+    ("inputs", ("emews.config", "emews.experiment", "emews._guard")),
     ("launch", ("emews.launch",)),
     ("entry", ("emews.run", "emews.api", "emews.__main__", "emews.report.__main__", "emews.testing", "emews")),
 ]

@@ -74,7 +74,7 @@ def test_a_run_where_every_evaluation_failed_says_why_and_exits_3(tmp_path):
 
 
 def test_error_summary_counts_messages_by_their_last_line():
-    from emews._checks import error_summary, failure_lines
+    from emews._failures import error_summary, failure_lines
 
     rows = [{"status": "failed", "error": "Traceback ...\nValueError: x"}] * 3 + [
         {"status": "timeout", "error": "timed out after 5 s"}, {"status": "done", "error": None}]
