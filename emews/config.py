@@ -352,7 +352,17 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Config:
-    """Validate a config mapping (see the module docstring for the keys)."""
+    """Validate a config mapping (see the module docstring for the keys).
+
+    Every check runs here, before anything is created: the optimizer is resolved and its
+    settings checked by the optimizer itself (its ``check_settings``: the built-ins build it
+    once and discard it), the stopper is built once, the simulation and GPU settings are read
+    as the pool will read them. From :func:`emews.search` the objective, the optimizer and the
+    stopper may be objects instead of names.
+
+    Raises:
+        ConfigError: naming ``source``, the key and the value.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a config must be a mapping, got {raw!r}", source)
     _check_keys(raw, _TOP_KEYS, source)

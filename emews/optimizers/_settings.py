@@ -140,6 +140,9 @@ def _setting_named(message: str, settings: Mapping[str, Any]) -> str | None:
     for k in settings:  # else any setting named in quotes
         if f"{k!r}" in message:
             return str(k)
+    for k, v in settings.items():  # else a setting whose (file name) value the message quotes
+        if isinstance(v, str) and len(v) > 2 and v in message:
+            return str(k)
     return None
 
 

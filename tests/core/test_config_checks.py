@@ -286,3 +286,51 @@ def test_sections_are_typed_and_frozen(tmp_path):
         cfg.runner.timeout = 1  # type: ignore[misc]
     sim = parse_config(base_config(tmp_path, pool="simulated", simulation={"failure_rate": 0.5}), "c.yaml")
     assert isinstance(sim.simulation, SimulationConfig) and dict(sim.simulation) == {"failure_rate": 0.5}
+
+
+def test_a_plugin_declares_its_checks_and_its_file_settings(tmp_path):
+    """One declared interface for every optimizer: ``check_settings`` (run once in the parent)
+    and ``path_settings`` (files relative to the config). config.py knows no optimizer's settings."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "start.txt").write_text("0.5\n")
+    (tmp_path / "conf" / "fileopt.py").write_text(textwrap.dedent("""
+        import emews
+        from emews.errors import ConfigError
+
+        class FromFile(emews.Optimizer):
+            path_settings = ("start",)
+
+            def __init__(self, space, seed=None, start=None, step=0.1):
+                super().__init__(space, seed)
+                self.x = float(open(start).read())
+                self.step = step
+
+            @classmethod
+            def check_settings(cls, space, settings, seed=None):
+                if settings.get("step", 0.1) <= 0:
+                    raise ConfigError(f"must be > 0, got {settings['step']!r}", key="step")
+                super().check_settings(space, settings, seed)
+
+            def ask(self, n):
+                return [{"x": min(1.0, self.x + i * self.step)} for i in range(n)]
+    """))
+    cfg = {"experiment": "f", "objective": "emews.examples:quickstart", "max_evals": 2,
+           "space": {"x": {"type": "real", "low": 0.0, "high": 1.0}}, "output": str(tmp_path / "runs"),
+           "optimizer": {"name": "fileopt:FromFile", "settings": {"start": "start.txt", "step": -1}}}
+    path = tmp_path / "conf" / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = run_cli([str(path)], cwd=tmp_path)  # run from elsewhere: start.txt is found beside the config
+    assert r.returncode == 2 and f"{path}: optimizer.settings.step: must be > 0, got -1" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()
+    sys.path.insert(0, str(tmp_path / "conf"))
+    try:
+        cfg["optimizer"]["settings"]["step"] = 0.25
+        parsed = parse_config(cfg, str(path), base_dir=tmp_path / "conf")
+        assert parsed.optimizer_settings["start"] == str(tmp_path / "conf" / "start.txt")
+        cfg["optimizer"]["settings"]["start"] = "missing.txt"
+        with pytest.raises(ConfigError, match="No such file") as e:
+            parse_config(cfg, str(path), base_dir=tmp_path / "conf")
+        assert e.value.key == "optimizer.settings.start"
+    finally:
+        sys.path.remove(str(tmp_path / "conf"))
+        sys.modules.pop("fileopt", None)
