@@ -105,6 +105,8 @@ def test_random_and_grid_repeat_across_worker_counts_and_objective_kinds(tmp_pat
     for workers, kind in ((1, "plain"), (2, "trial"), (3, "command"), (3, "plain")):
         runs[(workers, kind)] = _search(tmp_path, f"{optimizer}-{workers}-{kind}", kind, workers, optimizer=optimizer,
                                         settings=settings, **extra)
+    runs[(7, "simulated")] = _search(tmp_path, f"{optimizer}-simulated", "plain", 7, optimizer=optimizer,
+                                     settings=settings, pool="simulated", **extra)
     first = runs[(1, "plain")]
     assert len(first) == extra["max_evals"]
     for key, points in runs.items():
