@@ -9,14 +9,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .journal import JournalError, final_attempts, read_journal
+from .journal import final_attempts
+from .report._source import JournalView
 from .task import Stop
 
 __all__ = ["Results", "write_results_csv", "write_best_json", "best_of"]
 
 
-class Results:
-    """Every evaluation of a search (the last attempt of each task).
+class Results(JournalView):
+    """Every evaluation of a search (the last attempt of each task): the journal's view that
+    reports read (:class:`~emews.report._source.JournalView`: rows, meta, names, workers),
+    with the best result, the exports and the report's plots as methods.
 
     Attributes:
         rows: list of dicts with ``task_id, attempt, params, status, loss, metrics, worker,
@@ -34,68 +37,10 @@ class Results:
     def __init__(self, rows: Sequence[Mapping[str, Any]], param_names: Sequence[str],
                  directory: Path | None = None, optimizer_log: Sequence[Mapping[str, Any]] = (),
                  meta: Mapping[str, Any] | None = None, reports: Sequence[Mapping[str, Any]] = ()):
-        self.all_attempts = list(rows)
-        self.rows = list(final_attempts(self.all_attempts))
-        self.param_names = list(param_names)
-        self.directory = Path(directory) if directory else None
-        self.optimizer_log = list(optimizer_log)
-        self._meta = dict(meta) if meta is not None else None
-        self.reports = list(reports)
+        super().__init__(rows, param_names, directory, optimizer_log, meta, reports)
         #: how the session that made these results ended (set by the driver; None when loaded)
         self.outcome: str | None = None
         self.stop: Stop | None = None
-
-    @property
-    def meta(self) -> dict:
-        """The journal's meta; read from the experiment directory when it was not given."""
-        if self._meta is None:
-            self._meta = {}
-            if self.directory is not None:
-                try:
-                    self._meta = dict(read_journal(self.directory)["meta"])
-                except JournalError:
-                    pass
-        return self._meta
-
-    @classmethod
-    def load(cls, directory: str | Path) -> Results:
-        """Read the results of an experiment directory (its ``journal.sqlite``)."""
-        return cls.from_journal(read_journal(directory), Path(directory))
-
-    @classmethod
-    def from_journal(cls, journal: Mapping[str, Any], directory: Path | None = None) -> Results:
-        """Results of a journal as :func:`~emews.journal.read_journal` returns it."""
-        meta = dict(journal.get("meta") or {})
-        rows = list(journal.get("evals") or [])
-        space = meta.get("space")
-        names = list(space) if isinstance(space, Mapping) else []
-        if not names:
-            for r in rows:
-                for k in r.get("params") or {}:
-                    if k not in names:
-                        names.append(k)
-        return cls(rows, names, directory, list(journal.get("optimizer_log") or []), meta=meta,
-                   reports=list(journal.get("reports") or []))
-
-    @property
-    def space(self) -> dict:
-        """The search space as journaled (``name -> spec dict``), or ``{}``."""
-        s = self.meta.get("space")
-        return dict(s) if isinstance(s, Mapping) else {}
-
-    @property
-    def workers(self) -> int:
-        """The pool's worker count (from the meta; else the distinct workers seen; at least 1)."""
-        w = self.meta.get("workers")
-        if isinstance(w, int) and not isinstance(w, bool) and w > 0:
-            return w
-        seen = {r.get("worker") for r in self.all_attempts if r.get("worker") is not None}
-        return max(1, len(seen))
-
-    @property
-    def name(self) -> str:
-        """The experiment's name (from the meta, else the directory's)."""
-        return str(self.meta.get("experiment") or (self.directory.name if self.directory else "experiment"))
 
     @property
     def best(self) -> dict | None:
