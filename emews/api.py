@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _checks, _pickling
+from . import _guard, _pickling
 from .config import parse_config
 from .errors import ConfigError, ObjectiveError, OptimizerError
 from .launch import launch
@@ -54,7 +54,10 @@ def search(
             ``"pkg.module:Class"`` path, or an optimizer class/function object.
         max_evals: evaluation budget.
         workers: worker processes (default: CPU count).
-        seed: makes the optimizer's proposals repeatable.
+        seed: makes the optimizer's proposals repeatable: ``random`` and ``grid`` always,
+            ``mbo``/``ga-steady`` in ``mode="batch"`` for the same ``batch_size``, ``ga`` in
+            either mode; in async mode a learning optimizer follows the result arrival order,
+            which timing decides (see the README's "Seeds").
         settings: the optimizer's settings.
         mode: ``"async"`` (refill each free worker at once) or ``"batch"``.
         batch_size: points per batch in batch mode (default: ``workers``).
@@ -84,16 +87,20 @@ def search(
         >>> res.best["loss"] < 1                                         # doctest: +SKIP
         True
     """
-    _checks.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
+    _guard.refuse_spawn_reimport()  # a worker re-importing an unguarded script: no second search
+    _guard.refuse_unguarded_call()  # the script itself, before anything is created
     if isinstance(space, Space):
         space_obj = space
     else:
         space_obj = Space.from_dict(space, "search()", prefix="space.")
+    if not isinstance(objective, str) and not callable(objective):
+        raise ConfigError(f"must be a callable or 'pkg.module:function', got {objective!r}", "search()", "objective")
+    # objects (objective, optimizer, stopper) are checked by parse_config like names, before anything exists
     raw: dict[str, Any] = {
         "experiment": experiment,
-        "objective": "emews:search" if not isinstance(objective, str) else objective,
+        "objective": objective,
         "space": space_obj.to_dict(),
-        "optimizer": {"name": optimizer if isinstance(optimizer, str) else "emews:search", "settings": dict(settings or {})},
+        "optimizer": {"name": optimizer, "settings": dict(settings or {})},
         "mode": mode,
         "batch_size": batch_size,
         "max_evals": max_evals,
@@ -108,33 +115,26 @@ def search(
     }
     if simulation is not None:
         raw["simulation"] = dict(simulation)
-    if isinstance(stopper, (str, Mapping)):
-        raw["stopper"] = stopper if isinstance(stopper, str) else dict(stopper)
+    if stopper is not None:
+        raw["stopper"] = dict(stopper) if isinstance(stopper, Mapping) else stopper
     if raw["runner"].get("type") == "command":
         raw.pop("objective")
     cfg = parse_config(raw, "search()")
     cfg.space = space_obj
-    if not isinstance(objective, str):
-        if not callable(objective):
-            raise ConfigError(f"must be a callable or 'pkg.module:function', got {objective!r}", "search()", "objective")
-        cfg.runner["objective"] = objective
+    # the journal keeps names, not objects
+    if not isinstance(objective, str) and "objective" in cfg.raw:
         cfg.raw["objective"] = getattr(objective, "__qualname__", repr(objective))
         identity = _pickling.code_identity(objective)
         if identity is not None:  # shipped by value: a resume compares what it computes, not only its name
             cfg.raw["objective_code"] = identity
     if not isinstance(optimizer, str):
-        cfg.optimizer = optimizer
         cfg.raw["optimizer"] = {"name": getattr(optimizer, "__qualname__", repr(optimizer)), "settings": dict(settings or {})}
     if stopper is not None and not isinstance(stopper, (str, Mapping)):
-        from .stoppers import from_config as stopper_from_config
-
-        stopper_from_config(stopper, "search()", "stopper")
-        cfg.stopper = stopper
         cfg.raw["stopper"] = getattr(stopper, "__qualname__", None) or type(stopper).__qualname__
     try:
         return launch(cfg, resume="auto" if resume else "fresh")
     except (ObjectiveError, OptimizerError) as e:  # a spawned child may have found the script unguarded
-        explained = _checks.explain_unguarded(e)
+        explained = _guard.explain_unguarded(e)
         if explained is e:
             raise
         raise explained from None

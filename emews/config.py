@@ -45,8 +45,8 @@ import importlib.util
 import math
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ import yaml
 from .errors import ConfigError, SpaceError
 from .space import Space
 
-__all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
+__all__ = ["Config", "RunnerConfig", "GpuConfig", "SimulationConfig", "load_config", "parse_config", "apply_overrides"]
 
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
@@ -66,6 +66,67 @@ _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "
                 "report_pattern", "report_file"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
 _OPT_KEYS = {"name", "settings"}
+
+
+class _Section(Mapping):
+    """A frozen, typed config section that also reads as the mapping of its given fields
+    (``section["type"]``, ``section.get("timeout")``, ``{**section}``): runner specs and GPU
+    settings travel to the workers as plain dicts. A field left at ``None`` is absent."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            value = getattr(self, key)
+            if value is not None:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (f.name for f in fields(self) if getattr(self, f.name) is not None)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class RunnerConfig(_Section):
+    """``runner:``, checked (see the module docstring); ``objective`` is the config's objective
+    (a ``module:function`` path or, from :func:`emews.search`, a callable)."""
+
+    type: str = "python"
+    objective: Any = None
+    timeout: float | None = None
+    retries: int = 0
+    command: list | None = None
+    env: dict | None = None
+    result_file: str | None = None
+    pattern: str | None = None
+    workdir: str | None = None
+    kill_grace: float | None = None
+    report_pattern: str | None = None
+    report_file: str | None = None
+    config_dir: str | None = None  # the config file's directory (command runner: ``{config_dir}``)
+
+
+@dataclass(frozen=True, eq=False)
+class GpuConfig(_Section):
+    """``gpus:``, checked."""
+
+    gpus_per_worker: int = 1
+    workers_per_gpu: int = 1
+    devices: list | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationConfig(_Section):
+    """``simulation:`` of ``pool: simulated``, checked (fields not given are absent)."""
+
+    duration: Any = None
+    failure_rate: float | None = None
+    stragglers: dict | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -86,15 +147,15 @@ class Config:
     output: str = "runs"
     pool: str = "auto"
     ranks_per_task: int = 1
-    gpus: dict | None = None
-    runner: dict = field(default_factory=lambda: {"type": "python"})
+    gpus: GpuConfig | None = None
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
     progress: float | None = None
     deadline: float | bool | None = None  # epoch seconds; None: from the batch system; False: none
     stop_margin: float = 60.0
     kill_margin: float = 10.0
     report: bool = True
-    simulation: dict | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
-    stopper: Any = None  # early stopping: {name: asha, ...} as given (checked with emews.stoppers.from_config)
+    simulation: SimulationConfig | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
+    stopper: Any = None  # early stopping: {name: asha, ...} as given (built once with emews.stoppers.from_config)
     chain: bool = False  # resubmit the Slurm job script when stopped at the job's end with budget left
     chain_max: int = 10  # jobs in a chain at most (the first included)
     source: str = "<dict>"
@@ -301,7 +362,17 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Config:
-    """Validate a config mapping (see the module docstring for the keys)."""
+    """Validate a config mapping (see the module docstring for the keys).
+
+    Every check runs here, before anything is created: the optimizer is resolved and its
+    settings checked by the optimizer itself (its ``check_settings``: the built-ins build it
+    once and discard it), the stopper is built once, the simulation and GPU settings are read
+    as the pool will read them. From :func:`emews.search` the objective, the optimizer and the
+    stopper may be objects instead of names.
+
+    Raises:
+        ConfigError: naming ``source``, the key and the value.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a config must be a mapping, got {raw!r}", source)
     _check_keys(raw, _TOP_KEYS, source)
@@ -314,11 +385,13 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if not isinstance(runner_raw, Mapping):
         raise ConfigError(f"must be a mapping, got {runner_raw!r}", source, "runner")
     _check_keys(runner_raw, _RUNNER_KEYS, source, "runner.")
+    from .workers._runners import runner_types
+
     runner = dict(runner_raw)
-    runner["type"] = _str(runner_raw, "type", source, default="python", choices=("python", "isolated", "command"), prefix="runner.")
+    runner["type"] = _str(runner_raw, "type", source, default="python", choices=runner_types(), prefix="runner.")
     timeout = runner_raw.get("timeout")
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (math.isfinite(timeout) and timeout > 0):
             raise ConfigError(f"must be a number of seconds > 0, got {timeout!r}", source, "runner.timeout")
         if runner["type"] == "python":
             raise ConfigError(
@@ -332,7 +405,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
     for key in ("command", "result_file", "pattern", "workdir", "report_pattern", "report_file"):
         if runner_raw.get(key) is not None and runner["type"] != "command":
-            raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r})", source, f"runner.{key}")
+            raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r}), got "
+                              f"{runner_raw[key]!r}", source, f"runner.{key}")
     from .workers._command import check_env
 
     runner["env"] = check_env(runner_raw.get("env"), source)
@@ -344,7 +418,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     else:
         if "objective" not in raw or raw["objective"] is None:
             raise ConfigError("missing required key (e.g. 'mypackage.mymodule:train')", source, "objective")
-        objective = check_objective_path(raw["objective"], source)
+        objective = raw["objective"]
+        if isinstance(objective, str) or not callable(objective):  # a callable: from emews.search()
+            objective = check_objective_path(objective, source)
     runner["objective"] = objective
 
     # space
@@ -372,33 +448,38 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
 
         check_command_spec(runner, source, space.names, base_dir)
 
-    # optimizer
+    # optimizer: the name here; its settings once the seed is known (below)
     opt_raw = raw.get("optimizer", "random")
-    if isinstance(opt_raw, str):
-        opt_name, settings = opt_raw, {}
-    elif isinstance(opt_raw, Mapping):
+    opt_key = "optimizer.name" if isinstance(opt_raw, Mapping) else "optimizer"
+    if isinstance(opt_raw, Mapping):
         _check_keys(opt_raw, _OPT_KEYS, source, "optimizer.")
-        opt_name = _str(opt_raw, "name", source, required=True, prefix="optimizer.")
+        opt_name = opt_raw.get("name")
+        if opt_name is None or isinstance(opt_name, str):
+            opt_name = _str(opt_raw, "name", source, required=True, prefix="optimizer.")
         settings = opt_raw.get("settings") or {}
         if not isinstance(settings, Mapping):
             raise ConfigError(f"must be a mapping, got {settings!r}", source, "optimizer.settings")
+    elif isinstance(opt_raw, str) or callable(opt_raw) or hasattr(opt_raw, "ask"):  # objects: from emews.search()
+        opt_name, settings = opt_raw, {}
     else:
         raise ConfigError(f"must be a name or {{name: ..., settings: {{...}}}}, got {opt_raw!r}", source, "optimizer")
-    init_pop = settings.get("initial_population")
-    if isinstance(init_pop, str) and base_dir is not None and not Path(init_pop).is_absolute():
-        # like space_file: a path in the config is relative to the config file
-        settings = {**settings, "initial_population": str(base_dir / init_pop)}
+    from .optimizers import BUILTIN, resolve_for_config
+
+    if isinstance(opt_name, str):
+        if opt_name not in BUILTIN and ":" not in opt_name:
+            close = difflib.get_close_matches(opt_name, list(BUILTIN), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown optimizer {opt_name!r}; {hint}built-in: {', '.join(BUILTIN)}, or "
+                              "'package.module:Class'", source, opt_key)
+        if ":" in opt_name:
+            check_objective_path(opt_name, source, opt_key)
+    optimizer_obj = resolve_for_config(opt_name, source, opt_key)
+    for name in getattr(optimizer_obj, "path_settings", ()):  # like space_file: relative to the config file
+        value = settings.get(name)
+        if isinstance(value, str) and value and base_dir is not None and not Path(value).is_absolute():
+            settings = {**settings, name: str(base_dir / value)}
     if opt_name == "upf" and upf is not None:
         settings = {**settings, "file": upf[0]}  # resolved like space_file
-    from .optimizers import BUILTIN
-
-    if opt_name not in BUILTIN and ":" not in opt_name:
-        close = difflib.get_close_matches(opt_name, list(BUILTIN), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown optimizer {opt_name!r}; {hint}built-in: {', '.join(BUILTIN)}, or 'package.module:Class'",
-                          source, "optimizer.name" if isinstance(opt_raw, Mapping) else "optimizer")
-    if ":" in opt_name:
-        check_objective_path(opt_name, source, "optimizer.name" if isinstance(opt_raw, Mapping) else "optimizer")
 
     mode = _str(raw, "mode", source, default="async", choices=("async", "batch"))
     batch_size = _int(raw, "batch_size", source, minimum=1)
@@ -417,20 +498,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if ranks_per_task > 1 and runner["type"] != "python":
         raise ConfigError(f"ranks_per_task {ranks_per_task} needs runner.type: python (the objective is called on every "
                           f"rank of the group with its communicator); got {runner['type']!r}", source, "ranks_per_task")
-    gpus = raw.get("gpus")
-    if gpus is not None:
-        if not isinstance(gpus, Mapping):
-            raise ConfigError(f"must be a mapping like {{gpus_per_worker: 1}}, got {gpus!r}", source, "gpus")
-        _check_keys(gpus, _GPU_KEYS, source, "gpus.")
-        gpus = {
-            "gpus_per_worker": _int(gpus, "gpus_per_worker", source, default=1, minimum=1, prefix="gpus."),
-            "workers_per_gpu": _int(gpus, "workers_per_gpu", source, default=1, minimum=1, prefix="gpus."),
-            "devices": gpus.get("devices"),
-        }
-        if gpus["gpus_per_worker"] > 1 and gpus["workers_per_gpu"] > 1:
-            raise ConfigError("set gpus_per_worker or workers_per_gpu above 1, not both", source, "gpus")
-        if gpus["devices"] is not None and (not isinstance(gpus["devices"], list) or not gpus["devices"]):
-            raise ConfigError(f"must be a non-empty list of device ids, got {gpus['devices']!r}", source, "gpus.devices")
+    gpus = _gpus(raw.get("gpus"), source)
     progress = _number(raw, "progress", source)  # None: the command line prints every 30 s
     if progress is not None and progress < 0:
         raise ConfigError(f"must be >= 0, got {progress!r}", source, "progress")
@@ -445,7 +513,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError(f"must be true or false, got {report!r}", source, "report")
     if kill_margin > stop_margin:
         raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
-    simulation = _simulation(raw.get("simulation"), pool, source)
+    simulation = _simulation(raw.get("simulation"), pool, runner["type"], source)
     chain = raw.get("chain", False)
     if not isinstance(chain, bool):
         raise ConfigError(f"must be true or false, got {chain!r}", source, "chain")
@@ -454,31 +522,69 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if stopper is not None:
         from .stoppers import from_config as stopper_from_config
 
-        stopper_from_config(stopper, source, "stopper")  # unknown names, settings and bad values fail here
+        try:  # built once here: unknown names, settings and bad values fail before anything exists
+            stopper_from_config(stopper, source, "stopper")
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a plug-in stopper's __init__ may raise anything
+            raise ConfigError(f"the stopper cannot be built: {type(e).__name__}: {e} (value {stopper!r})", source,
+                              "stopper") from None
+    # the optimizer's settings: its signature, then its own check (built once, then discarded)
+    from .optimizers import check_optimizer_settings, check_optimizer_settings_once
+
+    label = opt_name if isinstance(opt_name, str) else None
+    check_optimizer_settings(optimizer_obj, settings, source, label)
+    check_optimizer_settings_once(optimizer_obj, space, settings, seed, source)
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
-        output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
+        output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=RunnerConfig(**runner),
+        progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
         simulation=simulation, stopper=stopper, chain=chain, chain_max=chain_max, source=source, raw=dict(raw),
     )
 
 
-def _simulation(sim: Any, pool: str, source: str) -> dict | None:
-    """The ``simulation`` mapping of ``pool: simulated``, checked (its duration model built once)."""
-    if sim is None:
-        return {} if pool == "simulated" else None
-    if pool != "simulated":
-        raise ConfigError(f"is only used with pool: simulated (pool is {pool!r})", source, "simulation")
-    if not isinstance(sim, Mapping):
-        raise ConfigError(f"must be a mapping like {{duration: {{distribution: normal, mean: 60, sd: 20}}}}, got "
-                          f"{sim!r}", source, "simulation")
-    from .workers._simulated import SIMULATION_KEYS, duration_model
+def _gpus(gpus: Any, source: str) -> GpuConfig | None:
+    """The ``gpus`` mapping, checked."""
+    if gpus is None:
+        return None
+    if not isinstance(gpus, Mapping):
+        raise ConfigError(f"must be a mapping like {{gpus_per_worker: 1}}, got {gpus!r}", source, "gpus")
+    _check_keys(gpus, _GPU_KEYS, source, "gpus.")
+    per_worker = _int(gpus, "gpus_per_worker", source, default=1, minimum=1, prefix="gpus.")
+    per_gpu = _int(gpus, "workers_per_gpu", source, default=1, minimum=1, prefix="gpus.")
+    if per_worker > 1 and per_gpu > 1:
+        raise ConfigError(f"set gpus_per_worker or workers_per_gpu above 1, not both (got gpus_per_worker {per_worker}, "
+                          f"workers_per_gpu {per_gpu})", source, "gpus")
+    devices = gpus.get("devices")
+    if devices is not None:
+        if not isinstance(devices, list) or not devices:
+            raise ConfigError(f"must be a non-empty list of device ids, got {devices!r}", source, "gpus.devices")
+        for i, d in enumerate(devices):
+            ok = (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or (isinstance(d, str) and d.strip()
+                                                                               and "," not in d)
+            if not ok:
+                raise ConfigError(f"must be a device index >= 0 or a device UUID string (one per item), got {d!r}",
+                                  source, f"gpus.devices[{i}]")
+        if len(set(map(str, devices))) != len(devices):
+            raise ConfigError(f"lists a device twice: {devices!r}", source, "gpus.devices")
+        if per_worker > len(devices):
+            raise ConfigError(f"gpus_per_worker {per_worker} needs at least as many devices, got {devices!r}", source,
+                              "gpus.gpus_per_worker")
+    return GpuConfig(per_worker, per_gpu, list(devices) if devices is not None else None)
 
-    _check_keys(sim, set(SIMULATION_KEYS), source, "simulation.")
-    if "duration" in sim:
-        duration_model(sim["duration"], source)
-    return dict(sim)
+
+def _simulation(sim: Any, pool: str, runner_type: str, source: str) -> SimulationConfig | None:
+    """The ``simulation`` mapping of ``pool: simulated``, checked as the pool will read it."""
+    if sim is None and pool != "simulated":
+        return None
+    if sim is not None and pool != "simulated":
+        raise ConfigError(f"is only used with pool: simulated (pool is {pool!r})", source, "simulation")
+    from .workers._simulated import check_simulation
+
+    check_simulation(sim, runner_type, source)
+    return SimulationConfig(**dict(sim or {}))
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -555,5 +661,7 @@ def _load_space_file(value: Any, source: str, base_dir: Path | None) -> Space:
         raise ConfigError(f"cannot read {value!r}: {e.strerror}", source, "space_file") from None
     # a list is a CANDLE Supervisor GA parameter file; a mapping is the `space:` form
     if isinstance(data, list):
-        return Space.from_supervisor_list(data, str(p))
+        from .formats import supervisor_space
+
+        return supervisor_space(data, str(p))
     return Space.from_dict(data, str(p), prefix="")

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _checks, _pickling
+from . import _pickling
 from .config import Config
 from .driver import Driver, SearchSettings
-from .errors import ConfigError, EmewsError, ObjectiveError
+from .errors import ConfigError, ObjectiveError
 from .experiment import open_experiment
-from .optimizers import resolve
+from .optimizers import check_optimizer, resolve
 from .results import Results
 from .journal import JOURNAL_NAME, Journal, read_journal
 from .scheduler import announce_no_end, chain_depth, job_end, submit_chain
@@ -82,7 +82,7 @@ def settings_from_config(cfg: Config) -> SearchSettings:
     elif deadline is False:
         deadline = None
     optimizer = resolve(cfg.optimizer)
-    _checks.check_optimizer(optimizer, cfg)  # settings against its signature, before any directory exists
+    check_optimizer(optimizer, cfg)  # settings against its signature, a grid larger than the budget: before any directory exists
     return SearchSettings(
         space=cfg.space,
         optimizer=optimizer,

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import _checks
+from . import _failures
 from ._progress import LiveAwareHandler
 from .config import load_config, parse_deadline
 from .driver import Terminated
@@ -96,7 +96,7 @@ def summary(results, quiet: bool = False) -> str:
     cancelled = tally["cancelled"]
     if cancelled:
         line += f"; {cancelled} cancelled task(s) never finished"
-    lines = [line, *_checks.failure_lines(results.rows)]
+    lines = [line, *_failures.failure_lines(results.rows)]
     best = results.best
     stop = getattr(results, "stop", None)
     if not tally.evaluations:
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(summary(e.results))
         return 143 if isinstance(e, Terminated) else 130
     print(summary(results))  # -q quiets the messages on stderr, not this summary on stdout
-    return _checks.exit_status(results)  # 3: evaluations finished, none succeeded
+    return _failures.exit_status(results)  # 3: evaluations finished, none succeeded
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ constant      ``{type: constant, value: x}``               ``x``
 
 Any numeric dimension may carry ``sigma`` (the genetic algorithm's mutation width, in the
 dimension's own units for real/int and in index steps for ordinal), as in CANDLE Supervisor's
-GA parameter files, which :meth:`Space.from_supervisor_json` reads.
+GA parameter files, which :func:`emews.formats.read_supervisor_json` reads.
 
 Encodings for optimizers:
 
@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -441,40 +440,6 @@ def _dimension_from_dict(name: str, spec: Any, source: str | None, prefix: str) 
         raise SpaceError(_strip_key(str(e), e.key), source, f"{prefix}{e.key}" if e.key else key) from None
 
 
-def _logical(v: Any) -> bool:
-    """A Supervisor ``element_type: logical`` value: a JSON boolean or "true"/"false"."""
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
-        return v.strip().lower() == "true"
-    raise ValueError(f"not a logical value: {v!r}")
-
-
-def _supervisor_numbers(it: Mapping[str, Any], kind: Any, source: str, key: str) -> Mapping[str, Any]:
-    """Numeric strings where Supervisor's ``ga_utils.create_parameters`` converts them.
-
-    It reads ``lower``/``upper``/``sigma`` of an ``int`` parameter through ``int()`` and of a
-    ``float`` parameter through ``float()``, so ``"0.000495"`` is a valid float sigma and
-    ``"20"`` a valid int bound; everything else (ordered sigmas, values) it takes as written.
-    """
-    if kind not in ("int", "float"):
-        return it
-    out = dict(it)
-    for k in ("lower", "upper", "sigma"):
-        v = out.get(k)
-        if not isinstance(v, str):
-            continue
-        try:
-            num: float = int(v.strip()) if kind == "int" else float(v.strip())
-        except ValueError:
-            raise SpaceError(f"{v!r} is not {'an integer' if kind == 'int' else 'a number'}", source,
-                             f"{key}.{k}") from None
-        if not math.isfinite(num):
-            raise SpaceError(f"{v!r} is not a finite number", source, f"{key}.{k}")
-        out[k] = num
-    return out
-
-
 def _strip_key(msg: str, key: str | None) -> str:
     if key and msg.startswith(f"{key}: "):
         return msg[len(key) + 2 :]
@@ -517,95 +482,19 @@ class Space:
 
     @classmethod
     def from_supervisor_json(cls, path: str | Path) -> Space:
-        """Read a CANDLE Supervisor GA parameter-space file.
+        """Read a CANDLE Supervisor GA parameter-space file: see
+        :func:`emews.formats.read_supervisor_json`, which this calls."""
+        from .formats import read_supervisor_json
 
-        The file is a JSON list of ``{"name", "type", ...}`` with ``type`` one of ``int``,
-        ``float``, ``categorical``, ``ordered``, ``logical``, ``constant`` and the keys
-        ``lower``, ``upper``, ``sigma`` (numeric), ``values`` and ``element_type``
-        (``int``, ``float``, ``string`` or ``logical``; categorical/ordered), ``value``
-        (constant), as in Supervisor's ``workflows/GA/data/*_param_space_ga.json`` files.
-        ``log`` (also spelled ``log_scale`` or ``use_log_scale``) makes a numeric dimension
-        log-uniform. Sigmas are kept for the GA. As Supervisor's ``ga_utils`` does, other
-        keys (``comment``, ``debug_value``, ...) are ignored (listed once at INFO on the
-        ``emews`` logger) and ``lower``/``upper``/``sigma`` of int and float parameters may be
-        numeric strings (``"0.000495"``).
-        """
-        path = Path(path)
-        src = str(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise SpaceError(f"cannot read the parameter file: {e.strerror}", src) from None
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpaceError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", src) from None
-        return cls.from_supervisor_list(items, src)
+        return read_supervisor_json(path)
 
     @classmethod
     def from_supervisor_list(cls, items: Any, source: str = "<supervisor>") -> Space:
-        if not isinstance(items, list) or not items:
-            raise SpaceError("must be a non-empty JSON list of parameter objects", source)
-        dims = []
-        known = {"name", "type", "lower", "upper", "sigma", "values", "element_type", "value", "log", "log_scale",
-                 "use_log_scale"}
-        ignored: dict[str, list[str]] = {}
-        for i, it in enumerate(items):
-            key = f"[{i}]"
-            if not isinstance(it, Mapping) or "name" not in it or "type" not in it:
-                raise SpaceError(f"each entry needs 'name' and 'type', got {it!r}", source, key)
-            name, kind = it["name"], it["type"]
-            key = f"[{i}] ({name})"
-            for u in sorted(set(it) - known):  # Supervisor ignores extra keys ("comment", ...)
-                ignored.setdefault(u, []).append(str(name))
-            it = _supervisor_numbers(it, kind, source, key)
-            etype = it.get("element_type")
-            values = it.get("values")
-            if values is not None and etype is not None:
-                conv = {"int": int, "float": float, "string": str, "str": str, "logical": _logical}.get(etype)
-                if conv is None:
-                    raise SpaceError(
-                        f"unknown element_type {etype!r}; expected int, float, string or logical", source,
-                        f"{key}.element_type"
-                    )
-                try:
-                    values = [conv(v) for v in values]
-                except (TypeError, ValueError):
-                    raise SpaceError(f"values {values!r} are not all {etype}", source, f"{key}.values") from None
-            log = bool(it.get("log", it.get("log_scale", it.get("use_log_scale", False))))
-            try:
-                if kind in ("int", "float"):
-                    for k in ("lower", "upper"):
-                        if k not in it:
-                            raise SpaceError(f"missing required key {k!r} for type {kind!r}", source, key)
-                    c = Int if kind == "int" else Real
-                    dims.append(c(name, it["lower"], it["upper"], log=log, sigma=it.get("sigma")))
-                elif kind == "categorical":
-                    dims.append(Categorical(name, values if values is not None else []))
-                elif kind == "ordered":
-                    dims.append(Ordinal(name, values if values is not None else [], sigma=it.get("sigma")))
-                elif kind == "logical":
-                    dims.append(Bool(name))
-                elif kind == "constant":
-                    if "value" not in it:
-                        raise SpaceError("missing required key 'value' for type 'constant'", source, key)
-                    dims.append(Constant(name, it["value"]))
-                else:
-                    raise SpaceError(
-                        f"unknown type {kind!r}; expected int, float, categorical, ordered, logical or constant",
-                        source,
-                        f"{key}.type",
-                    )
-            except SpaceError as e:
-                if e.source:
-                    raise
-                sub = e.key.split(".", 1)[1] if e.key and "." in e.key else None  # e.g. "sigma"
-                raise SpaceError(_strip_key(str(e), e.key), source, f"{key}.{sub}" if sub else key) from None
-        if ignored:
-            logging.getLogger("emews").info(
-                "%s: ignoring keys emews does not use (as Supervisor does): %s", source,
-                "; ".join(f"{k!r} (in {', '.join(v)})" for k, v in sorted(ignored.items())))
-        return cls(dims)
+        """The space of a Supervisor GA parameter list (a JSON file's content): see
+        :func:`emews.formats.supervisor_space`."""
+        from .formats import supervisor_space
+
+        return supervisor_space(items, source)
 
     def to_dict(self) -> dict:
         return {d.name: d.to_dict() for d in self.dims}

@@ -4,12 +4,18 @@
   into a :class:`~emews.space.Space`, parsed and never run;
 * :func:`read_upf`, :func:`upf_space`, :func:`check_upf` -- an unrolled parameter file (one
   JSON object a line) into parameter sets, and the space they span;
-* Supervisor's GA JSON files are read by :meth:`emews.space.Space.from_supervisor_json`.
+* :func:`read_supervisor_json`, :func:`supervisor_space` -- Supervisor's GA parameter-space
+  JSON into a :class:`~emews.space.Space` (also :meth:`Space.from_supervisor_json`);
+* :func:`read_population_csv` -- parameter sets from a CSV file with a column per dimension
+  (the GA's ``initial_population``).
 """
 
 from __future__ import annotations
 
+from ._population import read_population_csv
 from ._rparams import parse_r_params, read_r_params
+from ._supervisor import read_supervisor_json, supervisor_space
 from ._upf import UPFLine, check_upf, read_upf, upf_space
 
-__all__ = ["UPFLine", "check_upf", "parse_r_params", "read_r_params", "read_upf", "upf_space"]
+__all__ = ["UPFLine", "check_upf", "parse_r_params", "read_population_csv", "read_r_params", "read_supervisor_json",
+           "read_upf", "supervisor_space", "upf_space"]

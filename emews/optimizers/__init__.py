@@ -9,16 +9,21 @@ or a function ``run(queues, space, seed=None, **settings)`` (resident loop).
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import inspect
 from typing import Any
 
 from .._imports import import_object
-from ..errors import OptimizerError
+from ..errors import ConfigError, OptimizerError
 from ._base import Optimizer, ResidentOptimizer
 from ._grid import GridSearch
 from ._random import RandomSearch
+from ._settings import accepted_settings, check_optimizer, check_optimizer_settings, check_optimizer_settings_once
 
-__all__ = ["Optimizer", "ResidentOptimizer", "RandomSearch", "GridSearch", "resolve", "BUILTIN", "style_of"]
+__all__ = ["Optimizer", "ResidentOptimizer", "RandomSearch", "GridSearch", "resolve", "BUILTIN", "style_of",
+           "resolve_for_config", "accepted_settings", "check_optimizer_settings", "check_optimizer_settings_once",
+           "check_optimizer"]
 
 #: built-in optimizer names -> "module:attribute" (imported lazily: DEAP and scikit-optimize
 #: are only loaded when used)
@@ -63,3 +68,46 @@ def style_of(obj: Any) -> str:
         f"{obj!r} is not an optimizer: expected an emews.Optimizer subclass (ask/tell), an "
         "emews.ResidentOptimizer subclass, or a function run(queues, space, seed=None, **settings)"
     )
+
+
+def _missing_attribute_hint(path: str) -> str:
+    """``; did you mean 'mod:Name'?`` for ``mod:Nmae`` when the module imports and has a close name."""
+    mod_name, _, attr = path.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception:  # noqa: BLE001 - the hint is optional
+        return ""
+    head, _, last = attr.rpartition(".")
+    owner: Any = mod
+    for part in filter(None, head.split(".")):
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return ""
+    names = [n for n in dir(owner) if not n.startswith("_")]
+    close = difflib.get_close_matches(last, names, n=1, cutoff=0.6)
+    if not close:
+        return f"; {mod_name!r} defines: {', '.join(sorted(n for n in names if inspect.isclass(getattr(owner, n, None)) or inspect.isfunction(getattr(owner, n, None)))[:12]) or 'nothing usable'}"
+    fixed = f"{mod_name}:{head + '.' if head else ''}{close[0]}"
+    return f"; did you mean {fixed!r}?"
+
+
+def resolve_for_config(name_or_obj: Any, source: str | None, key: str) -> Any:
+    """:func:`resolve` for a config: an unknown name, a module or class that cannot be found,
+    or an object that is no optimizer is a :class:`~emews.errors.ConfigError` naming the file,
+    the key and the value (with a did-you-mean), raised before anything is created."""
+    try:
+        obj = resolve(name_or_obj)
+    except OptimizerError as e:
+        hint = _missing_attribute_hint(name_or_obj) if isinstance(name_or_obj, str) and ":" in name_or_obj else ""
+        raise ConfigError(f"{e}{hint}", source, key) from None
+    if not inspect.isclass(obj) and not inspect.isfunction(obj) and not inspect.ismethod(obj) \
+            and (hasattr(obj, "ask") or hasattr(obj, "run")):
+        cls = type(obj).__qualname__
+        raise ConfigError(f"got an optimizer instance ({cls} object); pass the class itself ({cls}) and its settings "
+                          "separately (emews.search(..., optimizer=" + cls + ", settings={...})): emews builds it in "
+                          "the optimizer's own process with the search's space and seed", source, key)
+    try:
+        style_of(obj)
+    except OptimizerError as e:
+        raise ConfigError(str(e), source, key) from None
+    return obj

@@ -75,7 +75,8 @@ class AcquisitionOptimizer:
 
     Args:
         grid: the space's unit-cube view.
-        model: a fitted model with ``predict(E)`` and ``predict_grad(E)`` (encoded rows).
+        model: a fitted :class:`~emews.optimizers._model.GradientSurrogate` (``predict(E)`` and
+            ``predict_grad(E)`` on encoded rows).
         acquisition: ``(mean, std) -> (value, d/d mean, d/d std)``, higher is better.
         maxiter: L-BFGS-B iterations per round.
         rounds: rounds of gradient steps and coordinate moves at most.

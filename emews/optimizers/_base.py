@@ -13,8 +13,8 @@ Both run in a process of their own, beside the driver.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +29,29 @@ __all__ = ["Optimizer", "ResidentOptimizer"]
 
 class _Seeded:
     """What both styles share: the space, the seed and a seeded generator; unknown settings
-    (keywords a subclass did not take) are a ``TypeError`` naming the setting and value."""
+    (keywords a subclass did not take) are a ``TypeError`` naming the setting and value.
+
+    The settings checks the launching process runs before anything is created go through
+    :meth:`check_settings` and :attr:`path_settings`: the one declared interface by which an
+    optimizer validates its own settings.
+    """
+
+    #: settings that name files: a relative path given in a config file is read relative to
+    #: the config file's directory (as ``space_file``)
+    path_settings: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_settings(cls, space: Space, settings: Mapping[str, Any], seed: int | None = None) -> None:
+        """Raise for settings this optimizer refuses; called once in the launching process,
+        before the experiment directory exists (the optimizer's own process builds it again).
+
+        The default builds the optimizer once and discards it, so every check its
+        ``__init__`` makes (names, values, files it reads) happens there. Raise a
+        :class:`~emews.errors.ConfigError` whose ``key`` is the setting's name, or a
+        ``ValueError``/``TypeError`` whose message names it (``name=value``). Override it
+        when building is expensive or has side effects.
+        """
+        cls(space, seed=seed, **dict(settings))
 
     def __init__(self, space: Space, seed: int | None = None, **settings: Any):
         if settings:

@@ -31,6 +31,8 @@ import math
 
 import numpy as np
 
+from ._model import BelieverSurrogate
+
 __all__ = ["GPSurrogate"]
 
 _SQRT5 = math.sqrt(5.0)
@@ -111,7 +113,7 @@ def _nll(theta: np.ndarray, X: np.ndarray, y: np.ndarray, groups: np.ndarray | N
     return nll, grad
 
 
-class GPSurrogate:
+class GPSurrogate(BelieverSurrogate):
     """ARD Matern-5/2 GP with a nugget; exact up to ``max_points`` observations, sparse beyond.
 
     Args:
@@ -146,6 +148,18 @@ class GPSurrogate:
         self.column_scale = None if column_scale is None else np.asarray(column_scale, dtype=float)
         self.prior = prior
         self._start = (start.theta, start.hyper_n) if start is not None and hasattr(start, "theta") else None
+        self.sparse = False  # set by fit: conditioned through inducing points
+        self._X = np.empty((0, 0))
+
+    @property
+    def conditioning_points(self) -> int:
+        """Observations (exact) or inducing points (sparse) the prediction is conditioned on."""
+        return len(self._X)
+
+    @property
+    def exact(self) -> bool:
+        """True while every observation is conditioned on exactly (:meth:`conditioned` works)."""
+        return not self.sparse
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)

@@ -21,12 +21,20 @@ class GridSearch(Optimizer):
             log dimensions are spaced geometrically. Ordinal, categorical and bool dimensions
             take all their values.
         shuffle: visit the grid in a seeded random order (default False).
+
+    The order is fixed when the optimizer is built (grid order, or one seeded permutation), so
+    the points repeat by task id whatever the batching, the worker count and the objective.
     """
 
     lookahead = 64
 
     def __init__(self, space: Space, seed: int | None = None, points: int | Mapping[str, int] = 5, shuffle: bool = False):
         super().__init__(space, seed)
+        if not isinstance(shuffle, bool):
+            raise ConfigError(f"must be true or false, got {shuffle!r}", key="optimizer.settings.shuffle")
+        if not isinstance(points, (int, Mapping)) or isinstance(points, bool):
+            raise ConfigError(f"must be a positive integer or {{dimension: count}}, got {points!r}",
+                              key="optimizer.settings.points")
         axes = []
         for d in space.dims:
             count = points.get(d.name, 5) if isinstance(points, Mapping) else points

@@ -1,4 +1,5 @@
-"""Surrogate models for :mod:`emews.optimizers.mbo`: ``fit(X, y)`` and ``predict(X) -> (mean, std)``.
+"""Surrogate models for :mod:`emews.optimizers.mbo`: ``fit(X, y)`` and ``predict(X) -> (mean, std)``
+(the interface MBO relies on is declared in :mod:`emews.optimizers._model`).
 
 Built on scikit-optimize's regressors where they hold up, with three repairs:
 
@@ -23,24 +24,15 @@ from typing import Any
 import numpy as np
 
 from ._gp import GPSurrogate
+from ._model import BelieverSurrogate, GradientSurrogate, Surrogate
 
-__all__ = ["Surrogate", "ForestSurrogate", "QuantileGBRT", "GPSurrogate", "make_surrogate", "SURROGATES"]
+__all__ = ["Surrogate", "GradientSurrogate", "BelieverSurrogate", "ForestSurrogate", "QuantileGBRT", "GPSurrogate",
+           "make_surrogate", "SURROGATES"]
 
 #: surrogate names accepted by :func:`make_surrogate`
 SURROGATES = ("rf", "et", "gp", "gbrt")
 
 _MIN_STD = 1e-9
-
-
-class Surrogate:
-    """What :class:`~emews.optimizers.mbo.MBO` needs from a model."""
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - interface
-        """Predictive mean and standard deviation at the rows of ``X``."""
-        raise NotImplementedError
 
 
 class ForestSurrogate(Surrogate):

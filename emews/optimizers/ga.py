@@ -32,17 +32,15 @@ constant       never changed
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from deap import base, tools
 
-from ..errors import ConfigError, SpaceError
+from ..formats import read_population_csv
 from ..space import Bool, Categorical, Constant, Dimension, Int, Ordinal, Real, Space, plain
 from ..task import CANCELLED, Result
 from ._base import Optimizer, ResidentOptimizer
@@ -50,7 +48,7 @@ from ._base import Optimizer, ResidentOptimizer
 if TYPE_CHECKING:  # pragma: no cover
     from ..queues import OptimizerQueues
 
-__all__ = ["GA", "SteadyStateGA", "read_population_csv"]
+__all__ = ["GA", "SteadyStateGA", "read_population_csv"]  # the reader lives in emews.formats
 
 _STRATEGIES = ("mu+lambda", "simple")
 _IMPUTE = ("worst", "penalty")
@@ -91,96 +89,6 @@ def _check_choice(owner: str, setting: str, value: Any, allowed: Sequence[str]) 
     return value
 
 
-# -- initial population from a CSV file ------------------------------------------------------------
-_TRUE = {"true", "1", "yes", "y", "t", "1.0"}
-_FALSE = {"false", "0", "no", "n", "f", "0.0"}
-
-
-def _parse_cell(d: Dimension, text: str) -> Any:
-    """A CSV cell as a value of ``d`` (raises ValueError with the reason)."""
-    s = text.strip()
-    if s == "":
-        raise ValueError("is empty")
-    if isinstance(d, Bool):
-        if s.lower() in _TRUE:
-            return True
-        if s.lower() in _FALSE:
-            return False
-        raise ValueError(f"value {s!r} is not true or false")
-    if isinstance(d, Real):
-        try:
-            return float(s)
-        except ValueError:
-            raise ValueError(f"value {s!r} is not a number") from None
-    if isinstance(d, Int):
-        try:
-            x = float(s)
-        except ValueError:
-            raise ValueError(f"value {s!r} is not an integer") from None
-        if not x.is_integer():
-            raise ValueError(f"value {s!r} is not an integer")
-        return int(x)
-    choices = d.values if isinstance(d, (Ordinal, Categorical)) else [d.value] if isinstance(d, Constant) else None
-    if choices is None:
-        return s
-    for v in choices:
-        if str(v) == s:
-            return v
-    try:
-        x = float(s)
-    except ValueError:
-        x = None
-    for v in choices:
-        if x is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == x:
-            return v
-    raise ValueError(f"value {s!r} is not one of {choices!r}")
-
-
-def read_population_csv(path: str | Path, space: Space) -> list[dict]:
-    """Parameter sets from a CSV file with one column per dimension name.
-
-    Columns of constants may be left out; columns that are not dimensions (``loss``,
-    ``task_id``... of a ``results.csv``) are ignored.
-
-    Raises:
-        ConfigError: the file cannot be read, a dimension's column is missing, or a cell
-            is not a value of its dimension (the message names file, row and column).
-    """
-    src = str(path)
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            rows = list(reader)
-    except OSError as e:
-        raise ConfigError(f"cannot read the initial population: {e.strerror or e}", src,
-                          "optimizer.settings.initial_population") from None
-    missing = [d.name for d in space.searchable if d.name not in columns]
-    if missing:
-        raise ConfigError(f"missing column {missing[0]!r} (columns needed: {[d.name for d in space.searchable]}, "
-                          f"found: {columns})", src)
-    if not rows:
-        raise ConfigError("has a header but no rows", src)
-    out = []
-    for i, row in enumerate(rows, start=2):  # row 1 is the header
-        params = {}
-        for d in space.dims:
-            cell = row.get(d.name)
-            if cell is None:  # a constant without a column
-                params[d.name] = d.value  # type: ignore[attr-defined]
-                continue
-            try:
-                params[d.name] = _parse_cell(d, cell)
-            except ValueError as e:
-                raise ConfigError(str(e), src, f"row {i}, column {d.name!r}") from None
-        try:
-            out.append(space.validate(params))
-        except SpaceError as e:
-            raise ConfigError(str(e).split(": ", 1)[-1], src, f"row {i}, column {e.key!r}") from None
-    return out
-
-
-# -- operators -------------------------------------------------------------------------------------
 class _Genetics:
     """Typed mutation, uniform crossover and tournament selection on a private RNG."""
 
@@ -327,12 +235,18 @@ class GA(ResidentOptimizer):
             ``inf`` before any success) or ``penalty``.
         penalty: the loss of a failed evaluation when ``impute="penalty"``.
         initial_population: a CSV file with one column per dimension (see
-            :func:`read_population_csv`); its rows start the first generation, random
+            :func:`emews.formats.read_population_csv`); its rows start the first generation, random
             individuals fill it up to ``population``.
 
     A child identical to an individual already evaluated takes its loss without a new
     evaluation; the search ends early when 20 generations in a row bring nothing new.
+
+    Seeds: a generation is one batch (``queues.evaluate``), told in its own order whatever
+    order its results arrive in, so a seeded search repeats exactly in either ``mode`` and on
+    any number of workers.
     """
+
+    path_settings = ("initial_population",)
 
     def __init__(
         self,
@@ -501,9 +415,15 @@ class SteadyStateGA(Optimizer):
     Settings: ``population``, ``mutpb``, ``cxpb``, ``indpb``, ``tournament``, ``impute``,
     ``penalty``, ``initial_population`` as in :class:`GA`. ``log()`` summarizes the population
     every ``population`` results (a "generation").
+
+    Seeds: ``mode: batch`` repeats exactly for the same ``batch_size``. In ``mode: async`` a
+    child is bred from the population as the results that have arrived made it, an order set
+    by timing that cannot repeat; only the first ``population`` points (the initial ones, then
+    random draws one point at a time) repeat by task id.
     """
 
     lookahead = 0
+    path_settings = ("initial_population",)
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ from ..space import Space
 from ..task import CANCELLED, Result
 from ._acquire import AcquisitionOptimizer, lcb, log_ei
 from ._base import Optimizer
+from ._model import BelieverSurrogate, GradientSurrogate
 from ._surrogates import SURROGATES, make_surrogate
 from ._unit import UnitGrid
 
@@ -199,6 +200,13 @@ class MBO(Optimizer):
             cores are busy with other work, idle BLAS threads spin: a proposal at 200,000
             observations took 3.4-4.2 s with the default threads and 1.2-1.5 s with one, on
             the 2-core development machine at load average 6. ``None`` leaves numpy's own.
+
+    Seeds: with a seed, ``mode: batch`` repeats exactly for the same ``batch_size`` (a batch is
+    told in its own order, whatever order its results arrive in). In ``mode: async`` each
+    proposal follows the results that have arrived when a worker frees up, an order set by
+    timing that cannot repeat; only the initial design repeats by task id (its first
+    ``n_initial`` points, when ``n_initial`` is at least the worker count: the design is never
+    smaller than the first ask).
 
     Example:
         >>> from emews.space import Space
@@ -498,7 +506,9 @@ class MBO(Optimizer):
         pending = [u for rows in self._pending.values() for u in rows]
         if q + len(pending) < 2:
             return None
-        rows = len(self._model._X)
+        if not isinstance(self._model, BelieverSurrogate):
+            return None
+        rows = self._model.conditioning_points
         size = (len(E) + len(pending)) * rows
         if size > self._believer_size or size * (q + len(pending)) > self._believer_work:
             return None  # large batches: the exclusion radius alone keeps them apart
@@ -534,10 +544,10 @@ class MBO(Optimizer):
         optimized again for the next: GPSampler's handling of running trials. None when the
         model is sparse or the work (candidates x conditioning points^2 x batch) too large."""
         model = self._model
-        if not hasattr(model, "conditioned") or getattr(model, "sparse", True) or q > self._sequential_q:
+        if not isinstance(model, BelieverSurrogate) or not model.exact or q > self._sequential_q:
             return None
         pending = [u for rows in self._pending.values() for u in rows]
-        n_cond = len(model._X) + len(pending) + q
+        n_cond = model.conditioning_points + len(pending) + q
         keep = min(len(E), self._sequential_keep)
         if n_cond > self.gp_max_points or keep * n_cond**2 * q > self._sequential_work:
             return None
@@ -600,7 +610,7 @@ class MBO(Optimizer):
         """Candidates plus the local optima of the acquisition reached from the best few
         (GPSampler's recipe: gradient steps on the ordered columns, coordinate moves on the
         discrete and categorical ones; see ``_acquire.py``)."""
-        if self.acquisition == "pi" or not hasattr(self._model, "predict_grad") or self._starts < 1:
+        if self.acquisition == "pi" or not isinstance(self._model, GradientSurrogate) or self._starts < 1:
             return C, E, mu, sd
         acq = self._acquisition(mu, sd, self.kappa)
         order = np.argsort(-acq, kind="stable")

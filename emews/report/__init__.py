@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from ..journal import read_journal
-from ..results import Results
 from . import _data, _plots, _write
 from ._data import (
     UNFINISHED,
@@ -48,6 +47,7 @@ from ._data import (
 )
 from ._plots import preload as preload_plots
 from ._plots import require_matplotlib
+from ._source import JournalView
 from ._write import PLOTS, summary_text
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "plot_params",
     "plot_trajectory",
     "preload_plots",
+    "JournalView",
     "ramps",
     "report_data",
     "require_matplotlib",
@@ -80,22 +81,23 @@ __all__ = [
 ]
 
 
-def load_source(source: Any) -> Results:
-    """The :class:`~emews.results.Results` to report on: read from an experiment directory (or
-    its ``journal.sqlite``), made from a journal dict as :func:`~emews.journal.read_journal`
-    returns it, or ``source`` itself when it is one.
+def load_source(source: Any) -> JournalView:
+    """The :class:`~emews.report._source.JournalView` to report on: read from an experiment
+    directory (or its ``journal.sqlite``), made from a journal dict as
+    :func:`~emews.journal.read_journal` returns it, or ``source`` itself when it is one (a
+    :class:`~emews.results.Results` is one).
 
     Raises:
         JournalError: the path is not an experiment directory or its journal is unreadable.
         TypeError: ``source`` is none of these.
     """
-    if isinstance(source, Results):
+    if isinstance(source, JournalView):
         return source
     if isinstance(source, (str, Path)):
         p = Path(source)
-        return Results.from_journal(read_journal(p), p if p.is_dir() else p.parent)
+        return JournalView.from_journal(read_journal(p), p if p.is_dir() else p.parent)
     if isinstance(source, Mapping) and "evals" in source:
-        return Results.from_journal(source, None)
+        return JournalView.from_journal(source, None)
     raise TypeError(f"cannot report on {type(source).__name__}: give an experiment directory, a journal "
                     "(emews.journal.read_journal) or a Results")
 

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..journal import final_attempts
+from ._source import JournalView
 
-#: an :class:`emews.results.Results` (not imported here: ``emews.results`` calls into this package)
-Results = Any
+#: what a report reads: a :class:`~emews.report._source.JournalView` (an :class:`emews.results.Results`
+#: is one; ``emews.results`` builds on this package, never the other way round)
+Results = JournalView
 
 #: statuses of an attempt that has not finished (yet, or ever: a killed run)
 ACTIVE = ("queued", "running")

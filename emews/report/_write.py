@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..results import Tally
+from ._source import Tally
 from . import _data
 from ._data import Results
 from ._plots import plot_learning, plot_load, plot_params, plot_trajectory, require_matplotlib

@@ -44,7 +44,7 @@ from ..errors import ObjectiveError, Stopped
 from ..task import STOPPED, Outcome, Result, Task, outcome_from_value
 from ._trial import Trial, accepts_trial, call_with_trial
 
-__all__ = ["load_objective", "make_runner", "accepts_comm", "PythonRunner", "RUNNERS"]
+__all__ = ["load_objective", "make_runner", "accepts_comm", "PythonRunner", "RUNNERS", "runner_types"]
 
 
 def load_objective(objective: Any) -> Callable[[dict], Any]:
@@ -141,6 +141,11 @@ RUNNERS: dict[str, Any] = {"python": PythonRunner}
 
 #: runners that live in their own modules, imported on first use
 _LAZY = {"isolated": "emews.workers._isolated", "command": "emews.workers._command"}
+
+
+def runner_types() -> tuple[str, ...]:
+    """The runner type names a config may give (``runner.type``): the registry's."""
+    return tuple(dict.fromkeys(["python", *_LAZY, *RUNNERS]))
 
 
 def make_runner(spec: dict, *, gpu: str | None = None, comm: Any = None) -> Any:

@@ -59,7 +59,7 @@ from . import _wire as wire
 from ._pool import OnReport, PoolBase
 from ._runners import execute, make_runner
 
-__all__ = ["SimulatedPool", "duration_model", "DISTRIBUTIONS", "SIMULATION_KEYS"]
+__all__ = ["SimulatedPool", "duration_model", "check_simulation", "DISTRIBUTIONS", "SIMULATION_KEYS"]
 
 HOST = "simulated"
 
@@ -143,6 +143,46 @@ def duration_model(spec: Any, source: str | None = None,
     return lambda params, rng: value
 
 
+def check_simulation(simulation: Mapping[str, Any] | None, runner_type: str = "python",
+                     source: str | None = None) -> tuple[Callable[[dict, random.Random], float], float, float, float, int | None]:
+    """The config's ``simulation`` mapping, checked: ``(duration model, failure rate, straggler
+    share, straggler factor, seed)``. The config checks it with this before anything is
+    created; :class:`SimulatedPool` builds itself from it.
+
+    Raises:
+        ConfigError: an unknown key, a bad value or a runner that is not ``python``.
+    """
+    if simulation is not None and not isinstance(simulation, Mapping):
+        raise ConfigError(f"must be a mapping like {{duration: {{distribution: normal, mean: 60, sd: 20}}}}, got "
+                          f"{simulation!r}", source, "simulation")
+    sim = dict(simulation or {})
+    for k in sim:
+        if k not in SIMULATION_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(str(k), SIMULATION_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(SIMULATION_KEYS)}"
+            raise ConfigError(f"unknown key {k!r} (value {sim[k]!r}); {hint}", source, f"simulation.{k}")
+    if runner_type != "python":
+        raise ConfigError(f"pool: simulated runs the objective in the driver's process: runner.type must be "
+                          f"python, got {runner_type!r}", source, "runner.type")
+    duration = duration_model(sim.get("duration", {"distribution": "constant", "value": 1.0}), source)
+    failure_rate = _number(sim.get("failure_rate", 0.0), "simulation.failure_rate", source, high=1.0)
+    stragglers = sim.get("stragglers") or {}
+    if not isinstance(stragglers, Mapping):
+        raise ConfigError(f"must be {{share: 0.01, factor: 10}}, got {stragglers!r}", source, "simulation.stragglers")
+    for k in stragglers:
+        if k not in ("share", "factor"):
+            raise ConfigError(f"unknown key {k!r} (value {stragglers[k]!r}); stragglers take share and factor",
+                              source, f"simulation.stragglers.{k}")
+    share = _number(stragglers.get("share", 0.0), "simulation.stragglers.share", source, high=1.0)
+    factor = _number(stragglers.get("factor", 10.0), "simulation.stragglers.factor", source, low=1.0)
+    seed = sim.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"must be an integer >= 0, got {seed!r}", source, "simulation.seed")
+    return duration, failure_rate, share, factor, seed
+
+
 class SimulatedPool(PoolBase):
     """The :class:`~emews.workers.Pool` with ``workers`` virtual workers and simulated task durations.
 
@@ -159,25 +199,11 @@ class SimulatedPool(PoolBase):
 
     def __init__(self, workers: int, runner_spec: dict, simulation: Mapping[str, Any] | None = None,
                  source: str | None = None, on_report: OnReport | None = None):
-        sim = dict(simulation or {})
-        if runner_spec.get("type", "python") != "python":
-            raise ConfigError(f"pool: simulated runs the objective in the driver's process: runner.type must be "
-                              f"python, got {runner_spec.get('type')!r}", source, "runner.type")
+        self._duration, self._failure_rate, self._straggler_share, self._straggler_factor, seed = check_simulation(
+            simulation, runner_spec.get("type", "python"), source)
         super().__init__(workers, on_report)
         self.clock = SimClock()
-        self._duration = duration_model(sim.get("duration", {"distribution": "constant", "value": 1.0}), source)
-        self._failure_rate = _number(sim.get("failure_rate", 0.0), "simulation.failure_rate", source, high=1.0)
-        stragglers = sim.get("stragglers") or {}
-        if not isinstance(stragglers, Mapping):
-            raise ConfigError(f"must be {{share: 0.01, factor: 10}}, got {stragglers!r}", source, "simulation.stragglers")
-        for k in stragglers:
-            if k not in ("share", "factor"):
-                raise ConfigError(f"unknown key {k!r} (value {stragglers[k]!r}); stragglers take share and factor",
-                                  source, f"simulation.stragglers.{k}")
-        self._straggler_share = _number(stragglers.get("share", 0.0), "simulation.stragglers.share", source, high=1.0)
-        self._straggler_factor = _number(stragglers.get("factor", 10.0), "simulation.stragglers.factor", source,
-                                         low=1.0)
-        self._rng = random.Random(sim.get("seed"))
+        self._rng = random.Random(seed)
         self._runner = make_runner(runner_spec)
         self._idle.extend(range(self.size - 1, -1, -1))  # a stack: worker 0 first
         # heap of events (time, order, worker, token, kind, payload): kind 0 a report (payload: its

@@ -110,8 +110,9 @@ def mpi_module(source: str | None = None) -> Any:
     try:
         from mpi4py import MPI
     except ImportError as e:
-        raise ConfigError(f"the MPI pool needs mpi4py ({e}): pip install mpi4py mpich, or on a cluster build "
-                          "mpi4py against the site MPI; or set pool: local", source, "pool") from None
+        raise ConfigError(f"the MPI pool needs mpi4py ({e}): pip install \"emews[mpi]\" (and \"emews[mpich]\" for an "
+                          "MPI library on a laptop or CI machine), or on a cluster build mpi4py against the site MPI "
+                          "(MPICC=... pip install --no-binary mpi4py mpi4py); or set pool: local", source, "pool") from None
     return MPI
 
 

@@ -52,3 +52,36 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "no_such_name" in str(e)
     else:
         raise AssertionError("emews.no_such_name did not raise")
+
+
+_NO_MPI4PY = ("import sys\nsys.modules['mpi4py'] = None  # as on a machine without mpi4py: importing it fails\n"
+              "from emews.run import main\nsys.exit(main(sys.argv[1:]))\n")
+
+
+def test_the_quickstart_runs_without_mpi4py_and_the_mpi_pool_names_the_extra(tmp_path):
+    """Issue 19 item 7: mpi4py is the ``mpi`` extra; a plain install runs on the local pool, and
+    asking for the MPI pool without it says which extra to install (before creating anything)."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    args = [sys.executable, "-c", _NO_MPI4PY, str(ROOT / "configs" / "quickstart.yaml"), "--set", "max_evals=6",
+            "--set", "report=false"]
+    p = subprocess.run([*args, "--out", str(tmp_path / "q")], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "6 evaluations (6 done" in p.stdout
+    p = subprocess.run([*args, "--set", "pool=mpi", "--out", str(tmp_path / "m")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert p.returncode == 2, p.stderr
+    assert 'pip install "emews[mpi]"' in p.stderr and "pool" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_pyproject_declares_what_is_imported():
+    tomllib = __import__("tomllib") if sys.version_info >= (3, 11) else __import__("tomli")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = meta["project"]
+    names = {d.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip() for d in project["dependencies"]}
+    assert "mpi4py" not in names, "mpi4py is the optional `mpi` extra"
+    assert {"scipy", "threadpoolctl", "numpy", "pyyaml", "cloudpickle"} <= names  # mbo imports scipy, threadpoolctl
+    extras = project["optional-dependencies"]
+    assert any(d.startswith("mpi4py") for d in extras["mpi"]) and any(d.startswith("mpi4py") for d in extras["dev"])
+    assert project["license"] == "BSD-3-Clause"  # an SPDX expression, not the deprecated {text = ...} table

@@ -4,13 +4,16 @@ Layers, bottom up (a module may import its own layer and the ones below)::
 
     records      errors, task, space, formats (Supervisor files -> Space), and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples
     journal      the SQLite journal
-    results      Results and the report built from them (one layer: Results' plot methods call the report)
+    results      Results and the report built from them (one layer: Results extends the report's
+                 JournalView and its plot methods call the report; the report never imports results),
+                 the failure summary and exit status (_failures)
     resume       resume planning and replay
     queues       the optimizer's queue pair and the wire protocol
     optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
     driver       the loop between the queues and a pool, its ledger (budget, retries), the session meta and outputs
     pools        emews.workers: local and MPI pools, runners
-    inputs       config parsing and config-time checks (_checks), experiment directories, the batch scheduler
+    inputs       config parsing and config-time checks, experiment directories, the script guard (_guard),
+                 the batch scheduler
     launch       the one function that starts a search
     entry        the CLI (run), emews.search (api), the package face, the contract suites
 
@@ -31,13 +34,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._childsig", "emews._clock",
                  "emews._progress", "emews.examples", "emews.formats")),
     ("journal", ("emews.journal",)),
-    ("results", ("emews.results", "emews.report")),
+    ("results", ("emews.results", "emews.report", "emews._failures")),
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
     ("optimizers", ("emews.optimizers", "emews.stoppers")),
     ("driver", ("emews.driver", "emews._ledger", "emews._session")),
     ("pools", ("emews.workers",)),
-    ("inputs", ("emews.config", "emews.experiment", "emews._checks", "emews.scheduler")),
+    ("inputs", ("emews.config", "emews.experiment", "emews._guard", "emews.scheduler")),
     ("launch", ("emews.launch",)),
     ("entry", ("emews.run", "emews.api", "emews.__main__", "emews.report.__main__", "emews.testing", "emews")),
 ]
@@ -148,6 +151,14 @@ def test_no_import_circle():
         if m not in state:
             walk(m)
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_results_and_report_do_not_import_each_other():
+    """Issue 19 item 5: ``emews.results`` builds on the report's JournalView; the report never
+    imports ``emews.results`` (not even inside a function), so the two form no circle."""
+    back = [f"{m}:{line} imports {t}" for m, es in graph().items() if m == "emews.report" or m.startswith("emews.report.")
+            for t, _, line in es if t == "emews.results" or t.startswith("emews.results.")]
+    assert not back, "the report imports emews.results:\n" + "\n".join(back)
 
 
 def test_the_check_sees_a_circle_and_an_upward_import(tmp_path):

@@ -194,3 +194,30 @@ def test_hyperparameters_are_searched_at_every_fit_up_to_300_observations():
     opt.tell([Result(200 + i, p, "done", loss=loss(p)) for i, p in enumerate(more)])
     assert opt._fit() and opt._model is not first
     assert opt._model.refitted and opt._model.hyper_n == 110  # 110 < 1.2 * 100, refitted all the same
+
+
+def test_mbo_uses_only_the_declared_surrogate_interface():
+    """Issue 19 item 5: mbo reads no private state of its model and probes for nothing: what it
+    may ask of a surrogate is declared in ``emews.optimizers._model``, chosen by class."""
+    import ast
+    import inspect
+
+    from emews.optimizers import _model, mbo
+    from emews.optimizers._surrogates import ForestSurrogate, GPSurrogate, QuantileGBRT
+
+    tree = ast.parse(inspect.getsource(mbo))
+    private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")
+               and isinstance(n.value, ast.Attribute) and n.value.attr == "_model"]
+    probes = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+              and n.func.id in ("hasattr", "getattr")]
+    assert not private and not probes, (private, probes)
+    assert issubclass(GPSurrogate, _model.BelieverSurrogate)
+    assert issubclass(ForestSurrogate, _model.Surrogate) and not issubclass(ForestSurrogate, _model.GradientSurrogate)
+    assert issubclass(QuantileGBRT, _model.Surrogate) and not issubclass(QuantileGBRT, _model.GradientSurrogate)
+    gp = GPSurrogate(max_points=20, inducing=10, random_state=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30, 2)), rng.random(30)
+    gp.fit(X, y)
+    assert not gp.exact and gp.conditioning_points == 10  # sparse beyond max_points: through inducing points
+    gp = GPSurrogate(max_points=50, random_state=0).fit(X, y)
+    assert gp.exact and gp.conditioning_points == 30 and gp.conditioned(X[:1], y[:1]).conditioning_points == 31

@@ -1,31 +1,26 @@
-"""Checks that turn a new user's first mistakes into one clear message, before anything runs.
+"""Optimizer settings against the optimizer's signature, before anything is created.
 
-* :func:`check_optimizer_settings`: ``optimizer.settings`` against the optimizer's signature
-  (built-ins and plug-ins alike), with a "did you mean", before an experiment directory is
-  created;
-* :func:`error_summary`: the most frequent error messages of a run's failed evaluations;
-* :func:`refuse_spawn_reimport`: a script that calls :func:`emews.search` without the
-  ``if __name__ == "__main__":`` guard is re-imported by every spawned worker; say so once.
+* :func:`check_optimizer_settings`: a setting the optimizer does not take (built-ins and
+  plug-ins alike) is a :class:`~emews.errors.ConfigError` with a "did you mean";
+* :func:`warn_partial_grid`: a grid search in grid order larger than the budget.
+
+The values are checked by the optimizer itself (:meth:`Optimizer.check_settings`, run by
+:func:`emews.optimizers.check_optimizer_settings_once`).
 """
 
 from __future__ import annotations
 
-import collections
 import difflib
 import inspect
-import os
-import sys
-import tempfile
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-__all__ = ["check_optimizer_settings", "accepted_settings", "error_summary", "refuse_spawn_reimport",
-           "explain_unguarded", "NO_SUCCESS_EXIT"]
-
-#: exit status of ``python -m emews.run`` when evaluations finished but none succeeded
-NO_SUCCESS_EXIT = 3
+__all__ = ["accepted_settings", "check_optimizer_settings", "check_optimizer_settings_once", "warn_partial_grid",
+           "check_optimizer"]
 
 #: positional parameters every optimizer gets from emews, not from ``optimizer.settings``
 _GIVEN = {"self", "space", "seed", "queues"}
@@ -55,7 +50,7 @@ def accepted_settings(optimizer: Any) -> tuple[list[str], bool]:
     next class's settings; the chain ends at emews's base class (unknown settings rejected)
     or at a class whose ``__init__`` takes no ``**kwargs``.
     """
-    from .optimizers._base import _Seeded
+    from ._base import _Seeded
 
     if not inspect.isclass(optimizer):
         return _own_params(optimizer)
@@ -101,91 +96,6 @@ def check_optimizer_settings(optimizer: Any, settings: Mapping[str, Any], source
                           source, f"optimizer.settings.{key}")
 
 
-def _message(error: str | None) -> str:
-    lines = (error or "").strip().splitlines()
-    return lines[-1].strip() if lines else "(no error text)"
-
-
-def error_summary(rows: Iterable[Mapping[str, Any]], top: int = 3) -> list[tuple[int, str]]:
-    """``(count, message)`` of the most frequent error messages (the last line of each error
-    text) of failed and timed-out evaluations, most frequent first."""
-    counts = collections.Counter(_message(r.get("error")) for r in rows if r.get("status") in ("failed", "timeout"))
-    return [(count, msg) for msg, count in counts.most_common(top or None)]
-
-
-GUARD_HELP = (
-    "this script calls emews.search() at import time, without the guard "
-    "`if __name__ == \"__main__\":`. emews starts its workers and optimizer with the 'spawn' "
-    "method, which imports the script again in every new process, so each of them would start "
-    "a search of its own. Put the call under the guard, as with any multiprocessing code:\n\n"
-    "    if __name__ == \"__main__\":\n"
-    "        res = emews.search(...)\n\n"
-    "(In a notebook nothing needs to change: objectives defined there are shipped to the "
-    "workers by value.)"
-)
-
-
-def in_spawn_bootstrap() -> bool:
-    """True while a process started with 'spawn' re-imports its parent's main module."""
-    mp = sys.modules.get("multiprocessing.process")
-    return bool(mp is not None and getattr(mp.current_process(), "_inheriting", False))
-
-
-def _marker(parent_pid: int) -> str:
-    return os.path.join(tempfile.gettempdir(), f"emews-unguarded-{parent_pid}")
-
-
-def refuse_spawn_reimport() -> None:
-    """In a spawned child re-importing a script that calls :func:`emews.search` unguarded:
-    leave a marker for the parent (see :func:`explain_unguarded`) and end the child at once,
-    before it creates an experiment directory or starts a search of its own."""
-    if not in_spawn_bootstrap():
-        try:  # a stale one, from an earlier process of the same pid
-            os.unlink(_marker(os.getpid()))
-        except OSError:
-            pass
-        return
-    try:
-        os.close(os.open(_marker(os.getppid()), os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError:
-        pass
-    os._exit(1)
-
-
-def explain_unguarded(error: BaseException) -> BaseException:
-    """In the parent: ``error`` (the pool's "worker died while loading") replaced by one
-    paragraph saying what to do, when a child left the unguarded-script marker."""
-    marker = _marker(os.getpid())
-    if not os.path.exists(marker):
-        return error
-    try:
-        os.unlink(marker)
-    except OSError:
-        pass
-    from .errors import ObjectiveError
-
-    return ObjectiveError(GUARD_HELP)
-
-
-def failure_lines(rows: Iterable[Mapping[str, Any]], top: int = 3, width: int = 200) -> list[str]:
-    """Console lines naming the most frequent error messages of the failed evaluations."""
-    common = error_summary(rows, top=0)
-    out = []
-    for count, msg in common[:top]:
-        msg = msg if len(msg) <= width else msg[: width - 3] + "..."
-        out.append(f"emews:   {count} x {msg}")
-    if len(common) > top:
-        rest = sum(c for c, _ in common[top:])
-        out.append(f"emews:   {rest} more with {len(common) - top} other message(s)")
-    return (["emews: most frequent errors:"] + out) if out else []
-
-
-def exit_status(results: Any) -> int:
-    """0, or :data:`NO_SUCCESS_EXIT` when evaluations finished and none of them succeeded."""
-    failures = results.count("failed") + results.count("timeout")
-    return NO_SUCCESS_EXIT if failures and results.best is None else 0
-
-
 def warn_partial_grid(optimizer: Any, space: Any, settings: Mapping[str, Any], max_evals: int,
                       seed: int | None = None) -> int | None:
     """Warn when a grid search in grid order has more points than ``max_evals``: only the
@@ -193,7 +103,7 @@ def warn_partial_grid(optimizer: Any, space: Any, settings: Mapping[str, Any], m
     grid's size (``None`` for another optimizer)."""
     import logging
 
-    from .optimizers import GridSearch
+    from ._grid import GridSearch
 
     if not (inspect.isclass(optimizer) and issubclass(optimizer, GridSearch)):
         return None
@@ -217,3 +127,59 @@ def check_optimizer(optimizer: Any, cfg: Any) -> None:
     settings = dict(cfg.optimizer_settings or {})
     check_optimizer_settings(optimizer, settings, cfg.source, cfg.optimizer if isinstance(cfg.optimizer, str) else None)
     warn_partial_grid(optimizer, cfg.space, settings, cfg.max_evals, cfg.seed)
+
+
+_NAMED = re.compile(r"\b([A-Za-z_]\w*)\s*=")
+
+
+def _setting_named(message: str, settings: Mapping[str, Any]) -> str | None:
+    """The setting a message is about: the first ``name=`` in it that is a setting given."""
+    for m in _NAMED.finditer(message):
+        if m.group(1) in settings:
+            return m.group(1)
+    for k in settings:  # else any setting named in quotes
+        if f"{k!r}" in message:
+            return str(k)
+    for k, v in settings.items():  # else a setting whose (file name) value the message quotes
+        if isinstance(v, str) and len(v) > 2 and v in message:
+            return str(k)
+    return None
+
+
+def check_optimizer_settings_once(optimizer: Any, space: Any, settings: Mapping[str, Any], seed: int | None,
+                                  source: str | None, prefix: str = "optimizer.settings") -> None:
+    """Run the optimizer's declared check (``check_settings``, see
+    :class:`~emews.optimizers.Optimizer`) in this process, turning what it raises into a
+    :class:`~emews.errors.ConfigError` naming ``source``, ``optimizer.settings.<name>`` and
+    the value. An optimizer without ``check_settings`` (a plain function) has only its
+    signature checked, elsewhere."""
+    check = getattr(optimizer, "check_settings", None)
+    if check is None or not callable(check):
+        return
+    try:
+        check(space, dict(settings), seed)
+    except ConfigError as e:
+        key = e.key or ""
+        if e.source is not None and e.source != source:  # a file a setting names (an initial population)
+            name = key.rpartition(".")[2] if key.startswith(prefix + ".") else None
+            if name not in settings:
+                name = next((k for k, v in settings.items() if isinstance(v, str) and Path(v) == Path(e.source)), None)
+            text = str(e)
+            if key.startswith(prefix + "."):  # the file's own error already names the setting: once is enough
+                text = f"{e.source}: " + text.removeprefix(f"{e.source}: ").removeprefix(f"{key}: ")
+            raise ConfigError(text, source, f"{prefix}.{name}" if name else prefix) from None
+        text = str(e)
+        if key and text.startswith(f"{key}: "):
+            text = text[len(key) + 2:]
+        if not key.startswith(prefix):
+            key = f"{prefix}.{key}" if key else (f"{prefix}.{_setting_named(text, settings)}"
+                                                  if _setting_named(text, settings) else prefix)
+        raise ConfigError(text, source, key) from None
+    except Exception as e:  # noqa: BLE001 - a plug-in's __init__ may raise anything
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        if not isinstance(e, (ValueError, TypeError, KeyError)):
+            text = f"the optimizer cannot be built with these settings: {type(e).__name__}: {text}"
+        name = _setting_named(text, settings)
+        if name is not None and repr(settings[name]) not in text:
+            text += f" (value {settings[name]!r})"
+        raise ConfigError(text, source, f"{prefix}.{name}" if name else prefix) from None
