@@ -216,4 +216,7 @@ def check_optimizer(optimizer: Any, cfg: Any) -> None:
     (:func:`warn_partial_grid`)."""
     settings = dict(cfg.optimizer_settings or {})
     check_optimizer_settings(optimizer, settings, cfg.source, cfg.optimizer if isinstance(cfg.optimizer, str) else None)
+    declared = getattr(optimizer, "check_settings", None)  # an optimizer's own checks of its values
+    if callable(declared):
+        declared(settings, cfg.source)
     warn_partial_grid(optimizer, cfg.space, settings, cfg.max_evals, cfg.seed)

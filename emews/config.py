@@ -378,6 +378,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if isinstance(init_pop, str) and base_dir is not None and not Path(init_pop).is_absolute():
         # like space_file: a path in the config is relative to the config file
         settings = {**settings, "initial_population": str(base_dir / init_pop)}
+    if opt_name == "eqpy" and base_dir is not None and isinstance(settings.get("path"), (str, list)):
+        # the algorithm's directories, like space_file: relative to the config file
+        dirs = [settings["path"]] if isinstance(settings["path"], str) else settings["path"]
+        settings = {**settings, "path": [str(base_dir / d) if isinstance(d, str) and not Path(d).is_absolute() else d
+                                         for d in dirs]}
     if opt_name == "upf" and upf is not None:
         settings = {**settings, "file": upf[0]}  # resolved like space_file
     from .optimizers import BUILTIN

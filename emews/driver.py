@@ -34,6 +34,7 @@ from typing import Any
 from ._progress import Progress
 from .errors import OptimizerError
 from .journal import JOURNAL_NAME, Journal, read_journal
+from .optimizers._eqpy import write_final_messages
 from .optimizers._host import OptimizerProcess
 from .queues import _protocol as wire
 from .results import Results, write_best_json, write_results_csv
@@ -688,6 +689,7 @@ class Driver:
         res = self.results()
         write_results_csv(self.directory / "results.csv", res.all_attempts, self.s.space.names)
         write_best_json(self.directory / "best.json", res.all_attempts)
+        write_final_messages(self.directory, res.optimizer_log)  # an EQ/Py algorithm's DONE/FINAL outputs
         if res.optimizer_log:
             with open(self.directory / "optimizer_log.jsonl", "w") as f:
                 for rec in res.optimizer_log:

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("emews.results", "emews.report")),
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
-    ("optimizers", ("emews.optimizers", "emews.stoppers")),
+    ("optimizers", ("emews.optimizers", "emews.stoppers", "emews.eqpy")),
     ("driver", ("emews.driver",)),
     ("pools", ("emews.workers",)),
     ("inputs", ("emews.config", "emews.experiment", "emews._checks")),

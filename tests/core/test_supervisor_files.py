@@ -34,11 +34,11 @@ CANDLE_R = ROOT / "tests" / "data" / "candle" / "Pilot1"
 def test_the_shipped_files_are_the_sources_ones():
     import hashlib
 
-    for root in (DATA, ROOT / "tests" / "data" / "candle"):
+    for root in (DATA, ROOT / "tests" / "data" / "candle", ROOT / "tests" / "data" / "eqpy"):
         rows = [ln.split() for ln in (root / "SOURCES").read_text().splitlines() if ln and not ln.startswith("#")]
         assert rows
         for repo, commit, path, sha in rows:
-            assert re.fullmatch(r"[0-9a-f]{40}", commit) and repo.startswith("ECP-CANDLE/")
+            assert re.fullmatch(r"[0-9a-f]{40}", commit) and repo.startswith(("ECP-CANDLE/", "emews/EQ-Py"))
             assert hashlib.sha256((root / path).read_bytes()).hexdigest() == sha, path
     assert len(GA_FILES) == 19 and len(list(R_DIR.glob("*.R"))) == 20
 
