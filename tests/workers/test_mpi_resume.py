@@ -20,3 +20,24 @@ def test_sigkill_rank0_then_resume_mpi(tmp_path, optimizer):
                                      launcher=(*mpiexec_argv(), "-n", "3"))
     meta_pools = {json.dumps(r["worker"]) for r in finals}
     assert meta_pools <= {"1", "2"}  # evaluated on the worker ranks, in both sessions
+
+
+def test_supervisor_deap_ga_unchanged_under_mpiexec_killed_and_resumed(tmp_path):
+    """CANDLE Supervisor's deap_ga.py (byte copy) as `optimizer: eqpy` under `mpiexec -n 3`,
+    its driver SIGKILLed and the run resumed under mpiexec: the budget is spent once, every
+    result kept (the space: a Supervisor GA file of two floats, so the GA proposes no duplicates
+    that the exactly-once check would count)."""
+    from helpers import ROOT
+
+    space = tmp_path / "xy_param_space_ga.json"
+    space.write_text(json.dumps([{"name": "x0", "type": "float", "lower": -1, "upper": 1, "sigma": 0.3},
+                                 {"name": "x1", "type": "float", "lower": -1, "upper": 1, "sigma": 0.3}]))
+    handshake = f"12,6,4,'mu_plus_lambda',1.0,1.0,0.0,1.0,0.5,3,'{space}',''"
+    settings = {"module": "deap_ga", "path": [str(ROOT / "tests" / "data" / "supervisor" / "workflows" / "common" / "python")],
+                "handshake": handshake, "format": "json"}
+    cfg = {"experiment": "k", "objective": "killable:slow", "optimizer": {"name": "eqpy", "settings": settings},
+           "space_file": str(space), "max_evals": 30, "seed": 2, "pool": "mpi", "output": str(tmp_path / "runs"),
+           "report": False}
+    before, finals = kill_and_resume(tmp_path, write_config(tmp_path, cfg), 30, 2, kill_rng(),
+                                     launcher=(*mpiexec_argv(), "-n", "3"))
+    assert {json.dumps(r["worker"]) for r in finals} <= {"1", "2"}
