@@ -223,3 +223,20 @@ def test_supervisor_deap_ga_killed_and_resumed_replays_without_reevaluating(tmp_
     lines = lambda p: collections.Counter(p.read_text().splitlines())  # noqa: E731
     again = lines(tmp_path / "evals.log") - lines(tmp_path / "ref.log")
     assert sum(again.values()) <= j, again  # only what was running at the kill ran again
+
+
+def test_readme_eqpy_config_runs_as_written(tmp_path):
+    import re
+    import shutil
+
+    import yaml
+
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+                 if b.startswith("space_file: nt3_param_space_ga.json     # the space every batch item"))
+    shutil.copytree(DEAP_GA_DIR, tmp_path / "supervisor" / "workflows" / "common" / "python")
+    shutil.copy(NT3, tmp_path / "nt3_param_space_ga.json")
+    cfg = yaml.safe_load(block) | {"experiment": "k", "objective": "killable:slow", "max_evals": 20, "workers": 2,
+                                  "output": "runs", "report": False}
+    r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
+    assert r.returncode == 0, r.stderr
+    assert len(finished_rows(tmp_path / "runs" / "k")) == 20
