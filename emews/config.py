@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib.util
+import logging
 import math
 import os
 import sys
@@ -52,12 +53,14 @@ import yaml
 from .errors import ConfigError, SpaceError
 from .space import Space
 
+log = logging.getLogger("emews.config")
+
 __all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
 
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
-    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper",
+    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "warm_start",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
                 "report_pattern", "report_file"}
@@ -92,6 +95,7 @@ class Config:
     report: bool = True
     simulation: dict | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
     stopper: Any = None  # early stopping: {name: asha, ...} as given (checked with emews.stoppers.from_config)
+    warm_start: Any = None  # earlier results the optimizer starts from (an emews.formats.WarmStart)
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -446,13 +450,34 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         from .stoppers import from_config as stopper_from_config
 
         stopper_from_config(stopper, source, "stopper")  # unknown names, settings and bad values fail here
+    warm_start = _warm_start(raw.get("warm_start"), space, source, base_dir)
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=runner, progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
-        simulation=simulation, stopper=stopper, source=source, raw=dict(raw),
+        simulation=simulation, stopper=stopper, warm_start=warm_start, source=source, raw=dict(raw),
     )
+
+
+def _warm_start(value: Any, space: Space, source: str, base_dir: Path | None) -> Any:
+    """``warm_start: PATH`` read into earlier results (relative to the config file); one warning
+    counts the rows skipped."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a path (an emews experiment directory, its results.csv or an mlrMBO restart "
+                          f"CSV), got {value!r}", source, "warm_start")
+    from .formats import read_warm_start
+
+    p = Path(value)
+    if base_dir is not None and not p.is_absolute():
+        p = base_dir / p
+    warm = read_warm_start(p, space, source, "warm_start")
+    if warm.skipped:
+        log.warning("%s: warm_start: %d of %d row(s) of %s skipped (outside the space or unknown names), e.g. %s",
+                    source, warm.skipped, warm.skipped + len(warm.results), warm.path, "; ".join(warm.reasons))
+    return warm
 
 
 def _simulation(sim: Any, pool: str, source: str) -> dict | None:

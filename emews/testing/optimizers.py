@@ -241,6 +241,7 @@ def run_with_fake_driver(
     mode: str = "async",
     batch_size: int | None = None,
     durations: str = "random",
+    warm_start: Sequence[Result] = (),
 ) -> FakeRun:
     """Run an optimizer of either style to the end, in this process, against :class:`FakeDriver`.
 
@@ -253,11 +254,14 @@ def run_with_fake_driver(
         seed: the optimizer's seed (the fake workers' durations use a fixed seed).
         mode, batch_size: how an ask/tell optimizer is driven (as in a config).
         durations: see :class:`FakeDriver`.
+        warm_start: earlier results the optimizer is given first (as ``warm_start:`` in a
+            config does; see :func:`emews.formats.read_warm_start`).
     """
     obj = resolve(optimizer)
     space = space or mixed_space()
     driver = FakeDriver(objective or mixed_objective, max_evals, capacity, seed=12345, durations=durations)
     q = OptimizerQueues(driver, space, capacity, max_evals)
+    q.warm_start = list(warm_start)
     style = style_of(obj)
     try:
         if style == "ask-tell":
