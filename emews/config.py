@@ -63,7 +63,9 @@ _TOP_KEYS = {
     "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "warm_start",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
-                "report_pattern", "report_file"}
+                "report_pattern", "report_file", "model", "params", "path", "default_model", "data_dir", "return"}
+#: the keys of runner.type: candle beyond the command runner's (emews.workers._candle)
+_CANDLE_KEYS = {"model", "params", "path", "default_model", "data_dir", "return"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
 _OPT_KEYS = {"name", "settings"}
 
@@ -309,7 +311,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         raise ConfigError(f"must be a mapping, got {runner_raw!r}", source, "runner")
     _check_keys(runner_raw, _RUNNER_KEYS, source, "runner.")
     runner = dict(runner_raw)
-    runner["type"] = _str(runner_raw, "type", source, default="python", choices=("python", "isolated", "command"), prefix="runner.")
+    runner["type"] = _str(runner_raw, "type", source, default="python", choices=("python", "isolated", "command", "candle"),
+                          prefix="runner.")
     timeout = runner_raw.get("timeout")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -325,16 +328,20 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if grace is not None and runner["type"] == "python":
         raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
     for key in ("command", "result_file", "pattern", "workdir", "report_pattern", "report_file"):
-        if runner_raw.get(key) is not None and runner["type"] != "command":
+        if runner_raw.get(key) is not None and runner["type"] != "command" and not (
+                runner["type"] == "candle" and key not in ("result_file", "pattern")):
             raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r})", source, f"runner.{key}")
+    for key in _CANDLE_KEYS:
+        if runner_raw.get(key) is not None and runner["type"] != "candle":
+            raise ConfigError(f"is only used with runner.type: candle (type is {runner['type']!r})", source, f"runner.{key}")
     from .workers._command import check_env
 
     runner["env"] = check_env(runner_raw.get("env"), source)
 
-    if runner["type"] == "command":
+    if runner["type"] in ("command", "candle"):
         objective = raw.get("objective")
         if objective is not None:
-            raise ConfigError(f"is not used with runner.type: command (got {objective!r}); remove it", source, "objective")
+            raise ConfigError(f"is not used with runner.type: {runner['type']} (got {objective!r}); remove it", source, "objective")
     else:
         if "objective" not in raw or raw["objective"] is None:
             raise ConfigError("missing required key (e.g. 'mypackage.mymodule:train')", source, "objective")
@@ -365,6 +372,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         from .workers._command import check_command_spec
 
         check_command_spec(runner, source, space.names, base_dir)
+    elif runner["type"] == "candle":  # a CANDLE model, Supervisor's model.sh conventions
+        from .workers._candle import check_candle_spec
+
+        check_candle_spec(runner, source, space.names, base_dir)
+        runner["experiment_id"] = experiment
 
     # optimizer
     opt_raw = raw.get("optimizer", "random")

@@ -314,11 +314,12 @@ class CommandRunner:
                   "result_file": str(result_path), "config_dir": self.config_dir, "python": sys.executable,
                   "params": task.params}
         try:
-            argv = [_FORMATTER.vformat(a, (), values) for a in self.argv]
+            argv = self._argv(task, values)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
             return Outcome.failed(f"cannot fill in the command template {self.argv!r}: {type(e).__name__}: {e}")
-        env = dict(self.env, EMEWS_TASK_ID=str(task.id), EMEWS_ATTEMPT=str(task.attempt), EMEWS_TASK_DIR=str(d),
-                   EMEWS_PARAMS_FILE=str(params_file), EMEWS_RESULT_FILE=str(result_path))
+        env = self._env(task, d, dict(self.env, EMEWS_TASK_ID=str(task.id), EMEWS_ATTEMPT=str(task.attempt),
+                                      EMEWS_TASK_DIR=str(d), EMEWS_PARAMS_FILE=str(params_file),
+                                      EMEWS_RESULT_FILE=str(result_path)))
         with open(d / "stdout.txt", "wb") as out, open(d / "stderr.txt", "wb") as err:
             try:
                 proc = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
@@ -352,6 +353,14 @@ class CommandRunner:
         if self.use_result_file:
             return _from_result_file(result_path)
         return self._from_stdout(d / "stdout.txt")
+
+    def _argv(self, task: Task, values: Mapping[str, Any]) -> list[str]:
+        """The task's argv: the template filled in (a subclass may add arguments)."""
+        return [_FORMATTER.vformat(a, (), values) for a in self.argv]
+
+    def _env(self, task: Task, d: Path, env: dict[str, str]) -> dict[str, str]:
+        """The task's environment (a subclass may add variables)."""
+        return env
 
     def _watch(self, task: Task, proc: subprocess.Popen, d: Path, channel: Any) -> tuple[bool, Any]:
         """Wait for the command like ``wait_exit``, reading its new output lines every
