@@ -7,7 +7,8 @@
                command: [...] → the command + --name value ... flags (or the proposal as one JSON argument)
                env: CANDLE_DATA_DIR, CANDLE_DEFAULT_MODEL_FILE (and CANDLE_DEFAULT_MODEL), CANDLE_OUTPUT_DIR,
                     EXPID, RUNID, MODEL_RETURN, CUDA_VISIBLE_DEVICES (emews' GPU binding)
-           ◀── per epoch: log lines "epoch N ... val_loss: x" (report_pattern) → reports (early stopping)
+           ◀── per epoch: log lines "epoch N ... val_loss: x" (report_pattern), or history.txt's
+               new entries while the model rewrites it → reports (early stopping)
            ◀── loss: the last "IMPROVE_RESULT <value>" line of the log, else result.txt, else history.txt
                (the last value of ``return``); NaN or none of them: a failed result saying which
 
@@ -158,6 +159,7 @@ class CandleRunner(CommandRunner):
         default_model = spec.get("default_model") or next(
             (self.env[v] for v in DEFAULT_MODEL_VARS if self.env.get(v)), None)
         self.default_model = default_model
+        self._history_seen: tuple[int, int] | None = None
         if spec.get("data_dir"):
             self.env["CANDLE_DATA_DIR"] = spec["data_dir"]
 
@@ -190,7 +192,39 @@ class CandleRunner(CommandRunner):
             env.update({v: self.default_model for v in DEFAULT_MODEL_VARS})
         return env
 
+    def _poll(self, d: Path, trial: Any) -> None:
+        """Each new epoch in ``history.txt`` (rewritten by the model as it trains) is a report,
+        unless a log line reported that epoch already."""
+        p = d / "history.txt"
+        try:
+            st = p.stat()
+        except OSError:
+            return
+        if (st.st_mtime_ns, st.st_size) == self._history_seen:
+            return
+        self._history_seen = (st.st_mtime_ns, st.st_size)
+        try:
+            h = json.loads(p.read_text())
+        except (OSError, ValueError):  # being written: read it at the next look
+            self._history_seen = None
+            return
+        values = h.get(self.ret) if isinstance(h, dict) else None
+        if not isinstance(values, list):
+            return
+        last = trial.last_step or 0
+        for epoch, v in enumerate(values, 1):
+            if epoch <= last:
+                continue
+            try:
+                loss = float(v)
+            except (TypeError, ValueError):
+                loss = math.nan
+            trial.report(epoch, loss)
+            if trial.stopped:
+                return
+
     def run(self, task: Task, channel: Any = None) -> Outcome:
+        self._history_seen = None
         d = self.task_dir(task)
         if (d / "stop.marker").exists():  # a stale marker of an earlier run of this directory
             (d / "stop.marker").unlink()

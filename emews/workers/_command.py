@@ -391,10 +391,16 @@ class CommandRunner:
                 self._report_line(raw.decode("utf-8", "replace"), trial)
                 if trial.stopped:
                     return exited, trial
+            self._poll(d, trial)
+            if trial.stopped:
+                return exited, trial
             if exited or trial.should_stop:
                 return exited, trial
             if deadline is not None and time.monotonic() >= deadline:
                 return False, trial
+
+    def _poll(self, d: Path, trial: Any) -> None:
+        """Called at every look at a running task's output (a subclass may report from other files)."""
 
     def _report_line(self, line: str, trial: Any) -> None:
         rx = self.report_pattern

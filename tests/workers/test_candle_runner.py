@@ -35,14 +35,17 @@ def _run(tmp_path: Path, runner: dict, **changes):
     return res, read_journal(res.directory)
 
 
-def test_a_protocol_script_with_flags_is_stopped_per_epoch_by_asha(tmp_path):
-    """A script that prints an epoch line per epoch and IMPROVE_RESULT, under ASHA: the same
-    decisions as the python runner's (one worker: they depend only on the order)."""
+@pytest.mark.parametrize("epochs_in", ["log", "history.txt"])
+def test_a_protocol_script_with_flags_is_stopped_per_epoch_by_asha(tmp_path, epochs_in):
+    """A script that prints an epoch line per epoch (or rewrites history.txt each epoch) and
+    IMPROVE_RESULT, under ASHA: the same decisions as the python runner's (one worker: they
+    depend only on the order)."""
     want = expected_asha(SPACE["x"]["values"])
     hang = ",".join(f"{x!r}:{s}" for x, s in want.items() if s is not None)
     (tmp_path / "data").mkdir()
+    env = {"HANG_AT": hang, **({"CANDLE_TEST_HISTORY": "1"} if epochs_in == "history.txt" else {})}
     runner = {"type": "candle", "command": ["{python}", "{config_dir}/candle_epochs.py"], "timeout": 300,
-              "kill_grace": 1, "env": {"HANG_AT": hang}, "data_dir": str(tmp_path / "data")}
+              "kill_grace": 1, "env": env, "data_dir": str(tmp_path / "data")}
     res, j = _run(tmp_path, runner, stopper=ASHA_SPEC)
     assert _outcomes(j) == want and any(v is not None for v in want.values())
     tasks = res.directory / "tasks"
