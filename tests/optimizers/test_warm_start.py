@@ -109,3 +109,14 @@ def test_random_search_skips_nothing():
     cold = [r.params for r in run_with_fake_driver("random", SPACE, lambda p: 0.0, **kw).results]
     warm = [r.params for r in run_with_fake_driver("random", SPACE, lambda p: 0.0, warm_start=_warm(6), **kw).results]
     assert sorted(map(json.dumps, cold)) == sorted(map(json.dumps, warm))
+
+
+def test_search_api_takes_a_warm_start(tmp_path):
+    import emews
+
+    p = _restart_csv(tmp_path / "r.csv", [[0.5, 0.1, 0.2], [0.4, 0.3, 0.0], [0.2, -0.5, 0.5]])
+    res = emews.search("emews.examples:sphere", SPACE, optimizer="mbo", settings={"n_initial": 2}, max_evals=3,
+                       workers=1, seed=0, warm_start=p, output=tmp_path / "runs", report=False)
+    j = read_journal(res.directory)
+    assert len(j["evals"]) == 3
+    assert [x["results"] for x in j["optimizer_log"] if "warm_start" in x] == [3]
