@@ -120,3 +120,19 @@ def test_search_api_takes_a_warm_start(tmp_path):
     j = read_journal(res.directory)
     assert len(j["evals"]) == 3
     assert [x["results"] for x in j["optimizer_log"] if "warm_start" in x] == [3]
+
+
+@pytest.mark.parametrize("optimizer", [{"name": "mbo", "settings": {"n_initial": 6}},
+                                       {"name": "ga", "settings": {"population": 6, "offspring": 6}}])
+def test_a_warm_started_search_killed_and_resumed_loses_nothing(tmp_path, optimizer):
+    from helpers import kill_and_resume, kill_rng
+
+    _restart_csv(tmp_path / "r.csv", [[(x - 0.3) ** 2 + (y - 0.3) ** 2, x, y]
+                                      for x, y in [(0.1, 0.2), (-0.5, 0.9), (0.8, -0.2), (0.3, 0.35), (-0.9, -0.9),
+                                                   (0.0, 0.6), (0.45, 0.1), (0.6, 0.6)]])
+    cfg = {"experiment": "k", "objective": "killable:slow", "space": SPACE.to_dict(), "optimizer": optimizer,
+           "max_evals": 30, "workers": 2, "seed": 5, "output": str(tmp_path / "runs"), "warm_start": "r.csv",
+           "report": False}
+    kill_and_resume(tmp_path, write_config(tmp_path, cfg), 30, 2, kill_rng())
+    j = read_journal(tmp_path / "runs" / "k")
+    assert [x["results"] for x in j["optimizer_log"] if "warm_start" in x] == [8]  # journaled once, both sessions
