@@ -8,8 +8,9 @@
       an mlrMBO restart.file CSV        (``y,param...``, e.g. Supervisor's workflows/mlrMBO/test/restart-combo.csv)
 
 The loss is the first column named ``y`` (any case; an emews file: ``loss``), so a space may
-have a dimension named ``y`` too (a later column). Each row becomes a :class:`~emews.task.Result` with status ``done``, a negative task id (``-1,
--2, ...``: never a task of this experiment) and its loss; a row whose values do not fit the
+have a dimension named ``y`` too (a later column). Each row becomes a
+:class:`~emews.task.Result` with status ``done``, a negative task id (``-1, -2, ...``: never a
+task of this experiment) and its loss; a row whose values do not fit the
 space, or that has a value in a column the space does not name, is skipped and counted.
 """
 
@@ -90,7 +91,8 @@ def read_warm_start(path: str | Path, space: Space, source: str = "<dict>", key:
     if p.is_dir():
         p = p / "results.csv"
         if not p.is_file():
-            raise ConfigError(f"{str(path)!r} is a directory without results.csv (not an emews experiment)", source, key)
+            raise ConfigError(f"{str(path)!r} is a directory without results.csv (not an emews experiment)",
+                              source, key)
     elif not p.is_file():
         raise ConfigError(f"no such file or directory {str(path)!r}", source, key)
     try:

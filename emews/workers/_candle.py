@@ -96,7 +96,8 @@ def check_candle_spec(spec: dict, source: str, names: Sequence[str] | None = Non
                           f"exactly one; got model={model!r}, command={command!r}", source, "runner.model")
     ret = spec.get("return", "val_loss")
     if not isinstance(ret, str) or not ret.isidentifier():
-        raise ConfigError(f"must be a history key such as {', '.join(MODEL_RETURNS)}, got {ret!r}", source, "runner.return")
+        raise ConfigError(f"must be a history key such as {', '.join(MODEL_RETURNS)}, got {ret!r}", source,
+                          "runner.return")
     spec["return"] = ret
     how = spec.get("params", "flags")
     if how not in ("flags", "json"):
@@ -118,7 +119,8 @@ def check_candle_spec(spec: dict, source: str, names: Sequence[str] | None = Non
     dirs = spec.get("path") or []
     dirs = [dirs] if isinstance(dirs, str) else dirs
     if not isinstance(dirs, list) or not all(isinstance(d, str) and d for d in dirs):
-        raise ConfigError(f"must be a directory or a list of directories, got {spec.get('path')!r}", source, "runner.path")
+        raise ConfigError(f"must be a directory or a list of directories, got {spec.get('path')!r}", source,
+                          "runner.path")
     resolved = []
     for d in dirs:
         p = Path(d) if Path(d).is_absolute() else base / d
@@ -128,7 +130,8 @@ def check_candle_spec(spec: dict, source: str, names: Sequence[str] | None = Non
     spec["path"] = resolved
     if model is not None:
         if not isinstance(model, str) or not all(part.isidentifier() for part in model.split(".")):
-            raise ConfigError(f"must be a module name (e.g. nt3_baseline_keras2), got {model!r}", source, "runner.model")
+            raise ConfigError(f"must be a module name (e.g. nt3_baseline_keras2), got {model!r}", source,
+                              "runner.model")
         import importlib.machinery
 
         top = model.split(".")[0]
@@ -136,9 +139,7 @@ def check_candle_spec(spec: dict, source: str, names: Sequence[str] | None = Non
             raise ConfigError(f"no module {model!r} in {resolved or [str(base)]} or on the import path", source,
                               "runner.model")
         spec["command"] = ["{python}", "-m", "emews.workers._candle_model", model]
-    env_extra = dict(spec.get("env") or {})
     check_command_spec(spec, source, names, base)  # the template, env, timeout, report keys
-    spec["env"].update({k: v for k, v in env_extra.items() if k not in spec["env"]})
     if spec.get("report_pattern") is None:
         spec["report_pattern"] = default_report_pattern(ret)
     else:
@@ -179,7 +180,7 @@ class CandleRunner(CommandRunner):
         if self.params_as == "json":
             return argv + [json.dumps(proposal, default=str)]
         for k, v in proposal.items():
-            words = str(v).split() if isinstance(v, str) else ["True" if v is True else "False" if v is False else str(v)]
+            words = str(v).split() if isinstance(v, str) else [str(v)]  # str(True) is "True", as Python writes it
             argv += [f"--{k}", *words]
         return argv
 

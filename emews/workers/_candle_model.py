@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     default_model = os.environ.get("CANDLE_DEFAULT_MODEL_FILE") or os.environ.get("CANDLE_DEFAULT_MODEL")
     sys.argv = [args.module]  # candle_lib's finalize_parameters parses sys.argv
     if callable(getattr(pkg, "initialize_parameters", None)):
-        params = pkg.initialize_parameters(default_model=default_model) if default_model else pkg.initialize_parameters()
+        init = pkg.initialize_parameters
+        params = init(default_model=default_model) if default_model else init()
     else:
         params = read_default_model(default_model) if default_model else {}
     params = dict(params or {})

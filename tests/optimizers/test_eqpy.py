@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import collections
 import json
-import math
 import os
 import signal
 
@@ -49,7 +48,8 @@ def test_emews_eqpy_defines_every_name_of_the_real_module(original):
 
 
 def test_output_q_get_reports_a_dead_thread_then_its_traceback(tmp_path, monkeypatch):
-    (tmp_path / "dies_at_once.py").write_text("import eqpy\ndef run():\n    eqpy.OUT_put('1')\n    raise KeyError('boom')\n")
+    (tmp_path / "dies_at_once.py").write_text(
+        "import eqpy\ndef run():\n    eqpy.OUT_put('1')\n    raise KeyError('boom')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     emews.eqpy._reset()
     emews.eqpy.init("dies_at_once")
@@ -91,7 +91,8 @@ def test_losses_answer_in_order_with_nan_for_what_did_not_succeed():
 
 # -- EQ-Py's own example algorithm ---------------------------------------------------------------
 def _noop_config(tmp_path, module="algorithm", directory=EQ_PY / "examples" / "noop" / "python", **settings):
-    cfg = {"experiment": "e", "objective": "emews.examples:sphere", "space": {"x": {"type": "real", "low": 0, "high": 100}},
+    cfg = {"experiment": "e", "objective": "emews.examples:sphere",
+           "space": {"x": {"type": "real", "low": 0, "high": 100}},
            "optimizer": {"name": "eqpy", "settings": {"module": module, "path": str(directory), **settings}},
            "max_evals": 10, "workers": 2, "output": str(tmp_path / "runs"), "report": False}
     return write_config(tmp_path, cfg)

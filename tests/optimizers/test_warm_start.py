@@ -59,7 +59,8 @@ def test_a_file_without_a_y_column_is_a_config_error_naming_it(tmp_path):
 def test_an_earlier_experiment_warm_starts_a_cli_run_outside_its_budget(tmp_path):
     base = {"objective": "emews.examples:sphere", "space": SPACE.to_dict(), "workers": 2, "seed": 1,
             "output": str(tmp_path / "runs"), "report": False}
-    r = run_cli([str(write_config(tmp_path, {**base, "experiment": "earlier", "max_evals": 8}, "a.yaml"))], cwd=tmp_path)
+    earlier = write_config(tmp_path, {**base, "experiment": "earlier", "max_evals": 8}, "a.yaml")
+    r = run_cli([str(earlier)], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     (tmp_path / "bad.csv").write_text((tmp_path / "runs" / "earlier" / "results.csv").read_text())
     for source in ("runs/earlier", "runs/earlier/results.csv"):

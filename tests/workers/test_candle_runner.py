@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import curve_objectives as co  # noqa: E402
-from test_stopping import ASHA_SPEC, SPACE, _order, _outcomes, expected_asha  # noqa: E402
+from test_stopping import ASHA_SPEC, SPACE, _outcomes, expected_asha  # noqa: E402
 
 TOY_DEFAULTS = HERE / "candle_toy_default_model.txt"
 
