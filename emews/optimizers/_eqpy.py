@@ -155,8 +155,11 @@ def final_message_lines(optimizer_log: Sequence[Mapping[str, Any]], width: int =
         return []
     rec = recs[-1]
     msgs = rec.get("messages", [])
-    lines = [f"emews: EQ/Py algorithm sent {rec.get('signal', 'DONE')} and {len(msgs)} final message(s) "
-             f"(eqpy-final-1.txt ... in the experiment directory)"]
+    signal = rec.get("signal", "DONE")
+    if not msgs:
+        return [f"emews: EQ/Py algorithm sent {signal} (no final messages; eqpy-final-0.txt)"]
+    lines = [f"emews: EQ/Py algorithm sent {signal} and {len(msgs)} final message(s) "
+             f"(eqpy-final-1.txt ... eqpy-final-{len(msgs)}.txt in the experiment directory)"]
     for n, m in enumerate(msgs, 1):
         first = " ".join(str(m).split())
         lines.append(f"emews:   {n}: {first[:width]}{' ...' if len(first) > width else ''}")
