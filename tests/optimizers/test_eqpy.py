@@ -241,3 +241,10 @@ def test_readme_eqpy_config_runs_as_written(tmp_path):
     r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path, env=kill_env(tmp_path, sleep=0.0))
     assert r.returncode == 0, r.stderr
     assert len(finished_rows(tmp_path / "runs" / "k")) == 20
+
+
+def test_a_handshake_the_algorithm_cannot_parse_ends_with_its_traceback(tmp_path):
+    r = run_cli([str(_ga_config(tmp_path, handshake="4,6,seven"))], cwd=tmp_path, env=kill_env(tmp_path))
+    assert r.returncode == 1 and "EQPY_ABORT" in r.stderr
+    assert "deap_ga.py" in r.stderr and "NameError: name 'seven' is not defined" in r.stderr
+    assert not finished_rows(tmp_path / "runs" / "k")  # nothing was proposed
