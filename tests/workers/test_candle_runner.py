@@ -144,3 +144,12 @@ def test_bad_candle_runner_settings_are_config_errors(tmp_path, runner, key, wor
     with pytest.raises(ConfigError) as e:
         parse_config(raw, "test.yaml", base_dir=HERE)
     assert e.value.key == key and words in str(e.value), str(e.value)
+
+
+def test_a_model_module_without_run_is_a_failed_result_naming_it(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "no_run_model.py").write_text("def initialize_parameters(default_model=None):\n    return {}\n")
+    runner = {"type": "candle", "model": "no_run_model", "path": [str(tmp_path / "models")]}
+    _res, j = _run(tmp_path, runner, max_evals=1)
+    e = j["evals"][0]
+    assert e["status"] == "failed" and "'no_run_model'" in e["error"] and "defines no run(params)" in e["error"]
