@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal import Journal, read_journal
+from .optimizers._eqpy import write_final_messages
 from .results import Results, write_best_json, write_results_csv
 from .resume import ResumeState
 from .space import Space
@@ -108,6 +109,7 @@ class Outputs:
         res = self.results(stop)
         write_results_csv(self.directory / "results.csv", res.all_attempts, self.space.names)
         write_best_json(self.directory / "best.json", res.all_attempts)
+        write_final_messages(self.directory, res.optimizer_log)  # an EQ/Py algorithm's DONE/FINAL outputs
         if res.optimizer_log:
             with open(self.directory / "optimizer_log.jsonl", "w") as f:
                 for rec in res.optimizer_log:

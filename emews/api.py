@@ -38,6 +38,7 @@ def search(
     pool: str = "auto",
     simulation: Mapping[str, Any] | None = None,
     stopper: str | Mapping[str, Any] | Any | None = None,
+    warm_start: str | Path | None = None,
 ) -> Results | None:
     """Run a search and return its :class:`~emews.results.Results`.
 
@@ -79,6 +80,8 @@ def search(
             (``"asha"``), a mapping like the config's ``{"name": "asha", "max_resource": 27}``,
             or a :class:`~emews.stoppers.Stopper` class or instance. The objective reports
             through ``fn(params, trial)`` or ``emews.report_step(step, loss)``.
+        warm_start: earlier results to start from: an emews experiment directory, its
+            ``results.csv`` or an mlrMBO restart CSV (``y,param...``), as the config's ``warm_start``.
 
     Example:
         >>> import emews
@@ -117,7 +120,9 @@ def search(
         raw["simulation"] = dict(simulation)
     if stopper is not None:
         raw["stopper"] = dict(stopper) if isinstance(stopper, Mapping) else stopper
-    if raw["runner"].get("type") == "command":
+    if warm_start is not None:
+        raw["warm_start"] = str(warm_start)
+    if raw["runner"].get("type") in ("command", "candle"):
         raw.pop("objective")
     cfg = parse_config(raw, "search()")
     cfg.space = space_obj

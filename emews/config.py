@@ -42,28 +42,33 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib.util
+import logging
 import math
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from .errors import ConfigError, SpaceError
 from .space import Space
 
+log = logging.getLogger("emews.config")
+
 __all__ = ["Config", "RunnerConfig", "GpuConfig", "SimulationConfig", "load_config", "parse_config", "apply_overrides"]
 
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
-    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "chain", "chain_max",
+    "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "chain", "chain_max", "warm_start",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
-                "report_pattern", "report_file"}
+                "report_pattern", "report_file", "model", "params", "path", "default_model", "data_dir", "return"}
+#: the keys of runner.type: candle beyond the command runner's (emews.workers._candle)
+_CANDLE_KEYS = {"model", "params", "path", "default_model", "data_dir", "return"}
 _GPU_KEYS = {"gpus_per_worker", "workers_per_gpu", "devices"}
 _OPT_KEYS = {"name", "settings"}
 
@@ -73,15 +78,25 @@ class _Section(Mapping):
     (``section["type"]``, ``section.get("timeout")``, ``{**section}``): runner specs and GPU
     settings travel to the workers as plain dicts. A field left at ``None`` is absent."""
 
+    #: mapping keys that are Python keywords -> their field names (``return`` -> ``return_``)
+    _aliases: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, Any]) -> Any:
+        """The section of a checked mapping (keys as the config spells them)."""
+        return cls(**{cls._aliases.get(k, k): v for k, v in mapping.items()})
+
     def __getitem__(self, key: str) -> Any:
-        if key in self.__dataclass_fields__:  # type: ignore[attr-defined]
-            value = getattr(self, key)
+        name = self._aliases.get(key, key)
+        if name in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
             if value is not None:
                 return value
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return (f.name for f in fields(self) if getattr(self, f.name) is not None)  # type: ignore[arg-type]
+        keys = {v: k for k, v in self._aliases.items()}
+        return (keys.get(f.name, f.name) for f in fields(self) if getattr(self, f.name) is not None)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -108,6 +123,16 @@ class RunnerConfig(_Section):
     report_pattern: str | None = None
     report_file: str | None = None
     config_dir: str | None = None  # the config file's directory (command runner: ``{config_dir}``)
+    # runner.type: candle (emews.workers._candle): Supervisor's model conventions
+    model: str | None = None
+    params: str | None = None
+    path: list | None = None
+    default_model: str | None = None
+    data_dir: str | None = None
+    return_: str | None = None  # the config's ``return`` (the metric that is the loss)
+    experiment_id: str | None = None
+
+    _aliases: ClassVar[dict[str, str]] = {"return": "return_"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +183,7 @@ class Config:
     stopper: Any = None  # early stopping: {name: asha, ...} as given (built once with emews.stoppers.from_config)
     chain: bool = False  # resubmit the Slurm job script when stopped at the job's end with budget left
     chain_max: int = 10  # jobs in a chain at most (the first included)
+    warm_start: Any = None  # earlier results the optimizer starts from (an emews.formats.WarmStart)
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -404,17 +430,22 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if grace is not None and runner["type"] == "python":
         raise ConfigError("kill_grace needs runner.type isolated or command", source, "runner.kill_grace")
     for key in ("command", "result_file", "pattern", "workdir", "report_pattern", "report_file"):
-        if runner_raw.get(key) is not None and runner["type"] != "command":
+        if runner_raw.get(key) is not None and runner["type"] != "command" and not (
+                runner["type"] == "candle" and key not in ("result_file", "pattern")):
             raise ConfigError(f"is only used with runner.type: command (type is {runner['type']!r}), got "
+                              f"{runner_raw[key]!r}", source, f"runner.{key}")
+    for key in _CANDLE_KEYS:
+        if runner_raw.get(key) is not None and runner["type"] != "candle":
+            raise ConfigError(f"is only used with runner.type: candle (type is {runner['type']!r}), got "
                               f"{runner_raw[key]!r}", source, f"runner.{key}")
     from .workers._command import check_env
 
     runner["env"] = check_env(runner_raw.get("env"), source)
 
-    if runner["type"] == "command":
+    if runner["type"] in ("command", "candle"):
         objective = raw.get("objective")
         if objective is not None:
-            raise ConfigError(f"is not used with runner.type: command (got {objective!r}); remove it", source, "objective")
+            raise ConfigError(f"is not used with runner.type: {runner['type']} (got {objective!r}); remove it", source, "objective")
     else:
         if "objective" not in raw or raw["objective"] is None:
             raise ConfigError("missing required key (e.g. 'mypackage.mymodule:train')", source, "objective")
@@ -447,6 +478,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         from .workers._command import check_command_spec
 
         check_command_spec(runner, source, space.names, base_dir)
+    elif runner["type"] == "candle":  # a CANDLE model, Supervisor's model.sh conventions
+        from .workers._candle import check_candle_spec
+
+        check_candle_spec(runner, source, space.names, base_dir)
+        runner["experiment_id"] = experiment
 
     # optimizer: the name here; its settings once the seed is known (below)
     opt_raw = raw.get("optimizer", "random")
@@ -478,6 +514,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         value = settings.get(name)
         if isinstance(value, str) and value and base_dir is not None and not Path(value).is_absolute():
             settings = {**settings, name: str(base_dir / value)}
+    if opt_name == "eqpy" and base_dir is not None and isinstance(settings.get("path"), (str, list)):
+        # the algorithm's directories, like space_file: relative to the config file
+        dirs = [settings["path"]] if isinstance(settings["path"], str) else settings["path"]
+        settings = {**settings, "path": [str(base_dir / d) if isinstance(d, str) and not Path(d).is_absolute() else d
+                                         for d in dirs]}
     if opt_name == "upf" and upf is not None:
         settings = {**settings, "file": upf[0]}  # resolved like space_file
 
@@ -535,13 +576,15 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     label = opt_name if isinstance(opt_name, str) else None
     check_optimizer_settings(optimizer_obj, settings, source, label)
     check_optimizer_settings_once(optimizer_obj, space, settings, seed, source)
+    warm_start = _warm_start(raw.get("warm_start"), space, source, base_dir)
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
-        output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=RunnerConfig(**runner),
+        output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=RunnerConfig.of(runner),
         progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
-        simulation=simulation, stopper=stopper, chain=chain, chain_max=chain_max, source=source, raw=dict(raw),
+        simulation=simulation, stopper=stopper, chain=chain, chain_max=chain_max, warm_start=warm_start, source=source,
+        raw=dict(raw),
     )
 
 
@@ -573,6 +616,26 @@ def _gpus(gpus: Any, source: str) -> GpuConfig | None:
             raise ConfigError(f"gpus_per_worker {per_worker} needs at least as many devices, got {devices!r}", source,
                               "gpus.gpus_per_worker")
     return GpuConfig(per_worker, per_gpu, list(devices) if devices is not None else None)
+
+
+def _warm_start(value: Any, space: Space, source: str, base_dir: Path | None) -> Any:
+    """``warm_start: PATH`` read into earlier results (relative to the config file); one warning
+    counts the rows skipped."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a path (an emews experiment directory, its results.csv or an mlrMBO restart "
+                          f"CSV), got {value!r}", source, "warm_start")
+    from .formats import read_warm_start
+
+    p = Path(value)
+    if base_dir is not None and not p.is_absolute():
+        p = base_dir / p
+    warm = read_warm_start(p, space, source, "warm_start")
+    if warm.skipped:
+        log.warning("%s: warm_start: %d of %d row(s) of %s skipped (outside the space or unknown names), e.g. %s",
+                    source, warm.skipped, warm.skipped + len(warm.results), warm.path, "; ".join(warm.reasons))
+    return warm
 
 
 def _simulation(sim: Any, pool: str, runner_type: str, source: str) -> SimulationConfig | None:

@@ -71,6 +71,7 @@ class SearchSettings:
     live_progress: bool = False  # a redrawn status line (a terminal) instead of log lines
     report: bool = True  # write report.json/.txt and the plots (when matplotlib is there) at the end
     stopper: Any = None  # early stopping: a spec for emews.stoppers.from_config (None: none)
+    warm_start: Any = None  # earlier results the optimizer is given first (emews.formats.WarmStart)
 
 
 class Terminated(KeyboardInterrupt):
@@ -268,7 +269,7 @@ class Driver:
                 return self._already_complete(progress, t0)
             opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
                                    s.batch_size, self.pool.size, s.max_evals, handoff,
-                                   announce_waits=self.clock.simulated)
+                                   announce_waits=self.clock.simulated, warm_start=s.warm_start)
             self.queues = q = DriverEnd(opt, self.clock, {wire.PUT: self._on_put, wire.LOG: self._on_log,
                                                           wire.STOP_TASK: self.stop_task}, self._on_optimizer_failure)
             progress.start(led.finished)

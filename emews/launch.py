@@ -103,6 +103,7 @@ def settings_from_config(cfg: Config) -> SearchSettings:
         live_progress=bool(cfg.progress) and _stderr_is_terminal(),
         report=cfg.report,
         stopper=cfg.stopper,
+        warm_start=cfg.warm_start,
     )
 
 

@@ -30,6 +30,7 @@ from .driver import Terminated
 from .errors import ConfigError, EmewsError, ObjectiveError, OptimizerError
 from .journal import JournalError
 from .launch import launch
+from .optimizers._eqpy import final_message_lines
 from .results import Tally
 from .task import StopReason
 
@@ -106,6 +107,7 @@ def summary(results, quiet: bool = False) -> str:
     else:
         lines.append(f"emews: best loss {best['loss']:.6g} (task {best['task_id']})")
         lines.append("emews: best params " + json.dumps(best["params"], default=str))
+    lines += final_message_lines(getattr(results, "optimizer_log", None) or [])
     lines.append(f"emews: results in {results.directory}")
     if stop is not None and (stop.reason.early or stop.reason in (StopReason.TERMINATED, StopReason.INTERRUPTED)):
         lines.append(f"emews: stopped early ({stop}); run the same command again to resume")

@@ -6,7 +6,8 @@ A Benchmarks model reads its defaults from a ConfigParser file (``[Global_Params
 here do the same when given a file:
 
 * the parameter ``default_model`` (a path; e.g. a constant in the space), else
-* the environment variable ``CANDLE_DEFAULT_MODEL`` (e.g. ``runner: {env: {...}}``).
+* the environment variable ``CANDLE_DEFAULT_MODEL`` (e.g. ``runner: {env: {...}}``), else
+  ``CANDLE_DEFAULT_MODEL_FILE`` (the name Supervisor's ``model_runner.py`` reads).
 
 The values are parsed with :func:`ast.literal_eval` (never executed; a value that is not a
 literal is kept as its text). Keys the objective implements become its base parameters; the
@@ -30,6 +31,8 @@ from typing import Any
 __all__ = ["ENV", "check_model", "read_default_model", "with_default_model"]
 
 ENV = "CANDLE_DEFAULT_MODEL"
+#: the name CANDLE Supervisor's model_runner.py reads (accepted too)
+ENV_SUPERVISOR = "CANDLE_DEFAULT_MODEL_FILE"
 log = logging.getLogger("benchmarks.candle")
 
 #: the model_name each objective implements (Benchmarks' spelling)
@@ -125,7 +128,7 @@ def with_default_model(params: Mapping[str, Any] | None, model: str, schema: Map
     comma-separated) for the result. Raises ``ValueError`` for a file of another model/mode.
     """
     params = dict(params or {})
-    path = params.pop("default_model", None) or os.environ.get(ENV) or None
+    path = params.pop("default_model", None) or os.environ.get(ENV) or os.environ.get(ENV_SUPERVISOR) or None
     check_model(params, model)
     if path is None:
         return params

@@ -1,7 +1,8 @@
 """Optimizers: the base classes, the built-ins and the name registry.
 
 Built-in names: ``random``, ``grid``, ``mbo`` (model-based, scikit-optimize surrogates),
-``ga`` (genetic algorithm on DEAP) and ``upf`` (the parameter sets of a file, as given). Any
+``ga`` (genetic algorithm on DEAP), ``upf`` (the parameter sets of a file, as given) and ``eqpy``
+(an unchanged EMEWS EQ/Py algorithm module, hosted in a thread: :mod:`._eqpy`). Any
 other optimizer is named ``package.module:Name`` where
 ``Name`` is an :class:`Optimizer` subclass (ask/tell), a :class:`ResidentOptimizer` subclass,
 or a function ``run(queues, space, seed=None, **settings)`` (resident loop).
@@ -34,6 +35,7 @@ BUILTIN = {
     "ga": "emews.optimizers.ga:GA",
     "ga-steady": "emews.optimizers.ga:SteadyStateGA",
     "upf": "emews.optimizers._upf:UPF",
+    "eqpy": "emews.optimizers._eqpy:EQPy",
 }
 
 

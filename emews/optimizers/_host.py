@@ -46,6 +46,8 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
     done = getattr(opt, "done", lambda: False)
     log = getattr(opt, "log", lambda: None)
     tell = opt.tell
+    if q.warm_start:  # earlier results (warm_start:), before the history and the first ask
+        opt.tell(list(q.warm_start))
     if q.resumed:
         # the earlier sessions' results (Optimizer.restore defaults to tell(history); a
         # duck-typed ask/tell class without restore gets the same)
@@ -104,10 +106,12 @@ def _log(q: OptimizerQueues, log: Any) -> None:
 
 def run_optimizer(conn: Any, blob: bytes, space: Space, seed: int | None, settings: dict, mode: str,
                   batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None,
-                  announce_waits: bool = False) -> None:
+                  announce_waits: bool = False, warm_start: Any = None) -> None:
     """Entry point of the optimizer process: build the optimizer and run it to the end.
 
     ``handoff`` (a resumed experiment): the history, interrupted tasks and first free id.
+    ``warm_start`` (an :class:`~emews.formats.WarmStart`): earlier results the optimizer is
+    given before it proposes (journaled once, as an ``optimizer_log`` record; no budget spent).
     Sends ``DONE`` when the optimizer finishes (or is stopped) and ``ERROR`` when it raises.
     """
     die_with_parent(signal.SIGTERM)  # the driver SIGKILLed: no optimizer left running alone
@@ -117,6 +121,10 @@ def run_optimizer(conn: Any, blob: bytes, space: Space, seed: int | None, settin
         style = style_of(obj)
         q = OptimizerQueues(conn, space, capacity, max_evals, handoff=handoff, replay=style != "ask-tell",
                             announce_waits=announce_waits)
+        if warm_start is not None:
+            q.warm_start = list(warm_start.results)
+            if not q.resumed:
+                q.log(warm_start.record())
         if style == "ask-tell":
             opt = obj(space, seed=seed, **settings)
             drive_ask_tell(opt, q, mode, batch_size)
@@ -148,7 +156,7 @@ class OptimizerProcess:
 
     def __init__(self, optimizer: Any, space: Space, seed: int | None, settings: dict, mode: str,
                  batch_size: int | None, capacity: int, max_evals: int, handoff: Handoff | None = None,
-                 announce_waits: bool = False):
+                 announce_waits: bool = False, warm_start: Any = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
         try:
@@ -159,7 +167,7 @@ class OptimizerProcess:
         self.process = ctx.Process(
             target=run_optimizer,
             args=(child, blob, space, seed, dict(settings), mode, batch_size, capacity, max_evals, handoff,
-                  announce_waits),
+                  announce_waits, warm_start),
             name="emews-optimizer",
             daemon=False,  # an optimizer may start processes of its own; close() ends it
         )

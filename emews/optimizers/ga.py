@@ -368,7 +368,14 @@ class GA(ResidentOptimizer):
         toolbox.register("evaluate", lambda ind: None)  # evaluation happens in the queue map
         toolbox.register("map", self._queue_map(queues))
 
-        start = [g.individual(p) for p in self.initial]
+        # warm_start: the best earlier results join the first population with their fitness (not evaluated again)
+        warm = sorted((r for r in getattr(queues, "warm_start", ()) if r.ok), key=lambda r: r.loss)[: self.population]
+        start = []
+        for r in warm:
+            ind = g.individual(r.params)
+            ind.fitness.values = (float(r.loss),)
+            start.append(ind)
+        start += [g.individual(p) for p in self.initial]
         if len(start) < self.population:
             start += [g.individual(p) for p in self.space.sample(self.population - len(start), self.rng)]
         before = self.evaluated

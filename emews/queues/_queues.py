@@ -56,6 +56,9 @@ class OptimizerQueues:
         self._resident = replay
         self._handlers = {wire.RESULTS: self._on_results, wire.STOP: self._on_stop}
         self._announce_waits = announce_waits  # a simulated clock must know when we only wait
+        #: earlier results (``warm_start:``) to start from: ``done`` results with negative task ids,
+        #: never put, never counted against ``max_evals`` (an ask/tell optimizer is told them first)
+        self.warm_start: list[Result] = []
 
     # -- state ---------------------------------------------------------------------------
     @property

@@ -40,6 +40,7 @@ import numpy as np
 
 from .._clock import SimClock
 from ..driver import Driver, SearchSettings
+from ..formats import WarmStart
 from ..optimizers import Optimizer, resolve, style_of
 from ..space import Bool, Categorical, Constant, Int, Ordinal, Real, Space
 from ..task import CANCELLED, DONE, FAILED, TIMEOUT, Result
@@ -166,6 +167,7 @@ def run_with_driver(
     mode: str = "async",
     batch_size: int | None = None,
     durations: str = "random",
+    warm_start: Sequence[Result] = (),
 ) -> SearchRun:
     """Run an optimizer of either style to the end under the real driver, its optimizer
     process and journal, on the simulated pool (``capacity`` virtual workers), in a
@@ -187,6 +189,8 @@ def run_with_driver(
         seed: the optimizer's seed (the simulated durations use a fixed seed).
         mode, batch_size: how an ask/tell optimizer is driven (as in a config).
         durations: ``random`` or ``fixed`` (see :data:`DURATIONS`).
+        warm_start: earlier results the optimizer is given first (as ``warm_start:`` in a
+            config does; see :func:`emews.formats.read_warm_start`).
 
     Raises:
         OptimizerError: the optimizer raised (the message holds its traceback).
@@ -195,7 +199,8 @@ def run_with_driver(
         raise ValueError(f"durations must be one of {', '.join(DURATIONS)}, got {durations!r}")
     search = SearchSettings(space=space or mixed_space(), optimizer=resolve(optimizer),
                             optimizer_settings=dict(settings or {}), max_evals=max_evals, mode=mode,
-                            batch_size=batch_size, seed=seed, experiment="contract", report=False)
+                            batch_size=batch_size, seed=seed, experiment="contract", report=False,
+                            warm_start=WarmStart("run_with_driver", tuple(warm_start)) if warm_start else None)
     made: list[SimulatedPool] = []
 
     def make_pool(on_report: Any) -> SimulatedPool:

@@ -315,11 +315,12 @@ class CommandRunner:
                   "result_file": str(result_path), "config_dir": self.config_dir, "python": sys.executable,
                   "params": task.params}
         try:
-            argv = [_FORMATTER.vformat(a, (), values) for a in self.argv]
+            argv = self._argv(task, values)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
             return Outcome.failed(f"cannot fill in the command template {self.argv!r}: {type(e).__name__}: {e}")
-        env = dict(self.env, EMEWS_TASK_ID=str(task.id), EMEWS_ATTEMPT=str(task.attempt), EMEWS_TASK_DIR=str(d),
-                   EMEWS_PARAMS_FILE=str(params_file), EMEWS_RESULT_FILE=str(result_path))
+        env = self._env(task, d, dict(self.env, EMEWS_TASK_ID=str(task.id), EMEWS_ATTEMPT=str(task.attempt),
+                                      EMEWS_TASK_DIR=str(d), EMEWS_PARAMS_FILE=str(params_file),
+                                      EMEWS_RESULT_FILE=str(result_path)))
         with open(d / "stdout.txt", "wb") as out, open(d / "stderr.txt", "wb") as err:
             try:
                 proc = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
@@ -356,6 +357,14 @@ class CommandRunner:
             return _from_result_file(result_path)
         return self._from_stdout(d / "stdout.txt")
 
+    def _argv(self, task: Task, values: Mapping[str, Any]) -> list[str]:
+        """The task's argv: the template filled in (a subclass may add arguments)."""
+        return [_FORMATTER.vformat(a, (), values) for a in self.argv]
+
+    def _env(self, task: Task, d: Path, env: dict[str, str]) -> dict[str, str]:
+        """The task's environment (a subclass may add variables)."""
+        return env
+
     def _watch(self, task: Task, proc: subprocess.Popen, d: Path, channel: Any) -> tuple[bool, Any]:
         """Wait for the command like ``wait_exit``, reading its new output lines every
         ``REPORT_POLL`` seconds; matching lines are reports. Returns ``(exited, trial)``;
@@ -385,6 +394,9 @@ class CommandRunner:
                 self._report_line(raw.decode("utf-8", "replace"), trial)
                 if trial.stopped:
                     return exited, trial
+            self._poll(d, trial)
+            if trial.stopped:
+                return exited, trial
             if exited or trial.should_stop:
                 return exited, trial
             if deadline is not None and time.monotonic() >= deadline:
@@ -404,6 +416,9 @@ class CommandRunner:
             "a task ended without a line of %s matching runner.report_pattern %r: no intermediate reports, so nothing "
             "can be stopped early; check the pattern against the output%s (warned once)", path, self.report_pattern.pattern,
             sample)
+
+    def _poll(self, d: Path, trial: Any) -> None:
+        """Called at every look at a running task's output (a subclass may report from other files)."""
 
     def _report_line(self, line: str, trial: Any) -> None:
         rx = self.report_pattern

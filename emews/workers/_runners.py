@@ -140,7 +140,7 @@ RUNNERS: dict[str, Any] = {"python": PythonRunner}
 
 
 #: runners that live in their own modules, imported on first use
-_LAZY = {"isolated": "emews.workers._isolated", "command": "emews.workers._command"}
+_LAZY = {"isolated": "emews.workers._isolated", "command": "emews.workers._command", "candle": "emews.workers._candle"}
 
 
 def runner_types() -> tuple[str, ...]:

@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("emews.results", "emews.report", "emews._failures")),
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
-    ("optimizers", ("emews.optimizers", "emews.stoppers")),
+    ("optimizers", ("emews.optimizers", "emews.stoppers", "emews.eqpy")),
     ("driver", ("emews.driver", "emews._ledger", "emews._session")),
     ("pools", ("emews.workers",)),
     ("inputs", ("emews.config", "emews.experiment", "emews._guard", "emews.scheduler")),

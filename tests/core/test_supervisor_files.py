@@ -34,11 +34,11 @@ CANDLE_R = ROOT / "tests" / "data" / "candle" / "Pilot1"
 def test_the_shipped_files_are_the_sources_ones():
     import hashlib
 
-    for root in (DATA, ROOT / "tests" / "data" / "candle"):
+    for root in (DATA, ROOT / "tests" / "data" / "candle", ROOT / "tests" / "data" / "eqpy"):
         rows = [ln.split() for ln in (root / "SOURCES").read_text().splitlines() if ln and not ln.startswith("#")]
         assert rows
         for repo, commit, path, sha in rows:
-            assert re.fullmatch(r"[0-9a-f]{40}", commit) and repo.startswith("ECP-CANDLE/")
+            assert re.fullmatch(r"[0-9a-f]{40}", commit) and repo.startswith(("ECP-CANDLE/", "emews/EQ-Py"))
             assert hashlib.sha256((root / path).read_bytes()).hexdigest() == sha, path
     assert len(GA_FILES) == 19 and len(list(R_DIR.glob("*.R"))) == 20
 
@@ -317,14 +317,23 @@ def test_the_readme_one_line_configs_work_with_the_real_files(tmp_path):
     block = re.search(r"each in one line of config.*?```yaml\n(.*?)```", text, re.S).group(1)
     real = {"nt3_param_space_ga.json": DATA / "workflows" / "GA" / "data" / "nt3_param_space_ga.json",
             "nt3_nightly.R": R_DIR / "nt3_nightly.R", "upf-1.txt": UPF_DIR / "upf-1.txt",
-            "/path/to/nt3_default_model.txt": ROOT / "tests" / "data" / "candle" / "Pilot1" / "NT3" / "nt3_default_model.txt"}
+            "/path/to/nt3_default_model.txt": ROOT / "tests" / "data" / "candle" / "Pilot1" / "NT3" / "nt3_default_model.txt",
+            "restart-combo.csv": DATA / "workflows" / "mlrMBO" / "test" / "restart-combo.csv",
+            "path: [python]": f"path: [{DATA / 'workflows' / 'common' / 'python'}]",
+            "nt3_baseline_keras2": "benchmarks.candle.nt3"}  # the project's NT3 stands in for the Keras model
     lines = [ln.split("  #")[0] for ln in block.splitlines() if ln.strip()]
-    assert len(lines) == 4
+    assert len(lines) == 7
     for ln in lines:
         for name, path in real.items():
             ln = ln.replace(name, str(path))
         raw = {"experiment": "x", "objective": "emews.examples:noop", "max_evals": 2, **yaml.safe_load(ln)}
-        if "space_file" not in raw and "optimizer" not in raw:
+        if "space_file" not in raw and (raw.get("optimizer") or {}).get("name") != "upf":
             raw["space_file"] = str(real["nt3_param_space_ga.json"])
+        if "warm_start" in raw:  # the restart file of Supervisor's p1b1 restart test, with its parameter set
+            raw["space_file"] = str(R_DIR / "p1b1_restart_params.R")
+        if (raw.get("runner") or {}).get("type") == "candle":
+            raw.pop("objective")
         cfg = parse_config(raw, "README.md", base_dir=tmp_path)
         assert len(cfg.space) >= 1
+        if "warm_start" in raw:
+            assert len(cfg.warm_start.results) == 9 and cfg.warm_start.skipped == 0
