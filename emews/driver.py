@@ -352,6 +352,7 @@ class Driver:
                     break
                 self._flush_results()
                 self.journal.maybe_flush()
+                progress.workers = self.pool.size  # an elastic pool's (Dask) capacity changes as workers come and go
                 progress.update(self.finished, self.failed, self.best, self.pool.busy)
         except Terminated:
             self.interrupted = True
@@ -553,6 +554,15 @@ class Driver:
                     self.stopper.finished(attempt_key(r.task_id, r.attempt), str(r.status), r.step, r.loss)
                 except Exception as e:  # noqa: BLE001
                     log.warning("the stopper failed on the end of task %d: %s: %s", r.task_id, type(e).__name__, e)
+            if r.status == CANCELLED and self.stop is None:
+                # an attempt the pool lost while the search runs (its Dask worker left): an ended attempt,
+                # journaled with its worker, and run again first, as a resume runs an interrupted one;
+                # neither a failure (retries) nor a result for the optimizer
+                self.journal.finished(r)
+                retry = Task(r.task_id, r.params, r.attempt + 1)
+                self.journal.queued(retry.id, retry.attempt, retry.params, self.clock.time(), self._batch_of.get(r.task_id))
+                self.waiting.appendleft(retry)
+                continue
             if r.status == STOPPED:  # neither failed nor done: not retried, not a failure
                 self.stopped += 1
                 self.journal.finished(r)

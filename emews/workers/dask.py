@@ -74,6 +74,43 @@ def distributed_module() -> Any:
     return distributed
 
 
+def scheduler_problem(settings: Mapping[str, Any], timeout: float) -> tuple[str, str] | None:
+    """Wait up to ``timeout`` seconds for the scheduler the settings name (its file written, its
+    port open); ``None`` when it answers, else ``(key, why)`` (``dask.scheduler_file`` or
+    ``dask.address``). Settings without a running scheduler (a cluster emews starts) pass."""
+    import json
+    import socket
+
+    deadline = time.monotonic() + timeout
+    key, value = ("dask.scheduler_file", settings.get("scheduler_file")) if settings.get("scheduler_file") else \
+        ("dask.address", settings.get("address"))
+    if not value:
+        return None
+    address = value
+    while True:
+        why = None
+        if key == "dask.scheduler_file":
+            try:
+                address = json.loads(open(value).read())["address"]
+            except FileNotFoundError:
+                why = f"scheduler file {value!r} does not exist (start the scheduler first: dask scheduler " \
+                      f"--scheduler-file {value})"
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                why = f"scheduler file {value!r} is not a Dask scheduler file ({type(e).__name__}: {e})"
+        if why is None:
+            rest = str(address).split("://", 1)[-1]
+            host, _, port = rest.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)),
+                                              timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+                    return None
+            except (OSError, ValueError) as e:
+                why = f"no Dask scheduler answers at {address!r} ({type(e).__name__}: {e})"
+        if time.monotonic() >= deadline:
+            return key, f"{why}; waited {timeout:g} s (dask.connect_timeout)"
+        time.sleep(0.2)
+
+
 # -- the worker's side (runs inside a Dask worker process) ----------------------------------
 _RUNNER: dict[str, Any] = {}  # the runner of the pool this worker process serves (one at a time)
 _INBOX: dict[str, Any] = {}  # inbox name -> its Queue
@@ -309,6 +346,10 @@ class DaskPool(PoolBase):
         if not force and now < self._next_check:
             return
         self._next_check = now + RECONCILE_EVERY
+        status = getattr(self._client, "status", "closed")
+        if status != "running":  # reconnecting to a scheduler that went away: its workers did not leave
+            self._scheduler_trouble(now, f"the connection to it is {status}")
+            return
         try:
             present = set(self._client.scheduler_info(n_workers=-1)["workers"])
         except Exception as e:  # noqa: BLE001 - an unreachable scheduler, whatever the comm raises
@@ -325,7 +366,7 @@ class DaskPool(PoolBase):
             self._unreachable_since = now
             log.warning("dask pool: the scheduler does not answer (%s); giving it %g s", error, SCHEDULER_GRACE)
         elif now - self._unreachable_since >= SCHEDULER_GRACE:
-            raise DaskPoolError(f"lost the Dask scheduler ({error}); the search stops, its journal is kept: run it "
+            raise DaskPoolError(f"lost the Dask scheduler {self._client.scheduler.address} ({error}); the search stops, its journal is kept: run it "
                                 "again (on any pool) to resume")
 
     # -- what the driver calls -------------------------------------------------------------
@@ -465,6 +506,10 @@ class DaskPool(PoolBase):
         self.closed = True
         cancelled = self._running_as_cancelled(lambda w: _host_of(self._address_of.get(w, ""))) if kill else []
         client, self._client = self._client, None
+        if client is not None and client.status != "running":
+            # the scheduler is gone: Dask's own tracebacks of the reconnection it abandons say nothing more
+            for name in ("distributed.client", "distributed.utils"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         if client is not None:
             if not kill:
                 deadline = time.monotonic() + 10

@@ -14,8 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env() -> dict[str, str]:
+def _env(gate: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if gate is not None:
+        env["EMEWS_GATE_DIR"] = str(gate)
     paths = [str(ROOT), str(ROOT / "tests" / "workers")]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["PYTHONUNBUFFERED"] = "1"
@@ -35,7 +37,7 @@ class DaskProcesses:
     def _popen(self, args: list[str], name: str) -> subprocess.Popen:
         out = open(self.directory / f"{name}.log", "w")
         self._logs.append(out)
-        return subprocess.Popen([sys.executable, "-m", *args], env=_env(), stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, "-m", *args], env=_env(self.directory), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
     def start_scheduler(self, timeout: float = 60.0) -> str:
@@ -55,6 +57,14 @@ class DaskProcesses:
             except (ValueError, KeyError):
                 time.sleep(0.05)
         raise AssertionError("unreadable scheduler file")
+
+    def started(self) -> dict[int, list[str]]:
+        """pid -> the ``x`` of every attempt it started (the gated objective's markers)."""
+        out: dict[int, list[str]] = {}
+        for f in self.directory.glob("started-*"):
+            _, x, pid = f.name.split("-")
+            out.setdefault(int(pid), []).append(x)
+        return out
 
     def start_worker(self, name: str) -> subprocess.Popen:
         """Start one worker process (one thread) that joins the scheduler."""

@@ -1,0 +1,19 @@
+"""Objectives for the Dask pool tests: each attempt marks its start, then waits for the test's gate."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def gated(params: dict) -> float:
+    """Writes ``started-<x>-<pid>`` in ``$EMEWS_GATE_DIR``, then waits until ``go`` exists there."""
+    gate = Path(os.environ["EMEWS_GATE_DIR"])
+    (gate / f"started-{params['x']}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 300
+    while not (gate / "go").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.02)
+    return float(params["x"]) ** 2
