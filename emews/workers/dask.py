@@ -59,6 +59,8 @@ CLUSTER_TYPES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluste
 RECONCILE_EVERY = 2.0
 #: how long (seconds) the scheduler may be unreachable before the pool gives up on it
 SCHEDULER_GRACE = 10.0
+#: how long (seconds) after its future ended an attempt's result may take to come
+RESULT_GRACE = 30.0
 
 
 class DaskPoolError(EmewsError):
@@ -158,8 +160,12 @@ def _inbox_receive(name: str) -> wire.Receive:
     return receive
 
 
-def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> Result:
-    """Run one attempt in a Dask worker: the task function every submitted future calls."""
+def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> Result | None:
+    """Run one attempt in a Dask worker: the task function every submitted future calls.
+
+    The result goes to the pool as an event on ``topic`` (on the worker's stream to the
+    scheduler, ahead of the task's end; the pool gathers nothing) and the future's value is
+    ``None``; a result that msgpack cannot carry is the future's value instead."""
     from distributed import get_worker
 
     me = get_worker()
@@ -167,10 +173,15 @@ def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> R
 
     def post(message: Any) -> None:
         rep = message[1]
-        me.log_event(topic, [rep.task_id, rep.attempt, rep.step, rep.loss, rep.metrics, rep.time])
+        me.log_event(topic, [wire.REPORT, [rep.task_id, rep.attempt, rep.step, rep.loss, rep.metrics, rep.time]])
 
     channel = wire.WorkerChannel(task.id, task.attempt, post, _inbox_receive(_inbox_name(pool_id, me.address)))
-    return execute(runner, task, worker, HOST, os.environ.get("CUDA_VISIBLE_DEVICES"), channel)
+    result = execute(runner, task, worker, HOST, os.environ.get("CUDA_VISIBLE_DEVICES"), channel)
+    try:
+        me.log_event(topic, [wire.RESULT, list(result.__reduce__()[1])])
+    except TypeError:  # not msgpack-serializable (a parameter of an exotic type): the future carries it
+        return result
+    return None
 
 
 def _inbox_name(pool_id: str, address: str) -> str:
@@ -215,6 +226,9 @@ class DaskPool(PoolBase):
         self._id_of: dict[str, int] = {}  # Dask address -> worker id (a worker that comes back gets a new one)
         self._gone: set[str] = set()  # addresses that left (never taken back)
         self._futures: dict[int, Any] = {}  # worker id -> the future of the task it runs
+        self._running: dict[tuple[int, int], int] = {}  # (task id, attempt) -> the worker running it
+        self._by_key: dict[Any, int] = {}  # a running future's key -> its worker
+        self._unreported: dict[int, float] = {}  # worker id -> when its future ended with no result yet
         self._inboxes: dict[int, Any] = {}  # worker id -> its inbox Queue
         self._events: collections.deque[tuple[str, Any]] = collections.deque()  # from Dask's threads
         self._wake_r, self._wake_w = os.pipe()
@@ -254,7 +268,7 @@ class DaskPool(PoolBase):
             raise DaskPoolError(f"cannot reach the Dask scheduler {where!r} within {self._connect_timeout:g} s: "
                                 f"{e}") from None
         self._client.subscribe_topic("all", self._on_scheduler_event)
-        self._client.subscribe_topic(self._topic, self._on_report_event)
+        self._client.subscribe_topic(self._topic, self._on_worker_event)
         self._check_workers(force=True)
         log.info("dask pool: scheduler %s, %d worker(s) present", self._client.scheduler.address, self.size)
 
@@ -286,9 +300,10 @@ class DaskPool(PoolBase):
         if isinstance(msg, dict) and msg.get("action") in ("add-worker", "remove-worker") and msg.get("worker"):
             self._post(("join" if msg["action"] == "add-worker" else "leave", msg["worker"]))
 
-    def _on_report_event(self, event: tuple[float, Any]) -> None:
-        """Dask's thread: a report from a running attempt."""
-        self._post(("report", event[1]))
+    def _on_worker_event(self, event: tuple[float, Any]) -> None:
+        """Dask's thread: a report or a result from a running attempt."""
+        kind, body = event[1]
+        self._post((kind, body))
 
     def _on_done(self, future: Any) -> None:
         """Dask's thread: a future ended (done, erred or cancelled)."""
@@ -326,7 +341,9 @@ class DaskPool(PoolBase):
         self._inboxes.pop(wid, None)
         task = self._busy.pop(wid, None)
         future = self._futures.pop(wid, None)
+        self._unreported.pop(wid, None)
         if task is not None:
+            self._running.pop((task.id, task.attempt), None)
             self._stopping.discard((task.id, task.attempt))
             if future is not None:
                 future.cancel()
@@ -378,6 +395,8 @@ class DaskPool(PoolBase):
                                      key=f"emews-{self._id}-{task.id}-{task.attempt}-{worker}", pure=False,
                                      workers=[address], allow_other_workers=False, retries=0)
         self._futures[worker] = future
+        self._running[(task.id, task.attempt)] = worker
+        self._by_key[future.key] = worker
         future.add_done_callback(self._on_done)
         return True
 
@@ -417,6 +436,8 @@ class DaskPool(PoolBase):
             self._handle_events(out)
             if not self.closed:
                 self._check_workers(out=out)
+                if self._unreported:
+                    self._overdue(out)
             if out or self.idle > idle_before or self._fatal:
                 break
             left = None if deadline is None else deadline - time.monotonic()
@@ -442,7 +463,9 @@ class DaskPool(PoolBase):
             kind, body = self._events.popleft()
             if kind == "done":
                 done.append(body)
-            elif kind == "report":
+            elif kind == wire.RESULT:
+                self._on_result(Result(*body), out)
+            elif kind == wire.REPORT:
                 self._on_report(body)
             elif kind == "join":
                 self._join(body)
@@ -451,50 +474,75 @@ class DaskPool(PoolBase):
         for future in done:
             self._collect(future, out)
 
-    def _collect(self, future: Any, out: list[Result]) -> None:
-        """One ended future: its result, or the end of an attempt whose worker died."""
-        worker = next((w for w, f in self._futures.items() if f is future), None)
+    def _on_result(self, result: Result, out: list[Result]) -> None:
+        """An attempt's result (from its event, or its future's value); a late one is dropped."""
+        worker = self._running.pop((result.task_id, result.attempt), None)
         if worker is None:
-            return  # cancelled by us (its worker left): already returned as interrupted
-        task = self._busy.get(worker)
+            return  # its worker was declared gone and the attempt returned as interrupted: never doubled
+        self._futures.pop(worker, None)  # released: Dask forgets the task
+        self._unreported.pop(worker, None)
+        self._finished(worker, result)
+        out.append(result)
+
+    def _collect(self, future: Any, out: list[Result]) -> None:
+        """One ended future: its result's event has come (nothing to do), will come, or the attempt
+        ended without one (its worker died, or the task function itself failed)."""
+        worker = self._by_key.pop(future.key, None)
+        if worker is None or self._futures.get(worker) is not future:
+            return  # its result came, or it was cancelled because its worker left
+        task = self._busy[worker]
         if future.status == "finished":
+            if getattr(future, "type", None) is type(None):
+                self._unreported[worker] = time.monotonic()  # the result's event is on its way
+                return
             try:
                 result = future.result(timeout=30)
             except Exception as e:  # noqa: BLE001 - its data went with its worker
-                result = None
-                error = e
-        else:
-            result, error = None, (future.exception(timeout=30) if future.status == "error" else None)
-        self._futures.pop(worker, None)
-        if result is not None:
-            self._finished(worker, result)
-            out.append(result)
+                self._interrupted(worker, task, e, out)
+            else:
+                self._on_result(result, out)
             return
+        error = future.exception(timeout=30) if future.status == "error" else None
         if isinstance(error, ObjectiveError):
             self._fatal = str(error)
-            self._busy.pop(worker, None)
+            self._drop(worker, task)
             return
-        if type(error).__name__ == "KilledWorker" or future.status == "cancelled" or future.status == "lost" \
-                or error is None:
-            # the worker died with it (Dask gave up on it): an interrupted attempt, run again by the driver
-            self._busy.pop(worker, None)
-            self.interrupted += 1
-            out.append(Result.cancelled(task, f"interrupted: Dask lost worker {worker} while running it ({error}); "
-                                              "the task runs again", worker=worker,
-                                        host=_host_of(self._address_of.get(worker, "")), end=time.time()))
-            address = self._address_of.get(worker)
-            if address is not None:
-                self._leave(address, out)
+        if error is None or type(error).__name__ == "KilledWorker":
+            self._interrupted(worker, task, error, out)  # the worker died with it (Dask gave up on it)
             return
         # the task function itself failed (not the objective, whose errors are results)
-        self._busy.pop(worker, None)
+        self._drop(worker, task)
         self._ready(worker)
         out.append(Result.failed(task, f"the Dask task failed: {type(error).__name__}: {error}", worker=worker,
                                  host=_host_of(self._address_of.get(worker, "")), end=time.time()))
 
+    def _drop(self, worker: int, task: Task) -> None:
+        self._busy.pop(worker, None)
+        self._futures.pop(worker, None)
+        self._unreported.pop(worker, None)
+        self._running.pop((task.id, task.attempt), None)
+
+    def _interrupted(self, worker: int, task: Task, why: Any, out: list[Result]) -> None:
+        """An attempt that ended without a result: returned as cancelled (the driver runs it again)."""
+        self._drop(worker, task)
+        self.interrupted += 1
+        out.append(Result.cancelled(task, f"interrupted: Dask lost the attempt on worker {worker} ({why}); the task "
+                                          "runs again", worker=worker,
+                                    host=_host_of(self._address_of.get(worker, "")), end=time.time()))
+        address = self._address_of.get(worker)
+        if address is not None:
+            self._leave(address, out)
+
+    def _overdue(self, out: list[Result]) -> None:
+        """Futures that ended :data:`RESULT_GRACE` seconds ago whose result never came."""
+        now = time.monotonic()
+        for worker, since in list(self._unreported.items()):
+            if now - since >= RESULT_GRACE and worker in self._busy:
+                self._interrupted(worker, self._busy[worker], f"no result {RESULT_GRACE:g} s after it ended", out)
+
     def _on_report(self, body: list) -> None:
         rep = Report(int(body[0]), int(body[1]), body[2], body[3], dict(body[4] or {}), body[5])
-        worker = next((w for w, t in self._busy.items() if (t.id, t.attempt) == (rep.task_id, rep.attempt)), None)
+        worker = self._running.get((rep.task_id, rep.attempt))
         stop = self._judge(rep)
         if worker is not None:
             self._tell(worker, wire.answer(rep.task_id, rep.attempt, stop))

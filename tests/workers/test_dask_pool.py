@@ -96,6 +96,27 @@ def test_early_stopping_on_the_dask_pool_one_worker_exact(tmp_path, fresh):
             assert e["status"] == "done" and [r["step"] for r in reps] == list(range(1, co.EPOCHS + 1))
 
 
+def test_isolated_and_command_runners_on_the_dask_pool(tmp_path, cluster):
+    """The worker's runners run inside Dask worker processes: a crash in an isolated task is a
+    failed result (the Dask worker lives on), and a command's result file is read."""
+    base = {"max_evals": 4, "seed": 2, "output": str(tmp_path / "runs"), "pool": "dask", "report": False,
+            "dask": {"scheduler_file": str(cluster.scheduler_file)}}
+    raw = {**base, "experiment": "iso", "objective": "objectives:crashy", "runner": {"type": "isolated", "timeout": 60},
+           "optimizer": {"name": "grid", "settings": {"points": 4}}, "space": {"i": {"type": "int", "low": 0, "high": 3}}}
+    evals = read_journal(run_config(parse_config(raw, "test.yaml", base_dir=HERE)).directory)["evals"]
+    by_i = {e["params"]["i"]: e for e in evals}
+    assert by_i[0]["status"] == by_i[3]["status"] == DONE and by_i[0]["loss"] == 0.0 and by_i[3]["loss"] == 3.0
+    assert by_i[1]["status"] == "failed" and "SIGSEGV" in by_i[1]["error"]
+    assert by_i[2]["status"] == "failed" and "exited with code 7" in by_i[2]["error"]
+    assert all(e["attempt"] == 0 for e in evals)  # a crash in the task's child costs no Dask worker
+    raw = {**base, "experiment": "cmd", "space": {"x": {"type": "real", "low": 0.0, "high": 2.0}},
+           "runner": {"type": "command", "command": ["{python}", "{config_dir}/train.py", "{params_file}", "json",
+                                                     "{result_file}"]}}
+    evals = read_journal(run_config(parse_config(raw, "test.yaml", base_dir=HERE)).directory)["evals"]
+    assert len(evals) == 4 and all(e["status"] == DONE for e in evals), evals
+    assert all(e["metrics"]["cwd"].startswith(str(tmp_path)) for e in evals)  # its task directory
+
+
 # -- searches in their own process, on workers the test starts and kills -------------------
 def _search(tmp_path: Path, c: DaskProcesses, n: int, **changes) -> tuple[subprocess.Popen, Path]:
     raw = {"experiment": "e", "objective": "dask_objectives:gated",
