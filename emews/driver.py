@@ -151,6 +151,7 @@ class Driver:
         self.stopped = 0  # tasks that ended stopped, this session
         self._stop_asked: set[tuple[int, int]] = set()  # attempts told to stop (stopper or optimizer)
         self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
+        self._capacity_told = max(1, self.pool.size)  # the worker slots the optimizer plans for
 
     # -- start ---------------------------------------------------------------------------
     def _start_meta(self, t0: float) -> int:
@@ -302,7 +303,7 @@ class Driver:
                          "a new experiment", self.stop)
                 return self._end(None, progress, t0)
             opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
-                                   s.batch_size, self.pool.size, s.max_evals, handoff,
+                                   s.batch_size, self._capacity_told, s.max_evals, handoff,
                                    announce_waits=self.clock.simulated)
             self._poller = select.poll()  # a readiness check in a microsecond (Connection.poll takes ~50)
             self._poller.register(opt.conn.fileno(), select.POLLIN)
@@ -353,6 +354,7 @@ class Driver:
                 self._flush_results()
                 self.journal.maybe_flush()
                 progress.workers = self.pool.size  # an elastic pool's (Dask) capacity changes as workers come and go
+                self._tell_capacity(opt)
                 progress.update(self.finished, self.failed, self.best, self.pool.busy)
         except Terminated:
             self.interrupted = True
@@ -380,6 +382,14 @@ class Driver:
         if self.optimizer_error:
             raise OptimizerError(f"the optimizer failed; results so far are kept in {self.directory}.\n{self.optimizer_error}")
         return self.results()
+
+    def _tell_capacity(self, opt: OptimizerProcess) -> None:
+        """The optimizer plans for the worker slots present (at least one: with none, a task
+        waits for a worker to join); an elastic pool's changes are sent as they happen."""
+        n = max(1, self.pool.size)
+        if n != self._capacity_told and self.stop is None and not (self.optimizer_done or self.optimizer_error):
+            self._capacity_told = n
+            opt.send(wire.capacity(n))
 
     def _opt_readable(self) -> bool:
         """The optimizer has sent something (or closed its end)."""

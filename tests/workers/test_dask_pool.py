@@ -211,6 +211,23 @@ def test_workers_join_leave_all_go_and_the_search_waits_for_a_new_one(tmp_path, 
         [e["params"]["x"] for rs in rows.values() for e in rs]), "attempts started != attempts journaled"
 
 
+def test_a_search_started_without_workers_waits_and_its_asks_follow_the_workers(tmp_path, fresh):
+    """No worker at the start: the search waits; each worker that joins raises the capacity the
+    optimizer plans for (an optimizer that asks only for free slots gets asked for the new one)."""
+    n = 4
+    p, directory = _search(tmp_path, fresh, n, optimizer={"name": "dask_objectives:OneSlotEach", "settings": {}},
+                           space={"x": {"type": "int", "low": 0, "high": 100}})
+    _until(lambda: "no worker" in (tmp_path / "search.log").read_text(), "word that the search waits", proc=p)
+    pid_a = fresh.start_worker("a").pid
+    _until(lambda: pid_a in fresh.started(), "task started on worker a", proc=p)
+    pid_b = fresh.start_worker("b").pid  # a's task is held at the gate: only a larger capacity gives b one
+    _until(lambda: pid_b in fresh.started(), "task asked for and started on the added worker b", proc=p)
+    (fresh.directory / "go").touch()
+    rc, out = _finish(p, tmp_path)
+    assert rc == 0, out
+    _one_done_each(_rows(directory), n)
+
+
 def test_scheduler_killed_stops_in_order_and_the_local_pool_resumes(tmp_path, fresh):
     fresh.start_worker("a")
     fresh.start_worker("b")
