@@ -6,6 +6,8 @@ On one ``LocalCluster`` (``--workers`` processes, one thread each), back to back
 ``--repeat`` times each:
 
 * baseline: ``client.map(noop, params, pure=False)`` then ``client.gather`` — Dask alone;
+* one/worker: Dask alone keeping one task in flight per worker (as emews does, so that every
+  attempt has one worker and a lost worker loses exactly its attempt);
 * emews on the Dask pool: ``emews.search(noop, pool="dask", dask={"address": ...})`` — the
   whole path optimizer process -> driver -> Dask future pinned to a worker -> driver ->
   journal -> optimizer, one task per worker at a time;
@@ -49,6 +51,34 @@ def run_baseline(client, evals: int) -> float:
     return time.perf_counter() - t0
 
 
+def run_one_per_worker(client, evals: int) -> float:
+    """Dask alone, one task in flight per worker (emews' scheduling): as each ends, the next goes
+    to the same worker — Dask's own round trip is the floor of this way of dispatching."""
+    from distributed import as_completed
+
+    from emews.examples import noop
+
+    workers = list(client.scheduler_info(n_workers=-1)["workers"])
+    t0 = time.perf_counter()
+    sent = 0
+    where = {}
+    ac = as_completed()
+    for w in workers:
+        f = client.submit(noop, {"x0": 0.0, "x1": sent}, pure=False, workers=[w], allow_other_workers=False)
+        where[f.key] = w
+        ac.add(f)
+        sent += 1
+    for f in ac:
+        f.result()
+        if sent < evals:
+            g = client.submit(noop, {"x0": 0.0, "x1": sent}, pure=False, workers=[where[f.key]],
+                              allow_other_workers=False)
+            where[g.key] = where[f.key]
+            ac.add(g)
+            sent += 1
+    return time.perf_counter() - t0
+
+
 def run_emews(pool: str, evals: int, workers: int, address: str | None) -> float:
     import emews
 
@@ -72,17 +102,20 @@ def main() -> None:
             Client(cluster) as client:
         client.wait_for_workers(a.workers)
         run_baseline(client, 50)  # warm: the workers import the function once
-        base, dask, local = [], [], []
+        base, one, dask, local = [], [], [], []
         for _ in range(a.repeat):
             base.append(run_baseline(client, a.evals))
+            one.append(run_one_per_worker(client, a.evals))
             dask.append(run_emews("dask", a.evals, a.workers, cluster.scheduler_address))
             local.append(run_emews("local", a.evals, a.workers, None))
-    rate = {k: a.evals / statistics.median(v) for k, v in (("client.map", base), ("dask pool", dask),
-                                                            ("local pool", local))}
+    rate = {k: a.evals / statistics.median(v) for k, v in (("client.map", base), ("one/worker", one),
+                                                            ("dask pool", dask), ("local pool", local))}
     print(f"{a.evals} no-op tasks on {a.workers} workers, median of {a.repeat} (evaluations/s, steady state):")
     for k, v in rate.items():
         print(f"  {k:<11} {v:9.1f}")
     print(f"ratio dask pool / client.map: {rate['dask pool'] / rate['client.map']:.2f}  (goal >= 0.8)")
+    print(f"ratio dask pool / one/worker: {rate['dask pool'] / rate['one/worker']:.2f}  (Dask's round trip per task "
+          "is the floor of one task per worker at a time)")
     print(f"ratio dask pool / local pool: {rate['dask pool'] / rate['local pool']:.2f}")
 
 

@@ -566,6 +566,8 @@ class DaskPool(PoolBase):
                     time.sleep(0.05)
                     pending = [f for f in pending if not f.done()]
             try:
+                for topic in ("all", self._topic):  # else the scheduler tells a closing client of its own leaving
+                    client.unsubscribe_topic(topic)
                 client.cancel(list(self._futures.values()), force=True)
                 for q in self._inboxes.values():
                     q.close()

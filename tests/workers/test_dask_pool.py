@@ -117,6 +117,17 @@ def test_isolated_and_command_runners_on_the_dask_pool(tmp_path, cluster):
     assert all(e["metrics"]["cwd"].startswith(str(tmp_path)) for e in evals)  # its task directory
 
 
+def test_search_with_dask_and_no_scheduler_runs_a_local_cluster_of_workers(tmp_path):
+    import emews
+
+    res = emews.search("emews.testing.pools:objective", {"x": {"type": "int", "low": 0, "high": 9}}, max_evals=6,
+                       workers=2, output=tmp_path, pool="dask", dask={}, report=False, seed=3)
+    j = read_journal(res.directory)
+    assert j["meta"]["pool"] == "dask" and res.count("done") == 6
+    assert all(e["loss"] == float(e["params"]["x"]) ** 2 for e in j["evals"])
+    assert len({e["worker"] for e in j["evals"]}) <= 2
+
+
 # -- searches in their own process, on workers the test starts and kills -------------------
 def _search(tmp_path: Path, c: DaskProcesses, n: int, **changes) -> tuple[subprocess.Popen, Path]:
     raw = {"experiment": "e", "objective": "dask_objectives:gated",
@@ -156,6 +167,7 @@ def _one_done_each(rows: dict[int, list[dict]], n: int) -> None:
     assert all(e["loss"] == float(e["params"]["x"]) ** 2 for e in done)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_task_costs_nothing(tmp_path, fresh):
     for name in ("a", "b", "c"):
         fresh.start_worker(name)
@@ -183,6 +195,7 @@ def test_a_worker_killed_mid_task_costs_nothing(tmp_path, fresh):
     assert all(len(rs) == 1 for rs in others), others  # no other task was run twice
 
 
+@pytest.mark.slow
 def test_workers_join_leave_all_go_and_the_search_waits_for_a_new_one(tmp_path, fresh):
     fresh.start_worker("a")
     fresh.wait_for_workers(1)
@@ -211,6 +224,7 @@ def test_workers_join_leave_all_go_and_the_search_waits_for_a_new_one(tmp_path, 
         [e["params"]["x"] for rs in rows.values() for e in rs]), "attempts started != attempts journaled"
 
 
+@pytest.mark.slow
 def test_a_search_started_without_workers_waits_and_its_asks_follow_the_workers(tmp_path, fresh):
     """No worker at the start: the search waits; each worker that joins raises the capacity the
     optimizer plans for (an optimizer that asks only for free slots gets asked for the new one)."""
@@ -228,6 +242,7 @@ def test_a_search_started_without_workers_waits_and_its_asks_follow_the_workers(
     _one_done_each(_rows(directory), n)
 
 
+@pytest.mark.slow
 def test_scheduler_killed_stops_in_order_and_the_local_pool_resumes(tmp_path, fresh):
     fresh.start_worker("a")
     fresh.start_worker("b")
