@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -234,7 +233,6 @@ class DaskPool(PoolBase):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._lock = threading.Lock()
         self._next_check = 0.0
         self._unreachable_since: float | None = None
         self._fatal: str | None = None
@@ -264,7 +262,10 @@ class DaskPool(PoolBase):
         try:
             self._client = distributed.Client(target, timeout=self._connect_timeout, set_as_default=False, **kwargs)
         except (OSError, TimeoutError) as e:
-            where = s.get("scheduler_file") or s.get("address")
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+            where = s.get("scheduler_file") or s.get("address") or "of the cluster emews started"
             raise DaskPoolError(f"cannot reach the Dask scheduler {where!r} within {self._connect_timeout:g} s: "
                                 f"{e}") from None
         self._client.subscribe_topic("all", self._on_scheduler_event)
@@ -383,8 +384,8 @@ class DaskPool(PoolBase):
             self._unreachable_since = now
             log.warning("dask pool: the scheduler does not answer (%s); giving it %g s", error, SCHEDULER_GRACE)
         elif now - self._unreachable_since >= SCHEDULER_GRACE:
-            raise DaskPoolError(f"lost the Dask scheduler {self._client.scheduler.address} ({error}); the search stops, its journal is kept: run it "
-                                "again (on any pool) to resume")
+            raise DaskPoolError(f"lost the Dask scheduler {self._client.scheduler.address} ({error}); the search "
+                                "stops, its journal is kept: run it again (on any pool) to resume")
 
     # -- what the driver calls -------------------------------------------------------------
     def _send_task(self, worker: int, task: Task) -> bool:

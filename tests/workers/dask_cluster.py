@@ -37,8 +37,8 @@ class DaskProcesses:
     def _popen(self, args: list[str], name: str) -> subprocess.Popen:
         out = open(self.directory / f"{name}.log", "w")
         self._logs.append(out)
-        return subprocess.Popen([sys.executable, "-m", *args], env=_env(self.directory), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen([sys.executable, "-m", *args], env=_env(self.directory), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_scheduler(self, timeout: float = 60.0) -> str:
         """Start the scheduler; returns its address once its scheduler file is written."""

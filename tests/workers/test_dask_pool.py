@@ -102,7 +102,8 @@ def test_isolated_and_command_runners_on_the_dask_pool(tmp_path, cluster):
     base = {"max_evals": 4, "seed": 2, "output": str(tmp_path / "runs"), "pool": "dask", "report": False,
             "dask": {"scheduler_file": str(cluster.scheduler_file)}}
     raw = {**base, "experiment": "iso", "objective": "objectives:crashy", "runner": {"type": "isolated", "timeout": 60},
-           "optimizer": {"name": "grid", "settings": {"points": 4}}, "space": {"i": {"type": "int", "low": 0, "high": 3}}}
+           "optimizer": {"name": "grid", "settings": {"points": 4}},
+           "space": {"i": {"type": "int", "low": 0, "high": 3}}}
     evals = read_journal(run_config(parse_config(raw, "test.yaml", base_dir=HERE)).directory)["evals"]
     by_i = {e["params"]["i"]: e for e in evals}
     assert by_i[0]["status"] == by_i[3]["status"] == DONE and by_i[0]["loss"] == 0.0 and by_i[3]["loss"] == 3.0
