@@ -130,12 +130,15 @@ def _runner_for(pool_id: str, spec: dict) -> Any:
 
 
 def _inbox_receive(name: str) -> wire.Receive:
-    """A worker channel's ``receive`` over the worker's inbox (a Dask Queue)."""
+    """A worker channel's ``receive`` over the worker's inbox (a Dask Queue, reached on the first
+    read: an objective that never reports costs no queue, nor the worker's client to reach one)."""
     from distributed import Queue
 
-    queue = _INBOX.get(name)
-    if queue is None:
-        queue = _INBOX[name] = Queue(name)
+    def inbox() -> Any:
+        queue = _INBOX.get(name)
+        if queue is None:
+            queue = _INBOX[name] = Queue(name)
+        return queue
 
     buffered: collections.deque[Any] = collections.deque()
 
@@ -143,12 +146,12 @@ def _inbox_receive(name: str) -> wire.Receive:
         try:
             while not buffered:
                 if not block:
-                    buffered.extend(queue.get(batch=True))  # whatever has come, at once
+                    buffered.extend(inbox().get(batch=True))  # whatever has come, at once
                     if not buffered:
                         return None
                     break
                 try:
-                    buffered.append(queue.get(timeout=10.0))
+                    buffered.append(inbox().get(timeout=10.0))
                 except TimeoutError:
                     continue
         except Exception as e:  # noqa: BLE001 - the scheduler is gone: no answer will come
@@ -430,6 +433,8 @@ class DaskPool(PoolBase):
         """
         if self._fatal:
             raise ObjectiveError(self._fatal)
+        if self.closed:
+            return []
         out: list[Result] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
