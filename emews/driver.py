@@ -152,6 +152,7 @@ class Driver:
         self._stop_asked: set[tuple[int, int]] = set()  # attempts told to stop (stopper or optimizer)
         self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
         self._capacity_told = max(1, self.pool.size)  # the worker slots the optimizer plans for
+        self._size_logged = self.pool.size  # the pool's size last journaled (sessions[-1]["capacity"])
 
     # -- start ---------------------------------------------------------------------------
     def _start_meta(self, t0: float) -> int:
@@ -385,8 +386,15 @@ class Driver:
 
     def _tell_capacity(self, opt: OptimizerProcess) -> None:
         """The optimizer plans for the worker slots present (at least one: with none, a task
-        waits for a worker to join); an elastic pool's changes are sent as they happen."""
-        n = max(1, self.pool.size)
+        waits for a worker to join); an elastic pool's changes are sent as they happen, and
+        journaled as the session's ``capacity`` (``[[time, workers], ...]``)."""
+        size = self.pool.size
+        if size != self._size_logged:  # the workers present over time, for the report (load.png, utilization)
+            session = self._sessions[-1]
+            session.setdefault("capacity", [[session["started"], self._size_logged]]).append([self.clock.time(), size])
+            self._size_logged = size
+            self.journal.set_meta(sessions=self._sessions)
+        n = max(1, size)
         if n != self._capacity_told and self.stop is None and not (self.optimizer_done or self.optimizer_error):
             self._capacity_told = n
             opt.send(wire.capacity(n))

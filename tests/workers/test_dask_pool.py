@@ -223,6 +223,14 @@ def test_workers_join_leave_all_go_and_the_search_waits_for_a_new_one(tmp_path, 
     assert ran.get(pid_c), "the new worker ran nothing"
     assert sorted(int(x) for x in ran[pid_a] + ran[pid_b] + ran[pid_c]) == sorted(
         [e["params"]["x"] for rs in rows.values() for e in rs]), "attempts started != attempts journaled"
+    # the workers present over time are journaled: the report's utilization and load.png use them
+    from emews.report import report_data, write_report
+
+    sizes = [n for _, n in read_journal(directory)["meta"]["sessions"][-1]["capacity"]]
+    assert sizes[0] == 1 and max(sizes) == 2 and 0 in sizes and sizes[-1] == 1, sizes
+    data = report_data(directory)
+    assert 0 < data["utilization"]["utilization"] <= 1.0, data["utilization"]
+    assert "load.png" in write_report(directory)["plots"]
 
 
 @pytest.mark.slow
