@@ -294,7 +294,11 @@ class DaskPool(PoolBase):
             if not adapt:
                 cluster.scale(jobs=self._workers_wanted or 1)
         if adapt:
-            cluster.adapt(minimum=adapt.get("minimum", 0), maximum=adapt.get("maximum", 1))
+            # Dask's adaptive target follows the tasks queued on its scheduler, but emews keeps its
+            # queue on its own side (one task per worker present), so Dask would never see a reason
+            # to grow: the search keeps `maximum` workers, and Dask's Adaptive starts new ones (new
+            # jobs) as others end, at their walltime or by failure
+            cluster.adapt(minimum=adapt["maximum"], maximum=adapt["maximum"])
         return cluster
 
     # -- joins and leaves ------------------------------------------------------------------

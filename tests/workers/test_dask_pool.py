@@ -129,6 +129,15 @@ def test_search_with_dask_and_no_scheduler_runs_a_local_cluster_of_workers(tmp_p
     assert len({e["worker"] for e in j["evals"]}) <= 2
 
 
+def test_an_adaptive_cluster_emews_starts_gets_its_workers(tmp_path):
+    import emews
+
+    res = emews.search("emews.testing.pools:objective", {"x": {"type": "int", "low": 0, "high": 9}}, max_evals=4,
+                       output=tmp_path, pool="dask", report=False, seed=3, max_time=120,  # no worker: 0 done
+                       dask={"cluster": {"type": "local"}, "adapt": {"minimum": 0, "maximum": 2}})
+    assert res.count("done") == 4
+
+
 # -- searches in their own process, on workers the test starts and kills -------------------
 def _search(tmp_path: Path, c: DaskProcesses, n: int, **changes) -> tuple[subprocess.Popen, Path]:
     raw = {"experiment": "e", "objective": "dask_objectives:gated",
