@@ -178,6 +178,12 @@ class Ledger:
             self.best = r.loss
         return None
 
+    def interrupted(self, r: Result) -> tuple[Task, int | None]:
+        """An attempt the pool lost while the session runs (its worker left): the task runs
+        again first as the next attempt, in its batch; neither a failure (``retries``) nor
+        final. Returns that attempt and its batch."""
+        return Task(r.task_id, r.params, r.attempt + 1), self._batch_of.get(r.task_id)
+
     def _close(self, task_id: int) -> None:
         self._batch_of.pop(task_id, None)
         self._failures.pop(task_id, None)

@@ -54,7 +54,7 @@ class Progress:
     Args:
         every: seconds between reports (None or 0: no reports).
         total: the evaluation budget.
-        workers: the pool's size.
+        workers: the pool's size (the driver updates it each round: an elastic pool's changes).
         live: redraw one line in place (a terminal) instead of logging lines.
         stream: where the live line goes (default stderr).
     """
@@ -81,7 +81,8 @@ class Progress:
         elapsed = now - self.t0
         parts = [f"{done}/{self.total} done" + (f" ({failed} failed)" if failed else ""),
                  f"best {best:.6g}" if best is not None else "best -",
-                 f"{busy}/{self.workers} busy", f"{format_duration(elapsed)} elapsed"]
+                 f"{busy}/{self.workers} busy" if self.workers else "no worker: waiting for one to join",
+                 f"{format_duration(elapsed)} elapsed"]
         new = done - self._start_done
         if 0 < new and done < self.total:
             parts.append("ETA " + format_duration(elapsed / new * (self.total - done)))

@@ -37,6 +37,7 @@ def search(
     report: bool = True,
     pool: str = "auto",
     simulation: Mapping[str, Any] | None = None,
+    dask: Mapping[str, Any] | None = None,
     stopper: str | Mapping[str, Any] | Any | None = None,
     warm_start: str | Path | None = None,
 ) -> Results | None:
@@ -72,10 +73,14 @@ def search(
             (else start it there); by default every call starts a new directory.
         report: write report.json, report.txt and the PNG plots (when matplotlib is
             installed) into the experiment directory at the end.
-        pool: ``auto`` (MPI when launched with several ranks, else local), ``local``, ``mpi``
-            or ``simulated`` (``workers`` virtual workers; see :mod:`emews.workers._simulated`).
+        pool: ``auto`` (MPI when launched with several ranks, else local), ``local``, ``mpi``,
+            ``simulated`` (``workers`` virtual workers; see :mod:`emews.workers._simulated`) or
+            ``dask`` (Dask workers that join and leave; see :mod:`emews.workers.dask`).
         simulation: with ``pool="simulated"``: the duration model, failure rate, stragglers
             and seed, e.g. ``{"duration": {"distribution": "normal", "mean": 60, "sd": 20}}``.
+        dask: with ``pool="dask"``: ``{"scheduler_file": path}``, ``{"address": "tcp://host:8786"}``
+            or ``{"cluster": {"type": "slurm", ...}, "adapt": {"minimum": 0, "maximum": 64}}``;
+            none of them: a ``LocalCluster`` of ``workers`` processes.
         stopper: early stopping of tasks whose intermediate reports look bad: a name
             (``"asha"``), a mapping like the config's ``{"name": "asha", "max_resource": 27}``,
             or a :class:`~emews.stoppers.Stopper` class or instance. The objective reports
@@ -118,6 +123,8 @@ def search(
     }
     if simulation is not None:
         raw["simulation"] = dict(simulation)
+    if dask is not None:
+        raw["dask"] = dict(dask)
     if stopper is not None:
         raw["stopper"] = dict(stopper) if isinstance(stopper, Mapping) else stopper
     if warm_start is not None:

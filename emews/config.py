@@ -20,7 +20,10 @@ Reference (``*`` = required)::
     workers: 4                    # local pool processes (default: CPU count); MPI: ranks - 1
     seed: 1
     output: runs                  # parent of experiment directories
-    pool: auto                    # auto | local | mpi  (auto: mpi when launched with > 1 rank)
+    pool: auto                    # auto | local | mpi | simulated | dask  (auto: mpi when launched with > 1 rank)
+    dask: {scheduler_file: sched.json}   # pool: dask: or {address: tcp://host:8786}, or
+                                  # {cluster: {type: slurm, cores: 1, ...}, adapt: {minimum: 0, maximum: 64}};
+                                  # none of them: a LocalCluster of `workers` processes
     ranks_per_task: 1             # MPI: ranks per task (sub-communicator given to the objective)
     gpus: {gpus_per_worker: 1, workers_per_gpu: 1, devices: null}   # or omit for no binding
     runner:                       # how each evaluation runs
@@ -64,6 +67,7 @@ _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
     "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "chain", "chain_max", "warm_start",
+    "dask",
 }
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
                 "report_pattern", "report_file", "model", "params", "path", "default_model", "data_dir", "return"}
@@ -180,6 +184,7 @@ class Config:
     kill_margin: float = 10.0
     report: bool = True
     simulation: SimulationConfig | None = None  # pool: simulated: duration model, failure rate, stragglers, seed
+    dask: dict | None = None  # pool: dask: scheduler_file | address | cluster (+ adapt), checked
     stopper: Any = None  # early stopping: {name: asha, ...} as given (built once with emews.stoppers.from_config)
     chain: bool = False  # resubmit the Slurm job script when stopped at the job's end with budget left
     chain_max: int = 10  # jobs in a chain at most (the first included)
@@ -534,7 +539,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     out_path = Path(output)
     if out_path.exists() and not out_path.is_dir():
         raise ConfigError(f"output directory {output!r} is a file, not a directory", source, "output")
-    pool = _str(raw, "pool", source, default="auto", choices=("auto", "local", "mpi", "simulated"))
+    pool = _str(raw, "pool", source, default="auto", choices=("auto", "local", "mpi", "simulated", "dask"))
     ranks_per_task = _int(raw, "ranks_per_task", source, default=1, minimum=1)
     if ranks_per_task > 1 and runner["type"] != "python":
         raise ConfigError(f"ranks_per_task {ranks_per_task} needs runner.type: python (the objective is called on every "
@@ -555,6 +560,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     if kill_margin > stop_margin:
         raise ConfigError(f"must not exceed stop_margin ({stop_margin:g}), got {kill_margin!r}", source, "kill_margin")
     simulation = _simulation(raw.get("simulation"), pool, runner["type"], source)
+    dask = _dask(raw.get("dask"), pool, source, base_dir)
     chain = raw.get("chain", False)
     if not isinstance(chain, bool):
         raise ConfigError(f"must be true or false, got {chain!r}", source, "chain")
@@ -583,8 +589,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         output=output, pool=pool, ranks_per_task=ranks_per_task, gpus=gpus, runner=RunnerConfig.of(runner),
         progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
-        simulation=simulation, stopper=stopper, chain=chain, chain_max=chain_max, warm_start=warm_start, source=source,
-        raw=dict(raw),
+        simulation=simulation, dask=dask, stopper=stopper, chain=chain, chain_max=chain_max, warm_start=warm_start,
+        source=source, raw=dict(raw),
     )
 
 
@@ -648,6 +654,81 @@ def _simulation(sim: Any, pool: str, runner_type: str, source: str) -> Simulatio
 
     check_simulation(sim, runner_type, source)
     return SimulationConfig(**dict(sim or {}))
+
+
+DASK_KEYS = ("scheduler_file", "address", "cluster", "adapt", "connect_timeout")
+_ADAPT_KEYS = {"minimum", "maximum"}
+
+
+def _dask(d: Any, pool: str, source: str, base_dir: Path | None) -> dict | None:
+    """The ``dask`` mapping of ``pool: dask``, checked: one way to the workers, a known cluster
+    type, a scheduler file that exists, and ``distributed`` (and ``dask-jobqueue``) importable.
+    Whether the scheduler file appears and the scheduler answers is checked by the launch (a
+    bounded wait: the scheduler may be starting in the same job), before the experiment is
+    created. A relative ``scheduler_file`` is relative to the config file's directory."""
+    if d is None:
+        d = {} if pool == "dask" else None
+    if d is None:
+        return None
+    if pool != "dask":
+        raise ConfigError(f"is only used with pool: dask (pool is {pool!r})", source, "dask")
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"must be a mapping like {{scheduler_file: sched.json}}, got {d!r}", source, "dask")
+    _check_keys(d, set(DASK_KEYS), source, "dask.")
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError('pool: dask needs Dask distributed, which is not installed; install it with: '
+                          'pip install "emews[dask]"', source, "pool")
+    ways = [k for k in ("scheduler_file", "address", "cluster") if d.get(k) is not None]
+    if len(ways) > 1:
+        raise ConfigError(f"give one of scheduler_file, address or cluster, not {' and '.join(ways)}", source, "dask")
+    out: dict[str, Any] = {}
+    timeout = _number(d, "connect_timeout", source, default=30.0, positive=True, prefix="dask.")
+    out["connect_timeout"] = timeout
+    if d.get("scheduler_file") is not None:
+        f = d["scheduler_file"]
+        if not isinstance(f, str) or not f:
+            raise ConfigError(f"must be a file path, got {f!r}", source, "dask.scheduler_file")
+        path = Path(os.path.expanduser(f))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        out["scheduler_file"] = str(path)
+    if d.get("address") is not None:
+        a = d["address"]
+        if not isinstance(a, str) or ":" not in a:
+            raise ConfigError(f"must be a scheduler address like tcp://host:8786, got {a!r}", source, "dask.address")
+        out["address"] = a
+    if d.get("cluster") is not None:
+        c = d["cluster"]
+        if not isinstance(c, Mapping) or "type" not in c:
+            raise ConfigError(f"must be a mapping with a type (slurm, pbs, lsf, sge, local), got {c!r}", source,
+                              "dask.cluster")
+        from .workers.dask import CLUSTER_TYPES
+
+        kind = c["type"]
+        if kind not in CLUSTER_TYPES:
+            close = difflib.get_close_matches(str(kind), list(CLUSTER_TYPES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown cluster type {kind!r}{hint} (one of {', '.join(CLUSTER_TYPES)})", source,
+                              "dask.cluster.type")
+        if kind != "local" and importlib.util.find_spec("dask_jobqueue") is None:
+            raise ConfigError(f'cluster type {kind!r} needs dask-jobqueue, which is not installed; install it with: '
+                              'pip install "emews[dask]"', source, "dask.cluster.type")
+        out["cluster"] = dict(c)
+    if d.get("adapt") is not None:
+        a = d["adapt"]
+        if not isinstance(a, Mapping):
+            raise ConfigError(f"must be a mapping like {{minimum: 0, maximum: 16}}, got {a!r}", source, "dask.adapt")
+        if not ways or ways == ["cluster"]:
+            _check_keys(a, _ADAPT_KEYS, source, "dask.adapt.")
+            lo = _int(a, "minimum", source, default=0, minimum=0, prefix="dask.adapt.")
+            hi = _int(a, "maximum", source, required=True, minimum=1, prefix="dask.adapt.")
+            if lo > hi:
+                raise ConfigError(f"minimum {lo} exceeds maximum {hi}", source, "dask.adapt")
+            out["adapt"] = {"minimum": lo, "maximum": hi}
+        else:
+            raise ConfigError(f"adapt needs a cluster emews starts (dask.cluster or none); with {ways[0]} the workers "
+                              "are started by you", source, "dask.adapt")
+    return out
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

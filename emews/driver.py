@@ -156,6 +156,8 @@ class Driver:
         self.reports = 0  # intermediate reports received this session
         self._stop_asked: set[tuple[int, int]] = set()  # attempts told to stop (stopper or optimizer)
         self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
+        self._capacity_told = max(1, self.pool.size)  # the worker slots the optimizer plans for
+        self._size_logged = self.pool.size  # the pool's size last journaled (sessions[-1]["capacity"])
 
     # -- start ---------------------------------------------------------------------------
     def _take_over(self, plan: ResumePlan | None, now: float) -> Handoff | None:
@@ -268,7 +270,7 @@ class Driver:
             if led.budget_spent and not self.waiting:
                 return self._already_complete(progress, t0)
             opt = OptimizerProcess(s.optimizer, s.space, seed, s.optimizer_settings, s.mode,
-                                   s.batch_size, self.pool.size, s.max_evals, handoff,
+                                   s.batch_size, self._capacity_told, s.max_evals, handoff,
                                    announce_waits=self.clock.simulated, warm_start=s.warm_start)
             self.queues = q = DriverEnd(opt, self.clock, {wire.PUT: self._on_put, wire.LOG: self._on_log,
                                                           wire.STOP_TASK: self.stop_task}, self._on_optimizer_failure)
@@ -319,6 +321,8 @@ class Driver:
                     break
                 self._flush_results()
                 self.journal.maybe_flush()
+                progress.workers = self.pool.size  # an elastic pool's (Dask) capacity changes as workers come and go
+                self._tell_capacity()
                 progress.update(led.finished, led.failed, led.best, self.pool.busy)
         except WarningSignal as e:  # the job's end is near: a deadline stop, running tasks cancelled
             self._warned(e)
@@ -360,6 +364,22 @@ class Driver:
         self._cancel_running = True
         log.warning("%s: no new task starts; %d running task(s) cancelled (a resume runs them again)", e,
                     self.pool.busy)
+
+    def _tell_capacity(self) -> None:
+        """The optimizer plans for the worker slots present (at least one: with none, a task
+        waits for a worker to join); an elastic pool's changes are sent as they happen, and
+        journaled as the session's ``capacity`` (``[[time, workers], ...]``)."""
+        size = self.pool.size
+        if size != self._size_logged:  # the workers present over time, for the report (load.png, utilization)
+            session = self._sessions[-1]
+            session.setdefault("capacity", [[session["started"], self._size_logged]]).append([self.clock.time(), size])
+            self._size_logged = size
+            self.journal.set_meta(sessions=self._sessions)
+        n = max(1, size)
+        q = self.queues
+        if n != self._capacity_told and self.ledger.stop is None and q is not None and not q.over:
+            self._capacity_told = n
+            q.capacity(n)
 
     def _only_completions_can_come(self, extra: list) -> bool:
         """True when nothing but a task completion can happen next: no idle worker with work
@@ -459,6 +479,15 @@ class Driver:
                     self.stopper.finished(attempt_key(r.task_id, r.attempt), str(r.status), r.step, r.loss)
                 except Exception as e:  # noqa: BLE001
                     log.warning("the stopper failed on the end of task %d: %s: %s", r.task_id, type(e).__name__, e)
+            if r.status == CANCELLED and self.ledger.stop is None:
+                # an attempt the pool lost while the search runs (its Dask worker left): an ended attempt,
+                # journaled with its worker, and run again first, as a resume runs an interrupted one;
+                # neither a failure (retries) nor a result for the optimizer
+                self.journal.finished(r)
+                t, batch = self.ledger.interrupted(r)
+                self.journal.queued(t.id, t.attempt, t.params, self.clock.time(), batch)
+                self.waiting.appendleft(t)
+                continue
             self.journal.finished(r)
             retry = self.ledger.settle(r)
             if retry is not None:  # ahead of every queued task

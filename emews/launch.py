@@ -6,6 +6,7 @@
                                 ├─▶ launch(cfg, ...) ──▶┼─ mpi:       mpi_session() on every rank;
     emews.search(fn, space) ────┘   pick the pool        │             rank 0 drives, the other
                                     settings, experiment │             ranks serve tasks (None)
+                                                         ├─ dask:      DaskPool (a scheduler, its workers)
                                     directory, Driver.run└─ simulated: SimulatedPool(workers), a
                                                                        simulated clock
 
@@ -220,6 +221,12 @@ def launch(cfg: Config, out: str | Path | None = None, *, resume: str = "auto", 
             raise ConfigError(f"pool: simulated runs in one process (virtual workers), but the launcher started {size} "
                               "processes; run it without mpiexec/srun", cfg.source, "pool")
         return _launch_simulated(cfg, out, resume, force)
+    if cfg.pool == "dask":
+        if size > 1:
+            raise ConfigError(f"pool: dask runs the search in one process (the workers are Dask workers), but the "
+                              f"launcher started {size} processes; start it without mpiexec/srun (start the Dask "
+                              "workers with `dask worker`)", cfg.source, "pool")
+        return _launch_dask(cfg, out, resume, force)
     if cfg.pool == "mpi" or (cfg.pool == "auto" and size > 1):
         return _launch_mpi(cfg, out, resume, force, size)
     if size > 1:  # every rank would run a whole search of its own
@@ -262,6 +269,20 @@ def _singleton_message(announced: int, environ: Mapping[str, str] | None = None)
     return (f"the launcher started {announced} processes but MPI sees a single rank: mpi4py is built against a "
             "different MPI than this mpiexec (use the mpiexec of the MPI mpi4py was built with, e.g. the one of "
             "`pip install mpich`)")
+
+
+def _launch_dask(cfg: Config, out: str | Path | None, resume: str, force: bool) -> Results:
+    from .workers.dask import DaskPool, scheduler_problem
+
+    if cfg.ranks_per_task != 1:
+        raise ConfigError(f"ranks_per_task {cfg.ranks_per_task} needs the MPI pool (mpiexec)", cfg.source, "ranks_per_task")
+    settings = dict(cfg.dask or {})
+    timeout = float(settings.pop("connect_timeout", 30.0))
+    problem = scheduler_problem(settings, timeout)  # before the experiment directory is created
+    if problem is not None:
+        raise ConfigError(problem[1], cfg.source, problem[0])
+    return _drive(cfg, out, resume, force, lambda spec, on_report: DaskPool(spec, settings, cfg.workers, on_report,
+                                                                            connect_timeout=timeout, start=False))
 
 
 def _launch_mpi(cfg: Config, out: str | Path | None, resume: str, force: bool, announced: int) -> Results | None:

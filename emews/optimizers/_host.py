@@ -39,8 +39,9 @@ __all__ = ["drive_ask_tell", "run_optimizer", "OptimizerProcess"]
 def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size: int | None = None) -> None:
     """The adapter that turns an ask/tell optimizer into a resident loop.
 
-    async: keep ``capacity + lookahead`` evaluations outstanding; each time results come in,
-    tell them and ask for as many new points as slots freed.
+    async: keep ``capacity + lookahead`` evaluations outstanding; each time results come in
+    (or the capacity changes: workers of an elastic pool came or went), tell them and ask
+    for as many new points as slots freed.
     batch: ask ``batch_size`` points, wait for all of them, tell, repeat.
     """
     done = getattr(opt, "done", lambda: False)
@@ -80,10 +81,10 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
             if q.stopped:
                 break
         return
-    target = q.capacity + max(0, int(getattr(opt, "lookahead", 0) or 0))
+    lookahead = max(0, int(getattr(opt, "lookahead", 0) or 0))
     exhausted = False
     while True:
-        want = min(target - q.pending, q.remaining)
+        want = min(q.capacity + lookahead - q.pending, q.remaining)  # the capacity may change (Dask workers)
         if want > 0 and not exhausted and not q.stopped and not done():
             params = opt.ask(want)
             if params:
@@ -92,7 +93,7 @@ def drive_ask_tell(opt: Any, q: OptimizerQueues, mode: str = "async", batch_size
                 exhausted = True
         if q.pending == 0:
             return
-        results = q.get()
+        results = q.get(wake_on_capacity=True)
         if results:
             tell(results)
             _log(q, log)

@@ -179,6 +179,11 @@ class DriverEnd:
         if not hold:
             self.send_results([])
 
+    def capacity(self, n: int) -> None:
+        """Tell the optimizer how many worker slots it may plan for (an elastic pool's workers
+        joined or left)."""
+        self._link.send(wire.capacity(n))
+
     def stop(self, reason: str, results: list[Result] | tuple = ()) -> None:
         """No new task will be accepted: send the last final results (and any held back),
         then ``STOP``."""

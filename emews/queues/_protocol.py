@@ -14,6 +14,8 @@ picklable records. This module is the only place the kinds are spelled::
                                                               next report; it ends "stopped")
     driver ─▶ optimizer   RESULTS  [Result, ...]             final results, completion order
                           STOP     "reason"                  no new task will be accepted
+                          CAPACITY n                         the worker slots changed (an elastic
+                                                              pool: Dask workers joined or left)
 
 Each side reads with one :func:`dispatch` over a table of handlers, so an unknown kind is an
 error on either side instead of a silently dropped message.
@@ -27,14 +29,15 @@ from typing import Any
 from ..errors import EmewsError
 from ..task import Result
 
-__all__ = ["PUT", "LOG", "WAIT", "DONE", "ERROR", "STOP_TASK", "RESULTS", "STOP", "TO_DRIVER", "TO_OPTIMIZER", "put", "log",
-           "wait", "done", "error", "stop_task", "results", "stop", "dispatch", "ProtocolError"]
+__all__ = ["PUT", "LOG", "WAIT", "DONE", "ERROR", "STOP_TASK", "RESULTS", "STOP", "CAPACITY", "TO_DRIVER", "TO_OPTIMIZER", "put", "log",
+           "wait", "done", "error", "stop_task", "results", "stop", "capacity", "dispatch",
+           "ProtocolError"]
 
 PUT, LOG, WAIT, DONE, ERROR, STOP_TASK = "put", "log", "wait", "done", "error", "stop_task"
-RESULTS, STOP = "results", "stop"
+RESULTS, STOP, CAPACITY = "results", "stop", "capacity"
 #: the kinds each side may receive
 TO_DRIVER = (PUT, LOG, WAIT, DONE, ERROR, STOP_TASK)
-TO_OPTIMIZER = (RESULTS, STOP)
+TO_OPTIMIZER = (RESULTS, STOP, CAPACITY)
 
 Message = tuple[str, Any]
 
@@ -73,6 +76,10 @@ def results(rs: Sequence[Result]) -> Message:
 
 def stop(reason: str) -> Message:
     return (STOP, reason)
+
+
+def capacity(n: int) -> Message:
+    return (CAPACITY, int(n))
 
 
 def dispatch(message: Message, handlers: Mapping[str, Callable[[Any], Any]]) -> Any:

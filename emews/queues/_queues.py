@@ -18,7 +18,8 @@ class OptimizerQueues:
 
     Attributes:
         space: the search space (``put`` validates every parameter set against it).
-        capacity: how many evaluations can run at once (the worker slots).
+        capacity: how many evaluations can run at once (the worker slots); on an elastic pool
+            (Dask) it follows the workers present (the driver sends each change).
         max_evals: the evaluation budget of the whole search.
         history: on a resumed experiment, the finished results of the earlier sessions in
             completion order (empty on a fresh start).
@@ -54,7 +55,8 @@ class OptimizerQueues:
         # a replaying optimizer spends its budget as it did the first time
         self._puts = 0 if replay else len(self.history) + len(handoff.inflight)
         self._resident = replay
-        self._handlers = {wire.RESULTS: self._on_results, wire.STOP: self._on_stop}
+        self._handlers = {wire.RESULTS: self._on_results, wire.STOP: self._on_stop, wire.CAPACITY: self._on_capacity}
+        self._capacity_changed = False
         self._announce_waits = announce_waits  # a simulated clock must know when we only wait
         #: earlier results (``warm_start:``) to start from: ``done`` results with negative task ids,
         #: never put, never counted against ``max_evals`` (an ask/tell optimizer is told them first)
@@ -127,14 +129,20 @@ class OptimizerQueues:
             if not self._replay.withheld(r):
                 self._ready[r.task_id] = r
 
+    def _on_capacity(self, n: int) -> None:
+        self._capacity_changed = n != self.capacity
+        self.capacity = n
+
     def _on_stop(self, reason: str | None) -> None:
         self.stopped = reason or "stopped by the driver"
 
-    def get(self, block: bool = True, timeout: float | None = None) -> list[Result]:
+    def get(self, block: bool = True, timeout: float | None = None, *, wake_on_capacity: bool = False) -> list[Result]:
         """Results that have arrived, in completion order.
 
         With ``block`` (the default) waits until at least one result is there (or
-        ``timeout`` seconds pass, returning ``[]``).
+        ``timeout`` seconds pass, returning ``[]``); with ``wake_on_capacity`` also returns
+        ``[]`` when :attr:`capacity` changed meanwhile (the ask/tell adapter then asks for
+        the new slots).
 
         Raises:
             StopSearch: the driver stopped the search and no results are pending any more.
@@ -153,6 +161,9 @@ class OptimizerQueues:
                 break
             while self._conn.poll(0):
                 self._receive(0)
+            if wake_on_capacity and self._capacity_changed:
+                break
+        self._capacity_changed = False
         if not self._ready and self.stopped:
             raise StopSearch(self.stopped)
         out = list(self._ready.values())

@@ -119,7 +119,7 @@ def sessions(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> list[dict]:
     listed = meta.get("sessions")
     if isinstance(listed, list):
         out = [{"started": finite(s.get("started")), "finished": finite(s.get("finished")), "outcome": s.get("outcome"),
-                "limit": finite(s.get("limit"))}
+                "limit": finite(s.get("limit")), "capacity": _capacity_log(s.get("capacity"))}
                for s in listed if isinstance(s, Mapping) and finite(s.get("started")) is not None]
         if out:
             out.sort(key=lambda s: s["started"])
@@ -135,6 +135,42 @@ def sessions(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> list[dict]:
     if finished is None or (started is not None and started > finished) or outcome is None:
         finished, outcome = None, None
     return [{"started": started, "finished": finished, "outcome": outcome}]
+
+
+def _capacity_log(log: Any) -> list[tuple[float, int]] | None:
+    """A session's journaled ``capacity`` (``[[time, workers], ...]``: an elastic pool's size
+    each time it changed), or None."""
+    if not isinstance(log, list):
+        return None
+    out = [(float(t), int(n)) for t, n in (x for x in log if isinstance(x, (list, tuple)) and len(x) == 2)
+           if finite(t) is not None and finite(n) is not None]
+    return out or None
+
+
+def capacity_segments(sess: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, int]]:
+    """``(from, to, workers)``: the workers present over time in the sessions whose pool's size
+    changed (a Dask pool's workers joined or left); each session's last segment ends at its end."""
+    out = []
+    for s in sess:
+        log = s.get("capacity")
+        if not log:
+            continue
+        end = s.get("finished") if s.get("finished") is not None else math.inf
+        for (t, n), nxt in zip(log, [x[0] for x in log[1:]] + [end]):
+            if nxt > t:
+                out.append((t, nxt, n))
+    return out
+
+
+def _capacity_time(segments: Sequence[tuple[float, float, int]], begin: float, end: float, workers: int) -> float:
+    """Worker-seconds present in ``[begin, end]``: the journaled sizes where known, else ``workers``."""
+    total, covered = 0.0, 0.0
+    for a, b, n in segments:
+        overlap = min(b, end) - max(a, begin)
+        if overlap > 0:
+            total += overlap * n
+            covered += overlap
+    return total + max(0.0, (end - begin) - covered) * workers
 
 
 def outcome(meta: Mapping[str, Any], rows: Sequence[Row] = ()) -> str:
@@ -194,7 +230,8 @@ def live_run(directory: Any) -> dict | None:
 
 def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
                 session_starts: Sequence[float] | None = None,
-                limits: Sequence[float | None] | None = None) -> dict[str, float]:
+                limits: Sequence[float | None] | None = None,
+                segments: Sequence[tuple[float, float, int]] = ()) -> dict[str, float]:
     """Busy time / (workers × span), as DeepHyper defines it: the span runs from the first
     start to the last end, or to the time limit when one stopped the session.
 
@@ -203,17 +240,22 @@ def utilization(rows: Iterable[Row], workers: int, now: float | None = None,
     ``session_starts`` (a resumed experiment) the span is the sum of each session's span, so
     the time between sessions is not idle time. ``limits`` (one per session, epoch seconds or
     ``None``): when a ``max_time`` or deadline stopped new tasks; the span ends there and busy
-    time after it does not count.
+    time after it does not count. ``segments`` (:func:`capacity_segments`): the workers present
+    over time where an elastic pool's size changed (they replace ``workers`` there).
     """
-    return _utilization_of(_session_spans(rows, now, session_starts, limits), workers)
+    return _utilization_of(_session_spans(rows, now, session_starts, limits), workers, segments)
 
 
-def _utilization_of(groups: list[tuple[list[Interval], float, float]], workers: int) -> dict[str, float]:
-    if not groups or workers <= 0:
+def _utilization_of(groups: list[tuple[list[Interval], float, float]], workers: int,
+                    segments: Sequence[tuple[float, float, int]] = ()) -> dict[str, float]:
+    """Busy time / worker time; with ``segments`` (see :func:`capacity_segments`) the worker
+    time is that of the workers present (an elastic pool), else ``workers`` × span."""
+    if not groups or (workers <= 0 and not segments):
         return {"busy": 0.0, "span": 0.0, "utilization": 0.0}
     busy = sum(max(0.0, min(i.end, end) - i.start) for g, _, end in groups for i in g)
     span = sum(end - begin for _, begin, end in groups)
-    return {"busy": busy, "span": span, "utilization": busy / (workers * span) if span > 0 else 1.0}
+    present = sum(_capacity_time(segments, begin, end, workers) for _, begin, end in groups)
+    return {"busy": busy, "span": span, "utilization": busy / present if present > 0 else 1.0}
 
 
 def ramps(rows: Iterable[Row], workers: int, now: float | None = None, session_starts: Sequence[float] | None = None,
@@ -521,7 +563,7 @@ def report_data(src: Results, top: int = 5) -> dict:
         "best": ({"task_id": best[0]["task_id"], "loss": best[0]["loss"], "params": dict(best[0]["params"]),
                   "metrics": dict(best[0].get("metrics") or {})} if best else None),
         "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in tops[:top]],
-        "utilization": _utilization_of(spans, src.workers),
+        "utilization": _utilization_of(spans, src.workers, capacity_segments(sess)),
         "ramp": _ramps_of(spans, src.workers),
         "runtime": runtime,
         "first": first_start(rows),

@@ -345,7 +345,8 @@ def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = 
 # -- load ----------------------------------------------------------------------------------------
 
 def draw_load(ax: Any, src: Results) -> None:
-    """Busy workers against time (a step line) with the pool size dashed, on ``ax``."""
+    """Busy workers against time (a step line) with the pool size dashed (the workers present
+    over time, for an elastic pool), on ``ax``."""
     now = _data.last_seen(src.all_attempts)
     t0 = _data.first_start(src.all_attempts) or 0.0
     steps = _data.load_over_time(src.all_attempts, now=now, t0=t0)
@@ -359,7 +360,15 @@ def draw_load(ax: Any, src: Results) -> None:
     else:
         _empty(ax, "no task started yet")
         top = workers
-    ax.axhline(workers, color="0.3", ls="--", lw=1, label=f"{workers} workers")
+    segments = _data.capacity_segments(_data.sessions(src.meta, src.all_attempts))
+    if segments:  # an elastic pool (Dask): the workers present over time, not one size
+        end = max(now or 0.0, t0)
+        xs = [(max(a, t0) - t0) / scale for a, _, _ in segments] + [(min(segments[-1][1], end) - t0) / scale]
+        ys = [n for _, _, n in segments] + [segments[-1][2]]
+        ax.step(xs, ys, where="post", color="0.3", ls="--", lw=1, label="workers present")
+        top = max(top, max(ys))
+    else:
+        ax.axhline(workers, color="0.3", ls="--", lw=1, label=f"{workers} workers")
     ax.set_ylim(0, top + max(0.9, 0.3 * top))  # room for the legend above the pool size
     ax.yaxis.get_major_locator().set_params(integer=True)
     _session_lines(ax, src, t0, scale)
@@ -479,11 +488,13 @@ def plot_load(source: Results, path: str | Path | None = None, *, ax: Any = None
             draw_heatmap(b, src, cax=fig.add_axes((pos.x1 + 0.1 / w, pos.y0, 0.12 / w, pos.height)))
         else:
             draw_gantt(b, src)
+        sess = _data.sessions(src.meta, src.all_attempts)
+        segments = _data.capacity_segments(sess)
         u = _data.utilization(src.all_attempts, src.workers, now=_data.last_seen(src.all_attempts),
-                              session_starts=[s["started"] for s in _data.sessions(src.meta, src.all_attempts)
-                                              if s["started"] is not None])
-        fig.suptitle(_title(src, f"load over time (utilization {u['utilization']:.0%} of {src.workers} workers)"),
-                     fontsize=10)
+                              session_starts=[s["started"] for s in sess if s["started"] is not None],
+                              segments=segments)
+        of = "the workers present" if segments else f"{src.workers} workers"
+        fig.suptitle(_title(src, f"load over time (utilization {u['utilization']:.0%} of {of})"), fontsize=10)
     _save(fig, path)
     return fig
 

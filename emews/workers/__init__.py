@@ -3,8 +3,10 @@
 * :class:`LocalPool` — processes on this machine (the default).
 * ``MPIPool`` — ranks of an MPI job (``emews.workers.mpi``; mpi4py imported lazily).
 * ``SimulatedPool`` — virtual workers with simulated durations (``emews.workers._simulated``).
+* ``DaskPool`` — Dask workers that join and leave at any time (``emews.workers.dask``;
+  ``distributed`` imported lazily).
 
-Runners (``runner.type``), for either pool: ``python`` (in the worker), ``isolated`` (a child
+Runners (``runner.type``), for every pool: ``python`` (in the worker), ``isolated`` (a child
 process per task: crashes and timeouts are failed results) and ``command`` (an external
 program per task); see :mod:`emews.workers._runners`.
 

@@ -175,3 +175,12 @@ def test_a_resumed_session_with_the_budget_spent():
     stop = complete.already_complete()
     assert stop.reason is StopReason.ALREADY_COMPLETE and str(stop) == "already complete (4 of 4 evaluations)"
     assert complete.evaluations == 0
+
+
+def test_an_attempt_lost_with_its_worker_runs_again_in_its_batch_and_counts_nothing():
+    led = Ledger(max_evals=2, retries=0)
+    accept_all(led, [0, 1])
+    task, batch = led.interrupted(result(0, CANCELLED))
+    assert (task.id, task.attempt, batch) == (0, 1, 1)
+    assert led.failures(0) == 0 and led.finished == 0 and led.failed == 0  # not against retries, not final
+    assert led.settle(result(0, DONE, 0.5, attempt=1)) is None and led.finished == 1 and led.best == 0.5

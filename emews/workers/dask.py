@@ -1,0 +1,611 @@
+"""The Dask pool: an elastic pool of Dask worker processes that join and leave at any time.
+
+::
+
+    driver ──submit(task)──▶ DaskPool ──client.submit(_attempt, pinned to worker w)──▶ scheduler ──▶ worker w
+    driver ◀──wait()──────── DaskPool ◀── future done (result, or the worker died) ◀────┘
+           ◀─on_report───── ◀── subscribe_topic(reports) ◀── worker.log_event(REPORT) ◀─ WorkerChannel
+                            ──── Queue(inbox of w).put(ANSWER / STOP) ──────────────────▶ WorkerChannel
+    joins, leaves ◀──────── subscribe_topic("all"): add-worker / remove-worker (and a periodic check)
+
+Dask distributed moves everything (no networking of ours): each task is one future pinned to the
+worker it was given (``workers=[w]``, no other worker allowed, ``retries=0``, never pure), so the
+scheduler never moves or reruns an attempt behind the journal's back. A worker that leaves
+(SIGKILL, node failure, the end of its batch job) takes its running attempt with it: the pool
+returns that attempt as *cancelled* with the worker it ran on, and the driver runs the task again
+first under a new attempt number (the same mechanism as a task left open by a killed job, on
+resume). Its late result, if one ever comes, is dropped: results are never doubled.
+
+Capacity is the workers present: :attr:`DaskPool.size` and :attr:`DaskPool.idle` follow every
+join and leave; each worker runs one task at a time (start them with ``--nthreads 1``). With no
+worker the search waits; it goes on as soon as one joins.
+
+Intermediate reports travel as Dask events (``Worker.log_event`` on a topic this pool subscribes
+to), the answers and stops as messages on a Dask ``Queue`` per worker (its *inbox*), both read by
+the same :class:`~emews.workers._wire.WorkerChannel` as on every other pool.
+
+``distributed`` is imported when a pool is built, so ``emews`` imports without it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import wait as mp_wait
+from typing import Any
+
+from ..errors import EmewsError, ObjectiveError
+from ..task import Report, Result, Task
+from . import _wire as wire
+from ._pool import OnReport, PoolBase
+from ._runners import HOST, execute, make_runner
+
+__all__ = ["DaskPool", "DaskPoolError", "distributed_module", "INSTALL_HINT", "CLUSTER_TYPES"]
+
+log = logging.getLogger("emews")
+
+INSTALL_HINT = 'pip install "emews[dask]"'
+
+#: ``dask.cluster.type`` -> the dask-jobqueue class that submits worker jobs (``local``: distributed's own)
+CLUSTER_TYPES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster", "sge": "SGECluster",
+                 "local": "LocalCluster"}
+
+#: how often (seconds) the pool checks the scheduler's worker list besides its join/leave events
+RECONCILE_EVERY = 2.0
+#: how long (seconds) the scheduler may be unreachable before the pool gives up on it
+SCHEDULER_GRACE = 10.0
+#: how long (seconds) after its future ended an attempt's result may take to come
+RESULT_GRACE = 30.0
+
+
+class DaskPoolError(EmewsError):
+    """The Dask scheduler is gone, or cannot be reached."""
+
+
+def distributed_module() -> Any:
+    """``distributed``, or an error that says how to install it."""
+    try:
+        import distributed
+    except ImportError as e:
+        raise EmewsError(f"pool: dask needs Dask distributed ({e}); install it with: {INSTALL_HINT}") from None
+    return distributed
+
+
+def scheduler_problem(settings: Mapping[str, Any], timeout: float) -> tuple[str, str] | None:
+    """Wait up to ``timeout`` seconds for the scheduler the settings name (its file written, its
+    port open); ``None`` when it answers, else ``(key, why)`` (``dask.scheduler_file`` or
+    ``dask.address``). Settings without a running scheduler (a cluster emews starts) pass."""
+    import json
+    import socket
+
+    deadline = time.monotonic() + timeout
+    key, value = ("dask.scheduler_file", settings.get("scheduler_file")) if settings.get("scheduler_file") else \
+        ("dask.address", settings.get("address"))
+    if not value:
+        return None
+    address = value
+    while True:
+        why = None
+        if key == "dask.scheduler_file":
+            try:
+                address = json.loads(open(value).read())["address"]
+            except FileNotFoundError:
+                why = f"scheduler file {value!r} does not exist (start the scheduler first: dask scheduler " \
+                      f"--scheduler-file {value})"
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                why = f"scheduler file {value!r} is not a Dask scheduler file ({type(e).__name__}: {e})"
+        if why is None:
+            rest = str(address).split("://", 1)[-1]
+            host, _, port = rest.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)),
+                                              timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+                    return None
+            except (OSError, ValueError) as e:
+                why = f"no Dask scheduler answers at {address!r} ({type(e).__name__}: {e})"
+        if time.monotonic() >= deadline:
+            return key, f"{why}; waited {timeout:g} s (dask.connect_timeout)"
+        time.sleep(0.2)
+
+
+# -- the worker's side (runs inside a Dask worker process) ----------------------------------
+_RUNNER: dict[str, Any] = {}  # the runner of the pool this worker process serves (one at a time)
+_INBOX: dict[str, Any] = {}  # inbox name -> its Queue
+
+
+def _runner_for(pool_id: str, spec: dict) -> Any:
+    """This worker process's runner for ``pool_id`` (built once: the objective is imported once)."""
+    if _RUNNER.get("pool") != pool_id:
+        old = _RUNNER.pop("runner", None)
+        _RUNNER.clear()
+        if old is not None:
+            old.close()
+        _RUNNER["runner"] = make_runner(spec, gpu=os.environ.get("CUDA_VISIBLE_DEVICES"))
+        _RUNNER["pool"] = pool_id
+    return _RUNNER["runner"]
+
+
+def _inbox_receive(name: str) -> wire.Receive:
+    """A worker channel's ``receive`` over the worker's inbox (a Dask Queue, reached on the first
+    read: an objective that never reports costs no queue, nor the worker's client to reach one)."""
+    from distributed import Queue
+
+    def inbox() -> Any:
+        queue = _INBOX.get(name)
+        if queue is None:
+            queue = _INBOX[name] = Queue(name)
+        return queue
+
+    buffered: collections.deque[Any] = collections.deque()
+
+    def receive(block: bool) -> Any:
+        try:
+            while not buffered:
+                if not block:
+                    buffered.extend(inbox().get(batch=True))  # whatever has come, at once
+                    if not buffered:
+                        return None
+                    break
+                try:
+                    buffered.append(inbox().get(timeout=10.0))
+                except TimeoutError:
+                    continue
+        except Exception as e:  # noqa: BLE001 - the scheduler is gone: no answer will come
+            raise OSError(f"the Dask scheduler is gone: {e}") from e
+        kind, body = buffered.popleft()
+        return kind, tuple(body)
+
+    return receive
+
+
+def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> Result | None:
+    """Run one attempt in a Dask worker: the task function every submitted future calls.
+
+    The result goes to the pool as an event on ``topic`` (on the worker's stream to the
+    scheduler, ahead of the task's end; the pool gathers nothing) and the future's value is
+    ``None``; a result that msgpack cannot carry is the future's value instead."""
+    from distributed import get_worker
+
+    me = get_worker()
+    runner = _runner_for(pool_id, spec)  # ObjectiveError: the future errs with it, the pool stops the run
+
+    def post(message: Any) -> None:
+        rep = message[1]
+        me.log_event(topic, [wire.REPORT, [rep.task_id, rep.attempt, rep.step, rep.loss, rep.metrics, rep.time]])
+
+    channel = wire.WorkerChannel(task.id, task.attempt, post, _inbox_receive(_inbox_name(pool_id, me.address)))
+    result = execute(runner, task, worker, HOST, os.environ.get("CUDA_VISIBLE_DEVICES"), channel)
+    try:
+        me.log_event(topic, [wire.RESULT, list(result.__reduce__()[1])])
+    except TypeError:  # not msgpack-serializable (a parameter of an exotic type): the future carries it
+        return result
+    return None
+
+
+def _inbox_name(pool_id: str, address: str) -> str:
+    return f"emews-{pool_id}-inbox-{address}"
+
+
+# -- the driver's side ---------------------------------------------------------------------
+class DaskPool(PoolBase):
+    """Tasks on the workers of a Dask cluster, each worker one task at a time (a :class:`~emews.workers.Pool`).
+
+    Args:
+        runner_spec: how tasks run (see :mod:`emews.workers._runners`).
+        settings: the config's ``dask`` mapping: ``scheduler_file`` or ``address`` (a running
+            scheduler), or ``cluster`` (``{type: slurm|pbs|lsf|sge|local, ...}``: the rest are
+            the cluster class's arguments) with ``adapt`` (``{minimum, maximum}``); with none
+            of them a ``LocalCluster`` of ``workers`` processes.
+        workers: the local cluster's processes, or the number of worker jobs a ``cluster``
+            without ``adapt`` asks for.
+        on_report: the driver's judge of each intermediate report (True stops the task).
+        connect_timeout: seconds to reach the scheduler.
+        start: connect now (else at :meth:`start`).
+
+    Attributes:
+        joined, left: workers that joined and left since the start.
+        interrupted: attempts returned because their worker left.
+    """
+
+    kind = "dask"
+
+    def __init__(self, runner_spec: dict, settings: Mapping[str, Any] | None = None, workers: int | None = None,
+                 on_report: OnReport | None = None, *, connect_timeout: float = 30.0, start: bool = True):
+        super().__init__(0, on_report, fifo=True)
+        self._spec = runner_spec
+        self._settings = dict(settings or {})
+        self._workers_wanted = workers
+        self._connect_timeout = connect_timeout
+        self._id = uuid.uuid4().hex[:12]
+        self._topic = f"emews-{self._id}-reports"
+        self._client: Any = None
+        self._cluster: Any = None  # a cluster this pool made (closed at shutdown)
+        self._address_of: dict[int, str] = {}  # worker id -> its Dask address
+        self._id_of: dict[str, int] = {}  # Dask address -> worker id (a worker that comes back gets a new one)
+        self._gone: set[str] = set()  # addresses that left (never taken back)
+        self._futures: dict[int, Any] = {}  # worker id -> the future of the task it runs
+        self._running: dict[tuple[int, int], int] = {}  # (task id, attempt) -> the worker running it
+        self._by_key: dict[Any, int] = {}  # a running future's key -> its worker
+        self._unreported: dict[int, float] = {}  # worker id -> when its future ended with no result yet
+        self._inboxes: dict[int, Any] = {}  # worker id -> its inbox Queue
+        self._events: collections.deque[tuple[str, Any]] = collections.deque()  # from Dask's threads
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._next_check = 0.0
+        self._unreachable_since: float | None = None
+        self._fatal: str | None = None
+        self._waiting_logged = False
+        self.joined = 0
+        self.left = 0
+        self.interrupted = 0
+        if start:
+            self.start()
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect to the scheduler (or start the cluster), learn the workers present. Idempotent."""
+        if self._client is not None or self.closed:
+            return
+        distributed = distributed_module()
+        s = self._settings
+        target: Any
+        if s.get("scheduler_file"):
+            target = None
+            kwargs: dict[str, Any] = {"scheduler_file": str(s["scheduler_file"])}
+        elif s.get("address"):
+            target, kwargs = str(s["address"]), {}
+        else:
+            self._cluster = self._make_cluster(distributed)
+            target, kwargs = self._cluster, {}
+        try:
+            self._client = distributed.Client(target, timeout=self._connect_timeout, set_as_default=False, **kwargs)
+        except (OSError, TimeoutError) as e:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+            where = s.get("scheduler_file") or s.get("address") or "of the cluster emews started"
+            raise DaskPoolError(f"cannot reach the Dask scheduler {where!r} within {self._connect_timeout:g} s: "
+                                f"{e}") from None
+        self._client.subscribe_topic("all", self._on_scheduler_event)
+        self._client.subscribe_topic(self._topic, self._on_worker_event)
+        self._check_workers(force=True)
+        log.info("dask pool: scheduler %s, %d worker(s) present", self._client.scheduler.address, self.size)
+
+    def _make_cluster(self, distributed: Any) -> Any:
+        """The cluster the settings ask for: a ``LocalCluster`` of ``workers`` processes by default."""
+        spec = dict(self._settings.get("cluster") or {"type": "local"})
+        kind = spec.pop("type", "local")
+        adapt = self._settings.get("adapt")
+        if kind == "local":
+            spec.setdefault("n_workers", 0 if adapt else (self._workers_wanted or os.cpu_count() or 1))
+            spec.setdefault("threads_per_worker", 1)
+            spec.setdefault("processes", True)
+            spec.setdefault("dashboard_address", None)
+            cluster = distributed.LocalCluster(**spec)
+        else:
+            import dask_jobqueue
+
+            cluster = getattr(dask_jobqueue, CLUSTER_TYPES[kind])(**spec)
+            if not adapt:
+                cluster.scale(jobs=self._workers_wanted or 1)
+        if adapt:
+            # Dask's adaptive target follows the tasks queued on its scheduler, but emews keeps its
+            # queue on its own side (one task per worker present), so Dask would never see a reason
+            # to grow: the search keeps `maximum` workers, and Dask's Adaptive starts new ones (new
+            # jobs) as others end, at their walltime or by failure
+            cluster.adapt(minimum=adapt["maximum"], maximum=adapt["maximum"])
+        return cluster
+
+    # -- joins and leaves ------------------------------------------------------------------
+    def _on_scheduler_event(self, event: tuple[float, Any]) -> None:
+        """Dask's thread: a scheduler event; joins and leaves are noted for :meth:`wait`."""
+        msg = event[1] if isinstance(event, (tuple, list)) and len(event) == 2 else event
+        if isinstance(msg, dict) and msg.get("action") in ("add-worker", "remove-worker") and msg.get("worker"):
+            self._post(("join" if msg["action"] == "add-worker" else "leave", msg["worker"]))
+
+    def _on_worker_event(self, event: tuple[float, Any]) -> None:
+        """Dask's thread: a report or a result from a running attempt."""
+        kind, body = event[1]
+        self._post((kind, body))
+
+    def _on_done(self, future: Any) -> None:
+        """Dask's thread: a future ended (done, erred or cancelled)."""
+        self._post(("done", future))
+
+    def _post(self, item: tuple[str, Any]) -> None:
+        self._events.append(item)
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: wait() is woken anyway
+
+    def _join(self, address: str) -> None:
+        if address in self._id_of or address in self._gone or self.closed:
+            return
+        wid = self.joined
+        self.joined += 1
+        self._id_of[address] = wid
+        self._address_of[wid] = address
+        self.size += 1
+        self._ready(wid)
+        if self._waiting_logged:
+            log.info("dask pool: worker %d joined (%s); the search goes on", wid, address)
+            self._waiting_logged = False
+
+    def _leave(self, address: str, out: list[Result]) -> None:
+        wid = self._id_of.pop(address, None)
+        self._gone.add(address)
+        if wid is None:
+            return
+        self.left += 1
+        self.size -= 1
+        if wid in self._idle:
+            self._idle.remove(wid)
+        self._inboxes.pop(wid, None)
+        task = self._busy.pop(wid, None)
+        future = self._futures.pop(wid, None)
+        self._unreported.pop(wid, None)
+        if task is not None:
+            self._running.pop((task.id, task.attempt), None)
+            self._stopping.discard((task.id, task.attempt))
+            if future is not None:
+                future.cancel()
+            self.interrupted += 1
+            out.append(Result.cancelled(task, f"interrupted: Dask worker {wid} ({address}) left while running it; "
+                                              "the task runs again", worker=wid, host=_host_of(address),
+                                        end=time.time()))
+        if self.size == 0 and not self._waiting_logged and not self.closed:
+            log.warning("dask pool: no worker left; the search waits until one joins the scheduler %s",
+                        self._client.scheduler.address)
+            self._waiting_logged = True
+
+    def _check_workers(self, force: bool = False, out: list[Result] | None = None) -> None:
+        """Compare with the scheduler's worker list (a safety net under the events; at most every
+        :data:`RECONCILE_EVERY` seconds); a scheduler gone for :data:`SCHEDULER_GRACE` seconds is an error."""
+        now = time.monotonic()
+        if not force and now < self._next_check:
+            return
+        self._next_check = now + RECONCILE_EVERY
+        status = getattr(self._client, "status", "closed")
+        if status != "running":  # reconnecting to a scheduler that went away: its workers did not leave
+            self._scheduler_trouble(now, f"the connection to it is {status}")
+            return
+        try:
+            present = set(self._client.scheduler_info(n_workers=-1)["workers"])
+        except Exception as e:  # noqa: BLE001 - an unreachable scheduler, whatever the comm raises
+            self._scheduler_trouble(now, e)
+            return
+        self._unreachable_since = None
+        for address in sorted(present):
+            self._join(address)
+        for address in [a for a in self._id_of if a not in present]:
+            self._leave(address, out if out is not None else [])
+
+    def _scheduler_trouble(self, now: float, error: Any) -> None:
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            log.warning("dask pool: the scheduler does not answer (%s); giving it %g s", error, SCHEDULER_GRACE)
+        elif now - self._unreachable_since >= SCHEDULER_GRACE:
+            raise DaskPoolError(f"lost the Dask scheduler {self._client.scheduler.address} ({error}); the search "
+                                "stops, its journal is kept: run it again (on any pool) to resume")
+
+    # -- what the driver calls -------------------------------------------------------------
+    def _send_task(self, worker: int, task: Task) -> bool:
+        address = self._address_of.get(worker)
+        if address is None:
+            return False
+        future = self._client.submit(_attempt, self._id, self._spec, task, worker, self._topic,
+                                     key=f"emews-{self._id}-{task.id}-{task.attempt}-{worker}", pure=False,
+                                     workers=[address], allow_other_workers=False, retries=0)
+        self._futures[worker] = future
+        self._running[(task.id, task.attempt)] = worker
+        self._by_key[future.key] = worker
+        future.add_done_callback(self._on_done)
+        return True
+
+    def _inbox(self, worker: int) -> Any:
+        q = self._inboxes.get(worker)
+        if q is None:
+            from distributed import Queue
+
+            q = self._inboxes[worker] = Queue(_inbox_name(self._id, self._address_of[worker]), client=self._client)
+        return q
+
+    def _tell(self, worker: int, message: tuple[str, Any]) -> None:
+        if worker not in self._address_of:
+            return
+        try:
+            self._inbox(worker).put([message[0], list(message[1])])
+        except Exception as e:  # noqa: BLE001 - the worker or the scheduler went; wait() finds out
+            log.debug("dask pool: could not reach worker %d's inbox: %s", worker, e)
+
+    def _send_stop(self, worker: int, task: Task) -> None:
+        self._tell(worker, wire.stop(task.id, task.attempt))
+
+    def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
+        """Results that are ready (and attempts whose worker left, as cancelled); blocks up to
+        ``timeout`` until one is, a worker joins, or an ``extra`` connection becomes readable.
+
+        Raises:
+            ObjectiveError: a worker could not load the objective.
+            DaskPoolError: the scheduler is gone.
+        """
+        if self._fatal:
+            raise ObjectiveError(self._fatal)
+        if self.closed:
+            return []
+        out: list[Result] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            idle_before = self.idle
+            self._handle_events(out)
+            if not self.closed:
+                self._check_workers(out=out)
+                if self._unreported:
+                    self._overdue(out)
+            if out or self.idle > idle_before or self._fatal:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            step = RECONCILE_EVERY if left is None else min(left, RECONCILE_EVERY)
+            ready = mp_wait([self._wake_r, *extra], step)
+            if any(r != self._wake_r for r in ready):
+                self._handle_events(out)
+                break
+        if self._fatal and not out:
+            raise ObjectiveError(self._fatal)
+        return out
+
+    def _handle_events(self, out: list[Result]) -> None:
+        try:
+            while os.read(self._wake_r, 65536):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        done = []
+        while self._events:
+            kind, body = self._events.popleft()
+            if kind == "done":
+                done.append(body)
+            elif kind == wire.RESULT:
+                self._on_result(Result(*body), out)
+            elif kind == wire.REPORT:
+                self._on_report(body)
+            elif kind == "join":
+                self._join(body)
+            else:
+                self._leave(body, out)
+        for future in done:
+            self._collect(future, out)
+
+    def _on_result(self, result: Result, out: list[Result]) -> None:
+        """An attempt's result (from its event, or its future's value); a late one is dropped."""
+        worker = self._running.pop((result.task_id, result.attempt), None)
+        if worker is None:
+            return  # its worker was declared gone and the attempt returned as interrupted: never doubled
+        self._futures.pop(worker, None)  # released: Dask forgets the task
+        self._unreported.pop(worker, None)
+        self._finished(worker, result)
+        out.append(result)
+
+    def _collect(self, future: Any, out: list[Result]) -> None:
+        """One ended future: its result's event has come (nothing to do), will come, or the attempt
+        ended without one (its worker died, or the task function itself failed)."""
+        worker = self._by_key.pop(future.key, None)
+        if worker is None or self._futures.get(worker) is not future:
+            return  # its result came, or it was cancelled because its worker left
+        task = self._busy[worker]
+        if future.status == "finished":
+            if getattr(future, "type", None) is type(None):
+                self._unreported[worker] = time.monotonic()  # the result's event is on its way
+                return
+            try:
+                result = future.result(timeout=30)
+            except Exception as e:  # noqa: BLE001 - its data went with its worker
+                self._interrupted(worker, task, e, out)
+            else:
+                self._on_result(result, out)
+            return
+        error = future.exception(timeout=30) if future.status == "error" else None
+        if isinstance(error, ObjectiveError):
+            self._fatal = str(error)
+            self._drop(worker, task)
+            return
+        if error is None or type(error).__name__ == "KilledWorker":
+            self._interrupted(worker, task, error, out)  # the worker died with it (Dask gave up on it)
+            return
+        # the task function itself failed (not the objective, whose errors are results)
+        self._drop(worker, task)
+        self._ready(worker)
+        out.append(Result.failed(task, f"the Dask task failed: {type(error).__name__}: {error}", worker=worker,
+                                 host=_host_of(self._address_of.get(worker, "")), end=time.time()))
+
+    def _drop(self, worker: int, task: Task) -> None:
+        self._busy.pop(worker, None)
+        self._futures.pop(worker, None)
+        self._unreported.pop(worker, None)
+        self._running.pop((task.id, task.attempt), None)
+
+    def _interrupted(self, worker: int, task: Task, why: Any, out: list[Result]) -> None:
+        """An attempt that ended without a result: returned as cancelled (the driver runs it again)."""
+        self._drop(worker, task)
+        self.interrupted += 1
+        out.append(Result.cancelled(task, f"interrupted: Dask lost the attempt on worker {worker} ({why}); the task "
+                                          "runs again", worker=worker,
+                                    host=_host_of(self._address_of.get(worker, "")), end=time.time()))
+        address = self._address_of.get(worker)
+        if address is not None:
+            self._leave(address, out)
+
+    def _overdue(self, out: list[Result]) -> None:
+        """Futures that ended :data:`RESULT_GRACE` seconds ago whose result never came."""
+        now = time.monotonic()
+        for worker, since in list(self._unreported.items()):
+            if now - since >= RESULT_GRACE and worker in self._busy:
+                self._interrupted(worker, self._busy[worker], f"no result {RESULT_GRACE:g} s after it ended", out)
+
+    def _on_report(self, body: list) -> None:
+        rep = Report(int(body[0]), int(body[1]), body[2], body[3], dict(body[4] or {}), body[5])
+        worker = self._running.get((rep.task_id, rep.attempt))
+        stop = self._judge(rep)
+        if worker is not None:
+            self._tell(worker, wire.answer(rep.task_id, rep.attempt, stop))
+
+    def shutdown(self, kill: bool = False) -> list[Result]:
+        """Leave the cluster; with ``kill`` running tasks are abandoned (returned as cancelled)."""
+        if self.closed:
+            return []
+        self.closed = True
+        cancelled = self._running_as_cancelled(lambda w: _host_of(self._address_of.get(w, ""))) if kill else []
+        client, self._client = self._client, None
+        if client is not None and client.status != "running":
+            # the scheduler is gone: Dask's own tracebacks of the reconnection it abandons say nothing more
+            for name in ("distributed.client", "distributed.utils"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        if client is not None:
+            if not kill:
+                deadline = time.monotonic() + 10
+                pending = [f for f in self._futures.values() if not f.done()]
+                while pending and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    pending = [f for f in pending if not f.done()]
+            try:
+                for topic in ("all", self._topic):  # else the scheduler tells a closing client of its own leaving
+                    client.unsubscribe_topic(topic)
+                client.cancel(list(self._futures.values()), force=True)
+                for q in self._inboxes.values():
+                    q.close()
+            except Exception:  # noqa: BLE001 - the scheduler may be gone already
+                pass
+            try:
+                client.close(timeout=5)
+            except Exception:  # noqa: BLE001
+                pass
+        self._futures.clear()
+        self._inboxes.clear()
+        if self._cluster is not None:
+            try:
+                self._cluster.close(timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+            self._cluster = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return cancelled
+
+
+def _host_of(address: str) -> str | None:
+    """The host of a Dask address (``tcp://10.0.0.5:40123`` -> ``10.0.0.5``)."""
+    if not address:
+        return None
+    rest = address.split("://", 1)[-1]
+    return rest.rsplit(":", 1)[0] or None

@@ -1,0 +1,38 @@
+"""Objectives for the Dask pool tests: each attempt marks its start, then waits for the test's gate."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def gated(params: dict) -> float:
+    """Writes ``started-<x>-<pid>`` in ``$EMEWS_GATE_DIR``, then waits until ``go`` exists there."""
+    gate = Path(os.environ["EMEWS_GATE_DIR"])
+    (gate / f"started-{params['x']}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 300
+    while not (gate / "go").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.02)
+    return float(params["x"]) ** 2
+
+
+class OneSlotEach:
+    """An ask/tell optimizer that asks only for free worker slots (``lookahead = 0``, like
+    ``mbo``): x = 0, 1, 2... So it proposes a point for a new worker only when emews tells it
+    the capacity grew."""
+
+    lookahead = 0
+
+    def __init__(self, space, seed=None):
+        self.next = 0
+
+    def ask(self, n: int) -> list[dict]:
+        out = [{"x": self.next + i} for i in range(n)]
+        self.next += n
+        return out
+
+    def tell(self, results: list) -> None:
+        pass
