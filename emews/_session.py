@@ -6,8 +6,8 @@
                                     sessions list (this one last), outcome "running"
                ──end_session()────▶ journal meta: finished, runtime, outcome, this session's
                                     evaluations (and when a time limit stopped new tasks)
-               ──Outputs.write()──▶ results.csv, best.json, optimizer_log.jsonl (from the
-                                    closed journal, read once)
+               ──Outputs.write()──▶ results.csv, best.json (with the best kept model, if any),
+                                    optimizer_log.jsonl (from the closed journal, read once)
                ──Outputs.report()─▶ report.json, report.txt and the plots (matplotlib's import
                                     overlaps the search: Outputs.preload)
 
@@ -108,7 +108,8 @@ class Outputs:
         kept as :meth:`results`, which the report also uses)."""
         res = self.results(stop)
         write_results_csv(self.directory / "results.csv", res.all_attempts, self.space.names)
-        write_best_json(self.directory / "best.json", res.all_attempts)
+        kept = (res.meta or {}).get("models") or []  # keep_models: the best first
+        write_best_json(self.directory / "best.json", res.all_attempts, kept[0] if kept else None)
         write_final_messages(self.directory, res.optimizer_log)  # an EQ/Py algorithm's DONE/FINAL outputs
         if res.optimizer_log:
             with open(self.directory / "optimizer_log.jsonl", "w") as f:

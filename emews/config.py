@@ -38,6 +38,10 @@ Reference (``*`` = required)::
       kill_grace: 5               # seconds between SIGTERM and SIGKILL on a timeout
     progress: 30                  # seconds between progress lines on stderr (0: quiet; CLI default 30)
     report: true                  # at the end: report.json, report.txt and PNG plots (with matplotlib)
+    checkpoint_local: $TMPDIR     # node-local parent of trial.checkpoint_dir (or /dev/shm); default:
+                                  # <experiment>/checkpoints/<task_id>, where a re-run resumes from
+    keep_models: {count: 5, by: loss, mode: min}   # the best k final checkpoints, flushed to
+                                  # <experiment>/models/ (by: loss or a metric the objective returns)
 """
 
 from __future__ import annotations
@@ -61,14 +65,15 @@ from .space import Space
 
 log = logging.getLogger("emews.config")
 
-__all__ = ["Config", "RunnerConfig", "GpuConfig", "SimulationConfig", "load_config", "parse_config", "apply_overrides"]
+__all__ = ["Config", "KeepModelsConfig", "RunnerConfig", "GpuConfig", "SimulationConfig", "load_config", "parse_config", "apply_overrides"]
 
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
     "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "chain", "chain_max", "warm_start",
-    "dask",
+    "dask", "checkpoint_local", "keep_models",
 }
+_KEEP_KEYS = {"count", "by", "mode"}
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
                 "report_pattern", "report_file", "model", "params", "path", "default_model", "data_dir", "return"}
 #: the keys of runner.type: candle beyond the command runner's (emews.workers._candle)
@@ -158,6 +163,16 @@ class SimulationConfig(_Section):
     seed: int | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class KeepModelsConfig(_Section):
+    """``keep_models:``, checked: keep the ``count`` best final checkpoints ranked by ``by``
+    (``loss`` or a metric), lower first with ``mode: min``."""
+
+    count: int = 5
+    by: str = "loss"
+    mode: str = "min"
+
+
 @dataclass
 class Config:
     """A validated configuration. ``raw`` is the mapping as loaded (after overrides)."""
@@ -189,6 +204,8 @@ class Config:
     chain: bool = False  # resubmit the Slurm job script when stopped at the job's end with budget left
     chain_max: int = 10  # jobs in a chain at most (the first included)
     warm_start: Any = None  # earlier results the optimizer starts from (an emews.formats.WarmStart)
+    checkpoint_local: str | None = None  # node-local parent of the tasks' checkpoint directories
+    keep_models: KeepModelsConfig | None = None  # the best k models kept in <experiment>/models
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -583,6 +600,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     check_optimizer_settings(optimizer_obj, settings, source, label)
     check_optimizer_settings_once(optimizer_obj, space, settings, seed, source)
     warm_start = _warm_start(raw.get("warm_start"), space, source, base_dir)
+    checkpoint_local = _str(raw, "checkpoint_local", source)
+    keep_models = _keep_models(raw.get("keep_models"), source)
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
@@ -590,8 +609,23 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
         simulation=simulation, dask=dask, stopper=stopper, chain=chain, chain_max=chain_max, warm_start=warm_start,
-        source=source, raw=dict(raw),
+        checkpoint_local=checkpoint_local, keep_models=keep_models, source=source, raw=dict(raw),
     )
+
+
+def _keep_models(value: Any, source: str) -> KeepModelsConfig | None:
+    """``keep_models``: a mapping ``{count, by, mode}`` (or a bare count), checked."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"count": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"must be a mapping {{count: 5, by: loss}} or a count, got {value!r}", source, "keep_models")
+    _check_keys(value, _KEEP_KEYS, source, "keep_models.")
+    count = _int(value, "count", source, default=5, minimum=1, prefix="keep_models.")
+    by = _str(value, "by", source, default="loss", prefix="keep_models.")
+    mode = _str(value, "mode", source, default="min", choices=("min", "max"), prefix="keep_models.")
+    return KeepModelsConfig(count=count, by=by, mode=mode)
 
 
 def _gpus(gpus: Any, source: str) -> GpuConfig | None:

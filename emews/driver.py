@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._ledger import Ledger
+from ._models import ModelKeeper
 from ._progress import Progress
 from ._session import Outputs, end_session, start_session
 from .errors import OptimizerError
@@ -72,6 +73,7 @@ class SearchSettings:
     report: bool = True  # write report.json/.txt and the plots (when matplotlib is there) at the end
     stopper: Any = None  # early stopping: a spec for emews.stoppers.from_config (None: none)
     warm_start: Any = None  # earlier results the optimizer is given first (emews.formats.WarmStart)
+    keep_models: dict | None = None  # {count, by, mode}: the best final checkpoints kept in <experiment>/models
 
 
 class Terminated(KeyboardInterrupt):
@@ -158,6 +160,11 @@ class Driver:
         self._stop_ids: set[int] = set()  # tasks the optimizer asked to stop (queued or running)
         self._capacity_told = max(1, self.pool.size)  # the worker slots the optimizer plans for
         self._size_logged = self.pool.size  # the pool's size last journaled (sessions[-1]["capacity"])
+        #: keep_models: the best final checkpoints, flushed to <experiment>/models (None: not asked)
+        self.models: ModelKeeper | None = None
+        if settings.keep_models:
+            kept = (resume.meta.get("models") if resume is not None else None) or []
+            self.models = ModelKeeper(self.directory, kept=kept, **settings.keep_models)
 
     # -- start ---------------------------------------------------------------------------
     def _take_over(self, plan: ResumePlan | None, now: float) -> Handoff | None:
@@ -495,6 +502,8 @@ class Driver:
                 self.journal.queued(t.id, t.attempt, t.params, self.clock.time(), retry.batch)
                 self.waiting.appendleft(t)
                 continue
+            if self.models is not None and r.status != CANCELLED and self.models.settle(r):
+                self.journal.set_meta(models=self.models.kept)  # where each kept model lives, its size
             to_optimizer.append(r)
         # finished results reach the disk within RESULT_FLUSH seconds (at once when results are
         # rare, as with real training runs; in batches when thousands arrive per second)

@@ -105,6 +105,7 @@ def settings_from_config(cfg: Config) -> SearchSettings:
         report=cfg.report,
         stopper=cfg.stopper,
         warm_start=cfg.warm_start,
+        keep_models=dict(cfg.keep_models) if cfg.keep_models is not None else None,
     )
 
 
@@ -126,6 +127,9 @@ def runner_spec(cfg: Config, directory: Path) -> dict:
             name = getattr(obj, "__qualname__", repr(obj))
             raise ObjectiveError(f"cannot send the objective {name} to the workers: {type(e).__name__}: {e}") from e
     spec.setdefault("workdir", str(directory / "tasks"))
+    spec["checkpoints"] = str(directory / "checkpoints")  # trial.checkpoint_dir's shared place
+    if cfg.checkpoint_local:
+        spec["checkpoint_local"] = cfg.checkpoint_local
     return spec
 
 

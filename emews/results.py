@@ -197,7 +197,10 @@ def best_of(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return best
 
 
-def write_best_json(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def write_best_json(path: str | Path, rows: Iterable[Mapping[str, Any]],
+                    model: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
+    """``best.json``: the best result (and, with ``keep_models``, ``model``: the best kept
+    model's entry, its path relative to the experiment); returns the best row."""
     rows = list(rows)
     best = best_of(rows)
     done = sum(1 for r in final_attempts(rows) if r["status"] == "done")
@@ -206,6 +209,8 @@ def write_best_json(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Mapp
         body.update(task_id=best["task_id"], loss=best["loss"], params=best["params"], metrics=best.get("metrics") or {})
     else:
         body.update(task_id=None, loss=None, params=None, metrics={})
+    if model is not None:
+        body["model"] = dict(model)
     tmp = Path(path).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
     tmp.replace(path)

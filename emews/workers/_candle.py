@@ -168,8 +168,12 @@ class CandleRunner(CommandRunner):
         return f"run_{task.id}" if task.attempt == 0 else f"run_{task.id}-{task.attempt}"
 
     def _ids(self, task: Task) -> dict[str, str]:
-        return {"experiment_id": self.experiment_id, "run_id": self.run_id(task),
-                "output_dir": str(self.task_dir(task) / "output")}
+        ids = {"experiment_id": self.experiment_id, "run_id": self.run_id(task),
+               "output_dir": str(self.task_dir(task) / "output")}
+        ckpt = self.checkpoint_dir(task)
+        if ckpt is not None:  # candle_lib's convention: ckpt_directory (with ckpt_restart_mode: auto)
+            ids["ckpt_directory"] = str(ckpt)
+        return ids
 
     def _argv(self, task: Task, values: Mapping[str, Any]) -> list[str]:
         argv = super()._argv(task, values)

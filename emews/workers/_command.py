@@ -288,6 +288,18 @@ class CommandRunner:
         rp = spec.get("report_pattern")
         self.report_pattern = re.compile(rp) if rp else None
         self.report_file = spec.get("report_file")
+        self.spec = spec
+
+    def checkpoint_dir(self, task: Task) -> Path | None:
+        """The task's checkpoint directory (``EMEWS_CHECKPOINT_DIR``; one for all its attempts,
+        so a re-run finds what an interrupted one saved), created; None outside an experiment."""
+        from ._runners import checkpoint_place
+
+        place = checkpoint_place(self.spec, task.id)
+        if place is None:
+            return None
+        place.dir.mkdir(parents=True, exist_ok=True)
+        return place.dir
 
     def task_dir(self, task: Task) -> Path:
         """``<workdir>/<task_id>`` for the first attempt, ``<task_id>-<attempt>`` for retries."""
@@ -321,6 +333,12 @@ class CommandRunner:
         env = self._env(task, d, dict(self.env, EMEWS_TASK_ID=str(task.id), EMEWS_ATTEMPT=str(task.attempt),
                                       EMEWS_TASK_DIR=str(d), EMEWS_PARAMS_FILE=str(params_file),
                                       EMEWS_RESULT_FILE=str(result_path)))
+        try:
+            ckpt = self.checkpoint_dir(task)
+        except OSError as e:
+            return Outcome.failed(f"cannot prepare the checkpoint directory of task {task.id}: {e}")
+        if ckpt is not None:
+            env["EMEWS_CHECKPOINT_DIR"] = str(ckpt)
         with open(d / "stdout.txt", "wb") as out, open(d / "stderr.txt", "wb") as err:
             try:
                 proc = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,

@@ -42,6 +42,7 @@ from typing import Any, Callable
 from .. import _pickling
 from ..errors import ObjectiveError, Stopped
 from ..task import STOPPED, Outcome, Result, Task, outcome_from_value
+from ._checkpoint import CheckpointPlace
 from ._trial import Trial, accepts_trial, call_with_trial
 
 __all__ = ["load_objective", "make_runner", "accepts_comm", "PythonRunner", "RUNNERS", "runner_types"]
@@ -104,13 +105,17 @@ class PythonRunner:
             os.environ.update({str(k): str(v) for k, v in spec["env"].items()})
             if gpu is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        self.spec = spec
         self.fn = load_objective(spec["objective"])
         self.kwargs = {"comm": comm} if comm is not None and accepts_comm(self.fn) else {}
         self.with_trial = accepts_trial(self.fn)
 
     def run(self, task: Task, channel: Any = None) -> Outcome:
+        trial = Trial(task.id, task.attempt, dict(task.params), channel, checkpoint_place(self.spec, task.id))
+        return with_checkpoints(self._run(task, trial), trial)
+
+    def _run(self, task: Task, trial: Trial) -> Outcome:
         start = time.time()
-        trial = Trial(task.id, task.attempt, dict(task.params), channel)
         try:
             value = call_with_trial(self.fn, dict(task.params), trial, self.with_trial, **self.kwargs)
         except Stopped as e:
@@ -125,6 +130,34 @@ class PythonRunner:
 
     def close(self) -> None:
         pass
+
+
+def checkpoint_place(spec: dict, task_id: int) -> CheckpointPlace | None:
+    """The task's checkpoint place from the runner spec (``checkpoints``: the experiment's
+    shared directory; ``checkpoint_local``: a node-local parent); None outside an experiment."""
+    root = spec.get("checkpoints")
+    if not root:
+        return None
+    return CheckpointPlace(task_id, root, spec.get("checkpoint_local"))
+
+
+def with_checkpoints(outcome: Outcome, trial: Trial) -> Outcome:
+    """The outcome with the attempt's checkpoint step and ``resumed_from`` in its metrics (the
+    objective's own metrics of those names win); a node-local checkpoint is flushed to the
+    shared place first (a failed flush is a warning: the outcome stays)."""
+    place = trial._place
+    if place is not None and place.node_local and trial.checkpoint_step is not None:
+        try:
+            place.flush()
+        except OSError as e:
+            import logging
+
+            logging.getLogger("emews").warning("task %d: its checkpoint could not be copied from %s to %s: %s",
+                                               trial.task_id, place.dir, place.shared, e)
+    m = trial.checkpoint_metrics()
+    if not m:
+        return outcome
+    return Outcome(outcome.status, outcome.loss, {**m, **outcome.metrics}, outcome.error, outcome.start, outcome.end)
 
 
 def stopped_outcome(trial: Trial, reason: str = "stopped early") -> Outcome:

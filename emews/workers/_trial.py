@@ -24,6 +24,23 @@ The channel is a :class:`~emews.workers._wire.WorkerChannel` (one class for ever
 runner; each gives it its transport). A trial uses two of its methods: ``send(step, loss,
 metrics) -> bool`` (sends the report; True when a stop has arrived, for this or an earlier
 report) and ``stop_requested() -> bool`` (has a stop arrived? never blocks).
+
+Checkpoints: ``trial.save(state_or_path, step)`` writes to the task's place
+(``trial.checkpoint_dir``, see :mod:`emews.workers._checkpoint`), ``trial.load()`` reads the
+latest back; an attempt that follows an interrupted one starts with ``trial.resumed_from``
+(the step of the checkpoint it found, else None)::
+
+    def train(params, trial):
+        model = trial.load() or new_model(params)
+        for epoch in range((trial.resumed_from or 0) + 1, 28):
+            loss = fit_one_epoch(model)
+            trial.save(model, epoch)
+            if trial.report(epoch, loss):
+                break
+        return loss
+
+Reports made after a save carry its step (``metrics["checkpoint"]``); so does the outcome,
+with ``resumed_from`` when the attempt continued an earlier one.
 """
 
 from __future__ import annotations
@@ -33,10 +50,12 @@ import inspect
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import Stopped
 from ..task import _jsonable
+from ._checkpoint import CheckpointPlace
 from ._wire import NullChannel
 
 __all__ = ["NullChannel", "Trial", "accepts_trial", "current_trial", "report_step"]
@@ -55,9 +74,12 @@ class Trial:
         last_step, last_loss: the last report sent (``None`` before the first).
         stopped: True once a stop has been seen.
         reports: how many reports were sent.
+        resumed_from: the step of the checkpoint an earlier attempt left (None: from the start).
+        checkpoint_step: the step of the last checkpoint saved or found (None: none).
     """
 
-    def __init__(self, task_id: int, attempt: int, params: dict, channel: Any = None):
+    def __init__(self, task_id: int, attempt: int, params: dict, channel: Any = None,
+                 checkpoints: CheckpointPlace | None = None):
         self.task_id = task_id
         self.attempt = attempt
         self.params = params
@@ -68,6 +90,55 @@ class Trial:
         self.stopped = False
         self.reports = 0
         self._warned: set[str] = set()
+        self._place = checkpoints
+        found = checkpoints.latest() if checkpoints is not None else None
+        self.resumed_from: float | None = found["step"] if found is not None else None
+        self.checkpoint_step: float | None = self.resumed_from
+
+    # -- checkpoints -----------------------------------------------------------------------
+    @property
+    def checkpoints(self) -> CheckpointPlace:
+        """The task's checkpoint place (a temporary one outside an experiment)."""
+        if self._place is None:
+            self._place = CheckpointPlace(self.task_id)
+        return self._place
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The directory checkpoints are written to (node-local with ``checkpoint_local``);
+        created on first use. The objective may write its own files here too."""
+        d = self.checkpoints.dir
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def save(self, state_or_path: Any, step: float) -> Path:
+        """Save a checkpoint at ``step``: a path (a file or a directory) is copied, any other
+        object pickled; written atomically, and only the latest is kept. Returns its directory.
+
+        Args:
+            state_or_path: the state to pickle, or the path of a file the objective wrote.
+            step: the step it was made at (the epoch); the next attempt resumes after it.
+        """
+        where = self.checkpoints.save(state_or_path, step)
+        self.checkpoint_step = int(step) if float(step).is_integer() else float(step)
+        return where
+
+    def load(self) -> Any:
+        """The latest checkpoint of this task (the state, or the saved file's path); None when
+        there is none."""
+        if self._place is None:
+            return None
+        return self._place.load()
+
+    def checkpoint_metrics(self) -> dict:
+        """What an attempt's outcome says about its checkpoints: ``checkpoint`` (the last
+        step saved) and ``resumed_from``, when there are."""
+        m: dict = {}
+        if self.checkpoint_step is not None:
+            m["checkpoint"] = self.checkpoint_step
+        if self.resumed_from is not None:
+            m["resumed_from"] = self.resumed_from
+        return m
 
     def report(self, step: float, loss: float, **metrics: Any) -> bool:
         """Report the loss at ``step``; returns True when the task should stop now.
@@ -94,6 +165,8 @@ class Trial:
             self._warn("step", "task %d reported step %r after step %r (steps must grow): the stopper ignores it",
                        self.task_id, step, self.last_step)
         m = {str(k): _jsonable(x) for k, x in metrics.items()}
+        if self.checkpoint_step is not None:
+            m.setdefault("checkpoint", self.checkpoint_step)
         stop = bool(self._channel.send(s, v, m))
         self.reports += 0 if stop else 1
         if stop:  # the decision concerns an earlier report (or the optimizer asked): this one was not sent

@@ -1,0 +1,194 @@
+"""A task's checkpoint place: where ``trial.save`` writes and ``trial.load`` reads.
+
+::
+
+    trial.save(state | path, step) ──▶ <place>/.tmp-step-<n>-<pid>/  (state.pkl or a copy of the path)
+                                        └─rename─▶ <place>/step-<n>/ ──▶ latest.json {"step": n, ...}
+                                                                          (written atomically last:
+                                                                           the commit point; older
+                                                                           step-* removed after it)
+    trial.load() ◀── <place>/latest.json ◀── the node-local place, else the shared one
+
+Each task has one place for all its attempts, so the next attempt of an interrupted task
+finds what the last one saved (``trial.resumed_from``). The shared place is
+``<experiment>/checkpoints/<task_id>`` (on the experiment's file system, which survives the
+job); with ``checkpoint_local`` (``$TMPDIR``, ``/dev/shm``) the checkpoints are written to a
+node-local directory instead, and the latest is copied to the shared place when the attempt
+ends (:func:`flush`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CheckpointPlace", "latest", "flush", "place_size", "LATEST", "STATE"]
+
+#: the file naming a place's latest checkpoint (its commit point)
+LATEST = "latest.json"
+#: the file a saved Python state is pickled to
+STATE = "state.pkl"
+
+
+def latest(place: Path) -> dict | None:
+    """The latest checkpoint of ``place`` (``{"step", "name", "kind", "file"}``), or None."""
+    try:
+        info = json.loads((Path(place) / LATEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not (Path(place) / str(info.get("name"))).is_dir():
+        return None
+    return info
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def _rm(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _prune(place: Path, keep: str) -> None:
+    """Remove every checkpoint of ``place`` but ``keep`` (and stale temporaries)."""
+    for p in place.iterdir():
+        if p.name != keep and (p.name.startswith("step-") or p.name.startswith(".tmp-")):
+            _rm(p)
+
+
+def flush(src: Path, dst: Path) -> dict | None:
+    """Copy the latest checkpoint of place ``src`` to place ``dst`` (atomically: a temporary
+    name, then a rename, then ``latest.json``); returns its info, None when ``src`` has none."""
+    info = latest(src)
+    if info is None:
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    have = latest(dst)
+    if have is not None and have.get("name") == info["name"]:
+        return info
+    tmp = dst / f".tmp-{info['name']}-{os.getpid()}"
+    _rm(tmp)
+    _copy(src / info["name"], tmp)
+    target = dst / info["name"]
+    _rm(target)
+    os.rename(tmp, target)
+    _write_json_atomically(dst / LATEST, info)
+    _prune(dst, info["name"])
+    return info
+
+
+def place_size(path: Path) -> int:
+    """Bytes under ``path`` (a file or a directory)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _step_name(step: float) -> str:
+    s = float(step)
+    return f"step-{int(s)}" if s.is_integer() else f"step-{s:g}"
+
+
+class CheckpointPlace:
+    """One task's checkpoint place (see the module docstring).
+
+    Args:
+        task_id: the task.
+        shared: the experiment's checkpoint directory (``<experiment>/checkpoints``), or
+            None (outside an experiment: a place under the system's temporary directory).
+        local: the node-local parent (``$TMPDIR``, ``/dev/shm``; variables expanded on the
+            worker), or None: checkpoints are written to the shared place directly.
+    """
+
+    def __init__(self, task_id: int, shared: str | os.PathLike | None = None, local: str | None = None):
+        if shared is None:
+            import tempfile
+
+            shared = Path(tempfile.gettempdir()) / f"emews-checkpoints-{os.getpid()}"
+        self.shared = Path(shared) / str(task_id)
+        if local:
+            base = Path(os.path.expandvars(os.path.expanduser(local)))
+            tag = hashlib.sha1(str(Path(shared).resolve()).encode()).hexdigest()[:12]
+            self.dir = base / f"emews-{tag}" / str(task_id)
+        else:
+            self.dir = self.shared
+
+    @property
+    def node_local(self) -> bool:
+        """True when checkpoints are written to a node-local directory."""
+        return self.dir != self.shared
+
+    def latest(self) -> dict | None:
+        """The latest checkpoint: the node-local one, else the shared one (another node's, flushed)."""
+        info = latest(self.dir)
+        if info is None and self.node_local:
+            info = latest(self.shared)
+            if info is not None:
+                info = dict(info, shared=True)
+        return info
+
+    def save(self, state_or_path: Any, step: float) -> Path:
+        """Save a checkpoint at ``step``: a path (file or directory) is copied, anything
+        else is pickled. Returns the checkpoint's directory."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = _step_name(step)
+        tmp = self.dir / f".tmp-{name}-{os.getpid()}"
+        _rm(tmp)
+        tmp.mkdir()
+        is_path = isinstance(state_or_path, (str, os.PathLike)) and os.path.exists(state_or_path)
+        if is_path:
+            src = Path(state_or_path)
+            _copy(src, tmp / src.name)
+            info = {"step": float(step), "name": name, "kind": "path", "file": src.name}
+        else:
+            with open(tmp / STATE, "wb") as f:
+                pickle.dump(state_or_path, f, protocol=pickle.HIGHEST_PROTOCOL)
+            info = {"step": float(step), "name": name, "kind": "state", "file": STATE}
+        if float(step).is_integer():
+            info["step"] = int(step)
+        target = self.dir / name
+        _rm(target)
+        os.rename(tmp, target)
+        _write_json_atomically(self.dir / LATEST, info)
+        _prune(self.dir, name)
+        return target
+
+    def load(self) -> Any:
+        """The latest checkpoint: the state saved, or the path of the file saved; None when
+        there is none."""
+        info = self.latest()
+        if info is None:
+            return None
+        where = (self.shared if info.get("shared") else self.dir) / info["name"] / info["file"]
+        if info.get("kind") == "state":
+            with open(where, "rb") as f:
+                return pickle.load(f)
+        return where
+
+    def flush(self) -> dict | None:
+        """Copy the node-local latest checkpoint to the shared place (nothing to do when
+        checkpoints are written there directly)."""
+        if not self.node_local:
+            return latest(self.shared)
+        return flush(self.dir, self.shared)
