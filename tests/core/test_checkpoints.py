@@ -1,0 +1,175 @@
+"""Checkpoints per task, interrupted trials that continue from them, and the best k models
+kept (issue 24, items 1-3). Real runs of ``python -m emews.run`` with the ``checkpointed``
+objective (tests/checkpointed.py); the kill points come from a printed seed."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import stat
+
+import pytest
+
+from emews.journal import final_attempts, read_journal
+
+from helpers import kill_env, kill_rng, reap, run_cli, start_cli, wait_until, write_config
+
+EPOCHS = 6
+
+
+def _config(tmp_path, **changes) -> dict:
+    cfg = {"experiment": "k", "objective": "checkpointed:train", "space": {"x": {"type": "real", "low": 0, "high": 1}},
+           "max_evals": 6, "workers": 2, "seed": 5, "output": str(tmp_path / "runs"), "report": False}
+    cfg.update(changes)
+    return cfg
+
+
+def _env(tmp_path, **extra) -> dict:
+    env = kill_env(tmp_path) | {"CKPT_LOG": str(tmp_path / "epochs.log"), "CKPT_EPOCHS": str(EPOCHS)}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _epochs(tmp_path) -> list[tuple[int, int, int]]:
+    text = (tmp_path / "epochs.log").read_text()
+    return [tuple(map(int, line.split())) for line in text.splitlines() if line.strip()]
+
+
+def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path):
+    rnd = kill_rng()
+    hold = rnd.randint(1, EPOCHS - 1)  # the epoch after whose checkpoint the running tasks are held
+    print(f"kill point: the running tasks hold after saving epoch {hold}")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cfg = write_config(tmp_path, _config(tmp_path))
+    out = tmp_path / "runs" / "k"
+    proc = start_cli([str(cfg)], tmp_path, _env(tmp_path, CKPT_GATE=gate, CKPT_HOLD=hold))
+    try:
+        held = wait_until(lambda: (h := sorted(p.name for p in gate.glob("held-*"))) and len(h) >= 2 and h,
+                          message="two tasks held at the gate", proc=proc)
+        held_ids = {int(name.split("-")[1]) for name in held}
+
+        def journaled_running() -> bool:  # the kill comes once the journal shows them running
+            try:
+                rows = read_journal(out)["evals"]
+            except Exception:  # noqa: BLE001 - not written yet
+                return False
+            return held_ids <= {x["task_id"] for x in rows if x["status"] == "running"}
+
+        wait_until(journaled_running, message="the held tasks journaled as running", proc=proc)
+        pid = json.loads((out / ".lock").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)  # the driver, then everything it started (a lost node)
+        proc.wait(timeout=120)
+    finally:
+        reap(proc)
+    killed = [e for e in _epochs(tmp_path)]
+    assert {(t, e) for t, a, e in killed if t in held_ids} == {(t, e) for t in held_ids for e in range(1, hold + 1)}
+    (gate / "open").write_text("")
+    r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    rows = read_journal(out)["evals"]
+    finals = {x["task_id"]: x for x in final_attempts(rows)}
+    assert len(finals) == 6 and all(x["status"] == "done" for x in finals.values())
+    done_by_id = collections.defaultdict(list)
+    for t, a, e in _epochs(tmp_path):
+        done_by_id[t].append((a, e))
+    for t in held_ids:
+        last = finals[t]
+        assert last["attempt"] >= 1, f"task {t} was held at the kill: a later attempt finished it"
+        assert last["metrics"]["resumed_from"] == hold
+        assert last["metrics"]["checkpoint"] == EPOCHS
+        later = [e for a, e in done_by_id[t] if a == last["attempt"]]
+        assert later == list(range(hold + 1, EPOCHS + 1)), f"task {t}: epochs {later} after resuming from {hold}"
+        # no epoch was computed twice: the run lost none of the held tasks' work
+        assert sorted(e for a, e in done_by_id[t]) == list(range(1, EPOCHS + 1))
+    for t, x in finals.items():
+        assert x["loss"] == pytest.approx((x["params"]["x"] - 0.3) ** 2 + 1.0 / EPOCHS)
+        if t not in held_ids:
+            assert "resumed_from" not in x["metrics"]
+
+
+def test_the_best_k_models_are_kept_and_nothing_else(tmp_path):
+    cfg = write_config(tmp_path, _config(tmp_path, max_evals=9, keep_models={"count": 3, "by": "loss"}))
+    r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "runs" / "k"
+    j = read_journal(out)
+    done = sorted((x["loss"], x["task_id"]) for x in final_attempts(j["evals"]) if x["status"] == "done")
+    assert len(done) == 9
+    best3 = [t for _, t in done[:3]]
+    assert sorted(p.name for p in (out / "models").iterdir()) == sorted(f"task-{t}" for t in best3)
+    kept = j["meta"]["models"]
+    assert [m["task_id"] for m in kept] == best3  # best first
+    for m in kept:
+        d = out / m["path"]
+        assert m["bytes"] == sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) > 0
+        assert m["step"] == EPOCHS and (d / "state.pkl").is_file()
+    best = json.loads((out / "best.json").read_text())
+    assert best["task_id"] == best3[0] and best["model"]["path"] == f"models/task-{best3[0]}"
+    # a finished task's checkpoints are gone: disk holds the k models (and running tasks' checkpoints)
+    assert not any((out / "checkpoints").iterdir())
+
+
+def test_a_flush_that_fails_is_a_warning_and_the_results_are_kept(tmp_path):
+    out = tmp_path / "runs" / "k"
+    out.mkdir(parents=True)
+    if os.geteuid() == 0:  # root writes into a read-only directory: a file where the directory goes fails alike
+        (out / "models").write_text("not a directory")
+    else:
+        (out / "models").mkdir()
+        (out / "models").chmod(stat.S_IRUSR | stat.S_IXUSR)
+    cfg = write_config(tmp_path, _config(tmp_path, max_evals=4, keep_models={"count": 2}))
+    try:
+        r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path), timeout=600)
+    finally:
+        if (out / "models").is_dir():
+            (out / "models").chmod(0o755)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "was not kept in" in r.stderr and "its result is kept" in r.stderr
+    j = read_journal(out)
+    finals = final_attempts(j["evals"])
+    assert len(finals) == 4 and all(x["status"] == "done" for x in finals)
+    assert not j["meta"].get("models")
+    best = json.loads((out / "best.json").read_text())
+    assert best["task_id"] is not None and "model" not in best
+    # the checkpoints that could not be flushed stay where they were
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(str(x["task_id"]) for x in finals)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"count": 0}, "keep_models.count: must be >= 1"),
+    ({"count": 2, "by": ""}, "keep_models.by"),
+    ({"count": 2, "mode": "best"}, "keep_models.mode: must be one of min, max"),
+    ({"cnt": 2}, "unknown key 'cnt'"),
+    ("five", "keep_models: must be a mapping"),
+])
+def test_bad_keep_models_is_a_clear_error_before_anything_exists(tmp_path, value, message):
+    cfg = write_config(tmp_path, _config(tmp_path, keep_models=value))
+    r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "config.yaml" in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_checkpoint_local_is_a_clear_error(tmp_path):
+    cfg = write_config(tmp_path, _config(tmp_path, checkpoint_local=7))
+    r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path))
+    assert r.returncode == 2 and "checkpoint_local: must be a non-empty string, got 7" in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_node_local_checkpoints_reach_the_experiment_when_the_attempt_ends(tmp_path):
+    local = tmp_path / "node-local"
+    cfg = write_config(tmp_path, _config(tmp_path, max_evals=4, checkpoint_local=str(local),
+                                         keep_models={"count": 1}))
+    r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "runs" / "k"
+    j = read_journal(out)
+    best = min((x["loss"], x["task_id"]) for x in final_attempts(j["evals"]))[1]
+    assert [p.name for p in (out / "models").iterdir()] == [f"task-{best}"]
+    written = sorted(p.parent.name for p in local.glob("emews-*/*/latest.json"))
+    assert written == sorted(str(x["task_id"]) for x in final_attempts(j["evals"]))  # they were written there
