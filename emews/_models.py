@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .task import Result
-from .workers._checkpoint import latest, place_size
+from ._checkpoints import latest, place_size
 
 __all__ = ["ModelKeeper", "MODELS_DIR", "CHECKPOINTS_DIR"]
 

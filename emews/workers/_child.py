@@ -68,11 +68,12 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
     answers come on ``ctl``)."""
     from ..errors import ObjectiveError, Stopped
     from ..task import Outcome, outcome_from_value
-    from ._runners import load_objective, stopped_outcome
+    from ._runners import checkpoint_place, load_objective, stopped_outcome, with_checkpoints
     from ._trial import Trial, accepts_trial, call_with_trial
 
     task_id, attempt = payload.get("task_id", -1), payload.get("attempt", 0)
-    trial = Trial(task_id, attempt, payload["params"], _channel(task_id, attempt, fd, ctl))
+    trial = Trial(task_id, attempt, payload["params"], _channel(task_id, attempt, fd, ctl),
+                  checkpoint_place(payload, task_id))
     try:
         fn = load_objective(payload["objective"])
     except ObjectiveError as e:
@@ -85,6 +86,7 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
             outcome = stopped_outcome(trial, str(e) or "stopped early")
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result
             outcome = Outcome.failed("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    outcome = with_checkpoints(outcome, trial)
     try:
         _write(fd, outcome)
     except (TypeError, pickle.PicklingError) as e:  # metrics are JSON-safe; this is a last resort

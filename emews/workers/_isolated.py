@@ -77,11 +77,12 @@ class IsolatedRunner:
         self.timeout: float | None = spec.get("timeout")
         self.kill_grace = float(spec.get("kill_grace") if spec.get("kill_grace") is not None else DEFAULT_KILL_GRACE)
         self.env = _procs.child_env(spec.get("env"), gpu)
+        self.checkpoints = {k: spec[k] for k in ("checkpoints", "checkpoint_local") if spec.get(k)}
 
     def run(self, task: Task, channel: Any = None) -> Outcome:
         start = time.time()
         payload = pickle.dumps({"objective": self.objective, "params": dict(task.params), "path": list(sys.path),
-                                "task_id": task.id, "attempt": task.attempt})
+                                "task_id": task.id, "attempt": task.attempt, **self.checkpoints})
         read_fd, write_fd = os.pipe()
         ctl_read, ctl_write = os.pipe() if channel is not None else (None, None)  # the answers to reports
         ctl_args = [str(ctl_read)] if ctl_read is not None else []

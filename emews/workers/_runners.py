@@ -42,7 +42,7 @@ from typing import Any, Callable
 from .. import _pickling
 from ..errors import ObjectiveError, Stopped
 from ..task import STOPPED, Outcome, Result, Task, outcome_from_value
-from ._checkpoint import CheckpointPlace
+from .._checkpoints import CheckpointPlace
 from ._trial import Trial, accepts_trial, call_with_trial
 
 __all__ = ["load_objective", "make_runner", "accepts_comm", "PythonRunner", "RUNNERS", "runner_types"]

@@ -26,7 +26,7 @@ metrics) -> bool`` (sends the report; True when a stop has arrived, for this or 
 report) and ``stop_requested() -> bool`` (has a stop arrived? never blocks).
 
 Checkpoints: ``trial.save(state_or_path, step)`` writes to the task's place
-(``trial.checkpoint_dir``, see :mod:`emews.workers._checkpoint`), ``trial.load()`` reads the
+(``trial.checkpoint_dir``, see :mod:`emews._checkpoints`), ``trial.load()`` reads the
 latest back; an attempt that follows an interrupted one starts with ``trial.resumed_from``
 (the step of the checkpoint it found, else None)::
 
@@ -55,7 +55,7 @@ from typing import Any
 
 from ..errors import Stopped
 from ..task import _jsonable
-from ._checkpoint import CheckpointPlace
+from .._checkpoints import CheckpointPlace
 from ._wire import NullChannel
 
 __all__ = ["NullChannel", "Trial", "accepts_trial", "current_trial", "report_step"]

@@ -2,7 +2,8 @@
 
 Layers, bottom up (a module may import its own layer and the ones below)::
 
-    records      errors, task, space, formats (Supervisor files -> Space), and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples
+    records      errors, task, space, formats (Supervisor files -> Space), and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples,
+                 the checkpoint place's file layout (_checkpoints)
     journal      the SQLite journal
     results      Results and the report built from them (one layer: Results extends the report's
                  JournalView and its plot methods call the report; the report never imports results),
@@ -10,7 +11,8 @@ Layers, bottom up (a module may import its own layer and the ones below)::
     resume       resume planning and replay
     queues       the optimizer's queue pair and the wire protocol
     optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
-    driver       the loop between the queues and a pool, its ledger (budget, retries), the session meta and outputs
+    driver       the loop between the queues and a pool, its ledger (budget, retries), the session meta and outputs,
+                 the best k models kept (_models)
     pools        emews.workers: local and MPI pools, runners
     inputs       config parsing and config-time checks, experiment directories, the script guard (_guard),
                  the batch scheduler
@@ -32,13 +34,13 @@ PKG = ROOT / "emews"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._childsig", "emews._clock",
-                 "emews._progress", "emews.examples", "emews.formats")),
+                 "emews._progress", "emews.examples", "emews.formats", "emews._checkpoints")),
     ("journal", ("emews.journal",)),
     ("results", ("emews.results", "emews.report", "emews._failures")),
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
     ("optimizers", ("emews.optimizers", "emews.stoppers", "emews.eqpy")),
-    ("driver", ("emews.driver", "emews._ledger", "emews._session")),
+    ("driver", ("emews.driver", "emews._ledger", "emews._session", "emews._models")),
     ("pools", ("emews.workers",)),
     ("inputs", ("emews.config", "emews.experiment", "emews._guard", "emews.scheduler")),
     ("launch", ("emews.launch",)),

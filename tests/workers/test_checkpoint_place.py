@@ -1,0 +1,89 @@
+"""trial.checkpoint_dir / save / load / resumed_from on real files, through the Python and
+command runners (issue 24, item 1)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+
+from emews._checkpoints import CheckpointPlace, latest
+from emews.task import Task
+from emews.workers._runners import make_runner
+from emews.workers._trial import Trial
+from emews.workers._wire import WorkerChannel
+
+
+def test_save_keeps_the_latest_state_and_a_new_attempt_resumes_from_it(tmp_path):
+    place = CheckpointPlace(3, tmp_path / "checkpoints")
+    t = Trial(3, 0, {}, checkpoints=place)
+    assert t.resumed_from is None and t.load() is None
+    for epoch in (1, 2, 3):
+        t.save({"epoch": epoch}, epoch)
+    assert sorted(p.name for p in t.checkpoint_dir.iterdir()) == ["latest.json", "step-3"]
+    assert t.checkpoint_dir == tmp_path / "checkpoints" / "3"
+    again = Trial(3, 1, {}, checkpoints=CheckpointPlace(3, tmp_path / "checkpoints"))
+    assert again.resumed_from == 3 and again.load() == {"epoch": 3}
+    assert again.checkpoint_metrics() == {"checkpoint": 3, "resumed_from": 3}
+    other = Trial(4, 0, {}, checkpoints=CheckpointPlace(4, tmp_path / "checkpoints"))
+    assert other.resumed_from is None and other.load() is None
+
+
+def test_a_saved_file_is_copied_and_load_returns_its_path(tmp_path):
+    t = Trial(1, 0, {}, checkpoints=CheckpointPlace(1, tmp_path / "ck"))
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights-1")
+    t.save(model, 1)
+    model.write_bytes(b"weights-2")  # the objective goes on writing its file: the checkpoint is a copy
+    loaded = t.load()
+    assert loaded.read_bytes() == b"weights-1" and loaded.name == "model.bin"
+    assert latest(tmp_path / "ck" / "1") == {"step": 1, "name": "step-1", "kind": "path", "file": "model.bin"}
+
+
+def test_reports_after_a_save_carry_its_step(tmp_path):
+    sent = []
+    channel = WorkerChannel(1, 0, post=sent.append)
+    t = Trial(1, 0, {}, channel, CheckpointPlace(1, tmp_path / "ck"))
+    t.report(1, 0.5)
+    t.save({"w": 1}, 1)
+    t.report(2, 0.4)
+    metrics = [msg[1].metrics for msg in sent if msg[0] == "report"]
+    assert metrics == [{}, {"checkpoint": 1}], sent
+
+
+def test_node_local_place_is_flushed_to_the_shared_one(tmp_path):
+    place = CheckpointPlace(2, tmp_path / "exp" / "checkpoints", str(tmp_path / "local"))
+    assert place.node_local and str(place.dir).startswith(str(tmp_path / "local"))
+    place.save({"epoch": 4}, 4)
+    assert latest(place.shared) is None
+    assert place.flush()["step"] == 4
+    with open(place.shared / "step-4" / "state.pkl", "rb") as f:
+        assert pickle.load(f) == {"epoch": 4}
+    # another node (its own empty local directory) resumes from the shared copy
+    there = CheckpointPlace(2, tmp_path / "exp" / "checkpoints", str(tmp_path / "other-node"))
+    assert there.latest()["step"] == 4 and there.load() == {"epoch": 4}
+
+
+def test_the_python_runner_resumes_from_the_experiment_s_checkpoint(tmp_path):
+    spec = {"type": "python", "objective": "checkpointed:train", "checkpoints": str(tmp_path / "checkpoints")}
+    CheckpointPlace(7, tmp_path / "checkpoints").save({"epoch": 2, "weights": [0.5] * 64}, 2)
+    out = make_runner(spec).run(Task(7, {"x": 0.5}, attempt=1))
+    assert out.status == "done", out.error
+    assert out.metrics["resumed_from"] == 2 and out.metrics["checkpoint"] == 6
+
+
+def test_the_command_runner_gets_its_checkpoint_dir(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("import json, os, pathlib\n"
+                      "d = pathlib.Path(os.environ['EMEWS_CHECKPOINT_DIR'])\n"
+                      "n = len(list(d.iterdir()))\n"
+                      "(d / f'epoch-{n}').write_text('w')\n"
+                      "print(f'loss: {n}')\n")
+    spec = {"type": "command", "command": [sys.executable, str(script)], "workdir": str(tmp_path / "tasks"),
+            "checkpoints": str(tmp_path / "checkpoints")}
+    runner = make_runner(spec)
+    first = runner.run(Task(5, {}, 0))
+    second = runner.run(Task(5, {}, 1))  # the next attempt finds what the first left
+    assert (first.status, first.loss, second.loss) == ("done", 0.0, 1.0), (first, second)
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "5").iterdir()) == ["epoch-0", "epoch-1"]
+    assert json.loads((tmp_path / "tasks" / "5" / "params.json").read_text()) == {}
