@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointPlace", "latest", "flush", "place_size", "LATEST", "STATE"]
+__all__ = ["CheckpointPlace", "latest", "flush", "place_size", "params_tag", "LATEST", "STATE"]
 
 #: the file naming a place's latest checkpoint (its commit point)
 LATEST = "latest.json"
@@ -105,6 +105,12 @@ def place_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def params_tag(params: dict) -> str:
+    """A short digest of a task's parameters (which parameters a checkpoint was made for)."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
 def _step_name(step: float) -> str:
     s = float(step)
     return f"step-{int(s)}" if s.is_integer() else f"step-{s:g}"
@@ -119,14 +125,18 @@ class CheckpointPlace:
             None (outside an experiment: a place under the system's temporary directory).
         local: the node-local parent (``$TMPDIR``, ``/dev/shm``; variables expanded on the
             worker), or None: checkpoints are written to the shared place directly.
+        params: the task's parameters: a checkpoint saved for other parameters (a task id
+            given again after a kill that left the journal without it) is not resumed from.
     """
 
-    def __init__(self, task_id: int, shared: str | os.PathLike | None = None, local: str | None = None):
+    def __init__(self, task_id: int, shared: str | os.PathLike | None = None, local: str | None = None,
+                 params: dict | None = None):
         if shared is None:
             import tempfile
 
             shared = Path(tempfile.gettempdir()) / f"emews-checkpoints-{os.getpid()}"
         self.shared = Path(shared) / str(task_id)
+        self.tag = params_tag(params) if params is not None else None
         if local:
             base = Path(os.path.expandvars(os.path.expanduser(local)))
             tag = hashlib.sha1(str(Path(shared).resolve()).encode()).hexdigest()[:12]
@@ -140,13 +150,19 @@ class CheckpointPlace:
         return self.dir != self.shared
 
     def latest(self) -> dict | None:
-        """The latest checkpoint: the node-local one, else the shared one (another node's, flushed)."""
-        info = latest(self.dir)
+        """The latest checkpoint: the node-local one, else the shared one (another node's,
+        flushed); None when there is none for these parameters."""
+        info = self._mine(latest(self.dir))
         if info is None and self.node_local:
-            info = latest(self.shared)
+            info = self._mine(latest(self.shared))
             if info is not None:
                 info = dict(info, shared=True)
         return info
+
+    def _mine(self, info: dict | None) -> dict | None:
+        if info is None or self.tag is None or info.get("params") in (None, self.tag):
+            return info
+        return None
 
     def save(self, state_or_path: Any, step: float) -> Path:
         """Save a checkpoint at ``step``: a path (file or directory) is copied, anything
@@ -167,6 +183,8 @@ class CheckpointPlace:
             info = {"step": float(step), "name": name, "kind": "state", "file": STATE}
         if float(step).is_integer():
             info["step"] = int(step)
+        if self.tag is not None:
+            info["params"] = self.tag
         target = self.dir / name
         _rm(target)
         os.rename(tmp, target)

@@ -73,7 +73,7 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
 
     task_id, attempt = payload.get("task_id", -1), payload.get("attempt", 0)
     trial = Trial(task_id, attempt, payload["params"], _channel(task_id, attempt, fd, ctl),
-                  checkpoint_place(payload, task_id))
+                  checkpoint_place(payload, task_id, payload["params"]))
     try:
         fn = load_objective(payload["objective"])
     except ObjectiveError as e:

@@ -295,10 +295,19 @@ class CommandRunner:
         so a re-run finds what an interrupted one saved), created; None outside an experiment."""
         from ._runners import checkpoint_place
 
-        place = checkpoint_place(self.spec, task.id)
+        place = checkpoint_place(self.spec, task.id, task.params)
         if place is None:
             return None
         place.dir.mkdir(parents=True, exist_ok=True)
+        mark = place.dir / ".emews-params"  # what a task id given again for other parameters must not resume
+        have = mark.read_text() if mark.exists() else None
+        if have != place.tag:
+            if have is not None:
+                import shutil
+
+                shutil.rmtree(place.dir)
+                place.dir.mkdir(parents=True)
+            mark.write_text(place.tag or "")
         return place.dir
 
     def task_dir(self, task: Task) -> Path:

@@ -111,7 +111,8 @@ class PythonRunner:
         self.with_trial = accepts_trial(self.fn)
 
     def run(self, task: Task, channel: Any = None) -> Outcome:
-        trial = Trial(task.id, task.attempt, dict(task.params), channel, checkpoint_place(self.spec, task.id))
+        place = checkpoint_place(self.spec, task.id, task.params)
+        trial = Trial(task.id, task.attempt, dict(task.params), channel, place)
         return with_checkpoints(self._run(task, trial), trial)
 
     def _run(self, task: Task, trial: Trial) -> Outcome:
@@ -132,13 +133,13 @@ class PythonRunner:
         pass
 
 
-def checkpoint_place(spec: dict, task_id: int) -> CheckpointPlace | None:
+def checkpoint_place(spec: dict, task_id: int, params: dict | None = None) -> CheckpointPlace | None:
     """The task's checkpoint place from the runner spec (``checkpoints``: the experiment's
     shared directory; ``checkpoint_local``: a node-local parent); None outside an experiment."""
     root = spec.get("checkpoints")
     if not root:
         return None
-    return CheckpointPlace(task_id, root, spec.get("checkpoint_local"))
+    return CheckpointPlace(task_id, root, spec.get("checkpoint_local"), params)
 
 
 def with_checkpoints(outcome: Outcome, trial: Trial) -> Outcome:

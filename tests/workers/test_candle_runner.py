@@ -77,7 +77,8 @@ def test_flags_split_space_separated_values_and_json_passes_one_argument(tmp_pat
         else:
             got = json.loads(seen["unknown"][0])
             assert got == {"x": 0.5, "dense": "500 100 50", "experiment_id": "c", "run_id": "run_0",
-                           "output_dir": str(res.directory / "tasks" / "0" / "output")}
+                           "output_dir": str(res.directory / "tasks" / "0" / "output"),
+                           "ckpt_directory": str(res.directory / "checkpoints" / "0")}  # candle_lib's checkpoints
 
 
 def test_a_module_runs_with_its_default_model_file_under_either_variable(tmp_path):

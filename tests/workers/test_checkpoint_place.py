@@ -29,6 +29,13 @@ def test_save_keeps_the_latest_state_and_a_new_attempt_resumes_from_it(tmp_path)
     assert other.resumed_from is None and other.load() is None
 
 
+def test_a_checkpoint_of_other_parameters_is_not_resumed_from(tmp_path):
+    CheckpointPlace(3, tmp_path / "ck", params={"x": 0.1}).save({"epoch": 5}, 5)
+    same = Trial(3, 0, {"x": 0.1}, checkpoints=CheckpointPlace(3, tmp_path / "ck", params={"x": 0.1}))
+    other = Trial(3, 0, {"x": 0.2}, checkpoints=CheckpointPlace(3, tmp_path / "ck", params={"x": 0.2}))
+    assert (same.resumed_from, other.resumed_from, other.load()) == (5, None, None)
+
+
 def test_a_saved_file_is_copied_and_load_returns_its_path(tmp_path):
     t = Trial(1, 0, {}, checkpoints=CheckpointPlace(1, tmp_path / "ck"))
     model = tmp_path / "model.bin"
@@ -76,7 +83,7 @@ def test_the_command_runner_gets_its_checkpoint_dir(tmp_path):
     script = tmp_path / "train.py"
     script.write_text("import json, os, pathlib\n"
                       "d = pathlib.Path(os.environ['EMEWS_CHECKPOINT_DIR'])\n"
-                      "n = len(list(d.iterdir()))\n"
+                      "n = len(list(d.glob('epoch-*')))\n"
                       "(d / f'epoch-{n}').write_text('w')\n"
                       "print(f'loss: {n}')\n")
     spec = {"type": "command", "command": [sys.executable, str(script)], "workdir": str(tmp_path / "tasks"),
@@ -85,5 +92,8 @@ def test_the_command_runner_gets_its_checkpoint_dir(tmp_path):
     first = runner.run(Task(5, {}, 0))
     second = runner.run(Task(5, {}, 1))  # the next attempt finds what the first left
     assert (first.status, first.loss, second.loss) == ("done", 0.0, 1.0), (first, second)
-    assert sorted(p.name for p in (tmp_path / "checkpoints" / "5").iterdir()) == ["epoch-0", "epoch-1"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "5").iterdir()) == [".emews-params", "epoch-0",
+                                                                                   "epoch-1"]
     assert json.loads((tmp_path / "tasks" / "5" / "params.json").read_text()) == {}
+    # the same id given again for other parameters (a journal that lost it) starts afresh
+    assert runner.run(Task(5, {"x": 1}, 0)).loss == 0.0
