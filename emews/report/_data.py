@@ -563,6 +563,7 @@ def report_data(src: Results, top: int = 5) -> dict:
         "best": ({"task_id": best[0]["task_id"], "loss": best[0]["loss"], "params": dict(best[0]["params"]),
                   "metrics": dict(best[0].get("metrics") or {})} if best else None),
         "top": [{"task_id": r["task_id"], "loss": r["loss"], "params": dict(r["params"])} for r in tops[:top]],
+        "models": [dict(m) for m in (meta.get("models") or []) if isinstance(m, Mapping)],  # keep_models
         "utilization": _utilization_of(spans, src.workers, capacity_segments(sess)),
         "ramp": _ramps_of(spans, src.workers),
         "runtime": runtime,

@@ -28,6 +28,14 @@ def _fmt_params(params: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
+def _size(n: int) -> str:
+    """Bytes as people read them: ``616 B``, ``1.85 kB``, ``200 MB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
 def summary_text(data: dict) -> str:
     """The text summary of a :func:`report_data` dict (what ``report.txt`` holds)."""
     tally = Tally(data["status"])
@@ -59,6 +67,12 @@ def summary_text(data: dict) -> str:
         lines.append(f"best loss {b['loss']:.6g} (task {b['task_id']}): {_fmt_params(b['params'])}")
     else:
         lines.append("best: no successful evaluation")
+    models = data.get("models")
+    if models:
+        size = sum(int(m.get("bytes") or 0) for m in models)
+        lines.append(f"kept models: {len(models)} ({_size(size)}): "
+                     + ", ".join(f"{m.get('path')} ({m.get('by', 'loss')} {m.get('score', float('nan')):.4g}, "
+                                 f"{_size(int(m.get('bytes') or 0))})" for m in models))
     stop = data.get("stopping")
     if stop:
         saved = f", {stop['epochs_saved']:g} epochs saved" if stop.get("epochs_saved") is not None else ""

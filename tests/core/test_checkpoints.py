@@ -92,7 +92,8 @@ def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path
 
 
 def test_the_best_k_models_are_kept_and_nothing_else(tmp_path):
-    cfg = write_config(tmp_path, _config(tmp_path, max_evals=9, keep_models={"count": 3, "by": "loss"}))
+    cfg = write_config(tmp_path, _config(tmp_path, max_evals=9, keep_models={"count": 3, "by": "loss"},
+                                         report=True))
     r = run_cli([str(cfg)], cwd=tmp_path, env=_env(tmp_path), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "runs" / "k"
@@ -109,6 +110,8 @@ def test_the_best_k_models_are_kept_and_nothing_else(tmp_path):
         assert m["step"] == EPOCHS and (d / "state.pkl").is_file()
     best = json.loads((out / "best.json").read_text())
     assert best["task_id"] == best3[0] and best["model"]["path"] == f"models/task-{best3[0]}"
+    line = next(x for x in (out / "report.txt").read_text().splitlines() if x.startswith("kept models"))
+    assert line.startswith("kept models: 3 (") and f"models/task-{best3[0]} (loss " in line
     # a finished task's checkpoints are gone: disk holds the k models (and running tasks' checkpoints)
     assert not any((out / "checkpoints").iterdir())
 
