@@ -37,13 +37,14 @@ def _epochs(tmp_path) -> list[tuple[int, int, int]]:
     return [tuple(map(int, line.split())) for line in text.splitlines() if line.strip()]
 
 
-def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path, sig):
     rnd = kill_rng()
     hold = rnd.randint(1, EPOCHS - 1)  # the epoch after whose checkpoint the running tasks are held
     print(f"kill point: the running tasks hold after saving epoch {hold}")
     gate = tmp_path / "gate"
     gate.mkdir()
-    cfg = write_config(tmp_path, _config(tmp_path))
+    cfg = write_config(tmp_path, _config(tmp_path, keep_models={"count": 2}))
     out = tmp_path / "runs" / "k"
     proc = start_cli([str(cfg)], tmp_path, _env(tmp_path, CKPT_GATE=gate, CKPT_HOLD=hold))
     try:
@@ -60,7 +61,7 @@ def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path
 
         wait_until(journaled_running, message="the held tasks journaled as running", proc=proc)
         pid = json.loads((out / ".lock").read_text())["pid"]
-        os.kill(pid, signal.SIGKILL)  # the driver, then everything it started (a lost node)
+        os.kill(pid, sig)  # SIGKILL: the driver, then everything it started (a lost node); SIGTERM: an orderly stop
         proc.wait(timeout=120)
     finally:
         reap(proc)
@@ -85,6 +86,9 @@ def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path
         assert later == list(range(hold + 1, EPOCHS + 1)), f"task {t}: epochs {later} after resuming from {hold}"
         # no epoch was computed twice: the run lost none of the held tasks' work
         assert sorted(e for a, e in done_by_id[t]) == list(range(1, EPOCHS + 1))
+    # the kept models are the 2 best of the whole search, the killed session's included
+    best2 = [t for _, t in sorted((x["loss"], t) for t, x in finals.items())[:2]]
+    assert sorted(p.name for p in (out / "models").iterdir()) == sorted(f"task-{t}" for t in best2)
     for t, x in finals.items():
         assert x["loss"] == pytest.approx((x["params"]["x"] - 0.3) ** 2 + 1.0 / EPOCHS)
         if t not in held_ids:
