@@ -25,8 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .task import Result
 from ._checkpoints import latest, place_size
+from .task import Result
 
 __all__ = ["ModelKeeper", "MODELS_DIR", "CHECKPOINTS_DIR"]
 

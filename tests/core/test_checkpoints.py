@@ -11,10 +11,17 @@ import signal
 import stat
 
 import pytest
+from helpers import (
+    kill_env,
+    kill_rng,
+    reap,
+    run_cli,
+    start_cli,
+    wait_until,
+    write_config,
+)
 
 from emews.journal import final_attempts, read_journal
-
-from helpers import kill_env, kill_rng, reap, run_cli, start_cli, wait_until, write_config
 
 EPOCHS = 6
 
