@@ -65,7 +65,8 @@ from .space import Space
 
 log = logging.getLogger("emews.config")
 
-__all__ = ["Config", "KeepModelsConfig", "RunnerConfig", "GpuConfig", "SimulationConfig", "load_config", "parse_config", "apply_overrides"]
+__all__ = ["Config", "KeepModelsConfig", "RunnerConfig", "GpuConfig", "SimulationConfig", "load_config", "parse_config",
+           "apply_overrides"]
 
 _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",

@@ -97,10 +97,12 @@ def main() -> None:
             t0 = time.perf_counter()
             rows[name] = r = run_search(Path(tmp) / name.replace(" ", "-"), args, save)
             r["seconds"] = time.perf_counter() - t0
-    print(f"{args.trials} trials x {args.epochs} epochs, {args.workers} workers, {args.kills} SIGKILLs (seed {args.seed})")
+    print(f"{args.trials} trials x {args.epochs} epochs, {args.workers} workers, {args.kills} SIGKILLs "
+          f"(seed {args.seed})")
     for name, r in rows.items():
         per_kill = r["recomputed"] / max(1, r["kills"])
-        print(f"  {name:20s}: {r['recomputed']:5d} epochs recomputed after {r['kills']} kills = {per_kill:6.2f} per kill, "
+        print(f"  {name:20s}: {r['recomputed']:5d} epochs recomputed after {r['kills']} kills = "
+              f"{per_kill:6.2f} per kill, "
               f"{per_kill / args.workers:5.2f} per kill per running task; every epoch done: {r['complete']}; "
               f"{r['seconds']:.1f} s")
     a, b = rows["without checkpoints"]["recomputed"], rows["with checkpoints"]["recomputed"]
