@@ -40,6 +40,8 @@ def search(
     dask: Mapping[str, Any] | None = None,
     stopper: str | Mapping[str, Any] | Any | None = None,
     warm_start: str | Path | None = None,
+    keep_models: int | Mapping[str, Any] | None = None,
+    checkpoint_local: str | None = None,
 ) -> Results | None:
     """Run a search and return its :class:`~emews.results.Results`.
 
@@ -87,6 +89,9 @@ def search(
             through ``fn(params, trial)`` or ``emews.report_step(step, loss)``.
         warm_start: earlier results to start from: an emews experiment directory, its
             ``results.csv`` or an mlrMBO restart CSV (``y,param...``), as the config's ``warm_start``.
+        keep_models: keep the best final checkpoints (``trial.save``) in ``<experiment>/models``:
+            a count or ``{"count": 5, "by": "loss", "mode": "min"}``, as the config's ``keep_models``.
+        checkpoint_local: a node-local parent of ``trial.checkpoint_dir`` (``$TMPDIR``, ``/dev/shm``).
 
     Example:
         >>> import emews
@@ -121,6 +126,10 @@ def search(
         "report": report,
         "pool": pool,
     }
+    if keep_models is not None:
+        raw["keep_models"] = dict(keep_models) if isinstance(keep_models, Mapping) else keep_models
+    if checkpoint_local is not None:
+        raw["checkpoint_local"] = checkpoint_local
     if simulation is not None:
         raw["simulation"] = dict(simulation)
     if dask is not None:

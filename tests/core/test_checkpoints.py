@@ -187,3 +187,13 @@ def test_node_local_checkpoints_reach_the_experiment_when_the_attempt_ends(tmp_p
     assert [p.name for p in (out / "models").iterdir()] == [f"task-{best}"]
     written = sorted(p.parent.name for p in local.glob("emews-*/*/latest.json"))
     assert written == sorted(str(x["task_id"]) for x in final_attempts(j["evals"]))  # they were written there
+
+
+def test_search_api_keeps_the_best_models(tmp_path, monkeypatch):
+    import emews
+
+    monkeypatch.setenv("CKPT_EPOCHS", "3")
+    res = emews.search("checkpointed:train", {"x": {"type": "real", "low": 0, "high": 1}}, max_evals=5, workers=2,
+                       seed=2, output=tmp_path / "runs", experiment="api", keep_models={"count": 2}, report=False)
+    done = sorted((r["loss"], r["task_id"]) for r in final_attempts(read_journal(res.directory)["evals"]))
+    assert sorted(p.name for p in (res.directory / "models").iterdir()) == sorted(f"task-{t}" for _, t in done[:2])
