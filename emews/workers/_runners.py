@@ -113,7 +113,12 @@ class PythonRunner:
     def run(self, task: Task, channel: Any = None) -> Outcome:
         place = checkpoint_place(self.spec, task.id, task.params)
         trial = Trial(task.id, task.attempt, dict(task.params), channel, place)
-        return with_checkpoints(self._run(task, trial), trial)
+        try:
+            outcome = self._run(task, trial)
+        except BaseException:  # SystemExit from SIGTERM: the pool's shutdown (deadline, SIGTERM of the run)
+            flush_node_local(trial)  # the latest checkpoint reaches the experiment: the next attempt resumes from it
+            raise
+        return with_checkpoints(outcome, trial)
 
     def _run(self, task: Task, trial: Trial) -> Outcome:
         start = time.time()
@@ -142,19 +147,26 @@ def checkpoint_place(spec: dict, task_id: int, params: dict | None = None) -> Ch
     return CheckpointPlace(task_id, root, spec.get("checkpoint_local"), params)
 
 
+def flush_node_local(trial: Trial) -> None:
+    """Copy the attempt's node-local checkpoint to the experiment's place (nothing to do when
+    it writes there directly, or saved nothing); a failure is a warning."""
+    place = trial._place
+    if place is None or not place.node_local or trial.checkpoint_step is None:
+        return
+    try:
+        place.flush()
+    except OSError as e:
+        import logging
+
+        logging.getLogger("emews").warning("task %d: its checkpoint could not be copied from %s to %s: %s",
+                                           trial.task_id, place.dir, place.shared, e)
+
+
 def with_checkpoints(outcome: Outcome, trial: Trial) -> Outcome:
     """The outcome with the attempt's checkpoint step and ``resumed_from`` in its metrics (the
     objective's own metrics of those names win); a node-local checkpoint is flushed to the
     shared place first (a failed flush is a warning: the outcome stays)."""
-    place = trial._place
-    if place is not None and place.node_local and trial.checkpoint_step is not None:
-        try:
-            place.flush()
-        except OSError as e:
-            import logging
-
-            logging.getLogger("emews").warning("task %d: its checkpoint could not be copied from %s to %s: %s",
-                                               trial.task_id, place.dir, place.shared, e)
+    flush_node_local(trial)
     m = trial.checkpoint_metrics()
     if not m:
         return outcome

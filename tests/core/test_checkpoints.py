@@ -44,14 +44,18 @@ def _epochs(tmp_path) -> list[tuple[int, int, int]]:
     return [tuple(map(int, line.split())) for line in text.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path, sig):
+@pytest.mark.parametrize("sig, local", [(signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+                         ids=["sigkill", "sigterm", "sigterm-node-local"])
+def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path, sig, local):
+    """With ``checkpoint_local``, the workers (SIGTERMed by the pool's shutdown) copy their
+    node-local checkpoint to the experiment before they exit."""
     rnd = kill_rng()
     hold = rnd.randint(1, EPOCHS - 1)  # the epoch after whose checkpoint the running tasks are held
     print(f"kill point: the running tasks hold after saving epoch {hold}")
     gate = tmp_path / "gate"
     gate.mkdir()
-    cfg = write_config(tmp_path, _config(tmp_path, keep_models={"count": 2}))
+    extra = {"checkpoint_local": str(tmp_path / "node-local")} if local else {}
+    cfg = write_config(tmp_path, _config(tmp_path, keep_models={"count": 2}, **extra))
     out = tmp_path / "runs" / "k"
     proc = start_cli([str(cfg)], tmp_path, _env(tmp_path, CKPT_GATE=gate, CKPT_HOLD=hold))
     try:
@@ -70,6 +74,9 @@ def test_a_run_killed_midway_resumes_each_task_from_its_last_checkpoint(tmp_path
         pid = json.loads((out / ".lock").read_text())["pid"]
         os.kill(pid, sig)  # SIGKILL: the driver, then everything it started (a lost node); SIGTERM: an orderly stop
         proc.wait(timeout=120)
+        if local:  # the workers' flush on their way out: the checkpoints reach the experiment
+            wait_until(lambda: all((out / "checkpoints" / str(t) / "latest.json").exists() for t in held_ids),
+                       message="the held tasks' node-local checkpoints copied to the experiment")
     finally:
         reap(proc)
     killed = [e for e in _epochs(tmp_path)]
