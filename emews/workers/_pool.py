@@ -249,8 +249,8 @@ class PoolBase:
         if not self.closed:
             self._idle.append(worker)
             if self._next:  # idle while another worker holds a task: take it back for this one
-                other, t = next(((w, t) for w, t in self._next.items() if (t.id, t.attempt) not in self._recalled),
-                                (None, None))
+                other, t = next(((w, t) for w, t in self._next.items()
+                                 if w != worker and (t.id, t.attempt) not in self._recalled), (None, None))
                 if t is not None:
                     self._recall(other, t)
 
@@ -286,8 +286,15 @@ class PoolBase:
             t = self._busy.get(worker)
             if t is None or (t.id, t.attempt) != key:
                 return  # not held here (the pool was shut down meanwhile)
-            del self._busy[worker]  # it had counted as started when the task before it ended
-            self._ready(worker)
+            # it had counted as started when the task before it ended; the worker starts the
+            # task it was sent after it (held since) instead, or is idle
+            held = self._next.pop(worker, None)
+            if held is not None:
+                self._busy[worker] = held
+                self._held_started.append((held, worker, time.time()))
+            else:
+                del self._busy[worker]
+                self._ready(worker)
         self._returned.append(task)
 
     def _lost_held(self, worker: Any) -> None:

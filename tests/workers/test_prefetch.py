@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 
-from emews.task import DONE, FAILED, Task
+from emews.task import DONE, FAILED, Result, Task
 from emews.testing.pools import drain
 from emews.workers import LocalPool
+from emews.workers._pool import PoolBase
 
 SPEC = {"type": "python", "objective": "emews.testing.pools:objective"}
 
@@ -97,3 +98,64 @@ def test_a_worker_that_dies_hands_its_held_task_back_unstarted():
         assert [(r.task_id, r.status, r.loss) for r in more] == [(2, DONE, 2.0)]
     finally:
         pool.shutdown()
+
+
+class _Recorder(PoolBase):
+    """PoolBase's bookkeeping alone: the messages a transport would send are recorded."""
+
+    prefetch = 1
+
+    def __init__(self, workers: int):
+        super().__init__(workers)
+        self.sent: list[tuple[str, int, int]] = []
+        for w in range(workers):
+            self._ready(w)
+
+    def _send_task(self, worker, task):
+        self.sent.append(("task", worker, task.id))
+
+    def _send_recall(self, worker, task):
+        self.sent.append(("recall", worker, task.id))
+
+
+def _result(t: Task, worker: int, start: float = 0.0, end: float = 0.01) -> Result:
+    return Result(t.id, t.params, DONE, 0.0, worker=worker, start=start, end=end, attempt=t.attempt)
+
+
+def test_a_recalled_task_handed_back_after_its_worker_was_sent_another_leaves_that_one_running():
+    # worker 0 runs A and holds B; B is recalled; A ends (B counts as started, and C is sent
+    # ahead); then B comes back unstarted: C is the worker's running task, nothing is lost
+    pool = _Recorder(1)
+    warm = Task(9, {})
+    pool.submit(warm)
+    assert pool._finished(0, _result(warm, 0))
+    a, b, c = Task(1, {}), Task(2, {}), Task(3, {})
+    assert pool.submit(a) == 0 and pool.submit(b) == 0 and pool.prefetched == 1
+    pool.recall()
+    assert pool.sent[-1] == ("recall", 0, 2)
+    assert pool._finished(0, _result(a, 0))
+    assert [t.id for t, _, _ in pool.take_started()] == [2] and pool.busy == 1 and pool.idle == 1
+    assert pool.submit(c) == 0 and pool.prefetched == 1
+    pool._handed_back(0, b)
+    assert [t.id for t in pool.take_returned()] == [2]
+    assert pool.busy == 1 and pool.prefetched == 0 and [t.id for t, _, _ in pool.take_started()] == [3]
+    assert pool._finished(0, _result(c, 0)), "the result of the task that replaced the returned one was dropped"
+    assert pool.busy == 0 and pool.idle == 1
+
+
+def test_a_worker_going_idle_recalls_a_task_another_holds():
+    pool = _Recorder(2)
+    for i in (90, 91):
+        t = Task(i, {})
+        w = pool.submit(t)
+        assert pool._finished(w, _result(t, w))
+    a, b, c = Task(1, {}), Task(2, {}), Task(3, {})
+    wa, wb = pool.submit(a), pool.submit(b)
+    wc = pool.submit(c)  # held by one of them
+    assert pool.prefetched == 1 and wc in (wa, wb)
+    other = wb if wc == wa else wa
+    ran = a if other == wa else b
+    assert pool._finished(other, _result(ran, other))  # that worker is idle now: the held task is recalled
+    assert pool.sent[-1] == ("recall", wc, 3)
+    pool._handed_back(wc, c)
+    assert [t.id for t in pool.take_returned()] == [3] and pool.prefetched == 0
