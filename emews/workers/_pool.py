@@ -65,6 +65,12 @@ class Pool(Protocol):
         on_report: the driver's judge of each :class:`~emews.task.Report`, given to the
             constructor; called during :meth:`wait`; True stops the attempt.
 
+    A pool that sends tasks ahead (prefetch, as :class:`PoolBase` does) also has, and the
+    driver then calls: ``prefetched`` (tasks held ahead, not started), ``recall()`` (ask for
+    them back: the run stops), ``take_returned() -> list[Task]`` (those handed back
+    unstarted since the last call) and ``take_started() -> list[(task, worker, when)]`` (held
+    tasks that started, journaled ``running`` then). A pool without them never holds a task.
+
     Example::
 
         pool = LocalPool(2, {"type": "python", "objective": "emews.examples:sphere"})
@@ -105,17 +111,6 @@ class Pool(Protocol):
         """Stop the running task ``task_id`` at its next report (it ends ``stopped``); False
         when no worker runs it."""
 
-    def recall(self) -> None:
-        """Ask for the tasks held ahead and not started back (the run stops); they come back
-        through :meth:`take_returned`, or run to their result when they had started. Optional:
-        a pool without prefetch need not have it."""
-
-    def take_returned(self) -> list[Task]:
-        """The tasks handed back unstarted since the last call (see :meth:`recall`). Optional."""
-
-    def take_started(self) -> list[tuple[Task, Any, float]]:
-        """The held tasks that started since the last call, as ``(task, worker, when)``: the
-        driver journals a task ``running`` when it starts, not when it is sent ahead. Optional."""
 
     def shutdown(self, kill: bool = False) -> list[Result]:
         """End every worker; with ``kill`` running tasks come back as cancelled results at
