@@ -134,6 +134,10 @@ class Driver:
         self.pool = make_pool(self._on_report)
         #: every time the driver reads: the pool's clock (simulated for the simulated pool, else wall time)
         self.clock = self.pool.clock
+        # a pool that holds tasks ahead (prefetch) has these; looked up once, used per task
+        self._pool_started = getattr(self.pool, "take_started", None)
+        self._pool_returned = getattr(self.pool, "take_returned", None)
+        self._pool_prefetches = hasattr(self.pool, "prefetched")
         self.directory = Path(directory)
         self.resume = resume
         self.journal = Journal(self.directory / JOURNAL_NAME)
@@ -387,17 +391,15 @@ class Driver:
     # -- tasks held ahead by workers (a pool with prefetch, see emews.workers._pool) ----------
     def _held(self) -> int:
         """Tasks the pool's workers hold ahead, not started."""
-        return getattr(self.pool, "prefetched", 0)
+        return self.pool.prefetched if self._pool_prefetches else 0
 
     def _held_moves(self) -> None:
         """Journal the held tasks that started (``running`` from their real start); queue the
         ones handed back unstarted again, first (a stop cancels them with the queue)."""
-        started = getattr(self.pool, "take_started", None)
-        if started is not None:
-            for t, worker, when in started():
+        if self._pool_started is not None:
+            for t, worker, when in self._pool_started():
                 self.journal.running(t.id, t.attempt, worker, when)
-        returned = getattr(self.pool, "take_returned", None)
-        back = returned() if returned is not None else []
+        back = self._pool_returned() if self._pool_returned is not None else []
         if back:
             for t in back:
                 self.journal.unstarted(t.id, t.attempt)

@@ -282,7 +282,7 @@ def check_held_tasks_run_once_or_come_back_unstarted(make_pool: PoolFactory) -> 
 
     pool = make_pool({"type": "python", "objective": "emews.testing.pools:reporting"}, on_report)
     recall = getattr(pool, "recall", lambda: None)
-    take_returned = getattr(pool, "take_returned", lambda: [])
+    take_returned = getattr(pool, "take_returned", list)
     try:
         _ready(pool)
         drain(pool, [Task(1000 + i, {"x": 0, "steps": 1}) for i in range(2 * pool.size)])  # short tasks seen
