@@ -27,9 +27,9 @@ moment the current one ends (no round trip through the driver between two tasks)
 When the run stops the driver calls :meth:`~PoolBase.recall`; the tasks that come back
 (:meth:`~PoolBase.take_returned`) never started. ``shutdown`` returns held tasks as
 cancelled; a worker that dies hands its held task back (it did not start: no attempt is spent).
-A worker that goes idle while another holds a task recalls that task, so it runs on the idle
-worker unless its holder starts it first (a worker reads a recall between tasks or at a
-report). Long tasks get no prefetch: the round trip it saves is a negligible share of them,
+A worker that goes idle while another holds a task, once tasks no longer look short, recalls
+that task, so it runs on the idle worker unless its holder starts it first (a worker reads a
+recall between tasks or at a report). Long tasks get no prefetch: the round trip it saves is a negligible share of them,
 and a held task could wait a whole task's time behind its worker.
 """
 
@@ -243,7 +243,10 @@ class PoolBase:
         """``worker`` can take a task."""
         if not self.closed:
             self._idle.append(worker)
-            if self._next:  # idle while another worker holds a task: take it back for this one
+            # idle while another worker holds a task, and tasks no longer look short (a held
+            # task may wait long): take it back for this one. While they are short it waits at
+            # most one short task, and a recall per idle moment would add work to a busy driver
+            if self._next and not self._prefetching():
                 other, t = next(((w, t) for w, t in self._next.items()
                                  if w != worker and (t.id, t.attempt) not in self._recalled), (None, None))
                 if t is not None:

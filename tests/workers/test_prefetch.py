@@ -143,7 +143,7 @@ def test_a_recalled_task_handed_back_after_its_worker_was_sent_another_leaves_th
     assert pool.busy == 0 and pool.idle == 1
 
 
-def test_a_worker_going_idle_recalls_a_task_another_holds():
+def test_a_worker_going_idle_recalls_a_task_another_holds_once_tasks_look_long():
     pool = _Recorder(2)
     for i in (90, 91):
         t = Task(i, {})
@@ -155,7 +155,13 @@ def test_a_worker_going_idle_recalls_a_task_another_holds():
     assert pool.prefetched == 1 and wc in (wa, wb)
     other = wb if wc == wa else wa
     ran = a if other == wa else b
-    assert pool._finished(other, _result(ran, other))  # that worker is idle now: the held task is recalled
+    pool.PREFETCH_BELOW = 0.5
+    assert pool._finished(other, _result(ran, other, end=0.4))  # idle, tasks still short: nothing recalled
+    assert pool.sent[-1] == ("task", wc, 3)
+    again = Task(4, {})
+    assert pool.submit(again) == other
+    pool.PREFETCH_BELOW = 0.01  # tasks look long now: a worker going idle takes the held task back
+    assert pool._finished(other, _result(again, other, end=1.0))
     assert pool.sent[-1] == ("recall", wc, 3)
     pool._handed_back(wc, c)
     assert [t.id for t in pool.take_returned()] == [3] and pool.prefetched == 0
