@@ -137,6 +137,10 @@ class Driver:
         self.pool = make_pool(self._on_report)
         #: every time the driver reads: the pool's clock (simulated for the simulated pool, else wall time)
         self.clock = self.pool.clock
+        # a pool that holds tasks ahead (prefetch) has these; looked up once, used per task
+        self._pool_started = getattr(self.pool, "take_started", None)
+        self._pool_returned = getattr(self.pool, "take_returned", None)
+        self._pool_prefetches = hasattr(self.pool, "prefetched")
         self.directory = Path(directory)
         self.resume = resume
         self.journal = Journal(self.directory / JOURNAL_NAME)
@@ -286,11 +290,13 @@ class Driver:
                 if led.stop is None and not q.error:
                     while self.waiting and self.pool.idle:
                         task = self.waiting.popleft()
+                        held = self._held()
                         worker = self.pool.submit(task)
                         if worker is None:  # that worker had died; a new one is starting
                             self.waiting.appendleft(task)
                             break
-                        self.journal.running(task.id, task.attempt, worker, self.clock.time())
+                        if self._held() == held:  # it starts now (else: held ahead, journaled when it starts)
+                            self.journal.running(task.id, task.attempt, worker, self.clock.time())
                 if q.untold:
                     self._tell([])
                 if self._over():
@@ -312,6 +318,7 @@ class Driver:
                     limits = [t for t in (stop_at if led.stop is None else None, kill_at) if t is not None]
                     self.clock.jump_limit = min(limits) if limits else None
                 results = self.pool.wait(timeout, extra)
+                self._held_moves()
                 if extra:
                     q.read()
                 if results:
@@ -406,8 +413,33 @@ class Driver:
 
     def _tell(self, results: list[Result]) -> None:
         """Results for the optimizer, held back while proposals beyond one per worker are
-        queued (see :meth:`DriverEnd.tell <emews.queues._driver_end.DriverEnd.tell>`)."""
-        self.queues.tell(results, len(self.waiting) - self.pool.size, self.ledger.stop is not None)
+        queued here or held ahead by workers (see :meth:`DriverEnd.tell <emews.queues._driver_end.DriverEnd.tell>`)."""
+        self.queues.tell(results, len(self.waiting) + self._held() - self.pool.size, self.ledger.stop is not None)
+
+    # -- tasks held ahead by workers (a pool with prefetch, see emews.workers._pool) ----------
+    def _held(self) -> int:
+        """Tasks the pool's workers hold ahead, not started."""
+        return self.pool.prefetched if self._pool_prefetches else 0
+
+    def _held_moves(self) -> None:
+        """Journal the held tasks that started (``running`` from their real start); queue the
+        ones handed back unstarted again, first (a stop cancels them with the queue)."""
+        if self._pool_started is not None:
+            for t, worker, when in self._pool_started():
+                self.journal.running(t.id, t.attempt, worker, when)
+        back = self._pool_returned() if self._pool_returned is not None else []
+        if back:
+            for t in back:
+                self.journal.unstarted(t.id, t.attempt)
+            self.waiting.extendleft(reversed(back))
+            if self.queues is not None and self.queues.error:  # nothing more starts: no stop will cancel them
+                self._cancel_waiting("the optimizer failed")
+
+    def _recall(self) -> None:
+        """No new task may start: ask the workers for the tasks they hold ahead back."""
+        recall = getattr(self.pool, "recall", None)
+        if recall is not None:
+            recall()
 
     # -- a resume with nothing to do -------------------------------------------------------
     def _nothing_to_resume(self, plan: ResumePlan | None) -> bool:
@@ -471,8 +503,10 @@ class Driver:
         """The optimizer raised (``reported``) or its process died: queued tasks are cancelled."""
         if not reported:
             self._cancel_waiting("the optimizer failed")
+            self._recall()
         elif self.waiting or self.pool.busy:
             self._cancel_waiting("the optimizer failed")
+            self._recall()
             log.error("the optimizer failed; letting running tasks finish, cancelling queued ones")
 
     # -- results ---------------------------------------------------------------------------
@@ -538,6 +572,7 @@ class Driver:
         """No new tasks start; queued ones are cancelled; running ones finish."""
         self.ledger.end(stop)
         cancelled = self._cancel_waiting(str(stop))
+        self._recall()  # held ahead by workers: they come back unstarted and are cancelled at the end
         self.queues.stop(str(stop), cancelled)
 
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:

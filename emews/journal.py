@@ -140,6 +140,14 @@ class Journal:
         row[3], row[6], row[10] = "running", worker, now
         self._dirty.add((task_id, attempt))
 
+    def unstarted(self, task_id: int, attempt: int) -> None:
+        """A task journaled ``running`` came back unstarted (a worker held it ahead and handed it
+        back): queued again, with no worker and no start."""
+        row = self._rows.get((task_id, attempt))
+        if row is not None:
+            row[3], row[6], row[10] = "queued", None, None
+            self._dirty.add((task_id, attempt))
+
     def finished(self, r: Result) -> None:
         key = (r.task_id, r.attempt)
         row = self._rows.get(key)

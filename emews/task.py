@@ -103,6 +103,11 @@ class Task:
     params: dict
     attempt: int = 0
 
+    def __reduce__(self) -> tuple:
+        # pickled once per task on its way to a worker: a plain constructor call is ~3x faster
+        # than the slots dataclass's __getstate__ (dataclasses.fields() on every pickle)
+        return (Task, (self.id, self.params, self.attempt))
+
 
 @dataclass(slots=True)
 class Result:

@@ -75,7 +75,8 @@ def _ready(pool: Any, timeout: float = 60.0) -> None:
 
 
 def drain(pool: Any, tasks: list[Task], timeout: float = 60.0) -> tuple[list[Result], dict[int, Any]]:
-    """Run ``tasks`` through ``pool`` as workers free up: (results, task id -> worker from submit)."""
+    """Run ``tasks`` through ``pool`` as workers free up, as the driver does (tasks handed back
+    unstarted are placed again): (results, task id -> worker from the last submit)."""
     queue = list(tasks)
     placed: dict[int, Any] = {}
     results: list[Result] = []
@@ -87,6 +88,7 @@ def drain(pool: Any, tasks: list[Task], timeout: float = 60.0) -> tuple[list[Res
             placed[t.id] = pool.submit(t)
             assert pool.busy <= pool.size, f"busy {pool.busy} > size {pool.size}"
         results.extend(pool.wait(1.0))
+        queue[:0] = getattr(pool, "take_returned", list)()  # handed back unstarted (prefetch): placed again
     return results, placed
 
 
@@ -265,6 +267,61 @@ def check_reports_and_stops(make_pool: PoolFactory) -> None:
         pool.shutdown()
 
 
+def check_held_tasks_run_once_or_come_back_unstarted(make_pool: PoolFactory) -> None:
+    """A pool may hold tasks ahead (prefetch: ``idle`` counts a busy worker's slot for its
+    next task); ``size`` stays the worker count and ``busy`` never exceeds it. After
+    ``recall()`` every submitted task either runs to its one result or comes back once from
+    ``take_returned()`` never started (it never reported); ``shutdown(kill=True)`` returns
+    the running and held tasks as cancelled, each once. A pool without prefetch passes with
+    nothing held (``recall``/``take_returned`` optional)."""
+    started: set[int] = set()
+
+    def on_report(rep: Any) -> bool:
+        started.add(rep.task_id)  # the reporting objective reports at once when it starts
+        return False
+
+    pool = make_pool({"type": "python", "objective": "emews.testing.pools:reporting"}, on_report)
+    recall = getattr(pool, "recall", lambda: None)
+    take_returned = getattr(pool, "take_returned", list)
+    try:
+        _ready(pool)
+        drain(pool, [Task(1000 + i, {"x": 0, "steps": 1}) for i in range(2 * pool.size)])  # short tasks seen
+        size = pool.size
+        tasks = [Task(i, {"x": 0, "steps": 3, "sleep": 0.1}) for i in range(3 * size)]
+        queue = list(tasks)
+        while queue and pool.idle:
+            pool.submit(queue.pop(0))
+            assert pool.busy <= size and pool.size == size, (pool.busy, pool.size)
+        submitted = len(tasks) - len(queue)
+        assert submitted >= size, f"{submitted} tasks placed on {size} idle workers"
+        recall()
+        results: list[Result] = []
+        returned: list[Task] = []
+        deadline = time.monotonic() + 60
+        while len(results) + len(returned) < submitted:
+            assert time.monotonic() < deadline, f"{len(results)} results, {len(returned)} returned of {submitted}"
+            results.extend(pool.wait(0.5))
+            returned.extend(take_returned())
+        ids = [r.task_id for r in results] + [t.id for t in returned]
+        assert sorted(ids) == list(range(submitted)), f"came back as {sorted(ids)}"
+        assert all(r.status == DONE for r in results), results
+        assert not started & {t.id for t in returned}, f"handed back after starting: {started}, {returned}"
+        assert pool.busy == 0 and pool.idle == pool.size, (pool.busy, pool.idle)
+        # killed with tasks running and held: each comes back once, cancelled
+        placed = []
+        for t in [Task(100 + i, {"x": 0, "steps": 3, "sleep": 0.2}) for i in range(2 * size)]:
+            if not pool.idle:
+                break
+            pool.submit(t)
+            placed.append(t.id)
+        out = pool.shutdown(kill=True)
+        more = take_returned()
+        assert sorted([r.task_id for r in out] + [t.id for t in more]) == placed, (out, more, placed)
+        assert all(r.status == CANCELLED for r in out), out
+    finally:
+        pool.shutdown()
+
+
 #: every check, in a sensible order
 CHECKS: list[Callable[[PoolFactory], None]] = [
     check_protocol,
@@ -275,6 +332,7 @@ CHECKS: list[Callable[[PoolFactory], None]] = [
     check_shutdown_idempotent,
     check_kill_returns_running_as_cancelled,
     check_reports_and_stops,
+    check_held_tasks_run_once_or_come_back_unstarted,
 ]
 
 

@@ -6,10 +6,12 @@
     driver ◀─Result── pipe[i] ◀──┘
 
 One duplex pipe per worker; the driver blocks in ``multiprocessing.connection.wait`` on all
-pipes (and the optimizer's), so nothing spins. Each worker holds at most one task.
+pipes (and the optimizer's), so nothing spins. Each worker runs one task at a time and, while
+tasks are short, holds the next one (prefetch, see :mod:`emews.workers._pool`): it starts it
+right after sending the result of the current one.
 
-Every message is one of :mod:`emews.workers._wire` (TASK, CLOSE, STOP, ANSWER down the pipe;
-READY, FATAL, REPORT, RESULT up). Intermediate reports travel on the same pipe::
+Every message is one of :mod:`emews.workers._wire` (TASK, RECALL, CLOSE, STOP, ANSWER down
+the pipe; READY, FATAL, REPORT, RESULT, RETURN up). Intermediate reports travel on the same pipe::
 
     worker ──REPORT──▶ pool ──on_report(Report) -> bool──▶ driver
     worker ◀─ANSWER───┘              (every report is answered)
@@ -66,22 +68,27 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
     conn.send(wire.ready(gpu, HOST))
     receive = _pipe_receive(conn)
     send = conn.send
-
-    def run(task: Task) -> bool:
-        """Run one task; True: the pool closed meanwhile (leave after it)."""
-        channel = wire.WorkerChannel(task.id, task.attempt, send, receive)
-        send(wire.result(execute(runner, task, worker, HOST, gpu, channel)))
-        return channel.closing
-
+    inbox = wire.TaskInbox(send)
     # between tasks a late ANSWER or STOP (for a task that has ended) is passed over
-    handlers = {wire.TASK: run, wire.CLOSE: lambda body: True, wire.ANSWER: wire.ignore, wire.STOP: wire.ignore}
+    handlers = {**inbox.handlers, wire.ANSWER: wire.ignore, wire.STOP: wire.ignore}
     try:
         while True:
+            task = inbox.next()
+            if task is None:
+                if inbox.closing:
+                    break
+                try:
+                    msg = conn.recv()
+                except EOFError:
+                    break
+                wire.dispatch(msg, handlers)
+                continue
+            channel = wire.WorkerChannel(task.id, task.attempt, send, receive, inbox=inbox)
+            send(wire.result(execute(runner, task, worker, HOST, gpu, channel)))
             try:
-                msg = conn.recv()
+                while conn.poll(0):  # what came meanwhile: the next task, a recall, CLOSE
+                    wire.dispatch(conn.recv(), handlers)
             except EOFError:
-                break
-            if wire.dispatch(msg, handlers):
                 break
     except KeyboardInterrupt:
         pass
@@ -102,6 +109,7 @@ class LocalPool(PoolBase):
     """
 
     kind = "local"
+    prefetch = 1
 
     #: a worker slot whose process dies this many times before it is ready stops the run
     MAX_START_FAILURES = 3
@@ -121,8 +129,9 @@ class LocalPool(PoolBase):
         self._fatal: str | None = None
         self._from = -1  # the slot whose message wait() is handling
         self._out: list[Result] = []  # the results wait() collects
+        self._lost_out: list[Result] = []  # failed results of workers found dead outside wait()
         self._handlers = {wire.RESULT: self._on_result, wire.REPORT: self._on_report, wire.READY: self._on_ready,
-                          wire.FATAL: self._on_fatal}
+                          wire.FATAL: self._on_fatal, wire.RETURN: self._on_return}
         if start:
             self.start()
 
@@ -151,7 +160,7 @@ class LocalPool(PoolBase):
         try:
             self._conns[worker].send(wire.task(task))
         except OSError:
-            self._lost(worker)
+            self._lost_out.extend(self._lost(worker))  # its running task's result: the next wait() returns it
             return False
         return True
 
@@ -160,6 +169,12 @@ class LocalPool(PoolBase):
             self._conns[worker].send(wire.stop(task.id, task.attempt))
         except OSError:
             pass  # the worker died; wait() finds out
+
+    def _send_recall(self, worker: int, task: Task) -> None:
+        try:
+            self._conns[worker].send(wire.recall(task.id, task.attempt))
+        except OSError:
+            pass  # the worker died; wait() finds out (its held task comes back)
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Result]:
         """Results that are ready; blocks up to ``timeout`` until one is, or an ``extra``
@@ -171,8 +186,11 @@ class LocalPool(PoolBase):
         if self._fatal:
             raise ObjectiveError(self._fatal)
         live = [] if self.closed else list(self._by_conn)
+        if self._lost_out or self._returned:  # found outside wait(): handed over at once
+            timeout = 0
         ready = mp_wait(live + list(extra), timeout)
-        out: list[Result] = []
+        out: list[Result] = self._lost_out
+        self._lost_out = []
         self._out = out
         for c in ready:
             i = self._by_conn.get(c)
@@ -200,6 +218,9 @@ class LocalPool(PoolBase):
         except OSError:
             pass  # the worker died; wait() finds out
 
+    def _on_return(self, task: Task) -> None:
+        self._handed_back(self._from, task)
+
     def _on_ready(self, ready: wire.Ready) -> None:
         self._ready(self._from)
         self._started.add(self._from)
@@ -216,6 +237,7 @@ class LocalPool(PoolBase):
         conn.close()
         self._procs[i].join(1)
         code = self._procs[i].exitcode
+        self._lost_held(i)  # not started: back to the driver, no attempt spent
         task = self._busy.pop(i, None)
         if i in self._idle:
             self._idle.remove(i)
@@ -239,7 +261,7 @@ class LocalPool(PoolBase):
         if self.closed:
             return []
         self.closed = True
-        cancelled = self._running_as_cancelled(lambda i: HOST) if kill else []
+        cancelled = self._running_as_cancelled(lambda i: HOST) if kill else self._held_as_cancelled()
         for c, i in list(self._by_conn.items()):
             if not (kill and i in self._busy):
                 try:

@@ -10,13 +10,33 @@
 A pool is a transport behind :class:`Pool`; the messages are those of
 :mod:`emews.workers._wire`. :class:`PoolBase` holds the bookkeeping every transport shares
 (which workers are idle or busy with which task, which attempts were told to stop, the
-answer to a report), so a new pool writes only how its messages travel. The contract suite
-:mod:`emews.testing.pools` checks exactly this protocol.
+answer to a report, the tasks held ahead), so a new pool writes only how its messages
+travel. The contract suite :mod:`emews.testing.pools` checks exactly this protocol.
+
+Prefetch (a pool with ``prefetch = 1``: local, MPI): once tasks are seen to be short (their
+recent mean run time under :attr:`PoolBase.PREFETCH_BELOW`), each busy worker also offers a
+slot for its next task, so the driver's ``submit`` sends it ahead and the worker starts it the
+moment the current one ends (no round trip through the driver between two tasks)::
+
+    worker w:  ──── task A runs ────┤RESULT A├── task B runs ──── ...
+    pool:      submit(A)  submit(B: held by w)   (B counted running from here)
+                          recall() ─RECALL B─▶ w hands B back unstarted (RETURN), or has started it
+
+:attr:`~PoolBase.idle` counts those slots too, :attr:`~PoolBase.busy` only the running tasks,
+:attr:`~PoolBase.size` stays the worker count (the optimizer's capacity does not double).
+When the run stops the driver calls :meth:`~PoolBase.recall`; the tasks that come back
+(:meth:`~PoolBase.take_returned`) never started. ``shutdown`` returns held tasks as
+cancelled; a worker that dies hands its held task back (it did not start: no attempt is spent).
+A worker that goes idle while another holds a task, once tasks no longer look short, recalls
+that task, so it runs on the idle worker unless its holder starts it first (a worker reads a
+recall between tasks or at a report). Long tasks get no prefetch: the round trip it saves is a negligible share of them,
+and a held task could wait a whole task's time behind its worker.
 """
 
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,6 +64,12 @@ class Pool(Protocol):
         clock: the clock the driver reads (wall time; simulated time for the simulated pool).
         on_report: the driver's judge of each :class:`~emews.task.Report`, given to the
             constructor; called during :meth:`wait`; True stops the attempt.
+
+    A pool that sends tasks ahead (prefetch, as :class:`PoolBase` does) also has, and the
+    driver then calls: ``prefetched`` (tasks held ahead, not started), ``recall()`` (ask for
+    them back: the run stops), ``take_returned() -> list[Task]`` (those handed back
+    unstarted since the last call) and ``take_started() -> list[(task, worker, when)]`` (held
+    tasks that started, journaled ``running`` then). A pool without them never holds a task.
 
     Example::
 
@@ -85,6 +111,7 @@ class Pool(Protocol):
         """Stop the running task ``task_id`` at its next report (it ends ``stopped``); False
         when no worker runs it."""
 
+
     def shutdown(self, kill: bool = False) -> list[Result]:
         """End every worker; with ``kill`` running tasks come back as cancelled results at
         once. Idempotent (a second call returns ``[]``)."""
@@ -104,6 +131,10 @@ class PoolBase:
 
     kind = "?"
     clock: Any = WALL
+    #: tasks a busy worker may hold beyond the one it runs (0: none; the local and MPI pools: 1)
+    prefetch = 0
+    #: prefetch only while the recent mean run time of tasks is below this (seconds)
+    PREFETCH_BELOW = 0.5
 
     def __init__(self, size: int, on_report: OnReport | None = None, *, fifo: bool = False):
         self.size = int(size)
@@ -111,29 +142,57 @@ class PoolBase:
         self.closed = False
         self._fifo = fifo
         self._idle: collections.deque[Any] = collections.deque()
-        self._busy: dict[Any, Task] = {}
+        self._busy: dict[Any, Task] = {}  # worker -> the task it runs
+        self._next: dict[Any, Task] = {}  # worker -> the task it holds, to start when its own ends
         self._stopping: set[tuple[int, int]] = set()  # (task id, attempt) told to stop
+        self._returned: list[Task] = []  # handed back unstarted, for take_returned()
+        self._held_started: list[tuple[Task, Any, float]] = []  # held tasks started, for take_started()
+        self._run_time: float | None = None  # recent mean run time of a task (None: none ended yet)
+        self._recalled: set[tuple[int, int]] = set()  # held tasks asked back, not yet ended or back
 
     @property
     def idle(self) -> int:
-        """Workers ready for a task."""
+        """Slots ready for a task: idle workers, and busy ones that may hold their next task."""
+        if self._prefetching():
+            return len(self._idle) + len(self._busy) - len(self._next)
         return len(self._idle)
 
     @property
     def busy(self) -> int:
-        """Workers running a task."""
+        """Workers running a task (a held task counts once its worker has started it)."""
         return len(self._busy)
+
+    @property
+    def prefetched(self) -> int:
+        """Tasks held ahead by workers, not started."""
+        return len(self._next)
+
+    def _prefetching(self) -> bool:
+        """Offer the busy workers' slots: a pool with prefetch, open, its tasks seen to be short.
+
+        Not before a task has ended: a worker reads a recall only between tasks (or at a
+        report), so a task held behind a long one could not be taken back for a worker that
+        became ready meanwhile."""
+        return (self.prefetch > 0 and not self.closed and self._run_time is not None
+                and self._run_time < self.PREFETCH_BELOW)
 
     def start(self) -> None:
         """Nothing to start by default (a pool whose workers need starting overrides it)."""
 
     # -- what the driver calls -------------------------------------------------------------
     def submit(self, task: Task) -> Any:
-        """Send ``task`` to an idle worker (see :class:`Pool`)."""
-        worker = self._idle.popleft() if self._fifo else self._idle.pop()
+        """Send ``task`` to an idle worker, or ahead to a busy one (see :class:`Pool`)."""
+        if self._idle:
+            worker = self._idle.popleft() if self._fifo else self._idle.pop()
+            if self._send_task(worker, task) is False:
+                return None
+            self._busy[worker] = task
+            return worker
+        # prefetch: the busy worker free to hold a task that runs first (insertion order)
+        worker = next(w for w in self._busy if w not in self._next)
         if self._send_task(worker, task) is False:
             return None
-        self._busy[worker] = task
+        self._next[worker] = task
         return worker
 
     def stop_task(self, task_id: int) -> bool:
@@ -145,6 +204,28 @@ class PoolBase:
                 return True
         return False
 
+    def recall(self) -> None:
+        """Ask every worker for its held task back (see :class:`Pool`)."""
+        for worker, t in self._next.items():
+            self._recall(worker, t)
+
+    def _recall(self, worker: Any, t: Task) -> None:
+        key = (t.id, t.attempt)
+        if key not in self._recalled:
+            self._recalled.add(key)
+            self._send_recall(worker, t)
+
+    def take_returned(self) -> list[Task]:
+        """The tasks handed back unstarted since the last call."""
+        out, self._returned = self._returned, []
+        return out
+
+    def take_started(self) -> list[tuple[Task, Any, float]]:
+        """The held tasks that started since the last call: (task, worker, when), ``when``
+        the end of the task before it (its worker started it then)."""
+        out, self._held_started = self._held_started, []
+        return out
+
     # -- for the transport -----------------------------------------------------------------
     def _send_task(self, worker: Any, task: Task) -> bool | None:
         """Send ``task`` to ``worker``; False when it could not (the worker is dead)."""
@@ -154,18 +235,71 @@ class PoolBase:
         """Tell ``worker`` to stop ``task`` (unasked); by default nothing (the answer to the
         attempt's next report carries the stop)."""
 
+    def _send_recall(self, worker: Any, task: Task) -> None:
+        """Ask ``worker`` to hand ``task`` back unstarted (a pool with prefetch implements it)."""
+        raise NotImplementedError
+
     def _ready(self, worker: Any) -> None:
         """``worker`` can take a task."""
         if not self.closed:
             self._idle.append(worker)
+            # idle while another worker holds a task, and tasks no longer look short (a held
+            # task may wait long): take it back for this one. While they are short it waits at
+            # most one short task, and a recall per idle moment would add work to a busy driver
+            if self._next and not self._prefetching():
+                other, t = next(((w, t) for w, t in self._next.items()
+                                 if w != worker and (t.id, t.attempt) not in self._recalled), (None, None))
+                if t is not None:
+                    self._recall(other, t)
 
     def _finished(self, worker: Any, result: Result) -> bool:
-        """``worker`` sent ``result``; True when it was running a task (the result counts)."""
-        self._stopping.discard((result.task_id, result.attempt))
-        if self._busy.pop(worker, None) is None:
+        """``worker`` sent ``result``; True when it was running that task (the result counts).
+        The task it held, if any, is its running task from now on."""
+        key = (result.task_id, result.attempt)
+        self._stopping.discard(key)
+        self._recalled.discard(key)
+        t = self._busy.get(worker)
+        if t is None or (t.id, t.attempt) != key:
             return False
-        self._ready(worker)
+        held = self._next.pop(worker, None)
+        if held is not None:
+            self._busy[worker] = held
+            self._held_started.append((held, worker, result.end if result.end is not None else time.time()))
+        else:
+            del self._busy[worker]
+            self._ready(worker)
+        if result.start is not None and result.end is not None:
+            took = max(0.0, result.end - result.start)
+            self._run_time = took if self._run_time is None else 0.8 * self._run_time + 0.2 * took
         return True
+
+    def _handed_back(self, worker: Any, task: Task) -> None:
+        """``worker`` handed ``task`` back unstarted (RETURN)."""
+        key = (task.id, task.attempt)
+        self._recalled.discard(key)
+        held = self._next.get(worker)
+        if held is not None and (held.id, held.attempt) == key:
+            del self._next[worker]
+        else:
+            t = self._busy.get(worker)
+            if t is None or (t.id, t.attempt) != key:
+                return  # not held here (the pool was shut down meanwhile)
+            # it had counted as started when the task before it ended; the worker starts the
+            # task it was sent after it (held since) instead, or is idle
+            held = self._next.pop(worker, None)
+            if held is not None:
+                self._busy[worker] = held
+                self._held_started.append((held, worker, time.time()))
+            else:
+                del self._busy[worker]
+                self._ready(worker)
+        self._returned.append(task)
+
+    def _lost_held(self, worker: Any) -> None:
+        """``worker`` died: its held task did not start; it goes back to the driver."""
+        held = self._next.pop(worker, None)
+        if held is not None:
+            self._returned.append(held)
 
     def _judge(self, rep: Report) -> bool:
         """The answer to one report: stop when the attempt was told to, or ``on_report`` says so."""
@@ -178,6 +312,15 @@ class PoolBase:
         return stop
 
     def _running_as_cancelled(self, host: Callable[[Any], str | None], end: float | None = None) -> list[Result]:
-        """The running tasks as cancelled results (``shutdown(kill=True)``); ``host(worker)`` names the host."""
+        """The running and held tasks as cancelled results (``shutdown(kill=True)``); ``host(worker)`` names the host."""
         return [Result.cancelled(t, "cancelled at shutdown", worker=w, host=host(w), end=end)
-                for w, t in self._busy.items()]
+                for w, t in self._busy.items()] + self._held_as_cancelled()
+
+    def _held_as_cancelled(self) -> list[Result]:
+        """The held (not started) tasks as cancelled results, taken from the pool (``shutdown``)."""
+        out = [Result.cancelled(t, "cancelled at shutdown (held by a worker, not started)")
+               for t in self._next.values()] + [Result.cancelled(t, "cancelled at shutdown (handed back, not started)")
+                                                  for t in self._returned]
+        self._next.clear()
+        self._returned.clear()
+        return out

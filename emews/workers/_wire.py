@@ -5,18 +5,27 @@ The twin of :mod:`emews.queues._protocol` on the other side of the driver. Every
 the kinds are spelled, for every pool (local pipes, MPI ranks, the simulated pool's
 recorder) and for the isolated runner's child::
 
-    pool ─▶ worker     TASK    Task                        run it (the worker is idle)
+    pool ─▶ worker     TASK    Task                        run it (now, or when the one it runs ends)
+                       RECALL  (task_id, attempt)          hand that task back unless it has started
                        STOP    (task_id, attempt)          stop that attempt at its next report
                        ANSWER  (task_id, attempt, stop)    the decision on one report
                        CLOSE   None                        no more tasks: leave the pool
     worker ─▶ pool     READY   Ready(gpu, host)            the objective is loaded; idle
                        FATAL   "text"                      the objective cannot be loaded
                        REPORT  Report                      an intermediate loss (answered)
-                       RESULT  Result                      the task is over; idle again
+                       RESULT  Result                      the task is over; the next one starts
+                       RETURN  Task                        a recalled task, handed back unstarted
                        BYE     None                        left the pool (after CLOSE)
 
 Each side reads with one :func:`dispatch` over a table of handlers, so an unknown kind is an
 error instead of a silently dropped message.
+
+Prefetch: a worker may hold one TASK beyond the one it runs (:class:`~emews.workers._pool.PoolBase`
+decides when); it starts it the moment it has sent the RESULT of the current one, so a
+finishing worker never waits for the pool's round trip. A task held but not started is
+RECALLed when the run stops; the worker hands it back (RETURN) or, when it has started it
+meanwhile, runs it to its RESULT. A worker whose task was cancelled (a signal, rank 0's
+cancel) hands back every task it holds; after CLOSE it starts none.
 
 The report/answer pipeline (:class:`WorkerChannel`, one class for every pool and runner)::
 
@@ -31,6 +40,7 @@ waits on the driver, and a stop decided at step *k* is seen at step *k + 1* at t
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,15 +49,16 @@ from typing import Any
 from ..errors import EmewsError
 from ..task import Report, Result, Task
 
-__all__ = ["TASK", "STOP", "ANSWER", "CLOSE", "READY", "FATAL", "REPORT", "RESULT", "BYE", "TO_WORKER", "TO_POOL",
-           "Ready", "task", "stop", "answer", "close", "ready", "fatal", "report", "result", "bye", "dispatch",
-           "ignore", "WireError", "WorkerChannel", "NullChannel", "Receive"]
+__all__ = ["TASK", "STOP", "ANSWER", "CLOSE", "RECALL", "READY", "FATAL", "REPORT", "RESULT", "BYE", "RETURN",
+           "TO_WORKER", "TO_POOL", "Ready", "task", "stop", "answer", "close", "recall", "ready", "fatal", "report",
+           "result", "bye", "returned", "dispatch",
+           "ignore", "WireError", "WorkerChannel", "NullChannel", "Receive", "TaskInbox"]
 
-TASK, STOP, ANSWER, CLOSE = "task", "stop", "answer", "close"
-READY, FATAL, REPORT, RESULT, BYE = "ready", "fatal", "report", "result", "bye"
+TASK, STOP, ANSWER, CLOSE, RECALL = "task", "stop", "answer", "close", "recall"
+READY, FATAL, REPORT, RESULT, BYE, RETURN = "ready", "fatal", "report", "result", "bye", "return"
 #: the kinds each side may receive
-TO_WORKER = (TASK, STOP, ANSWER, CLOSE)
-TO_POOL = (READY, FATAL, REPORT, RESULT, BYE)
+TO_WORKER = (TASK, STOP, ANSWER, CLOSE, RECALL)
+TO_POOL = (READY, FATAL, REPORT, RESULT, BYE, RETURN)
 
 Message = tuple[str, Any]
 
@@ -83,6 +94,14 @@ def answer(task_id: int, attempt: int, stop_it: bool) -> Message:
 
 def close() -> Message:
     return (CLOSE, None)
+
+
+def recall(task_id: int, attempt: int) -> Message:
+    return (RECALL, (task_id, attempt))
+
+
+def returned(t: Task) -> Message:
+    return (RETURN, t)
 
 
 def ready(gpu: str | None, host: str) -> Message:
@@ -150,11 +169,15 @@ class WorkerChannel:
         gone: the pool went away (reports are no longer sent; the worker's end comes elsewhere).
         closing: the pool said CLOSE meanwhile (the worker leaves after this task).
         outstanding: reports sent whose answer has not been read.
+        inbox: the worker's held tasks, where a TASK or RECALL read meanwhile goes (a worker
+            whose pool prefetches and whose task messages share the channel's transport).
     """
 
     def __init__(self, task_id: int, attempt: int, post: Callable[[Message], Any] | None = None,
-                 receive: Receive | None = None, on_stop: Callable[[], Any] | None = None):
+                 receive: Receive | None = None, on_stop: Callable[[], Any] | None = None,
+                 inbox: TaskInbox | None = None):
         self.key = (task_id, attempt)
+        self._inbox = inbox
         self._post = post
         self._receive = receive
         self._on_stop = on_stop
@@ -177,6 +200,8 @@ class WorkerChannel:
 
     def _on_close(self, body: None) -> None:
         self.closing = True
+        if self._inbox is not None:
+            self._inbox.closing = True
 
     def _stopped(self) -> None:
         if not self.stop:
@@ -196,6 +221,9 @@ class WorkerChannel:
                     return
                 if self._handlers is None:
                     self._handlers = {ANSWER: self._on_answer, STOP: self._on_stop_msg, CLOSE: self._on_close}
+                    if self._inbox is not None:  # the next task, a recall: for the worker's inbox
+                        self._handlers[TASK] = self._inbox.on_task
+                        self._handlers[RECALL] = self._inbox.on_recall
                 dispatch(msg, self._handlers)
                 block = False
         except (EOFError, OSError):  # the pool is gone: no answer will come
@@ -239,6 +267,51 @@ class WorkerChannel:
         """After the task: take the answers still due, so none is left for the next task."""
         while self.outstanding > 0 and self._receive is not None:
             self._read(block=True)
+
+
+class TaskInbox:
+    """A worker's held tasks (prefetch): those sent ahead, started in order, one at a time.
+
+    Args:
+        hand_back: sends a message to the pool (a RETURN).
+
+    Attributes:
+        held: the tasks received and not started, oldest first.
+        closing: the pool said CLOSE (no held task starts).
+        handlers: the handlers of TASK, RECALL and CLOSE, for the worker's own dispatch.
+    """
+
+    def __init__(self, hand_back: Callable[[Message], Any]):
+        self._hand_back = hand_back
+        self.held: collections.deque[Task] = collections.deque()
+        self.closing = False
+        self.handlers: dict[str, Callable[[Any], Any]] = {TASK: self.on_task, RECALL: self.on_recall,
+                                                          CLOSE: self.on_close}
+
+    def on_task(self, t: Task) -> None:
+        self.held.append(t)
+
+    def on_recall(self, key: tuple[int, int]) -> None:
+        """Hand back the held task ``key`` (no answer when it has started: its RESULT comes)."""
+        for t in self.held:
+            if (t.id, t.attempt) == tuple(key):
+                self.held.remove(t)
+                self._hand_back(returned(t))
+                return
+
+    def on_close(self, body: None) -> None:
+        self.closing = True  # the pool ended: what it had sent ahead it took back itself
+
+    def next(self) -> Task | None:
+        """The task to start now (None: none held, or the pool closed)."""
+        if self.closing or not self.held:
+            return None
+        return self.held.popleft()
+
+    def hand_back_all(self) -> None:
+        """Hand back every held task (the worker's task was cancelled: the run is ending)."""
+        while self.held and not self.closing:
+            self._hand_back(returned(self.held.popleft()))
 
 
 def NullChannel() -> WorkerChannel:  # noqa: N802 - reads as the class it stands for

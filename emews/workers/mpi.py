@@ -24,9 +24,13 @@ the tags only route them:
 
 * ``TAG_SETUP`` rank 0 → every worker rank: ``("pool", runner_spec)`` starts a pool,
   ``("exit", None)`` ends the worker loop (the session's own two messages).
-* ``TAG_TASK`` rank 0 → group leader: TASK, or CLOSE (pool over).
+* ``TAG_TASK`` rank 0 → group leader: TASK (run it now, or right after the running one: held
+  ahead, see :mod:`emews.workers._pool`), RECALL (hand a held task back), or CLOSE (pool over).
+  The leader reads them between tasks: after sending a RESULT it takes every one that came
+  and starts the held task at once.
 * ``TAG_RESULT`` leader → rank 0: RESULT; READY once the group has loaded the objective
-  (the same body as the local pool's); FATAL when a rank could not; BYE after CLOSE.
+  (the same body as the local pool's); FATAL when a rank could not; RETURN (a held task,
+  unstarted); BYE after CLOSE.
 * ``TAG_CANCEL`` rank 0 → a busy leader: ``("cancel", task_id, attempt)`` when the run ends
   with the task still running (the deadline's kill_margin, a signal, an error); the leader's
   watch thread interrupts the task, which ends as cancelled, and the rank says BYE in time.
@@ -300,6 +304,7 @@ class MPIPool(PoolBase):
     """
 
     kind = "mpi"
+    prefetch = 1
 
     def __init__(self, session: MPISession, runner_spec: dict, on_report: OnReport | None = None):
         super().__init__(session.workers, on_report, fifo=True)  # the longest-idle group first
@@ -318,7 +323,7 @@ class MPIPool(PoolBase):
         self._out: list[Result] = []
         self._changed = False
         self._handlers = {wire.RESULT: self._on_result, wire.READY: self._on_ready, wire.FATAL: self._on_fatal,
-                          wire.BYE: self._on_bye, wire.REPORT: self._on_report}
+                          wire.BYE: self._on_bye, wire.REPORT: self._on_report, wire.RETURN: self._on_return}
 
     def _send_task(self, leader: int, task: Task) -> bool:
         self._comm.send(wire.task(task), dest=leader, tag=TAG_TASK)
@@ -327,6 +332,9 @@ class MPIPool(PoolBase):
 
     def _send_stop(self, leader: int, task: Task) -> None:
         self._comm.send(wire.stop(task.id, task.attempt), dest=leader, tag=TAG_STOP)
+
+    def _send_recall(self, leader: int, task: Task) -> None:
+        self._comm.send(wire.recall(task.id, task.attempt), dest=leader, tag=TAG_TASK)
 
     # -- the leaders' messages (from rank ``self._src``, read in _drain) ---------------------
     def _on_result(self, result: Result) -> None:
@@ -338,6 +346,11 @@ class MPIPool(PoolBase):
         self._gpus[self._src], self._hosts[self._src] = ready.gpu, ready.host
         if not self.closed:
             self._ready(self._src)
+            self._changed = True
+
+    def _on_return(self, task: Task) -> None:
+        if not self.closed:
+            self._handed_back(self._src, task)
             self._changed = True
 
     def _on_fatal(self, text: str) -> None:
@@ -402,6 +415,9 @@ class MPIPool(PoolBase):
             msg = comm.recv(source=src, tag=TAG_RESULT)
             if msg[0] == wire.BYE:  # the rest is late: the pool is over
                 self._unreleased.discard(src)
+            elif msg[0] == wire.REPORT:  # answered (stop): a cancelled task settles its reports before it ends
+                rep = msg[1]
+                comm.send(wire.answer(rep.task_id, rep.attempt, True), dest=src, tag=TAG_STOP)
             backoff.reset()
         return set(self._unreleased)
 
@@ -415,7 +431,7 @@ class MPIPool(PoolBase):
         if self.closed:
             return []
         self.closed = True
-        cancelled = self._running_as_cancelled(self._hosts.get) if kill else []
+        cancelled = self._running_as_cancelled(self._hosts.get) if kill else self._held_as_cancelled()
         if kill:
             _send_cancels(self._comm, self._busy)
         self._idle.clear()
@@ -660,18 +676,23 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff, watch: _TaskWatch) -> N
         gpus.append(m_gpu)
     gpu = _join_gpus(gpus)
     comm.send(wire.fatal(error) if error else wire.ready(gpu, HOST), dest=0, tag=TAG_RESULT)
-    handlers = {wire.TASK: lambda task: task, wire.CLOSE: lambda body: None}
+    inbox = wire.TaskInbox(lambda msg: comm.send(msg, dest=0, tag=TAG_RESULT))
+    handlers = inbox.handlers
     while True:
-        try:
-            msg = _recv(comm, 0, TAG_TASK, backoff)
-        except KeyboardInterrupt:
+        task = inbox.next()
+        if task is None:
+            if inbox.closing:
+                break
+            try:
+                msg = _recv(comm, 0, TAG_TASK, backoff)
+            except KeyboardInterrupt:
+                continue
+            wire.dispatch(msg, handlers)
             continue
         for member in range(1, group.Get_size()):
-            group.send(msg, dest=member, tag=TAG_GROUP)
-        task = wire.dispatch(msg, handlers)
-        if task is None:
-            break
+            group.send(wire.task(task), dest=member, tag=TAG_GROUP)
         channel = _leader_channel(comm, group, task, backoff)
+        signalled = False
         try:
             watch.arm(task)
             try:
@@ -681,6 +702,7 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff, watch: _TaskWatch) -> N
         except _RankSignalled as e:
             why = "cancelled by rank 0 (the run ended)" if watch.fired else f"{e} {layout.rank}"
             result = Result.cancelled(task, why, worker=layout.rank, host=HOST)
+            signalled = True
         except KeyboardInterrupt:
             result = Result.failed(task, "interrupted (Ctrl-C)", worker=layout.rank, host=HOST, gpu=gpu)
         channel.settle()
@@ -690,6 +712,12 @@ def _lead(layout: _Layout, spec: dict, backoff: Backoff, watch: _TaskWatch) -> N
                 result.status, result.loss = m_status, None
                 result.error = f"rank {layout.rank + member} of the task group: {m_error}"
         comm.send(wire.result(result), dest=0, tag=TAG_RESULT)
+        while comm.iprobe(0, TAG_TASK):  # what came meanwhile: the next task (held ahead), a recall, CLOSE
+            wire.dispatch(comm.recv(source=0, tag=TAG_TASK), handlers)
+        if signalled:  # the run is ending (a signal, rank 0's cancel): start nothing held, hand it back
+            inbox.hand_back_all()
+    for member in range(1, group.Get_size()):
+        group.send(wire.close(), dest=member, tag=TAG_GROUP)
     if runner is not None:
         runner.close()
     comm.send(wire.bye(), dest=0, tag=TAG_RESULT)

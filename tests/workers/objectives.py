@@ -91,3 +91,11 @@ class Probe(emews.Optimizer):
 
     def log(self):
         return {"mpi_loaded": "mpi4py.MPI" in sys.modules, "pid": os.getpid()}
+
+
+def dies(params: dict) -> float:
+    """Sleeps ``sleep`` s, then with ``die`` the worker process exits (code 3); else returns ``x``."""
+    time.sleep(params.get("sleep", 0.0))
+    if params.get("die"):
+        os._exit(3)
+    return float(params.get("x", 0.0))

@@ -16,7 +16,8 @@ def test_every_kind_has_a_constructor_and_round_trips_through_pickle():
     r = Result(3, {"x": 1.0}, DONE, 1.0, attempt=1)
     rep = Report(3, 1, 2.0, 0.5, {"acc": 0.9}, 1.0)
     messages = [wire.task(t), wire.stop(3, 1), wire.answer(3, 1, True), wire.close(), wire.ready("0", "h"),
-                wire.fatal("no module"), wire.report(rep), wire.result(r), wire.bye()]
+                wire.fatal("no module"), wire.report(rep), wire.result(r), wire.bye(), wire.recall(3, 1),
+                wire.returned(t)]
     kinds = [m[0] for m in messages]
     assert sorted(kinds) == sorted(wire.TO_WORKER + wire.TO_POOL)
     for m in messages:
@@ -135,3 +136,41 @@ def test_the_contract_suite_catches_a_pool_that_drops_its_on_report():
     check_protocol(lambda spec, on_report: SimulatedPool(2, spec, on_report=on_report))
     with pytest.raises(AssertionError, match="on_report"):
         check_protocol(lambda spec, on_report: SimulatedPool(2, spec))
+
+
+def test_inbox_starts_held_tasks_in_order_and_hands_back_a_recalled_one():
+    sent = []
+    inbox = wire.TaskInbox(sent.append)
+    a, b, c = Task(1, {}), Task(2, {}), Task(3, {}, attempt=1)
+    for t in (a, b, c):
+        wire.dispatch(wire.task(t), inbox.handlers)
+    wire.dispatch(wire.recall(2, 0), inbox.handlers)
+    wire.dispatch(wire.recall(3, 0), inbox.handlers)  # another attempt: not held, nothing comes back
+    assert sent == [wire.returned(b)]
+    assert inbox.next() == a
+    wire.dispatch(wire.recall(1, 0), inbox.handlers)  # started: no answer (its RESULT comes)
+    assert sent == [wire.returned(b)]
+    assert inbox.next() == c and inbox.next() is None
+
+
+def test_inbox_after_close_starts_nothing_and_a_cancelled_worker_hands_everything_back():
+    sent = []
+    inbox = wire.TaskInbox(sent.append)
+    for i in range(3):
+        inbox.on_task(Task(i, {}))
+    inbox.hand_back_all()
+    assert sent == [wire.returned(Task(i, {})) for i in range(3)] and inbox.next() is None
+    inbox.on_task(Task(9, {}))
+    wire.dispatch(wire.close(), inbox.handlers)
+    assert inbox.closing and inbox.next() is None
+
+
+def test_a_channel_with_an_inbox_passes_a_task_and_a_recall_read_during_the_task_to_it():
+    sent = []
+    inbox = wire.TaskInbox(sent.append)
+    incoming = collections.deque([wire.task(Task(5, {})), wire.task(Task(6, {})), wire.recall(6, 0), wire.close()])
+    ch = wire.WorkerChannel(4, 0, post=sent.append, receive=lambda block: incoming.popleft() if incoming else None,
+                            inbox=inbox)
+    assert ch.stop_requested() is False
+    assert [t.id for t in inbox.held] == [5] and sent == [wire.returned(Task(6, {}))]
+    assert ch.closing and inbox.closing and inbox.next() is None
