@@ -576,6 +576,10 @@ class DaskPool(PoolBase):
                     time.sleep(0.05)
                     pending = [f for f in pending if not f.done()]
             try:
+                # a task cannot be killed in a Dask worker's thread: one waiting for the answer to a
+                # report would wait for good and keep its worker; told to stop, it ends at once
+                for worker, t in list(self._busy.items()):
+                    self._send_stop(worker, t)
                 for topic in ("all", self._topic):  # else the scheduler tells a closing client of its own leaving
                     client.unsubscribe_topic(topic)
                 client.cancel(list(self._futures.values()), force=True)
