@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -450,8 +449,8 @@ class Space:
     """An ordered collection of named :class:`Dimension` objects.
 
     Build one from Python objects (``Space([Real("lr", 1e-4, 1e-1, log=True), ...])``),
-    from a mapping (:meth:`from_dict`, the YAML form) or from a CANDLE Supervisor GA parameter
-    file (:meth:`from_supervisor_json`).
+    from a mapping (:meth:`from_dict`, the YAML form); a CANDLE Supervisor GA parameter file
+    is read into one at the edge by :func:`emews.formats.read_supervisor_json`.
     """
 
     def __init__(self, dims: Iterable[Dimension]):
@@ -479,22 +478,6 @@ class Space:
         if not spec:
             raise SpaceError("must define at least one dimension, got {}", source, prefix.rstrip("."))
         return cls(_dimension_from_dict(str(n), s, source, prefix) for n, s in spec.items())
-
-    @classmethod
-    def from_supervisor_json(cls, path: str | Path) -> Space:
-        """Read a CANDLE Supervisor GA parameter-space file: see
-        :func:`emews.formats.read_supervisor_json`, which this calls."""
-        from .formats import read_supervisor_json
-
-        return read_supervisor_json(path)
-
-    @classmethod
-    def from_supervisor_list(cls, items: Any, source: str = "<supervisor>") -> Space:
-        """The space of a Supervisor GA parameter list (a JSON file's content): see
-        :func:`emews.formats.supervisor_space`."""
-        from .formats import supervisor_space
-
-        return supervisor_space(items, source)
 
     def to_dict(self) -> dict:
         return {d.name: d.to_dict() for d in self.dims}

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import emews  # noqa: E402
 from benchmarks.candle import combo, nt3, p1b1  # noqa: E402
-from emews.space import Space  # noqa: E402
+from emews.formats import read_supervisor_json
 
 DATA = ROOT / "tests" / "data" / "supervisor" / "workflows" / "GA" / "data"
 RUN = {"nt3": nt3.run, "p1b1": p1b1.run, "combo": combo.run}
@@ -42,7 +42,7 @@ if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 32
     out = tempfile.mkdtemp(prefix="supervisor_ga_")
     for model in sys.argv[2:] or ["nt3", "p1b1", "combo"]:
-        space = Space.from_supervisor_json(DATA / f"{model}_param_space_ga.json")
+        space = read_supervisor_json(DATA / f"{model}_param_space_ga.json")
         t = time.time()
         res = emews.search(make(model), space, optimizer="ga", max_evals=n, workers=2, seed=1, mode="batch",
                            batch_size=16, settings={"population": 16}, output=out, progress=0, report=False)

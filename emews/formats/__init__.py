@@ -5,7 +5,7 @@
 * :func:`read_upf`, :func:`upf_space`, :func:`check_upf` -- an unrolled parameter file (one
   JSON object a line) into parameter sets, and the space they span;
 * :func:`read_supervisor_json`, :func:`supervisor_space` -- Supervisor's GA parameter-space
-  JSON into a :class:`~emews.space.Space` (also :meth:`Space.from_supervisor_json`);
+  JSON into a :class:`~emews.space.Space`;
 * :func:`read_population_csv` -- parameter sets from a CSV file with a column per dimension
   (the GA's ``initial_population``);
 * :func:`read_warm_start` -- earlier evaluations (an emews experiment or its ``results.csv``, an

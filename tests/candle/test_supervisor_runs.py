@@ -9,9 +9,9 @@ pytest.importorskip("torch")
 
 import emews  # noqa: E402
 from benchmarks.candle import combo, nt3, p1b1  # noqa: E402
+from emews.formats import read_supervisor_json
 from emews.formats import read_r_params  # noqa: E402
 from emews.journal import read_journal  # noqa: E402
-from emews.space import Space  # noqa: E402
 from helpers import ROOT, run_cli  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "supervisor" / "workflows"
@@ -34,7 +34,7 @@ def tiny(model):
 @pytest.mark.slow
 @pytest.mark.parametrize("model, n", [("nt3", 8), ("p1b1", 8), ("combo", 4)])
 def test_real_ga_files_train_the_real_objectives(tmp_path, model, n):
-    space = Space.from_supervisor_json(DATA / "GA" / "data" / f"{model}_param_space_ga.json")
+    space = read_supervisor_json(DATA / "GA" / "data" / f"{model}_param_space_ga.json")
     assert {"rho", "momentum", "beta_1", "beta_2"} <= set(space.names) and space["rho"].high == 10.0
     res = emews.search(tiny(model), space, optimizer="ga", max_evals=n, workers=2, seed=1, mode="batch",
                        batch_size=n, settings={"population": n}, output=tmp_path, report=False)

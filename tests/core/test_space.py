@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from emews.formats import read_supervisor_json
 from emews import Bool, Categorical, Constant, Int, Ordinal, Real, Space, SpaceError
 
 SPEC = {
@@ -108,15 +109,15 @@ def test_supervisor_json(tmp_path):
     ]
     p = tmp_path / "ga.json"
     p.write_text(json.dumps(items))
-    space = Space.from_supervisor_json(p)
+    space = read_supervisor_json(p)
     assert space.names == ["activation", "batch_size", "epochs", "dropout", "residual", "data"]
     assert space["dropout"].sigma == 0.045 and space["batch_size"].sigma == 1
     assert isinstance(space["residual"], Bool)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"name": "e", "type": "int", "lower": 5, "upper": 2}]))
     with pytest.raises(SpaceError, match=r"bad.json: \[0\] \(e\): low must not exceed high"):
-        Space.from_supervisor_json(bad)
+        read_supervisor_json(bad)
     broken = tmp_path / "broken.json"
     broken.write_text('[{"name": "e",\n "type": }]')
     with pytest.raises(SpaceError, match=r"broken.json: invalid JSON at line 2"):
-        Space.from_supervisor_json(broken)
+        read_supervisor_json(broken)

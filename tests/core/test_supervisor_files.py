@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from emews.formats import read_supervisor_json
 from emews.config import load_config
 from emews.errors import SpaceError
 from emews.formats import parse_r_params, read_r_params, read_upf, upf_space
 from emews.journal import read_journal
 from emews.optimizers._upf import UPF
-from emews.space import Bool, Categorical, Constant, Int, Ordinal, Real, Space
+from emews.space import Bool, Categorical, Constant, Int, Ordinal, Real
 from emews.task import Result
 from emews.testing.optimizers import run_with_fake_driver
 from helpers import ROOT, run_cli
@@ -73,7 +74,7 @@ def ga_checker(path: Path):
 
 @pytest.mark.parametrize("path", GA_FILES, ids=lambda p: p.name)
 def test_every_ga_file_loads_and_ga_proposes_only_its_values(path):
-    space = Space.from_supervisor_json(path)
+    space = read_supervisor_json(path)
     assert space.names == [it["name"] for it in json.loads(path.read_text())]
     run = run_with_fake_driver("ga", space, ga_checker(path), settings={"population": 6}, max_evals=24,
                                capacity=3, mode="batch", batch_size=6)
@@ -84,13 +85,13 @@ def test_every_ga_file_loads_and_ga_proposes_only_its_values(path):
 def test_extra_keys_are_listed_once_at_info_and_string_sigmas_read(caplog):
     tc1 = DATA / "workflows" / "GA" / "data" / "tc1_param_space_ga.json"
     with caplog.at_level(logging.INFO, logger="emews"):
-        space = Space.from_supervisor_json(tc1)
+        space = read_supervisor_json(tc1)
     assert space["lr"].sigma == pytest.approx(0.000495)  # written "0.000495" in the file
     msgs = [r for r in caplog.records if r.levelno == logging.INFO and "tc1_param_space_ga.json" in r.getMessage()]
     assert len(msgs) == 1 and "'comment' (in conv, feature_subsample)" in msgs[0].getMessage()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="emews"):
-        Space.from_supervisor_json(DATA / "workflows" / "pbt" / "data" / "tc1_params_full.json")
+        read_supervisor_json(DATA / "workflows" / "pbt" / "data" / "tc1_params_full.json")
     assert "'debug_value'" in caplog.text and "'orig_values'" in caplog.text and "'def_values'" in caplog.text
 
 
@@ -106,10 +107,10 @@ def test_what_supervisor_rejects_stays_an_error(tmp_path):
         p = tmp_path / "s.json"
         p.write_text(json.dumps([item]))
         with pytest.raises(SpaceError, match=message) as e:
-            Space.from_supervisor_json(p)
+            read_supervisor_json(p)
         assert "s.json" in str(e.value)
     p.write_text(json.dumps([{"name": "e", "type": "int", "lower": "2", "upper": "5", "sigma": "1"}]))
-    d = Space.from_supervisor_json(p)["e"]
+    d = read_supervisor_json(p)["e"]
     assert (d.low, d.high, d.sigma) == (2, 5, 1)
 
 

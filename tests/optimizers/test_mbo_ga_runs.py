@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import emews
+from emews.formats import read_supervisor_json
 from emews.journal import read_journal
-from emews.space import Bool, Categorical, Constant, Int, Ordinal, Real, Space
+from emews.space import Bool, Categorical, Constant, Int, Ordinal, Real
 from helpers import ROOT, run_cli, write_config
 
 NT3 = ROOT / "tests" / "data" / "nt3_param_space_ga.json"
@@ -75,7 +76,7 @@ def test_config(tmp_path, optimizer, mode):
 
 # -- CANDLE Supervisor GA parameter files ------------------------------------------------------------
 def test_supervisor_nt3_file_reads_every_kind():
-    space = Space.from_supervisor_json(NT3)
+    space = read_supervisor_json(NT3)
     kinds = {type(d) for d in space.dims}
     assert kinds == {Real, Int, Ordinal, Categorical, Bool, Constant}
     assert space["batch_size"].sigma == 1 and space["epochs"].sigma == 2 and space["dropout"].sigma == 0.045
@@ -90,21 +91,21 @@ def test_supervisor_logical_element_type(tmp_path):
     p.write_text(json.dumps([{"name": "flag", "type": "categorical", "element_type": "logical",
                               "values": ["true", "false"]},
                              {"name": "lr", "type": "float", "lower": 1e-4, "upper": 1e-1, "use_log_scale": True}]))
-    space = Space.from_supervisor_json(p)
+    space = read_supervisor_json(p)
     assert space["flag"].values == [True, False] and space["lr"].log
 
 
 def test_ga_uses_the_supervisor_sigmas():
     from emews.optimizers.ga import GA
 
-    ga = GA(Space.from_supervisor_json(NT3), seed=0)
+    ga = GA(read_supervisor_json(NT3), seed=0)
     sig = dict(zip(ga.space.names, ga.genetics.sigmas))
     assert sig["dropout"] == 0.045 and sig["learning_rate"] == 0.0049995 and sig["batch_size"] == 1
     assert sig["activation"] is None and sig["classes"] is None
 
 
 def test_supervisor_file_with_ga_via_search(tmp_path):
-    space = Space.from_supervisor_json(NT3)
+    space = read_supervisor_json(NT3)
     res = emews.search("emews.examples:quickstart", space, optimizer="ga", max_evals=40, workers=2, seed=0,
                        settings={"population": 8}, output=tmp_path)
     check_results(res, 40, "ga", space.names)
