@@ -11,6 +11,7 @@ import os
 import signal
 
 import pytest
+import yaml
 from helpers import ROOT, Gate, finished_rows, kill_env, kill_rng, run_cli, start_cli, wait_for_results, write_config
 
 import emews.eqpy
@@ -105,6 +106,40 @@ def test_eq_py_noop_example_runs_unchanged(tmp_path):
     assert [(x["params"]["x"], x["loss"]) for x in rows if x["status"] == "done"] == [(1.0, 1.0), (33.0, 1089.0)]
     assert (tmp_path / "runs" / "e" / "eqpy-final-0.txt").read_text() == "FINAL\n"
     assert "EQ/Py algorithm sent FINAL" in r.stdout
+
+
+def test_eq_py_noop_example_killed_and_resumed_loses_nothing(tmp_path):
+    """EQ-Py's own example (byte copy), its driver SIGKILLed while the second point runs (held
+    at the test's gate): the resume replays the algorithm, answers its first batch from the
+    journal, evaluates the interrupted point and ends with FINAL; each point evaluated once."""
+    cfg = _noop_config(tmp_path)
+    raw = yaml.safe_load(cfg.read_text()) | {"objective": "killable:slow"}
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "runs" / "e"
+    gate = Gate(tmp_path / "gate")
+    env = kill_env(tmp_path) | gate.env
+    gate.allow(1)  # the first point passes; the second is held, running, at the kill
+    proc = start_cli([str(cfg)], tmp_path, env)
+    try:
+        wait_for_results(out, 1, proc)
+        gate.wait_started(2, proc)
+        os.kill(json.loads((out / ".lock").read_text())["pid"], signal.SIGKILL)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.communicate()
+    before = finished_rows(out)
+    assert [x["params"]["x"] for x in before.values()] == [1.0]
+    gate.open()
+    r = run_cli([str(cfg)], cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
+    done = sorted(x["params"]["x"] for x in finished_rows(out).values() if x["status"] == "done")
+    assert done == [1.0, 33.0]
+    evaluated = collections.Counter(json.loads(line)["x"] for line in (tmp_path / "evals.log").read_text().splitlines())
+    assert evaluated[1.0] == 1, evaluated  # answered from the journal on resume, not evaluated again
+    assert (out / "eqpy-final-0.txt").read_text() == "FINAL\n"
 
 
 def test_eq_py_failing_example_exits_1_with_its_traceback(tmp_path):
