@@ -195,6 +195,17 @@ def start_cli(args: list[str], cwd: Path, env: dict, launcher: tuple[str, ...] =
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def kill_driver(out: Path, proc: subprocess.Popen, sig: int | None = None) -> None:
+    """Send ``sig`` (default SIGKILL) to the driver of the run in ``out`` (the pid its
+    ``.lock`` names: rank 0 under MPI) and wait for the launched command to end."""
+    import json
+    import signal
+
+    pid = json.loads((out / ".lock").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL if sig is None else sig)
+    proc.wait(timeout=120)
+
+
 def reap(proc: subprocess.Popen) -> None:
     """SIGKILL a run started by :func:`start_cli` if it is still going (its whole session:
     driver, optimizer, workers), and collect it: the cleanup of a test that failed midway."""
@@ -276,8 +287,6 @@ def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, 
     while up to ``j`` more may be finishing (results in flight), and the run cannot end
     before it, however slow the machine.
     """
-    import json
-    import signal
 
     from emews.journal import read_journal
 
@@ -291,14 +300,9 @@ def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, 
     proc = start_cli([str(cfg_path), *extra], tmp_path, env, launcher)
     try:
         wait_for_results(out, k, proc)
-        pid = json.loads((out / ".lock").read_text())["pid"]  # the driver (rank 0 under MPI)
-        os.kill(pid, signal.SIGKILL)
-        proc.wait(timeout=120)
+        kill_driver(out, proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.communicate()
+        reap(proc)
     before = finished_rows(out)
     assert len(before) < max_evals, "the run ended before the kill"
     assert read_journal(out)["meta"]["outcome"] == "running"  # it died without an orderly end

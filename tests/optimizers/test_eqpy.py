@@ -7,12 +7,11 @@ from __future__ import annotations
 import ast
 import collections
 import json
-import os
-import signal
 
 import pytest
 import yaml
-from helpers import ROOT, Gate, finished_rows, kill_env, kill_rng, run_cli, start_cli, wait_for_results, write_config
+from helpers import (ROOT, Gate, finished_rows, kill_driver, kill_env, kill_rng, reap, run_cli, start_cli, wait_for_results,
+                     write_config)
 
 import emews.eqpy
 from emews.errors import OptimizerError
@@ -123,13 +122,9 @@ def test_eq_py_noop_example_killed_and_resumed_loses_nothing(tmp_path):
     try:
         wait_for_results(out, 1, proc)
         gate.wait_started(2, proc)
-        os.kill(json.loads((out / ".lock").read_text())["pid"], signal.SIGKILL)
-        proc.wait(timeout=120)
+        kill_driver(out, proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.communicate()
+        reap(proc)
     before = finished_rows(out)
     assert [x["params"]["x"] for x in before.values()] == [1.0]
     gate.open()
@@ -241,13 +236,9 @@ def test_supervisor_deap_ga_killed_and_resumed_replays_without_reevaluating(tmp_
     proc = start_cli([str(cfg)], tmp_path, env)
     try:
         wait_for_results(out, k, proc)
-        os.kill(json.loads((out / ".lock").read_text())["pid"], signal.SIGKILL)
-        proc.wait(timeout=120)
+        kill_driver(out, proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.communicate()
+        reap(proc)
     before = finished_rows(out)
     assert len(before) < 30 and read_journal(out)["meta"]["outcome"] == "running"
     gate.open()
