@@ -431,9 +431,9 @@ class MPIPool(PoolBase):
         if self.closed:
             return []
         self.closed = True
+        if kill:  # the held tasks too: one may start after its worker's running task ended
+            _send_cancels(self._comm, [*self._busy.items(), *self._next.items()])
         cancelled = self._running_as_cancelled(self._hosts.get) if kill else self._held_as_cancelled()
-        if kill:
-            _send_cancels(self._comm, self._busy)
         self._idle.clear()
         for leader in self._leaders:
             self._comm.send(wire.close(), dest=leader, tag=TAG_TASK)
@@ -501,9 +501,9 @@ class _RankSignalled(KeyboardInterrupt):
     cancelled, and the rank goes on serving until rank 0 ends the pool."""
 
 
-def _send_cancels(comm: Any, busy: dict[int, Task]) -> None:
-    """Rank 0, ending the run with tasks still running: tell their leaders to cancel them."""
-    for leader, t in busy.items():
+def _send_cancels(comm: Any, tasks: list[tuple[int, Task]]) -> None:
+    """Rank 0, ending the run with tasks still running or held: tell their leaders to cancel them."""
+    for leader, t in tasks:
         comm.send(("cancel", t.id, t.attempt), dest=leader, tag=TAG_CANCEL)
 
 
@@ -517,7 +517,8 @@ class _TaskWatch:
       another thread (MPI's progress thread, say): else a main thread asleep in the
       objective would not wake. On a group leader it also polls ``TAG_CANCEL`` (every 50 ms:
       nothing on the task path); rank 0's cancel for the armed task sends SIGUSR1 to the main
-      thread (a real signal, so a ``time.sleep`` or a wait on a child process ends too). The
+      thread (a real signal, so a ``time.sleep`` or a wait on a child process ends too), and
+      a cancel for a task not started yet (held, or still on its way) ends it as it starts. The
       MPI job then ends in order at the deadline's kill_margin instead of by ``MPI_Abort``.
       This needs MPI_THREAD_MULTIPLE (mpi4py's default); without it, busy ranks are aborted
       after the grace, as before. Members of a multi-rank group are ended by the signal only.
@@ -528,6 +529,7 @@ class _TaskWatch:
         self._lock = threading.Lock()
         self._armed: tuple[int, int] | None = None
         self._raised = False
+        self._cancelled: set[tuple[int, int]] = set()  # rank 0's cancels for tasks not (yet) armed
         self.fired = False  # rank 0's cancel ended the armed task
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -557,8 +559,20 @@ class _TaskWatch:
             raise _RankSignalled(f"{signal.Signals(signum).name} on worker rank")
 
     def arm(self, task: Task) -> None:
+        """``task`` starts now. Raises :class:`_RankSignalled` when rank 0 cancelled it already
+        (its cancel came before the task: one held, or sent, as the run ended)."""
+        key = (task.id, task.attempt)
         with self._lock:
-            self._armed, self._raised, self.fired = (task.id, task.attempt), False, False
+            self.fired = key in self._cancelled
+            if not self.fired:
+                self._armed, self._raised = key, False
+        if self.fired:
+            raise _RankSignalled("cancelled by rank 0 before it started")
+
+    def new_pool(self) -> None:
+        """A pool starts: cancels of the one before are forgotten (task ids start again)."""
+        with self._lock:
+            self._cancelled.clear()
 
     def disarm(self) -> None:
         with self._lock:
@@ -575,6 +589,8 @@ class _TaskWatch:
                 with self._lock:
                     if self._armed == (tid, attempt) and not self._raised:
                         self.fired = True
+                    elif self._armed != (tid, attempt):  # still to come (held, in transit) or ended
+                        self._cancelled.add((tid, attempt))
                 self._interrupt(signal.SIGUSR1, (tid, attempt))
 
     def _interrupt(self, signum: int, task: tuple[int, int] | None = None) -> None:
@@ -668,6 +684,7 @@ def _member_channel(group: Any, task: Task) -> wire.WorkerChannel:
 
 def _lead(layout: _Layout, spec: dict, backoff: Backoff, watch: _TaskWatch) -> None:
     comm, group = layout.comm, layout.group
+    watch.new_pool()
     runner, error = _make(layout, spec)
     gpus = [layout.gpu]
     for member in range(1, group.Get_size()):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from helpers import STARTUP
-from mpirun import HERE, ROOT, config, journal, mpiexec, run
+from mpirun import HERE, ROOT, config, env, journal, mpiexec, mpiexec_argv, run
 
 pytestmark = pytest.mark.mpi
 
@@ -174,6 +176,24 @@ def test_pool_contract_on_mpi(tmp_path):
     from emews.testing.pools import CHECKS
 
     assert f"all {len(CHECKS)} pool checks passed on 2 MPI workers" in p.stdout, p.stdout
+
+
+def test_a_cancel_that_comes_before_its_task_ends_it_unstarted(tmp_path):
+    """Rank 0 cancels a task the rank has not started (held ahead, or on its way, as the run
+    ends): the rank ends it as cancelled when it comes, without running it (it would wait at
+    a closed gate for ever), and the job ends in order (the CI failure of stop 18)."""
+    import json
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cmd = [*mpiexec_argv(), "-n", "2", sys.executable, str(HERE / "mpi_cancel_first.py")]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env() | {"KILLABLE_GATE": str(gate)}, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0 and "MPI_Abort" not in p.stderr, p.stdout + p.stderr
+    results = json.loads(p.stdout.strip().splitlines()[-1])
+    assert results == [[7, "cancelled", results[0][2]]], results
+    assert "cancelled by rank 0" in results[0][2], results
+    assert not list(gate.glob("started-*")), "the cancelled task ran"
 
 
 def test_ranks_per_task_must_divide_the_workers(tmp_path):
