@@ -125,6 +125,13 @@ class Result:
         worker, host, gpu: where it ran.
         start, end: wall-clock times (seconds since the epoch) on the worker.
         attempt: 0 for the first try, then 1, 2... for retries.
+        objectives: with several objectives (the config's ``objectives``), their values in
+            the config's order, each *to minimize* (an objective to maximize is negated);
+            ``loss`` is then the first of them. ``None`` with one objective, or when the
+            attempt did not finish.
+        violation: with ``constraints``, how far the result lies outside them (0: feasible;
+            the sum of the amounts by which each bound is exceeded, ``inf`` for a missing
+            metric). ``None`` without constraints.
     """
 
     task_id: int
@@ -139,6 +146,8 @@ class Result:
     start: float | None = None
     end: float | None = None
     attempt: int = 0
+    objectives: tuple[float, ...] | None = None
+    violation: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -147,7 +156,7 @@ class Result:
     def __reduce__(self) -> tuple:
         # compact and fast across processes and ranks: the fields as a tuple, the status as its text
         return (Result, (self.task_id, self.params, self.status.value, self.loss, self.metrics, self.error, self.worker,
-                         self.host, self.gpu, self.start, self.end, self.attempt))
+                         self.host, self.gpu, self.start, self.end, self.attempt, self.objectives, self.violation))
 
     @classmethod
     def failed(cls, task: Task, error: str, *, status: Status = FAILED, worker: int | None = None,
