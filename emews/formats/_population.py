@@ -9,56 +9,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError, SpaceError
-from ..space import Bool, Categorical, Constant, Dimension, Int, Ordinal, Real, Space
+from ..space import Space
+from ._cells import parse_cell
 
 __all__ = ["read_population_csv"]
-
-_TRUE = {"true", "1", "yes", "y", "t", "1.0"}
-_FALSE = {"false", "0", "no", "n", "f", "0.0"}
-
-
-def _parse_cell(d: Dimension, text: str) -> Any:
-    """A CSV cell as a value of ``d`` (raises ValueError with the reason)."""
-    s = text.strip()
-    if s == "":
-        raise ValueError("is empty")
-    if isinstance(d, Bool):
-        if s.lower() in _TRUE:
-            return True
-        if s.lower() in _FALSE:
-            return False
-        raise ValueError(f"value {s!r} is not true or false")
-    if isinstance(d, Real):
-        try:
-            return float(s)
-        except ValueError:
-            raise ValueError(f"value {s!r} is not a number") from None
-    if isinstance(d, Int):
-        try:
-            x = float(s)
-        except ValueError:
-            raise ValueError(f"value {s!r} is not an integer") from None
-        if not x.is_integer():
-            raise ValueError(f"value {s!r} is not an integer")
-        return int(x)
-    choices = d.values if isinstance(d, (Ordinal, Categorical)) else [d.value] if isinstance(d, Constant) else None
-    if choices is None:
-        return s
-    for v in choices:
-        if str(v) == s:
-            return v
-    try:
-        x = float(s)
-    except ValueError:
-        x = None
-    for v in choices:
-        if x is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == x:
-            return v
-    raise ValueError(f"value {s!r} is not one of {choices!r}")
-
 
 def read_population_csv(path: str | Path, space: Space) -> list[dict]:
     """Parameter sets from a CSV file with one column per dimension name.
@@ -96,7 +52,7 @@ def read_population_csv(path: str | Path, space: Space) -> list[dict]:
                 params[d.name] = d.value  # type: ignore[attr-defined]
                 continue
             try:
-                params[d.name] = _parse_cell(d, cell)
+                params[d.name] = parse_cell(d, cell)
             except ValueError as e:
                 raise ConfigError(str(e), src, f"row {i}, column {d.name!r}") from None
         try:

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SpaceError
-from ..space import Bool, Categorical, Constant, Dimension, Int, Ordinal, Real, Space
+from ..space import Dimension, Space
 from ..task import DONE, Result
+from ._cells import parse_cell
 
 __all__ = ["WarmStart", "read_warm_start"]
 
 #: emews results.csv's own columns (not parameters)
 _EMEWS_COLUMNS = {"task_id", "attempt", "status", "loss", "worker", "host", "gpu", "start", "end", "runtime", "error"}
-_TRUE, _FALSE = {"true", "1", "yes", "t"}, {"false", "0", "no", "f"}
 
 
 @dataclass(frozen=True)
@@ -56,28 +56,11 @@ class WarmStart:
 
 
 def _cell(d: Dimension, text: str) -> Any:
-    s = text.strip()
-    if isinstance(d, Bool):
-        low = s.lower()
-        return True if low in _TRUE else False if low in _FALSE else s
-    if isinstance(d, (Real, Int)):
-        try:
-            x = float(s)
-        except ValueError:
-            return s
-        return int(x) if isinstance(d, Int) and x.is_integer() else x
-    choices = d.values if isinstance(d, (Ordinal, Categorical)) else [d.value] if isinstance(d, Constant) else []
-    for v in choices:
-        if str(v) == s:
-            return v
+    """The cell as a value of ``d``, else its text (the row is then skipped as outside the space)."""
     try:
-        x = float(s)
+        return parse_cell(d, text)
     except ValueError:
-        return s
-    for v in choices:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == x:
-            return v
-    return s
+        return text.strip()
 
 
 def read_warm_start(path: str | Path, space: Space, source: str = "<dict>", key: str = "warm_start") -> WarmStart:
