@@ -10,6 +10,8 @@ recorder) and for the isolated runner's child::
                        STOP    (task_id, attempt)          stop that attempt at its next report
                        ANSWER  (task_id, attempt, stop)    the decision on one report
                        CLOSE   None                        no more tasks: leave the pool
+                       CANCEL  (task_id, attempt)          the run ends: end that attempt now, or as it
+                                                           starts (MPI only: read by the rank's watch thread)
     worker ─▶ pool     READY   Ready(gpu, host)            the objective is loaded; idle
                        FATAL   "text"                      the objective cannot be loaded
                        REPORT  Report                      an intermediate loss (answered)
@@ -49,15 +51,15 @@ from typing import Any
 from ..errors import EmewsError
 from ..task import Report, Result, Task
 
-__all__ = ["TASK", "STOP", "ANSWER", "CLOSE", "RECALL", "READY", "FATAL", "REPORT", "RESULT", "BYE", "RETURN",
-           "TO_WORKER", "TO_POOL", "Ready", "task", "stop", "answer", "close", "recall", "ready", "fatal", "report",
+__all__ = ["TASK", "STOP", "ANSWER", "CLOSE", "RECALL", "CANCEL", "READY", "FATAL", "REPORT", "RESULT", "BYE", "RETURN",
+           "TO_WORKER", "TO_POOL", "Ready", "task", "stop", "answer", "close", "recall", "cancel", "ready", "fatal", "report",
            "result", "bye", "returned", "dispatch",
            "ignore", "WireError", "WorkerChannel", "NullChannel", "Receive", "TaskInbox"]
 
-TASK, STOP, ANSWER, CLOSE, RECALL = "task", "stop", "answer", "close", "recall"
+TASK, STOP, ANSWER, CLOSE, RECALL, CANCEL = "task", "stop", "answer", "close", "recall", "cancel"
 READY, FATAL, REPORT, RESULT, BYE, RETURN = "ready", "fatal", "report", "result", "bye", "return"
 #: the kinds each side may receive
-TO_WORKER = (TASK, STOP, ANSWER, CLOSE, RECALL)
+TO_WORKER = (TASK, STOP, ANSWER, CLOSE, RECALL, CANCEL)
 TO_POOL = (READY, FATAL, REPORT, RESULT, BYE, RETURN)
 
 Message = tuple[str, Any]
@@ -98,6 +100,10 @@ def close() -> Message:
 
 def recall(task_id: int, attempt: int) -> Message:
     return (RECALL, (task_id, attempt))
+
+
+def cancel(task_id: int, attempt: int) -> Message:
+    return (CANCEL, (task_id, attempt))
 
 
 def returned(t: Task) -> Message:

@@ -31,7 +31,7 @@ the tags only route them:
 * ``TAG_RESULT`` leader → rank 0: RESULT; READY once the group has loaded the objective
   (the same body as the local pool's); FATAL when a rank could not; RETURN (a held task,
   unstarted); BYE after CLOSE.
-* ``TAG_CANCEL`` rank 0 → a busy leader: ``("cancel", task_id, attempt)`` when the run ends
+* ``TAG_CANCEL`` rank 0 → a busy leader: ``wire.cancel(task_id, attempt)`` when the run ends
   with the task still running (the deadline's kill_margin, a signal, an error); the leader's
   watch thread interrupts the task, which ends as cancelled, and the rank says BYE in time.
 * ``TAG_GROUP`` inside a task group: the leader forwards TASK or CLOSE; members answer
@@ -94,7 +94,7 @@ __all__ = ["MPIPool", "MPISession", "mpi_session", "mpi_module", "Backoff"]
 
 TAG_SETUP, TAG_TASK, TAG_RESULT, TAG_GROUP, TAG_STOP, TAG_GROUP_STOP = 71, 72, 73, 74, 75, 76
 #: rank 0 → a busy leader, when the run ends with the task still running (the job's
-#: kill_margin, its warning signal): ``("cancel", task_id, attempt)``, read by :class:`_TaskWatch`
+#: kill_margin, its warning signal): ``wire.cancel(task_id, attempt)``, read by :class:`_TaskWatch`
 TAG_CANCEL = 77
 
 #: seconds rank 0 waits for busy workers to stop after the run ended, before MPI_Abort
@@ -504,7 +504,7 @@ class _RankSignalled(KeyboardInterrupt):
 def _send_cancels(comm: Any, tasks: list[tuple[int, Task]]) -> None:
     """Rank 0, ending the run with tasks still running or held: tell their leaders to cancel them."""
     for leader, t in tasks:
-        comm.send(("cancel", t.id, t.attempt), dest=leader, tag=TAG_CANCEL)
+        comm.send(wire.cancel(t.id, t.attempt), dest=leader, tag=TAG_CANCEL)
 
 
 class _TaskWatch:
@@ -530,6 +530,7 @@ class _TaskWatch:
         self._armed: tuple[int, int] | None = None
         self._raised = False
         self._cancelled: set[tuple[int, int]] = set()  # rank 0's cancels for tasks not (yet) armed
+        self._on_cancel = {wire.CANCEL: lambda key: key}
         self.fired = False  # rank 0's cancel ended the armed task
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -585,7 +586,7 @@ class _TaskWatch:
                     if signum in (signal.SIGTERM, signal.SIGUSR1):
                         self._interrupt(signum)
             while self._mpi and self.comm.iprobe(0, TAG_CANCEL):
-                _kind, tid, attempt = self.comm.recv(source=0, tag=TAG_CANCEL)
+                tid, attempt = wire.dispatch(self.comm.recv(source=0, tag=TAG_CANCEL), self._on_cancel)
                 with self._lock:
                     if self._armed == (tid, attempt) and not self._raised:
                         self.fired = True

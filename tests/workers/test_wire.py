@@ -17,7 +17,7 @@ def test_every_kind_has_a_constructor_and_round_trips_through_pickle():
     rep = Report(3, 1, 2.0, 0.5, {"acc": 0.9}, 1.0)
     messages = [wire.task(t), wire.stop(3, 1), wire.answer(3, 1, True), wire.close(), wire.ready("0", "h"),
                 wire.fatal("no module"), wire.report(rep), wire.result(r), wire.bye(), wire.recall(3, 1),
-                wire.returned(t)]
+                wire.returned(t), wire.cancel(3, 1)]
     kinds = [m[0] for m in messages]
     assert sorted(kinds) == sorted(wire.TO_WORKER + wire.TO_POOL)
     for m in messages:
