@@ -165,6 +165,19 @@ class Results(JournalView):
 
         return plot_load(self, ax=ax)
 
+    def plot_pareto(self):
+        """With several objectives: the Pareto front over the dominated and infeasible points
+        (two objectives) or its parallel coordinates (three or more), as a matplotlib Figure."""
+        from .report._front import plot_pareto
+
+        return plot_pareto(self)
+
+    def plot_hypervolume(self):
+        """With several objectives: the hypervolume after each finished evaluation, as a Figure."""
+        from .report._front import plot_hypervolume
+
+        return plot_hypervolume(self)
+
     def plot_params(self, top: int = 10, fig=None):
         """Loss against each parameter with the ``top`` best trials highlighted, and their
         parallel coordinates, as a matplotlib Figure (drawn into ``fig`` when given)."""

@@ -210,3 +210,40 @@ def test_killed_and_resumed_multi_objective_run_keeps_everything(tmp_path):
     key = lambda rows: {json.dumps(x["params"], sort_keys=True) for x in rows}  # noqa: E731
     assert key(finished_rows(out).values()) == key(finished_rows(ref_dir).values())
     assert np.isfinite(json.loads((ref_dir / "best.json").read_text())["hypervolume"])
+
+
+# -- the report -------------------------------------------------------------------------------------
+def three(p):
+    return {"a": p["x0"] ** 2, "b": (p["x0"] - 1) ** 2 + p["x1"] ** 2, "c": p["x1"] + 1, "mem": p["x0"]}
+
+
+def test_the_report_holds_the_front_and_draws_it(tmp_path):
+    pytest.importorskip("matplotlib")
+    from emews.report import report_data
+
+    res = emews.search(two_objectives, SPACE, "random", max_evals=16, workers=2, seed=1, output=tmp_path,
+                       experiment="two", objectives={"f1": "min", "f2": "max"}, constraints={"mem": "<= 1.5"})
+    out = tmp_path / "two"
+    data = json.loads((out / "report.json").read_text())
+    best = json.loads((out / "best.json").read_text())
+    assert [m["task_id"] for m in data["pareto"]["pareto"]] == [m["task_id"] for m in best["pareto"]]
+    assert data["pareto"]["hypervolume"] == pytest.approx(best["hypervolume"])
+    trace = data["pareto"]["trace"]
+    assert trace[-1][1] == pytest.approx(best["hypervolume"])  # the last point is the front's
+    assert all(b[1] >= a[1] - 1e-12 for a, b in zip(trace, trace[1:]))  # it never shrinks
+    assert data["pareto"]["infeasible"] == sum(1 for r in res.rows if r["status"] == "done" and r["violation"] > 0)
+    assert {"pareto.png", "hypervolume.png"} <= set(data["plots"])
+    assert (out / "pareto.png").stat().st_size > 0 and (out / "hypervolume.png").stat().st_size > 0
+    assert "Pareto front of f1 (min), f2 (max)" in (out / "report.txt").read_text()
+    # three objectives: parallel coordinates of the front
+    res3 = emews.search(three, SPACE, "random", max_evals=12, workers=2, seed=1, output=tmp_path, experiment="three",
+                        objectives={"a": "min", "b": "min", "c": "max"}, constraints={"mem": "< 0.5"})
+    data3 = report_data(res3)
+    assert len(data3["pareto"]["pareto"]) == len(res3.pareto()) and "pareto.png" in json.loads(
+        (tmp_path / "three" / "report.json").read_text())["plots"]
+    fig = res3.plot_pareto()
+    assert len(fig.axes[0].lines) >= len(res3.pareto())  # one line per front member, plus the axes
+    # one objective: no pareto section, no such plots
+    one = emews.search(lambda p: p["x0"] ** 2, SPACE, "random", max_evals=4, workers=1, output=tmp_path,
+                       experiment="one")
+    assert "pareto" not in report_data(one) and one.hypervolume() is None
