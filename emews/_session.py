@@ -63,6 +63,8 @@ def start_session(journal: Journal, settings: Any, pool: Any, resume: ResumeStat
                 outcome="running")
     if r is None:
         meta["started"] = t0
+    objectives = getattr(s, "objectives", None)
+    meta["objectives"] = objectives.to_meta() if objectives is not None else None
     journal.set_meta(**meta)
     journal.flush()
     return seed, sessions
@@ -108,9 +110,10 @@ class Outputs:
         """results.csv, best.json and optimizer_log.jsonl from the closed journal (read once,
         kept as :meth:`results`, which the report also uses)."""
         res = self.results(stop)
-        write_results_csv(self.directory / "results.csv", res.all_attempts, self.space.names)
+        spec = res.objectives
+        write_results_csv(self.directory / "results.csv", res.all_attempts, self.space.names, spec)
         kept = (res.meta or {}).get("models") or []  # keep_models: the best first
-        write_best_json(self.directory / "best.json", res.all_attempts, kept[0] if kept else None)
+        write_best_json(self.directory / "best.json", res.all_attempts, kept[0] if kept else None, spec)
         write_final_messages(self.directory, res.optimizer_log)  # an EQ/Py algorithm's DONE/FINAL outputs
         if res.optimizer_log:
             with open(self.directory / "optimizer_log.jsonl", "w") as f:

@@ -42,6 +42,8 @@ def search(
     warm_start: str | Path | None = None,
     keep_models: int | Mapping[str, Any] | None = None,
     checkpoint_local: str | None = None,
+    objectives: Mapping[str, str] | list | None = None,
+    constraints: Mapping[str, str] | None = None,
 ) -> Results | None:
     """Run a search and return its :class:`~emews.results.Results`.
 
@@ -92,6 +94,11 @@ def search(
         keep_models: keep the best final checkpoints (``trial.save``) in ``<experiment>/models``:
             a count or ``{"count": 5, "by": "loss", "mode": "min"}``, as the config's ``keep_models``.
         checkpoint_local: a node-local parent of ``trial.checkpoint_dir`` (``$TMPDIR``, ``/dev/shm``).
+        objectives: several objectives, as the config's ``objectives``: ``{"val_loss": "min",
+            "train_time": "min"}`` (metric names the objective's dict returns, in order; ``min``
+            or ``max``). The results then carry the Pareto front (:meth:`Results.pareto`).
+        constraints: bounds a feasible result meets, as the config's ``constraints``:
+            ``{"gpu_mem_gb": "<= 40"}``.
 
     Example:
         >>> import emews
@@ -126,6 +133,10 @@ def search(
         "report": report,
         "pool": pool,
     }
+    if objectives is not None:
+        raw["objectives"] = dict(objectives) if isinstance(objectives, Mapping) else objectives
+    if constraints is not None:
+        raw["constraints"] = dict(constraints) if isinstance(constraints, Mapping) else constraints
     if keep_models is not None:
         raw["keep_models"] = dict(keep_models) if isinstance(keep_models, Mapping) else keep_models
     if checkpoint_local is not None:

@@ -42,6 +42,10 @@ Reference (``*`` = required)::
                                   # <experiment>/checkpoints/<task_id>, where a re-run resumes from
     keep_models: {count: 5, by: loss, mode: min}   # the best k final checkpoints, flushed to
                                   # <experiment>/models/ (by: loss or a metric the objective returns)
+    objectives: {val_loss: min, train_time: min}   # several objectives: metrics the objective returns,
+                                  # in order (the first is the loss early stopping judges); min | max
+    constraints: {gpu_mem_gb: "<= 40"}   # a feasible result meets every bound (<=, <, >=, >); a missing
+                                  # metric is a violation
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ _TOP_KEYS = {
     "experiment", "objective", "space", "space_file", "optimizer", "mode", "batch_size", "max_evals",
     "max_time", "workers", "seed", "output", "pool", "ranks_per_task", "gpus", "runner", "progress",
     "deadline", "stop_margin", "kill_margin", "report", "simulation", "stopper", "chain", "chain_max", "warm_start",
-    "dask", "checkpoint_local", "keep_models",
+    "dask", "checkpoint_local", "keep_models", "objectives", "constraints",
 }
 _KEEP_KEYS = {"count", "by", "mode"}
 _RUNNER_KEYS = {"type", "timeout", "retries", "command", "env", "result_file", "pattern", "workdir", "kill_grace",
@@ -141,6 +145,7 @@ class RunnerConfig(_Section):
     data_dir: str | None = None
     return_: str | None = None  # the config's ``return`` (the metric that is the loss)
     experiment_id: str | None = None
+    loss_key: str | None = None  # with ``objectives``: the first one's name, the returned value taken as the loss
 
     _aliases: ClassVar[dict[str, str]] = {"return": "return_"}
 
@@ -207,6 +212,7 @@ class Config:
     warm_start: Any = None  # earlier results the optimizer starts from (an emews.formats.WarmStart)
     checkpoint_local: str | None = None  # node-local parent of the tasks' checkpoint directories
     keep_models: KeepModelsConfig | None = None  # the best k models kept in <experiment>/models
+    objectives: Any = None  # several objectives and/or constraints (an emews._objectives.ObjectiveSpec); None: loss
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
 
@@ -603,6 +609,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
     warm_start = _warm_start(raw.get("warm_start"), space, source, base_dir)
     checkpoint_local = _str(raw, "checkpoint_local", source)
     keep_models = _keep_models(raw.get("keep_models"), source)
+    objectives = _objectives(raw, optimizer_obj, opt_key, source)
+    if objectives is not None:
+        runner["loss_key"] = objectives.names[0]
     return Config(
         experiment=experiment, objective=objective, space=space, optimizer=opt_name, optimizer_settings=dict(settings),
         mode=mode, batch_size=batch_size, max_evals=max_evals, max_time=max_time, workers=workers, seed=seed,
@@ -610,8 +619,23 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path 
         progress=progress,
         deadline=deadline, stop_margin=float(stop_margin), kill_margin=float(kill_margin), report=report,
         simulation=simulation, dask=dask, stopper=stopper, chain=chain, chain_max=chain_max, warm_start=warm_start,
-        checkpoint_local=checkpoint_local, keep_models=keep_models, source=source, raw=dict(raw),
+        checkpoint_local=checkpoint_local, keep_models=keep_models, objectives=objectives, source=source,
+        raw=dict(raw),
     )
+
+
+def _objectives(raw: Mapping[str, Any], optimizer: Any, opt_key: str, source: str) -> Any:
+    """``objectives`` and ``constraints`` (see :func:`emews._objectives.parse_objectives`); several
+    objectives or any constraint need an optimizer that declares ``multi_objective``."""
+    from ._objectives import parse_objectives
+
+    spec = parse_objectives(raw.get("objectives"), raw.get("constraints"), source)
+    if spec is not None and spec.needs_declaration and not getattr(optimizer, "multi_objective", False):
+        what = f"{len(spec.names)} objectives" if spec.multi else "constraints"
+        name = getattr(optimizer, "__qualname__", None) or repr(optimizer)
+        raise ConfigError(f"the optimizer {name} cannot search with {what} (it does not declare multi_objective = "
+                          f"True); use random, grid, ga or mbo, or one objective without constraints", source, opt_key)
+    return spec
 
 
 def _keep_models(value: Any, source: str) -> KeepModelsConfig | None:

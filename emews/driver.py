@@ -74,6 +74,7 @@ class SearchSettings:
     stopper: Any = None  # early stopping: a spec for emews.stoppers.from_config (None: none)
     warm_start: Any = None  # earlier results the optimizer is given first (emews.formats.WarmStart)
     keep_models: dict | None = None  # {count, by, mode}: the best final checkpoints kept in <experiment>/models
+    objectives: Any = None  # several objectives / constraints (emews._objectives.ObjectiveSpec); None: the loss
 
 
 class Terminated(KeyboardInterrupt):
@@ -512,7 +513,10 @@ class Driver:
     # -- results ---------------------------------------------------------------------------
     def _on_results(self, results: list[Result]) -> None:
         to_optimizer = []
+        judge = self.s.objectives.judge if self.s.objectives is not None else None
         for r in results:
+            if judge is not None:  # objective vector and violation: once, before it is journaled and told
+                r = judge(r)
             self._stop_asked.discard((r.task_id, r.attempt))
             self._stop_ids.discard(r.task_id)
             if self.stopper is not None:

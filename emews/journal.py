@@ -7,8 +7,10 @@ seconds, and at the end), so journaling costs microseconds per task.
 Tables:
     ``meta(key, value)``: experiment name, config (JSON), start/end time, outcome.
     ``evals(task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued,
-    start, end, error, batch)``: one row per attempt; ``batch`` numbers the optimizer's
-    ``put`` messages (tasks proposed together share it), so a report can show iterations.
+    start, end, error, batch, objectives, violation)``: one row per attempt; ``batch`` numbers
+    the optimizer's ``put`` messages (tasks proposed together share it), so a report can show
+    iterations; ``objectives`` (a JSON list, to minimize) and ``violation`` are set with
+    several objectives and with constraints (:attr:`emews.task.Result.objectives`).
     ``optimizer_log(seq, time, record)``: records the optimizer journals (e.g. GA generations).
     ``reports(seq, task_id, attempt, step, loss, metrics, time, stop)``: every intermediate
     report of a running attempt, in arrival order; ``stop`` is 1 when the stopper (or the
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS evals (
     "end" REAL,
     error TEXT,
     batch INTEGER,
+    objectives TEXT,
+    violation REAL,
     PRIMARY KEY (task_id, attempt)
 );
 CREATE TABLE IF NOT EXISTS optimizer_log (seq INTEGER PRIMARY KEY, time REAL, record TEXT);
@@ -64,10 +68,10 @@ CREATE TABLE IF NOT EXISTS reports (
 """
 
 _COLS = ("task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error",
-         "batch")
+         "batch", "objectives", "violation")
 _UPSERT = (
-    'INSERT OR REPLACE INTO evals (task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error, batch) '
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    'INSERT OR REPLACE INTO evals (task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error, '
+    "batch, objectives, violation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -95,6 +99,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     cols = {r[1] for r in db.execute("PRAGMA table_info(evals)")}
     if "batch" not in cols:
         db.execute("ALTER TABLE evals ADD COLUMN batch INTEGER")
+    if "objectives" not in cols:
+        db.execute("ALTER TABLE evals ADD COLUMN objectives TEXT")
+    if "violation" not in cols:
+        db.execute("ALTER TABLE evals ADD COLUMN violation REAL")
 
 
 class Journal:
@@ -133,7 +141,7 @@ class Journal:
 
     def queued(self, task_id: int, attempt: int, params: Mapping[str, Any], now: float, batch: int | None = None) -> None:
         self._put(task_id, attempt, [task_id, attempt, json.dumps(params, default=str), "queued",
-                                     None, None, None, None, None, now, None, None, None, batch])
+                                     None, None, None, None, None, now, None, None, None, batch, None, None])
 
     def running(self, task_id: int, attempt: int, worker: int | None, now: float) -> None:
         row = self._rows[(task_id, attempt)]
@@ -153,7 +161,7 @@ class Journal:
         row = self._rows.get(key)
         if row is None:
             row = [r.task_id, r.attempt, json.dumps(r.params, default=str), None, None, None, None, None, None, None, None, None, None,
-                   None]
+                   None, None, None]
             self._rows[key] = row
         row[3] = r.status
         row[4] = r.loss
@@ -164,6 +172,8 @@ class Journal:
         row[10] = r.start if r.start is not None else row[10]
         row[11] = r.end
         row[12] = r.error
+        row[14] = json.dumps(list(r.objectives)) if r.objectives is not None else None
+        row[15] = r.violation
         self._dirty.add(key)
 
     def open_tasks(self) -> list[Task]:
@@ -276,17 +286,18 @@ def _read(db: sqlite3.Connection) -> dict[str, Any]:
         except (TypeError, json.JSONDecodeError):
             meta[k] = v
     evals = []
-    has_batch = "batch" in {r[1] for r in db.execute("PRAGMA table_info(evals)")}
+    have = {r[1] for r in db.execute("PRAGMA table_info(evals)")}
     cols = 'task_id, attempt, params, status, loss, metrics, worker, host, gpu, queued, start, "end", error'
-    cols += ", batch" if has_batch else ", NULL"
+    cols += "".join(f", {c}" if c in have else ", NULL" for c in ("batch", "objectives", "violation"))
     rows = db.execute(f"SELECT {cols} FROM evals ORDER BY task_id, attempt").fetchall()
     # one JSON parse for every row's params (and one for the metrics): a 100,000-task journal
     # reads in about a second instead of 200,000 json.loads calls
     params = _decode_column([r[2] for r in rows], "{}")
     metrics = _decode_column([r[5] for r in rows], "{}")
-    for row, p, m in zip(rows, params, metrics):
+    objectives = _decode_column([r[14] for r in rows], "null") if any(r[14] for r in rows) else [None] * len(rows)
+    for row, p, m, o in zip(rows, params, metrics, objectives):
         d = dict(zip(_COLS, row))
-        d["params"], d["metrics"] = p, m
+        d["params"], d["metrics"], d["objectives"] = p, m, o
         evals.append(d)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     logs = []
@@ -326,5 +337,7 @@ def final_attempts(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 def result_from_row(row: Mapping[str, Any]) -> Result:
     """The :class:`~emews.task.Result` a journal row records (the inverse of :meth:`Journal.finished`)."""
     g = row.get
+    objectives = g("objectives")
     return Result(row["task_id"], row["params"], row["status"], row["loss"], g("metrics") or {}, g("error"),
-                  g("worker"), g("host"), g("gpu"), g("start"), g("end"), row["attempt"])
+                  g("worker"), g("host"), g("gpu"), g("start"), g("end"), row["attempt"],
+                  tuple(objectives) if objectives is not None else None, g("violation"))

@@ -106,6 +106,7 @@ def settings_from_config(cfg: Config) -> SearchSettings:
         stopper=cfg.stopper,
         warm_start=cfg.warm_start,
         keep_models=dict(cfg.keep_models) if cfg.keep_models is not None else None,
+        objectives=cfg.objectives,
     )
 
 

@@ -125,7 +125,7 @@ class Handoff:
     def __reduce__(self) -> tuple:
         # sent to the optimizer process: 100,000 results pickle fast as plain tuples
         rows = [(r.task_id, r.params, r.status.value, r.loss, r.metrics, r.error, r.worker, r.host, r.gpu, r.start,
-                 r.end, r.attempt) for r in self.history]
+                 r.end, r.attempt, r.objectives, r.violation) for r in self.history]
         return (_handoff, (rows, self.inflight, self.first_id))
 
 

@@ -286,11 +286,13 @@ class Outcome:
                       worker=worker, host=host, gpu=gpu, start=self.start, end=self.end, attempt=task.attempt)
 
 
-def outcome_from_value(value: Any, text: bool = False) -> Outcome:
+def outcome_from_value(value: Any, text: bool = False, loss_key: str | None = None) -> Outcome:
     """Interpret what an objective returned as an :class:`Outcome` (no times yet).
 
     A number is the loss; a dict carries ``loss`` plus extra metrics. NaN, infinity, a
     missing ``loss`` or a non-number make a failed result (with the reason as error text).
+    With ``loss_key`` (a search with ``objectives``: the first objective's name) the dict's
+    value under that name is the loss instead, and every other key is a metric.
     A string (``"0.5"``) is a failed result naming its type, as a Python objective that
     returns one more likely has a bug than a loss; ``text=True`` parses it instead (what a
     command's output or result file holds).
@@ -298,11 +300,12 @@ def outcome_from_value(value: Any, text: bool = False) -> Outcome:
     metrics: dict = {}
     raw = value
     if isinstance(value, dict):
-        metrics = {str(k): _jsonable(v) for k, v in value.items() if k != "loss"}
-        if "loss" not in value:
-            return Outcome.failed(f"objective returned a dict without 'loss' (keys: {sorted(map(str, value))})",
+        key = loss_key or "loss"
+        metrics = {str(k): _jsonable(v) for k, v in value.items() if k != key}
+        if key not in value:
+            return Outcome.failed(f"objective returned a dict without {key!r} (keys: {sorted(map(str, value))})",
                                   metrics=metrics)
-        raw = value["loss"]
+        raw = value[key]
     if isinstance(raw, bool) or raw is None:
         return Outcome.failed(f"objective returned a non-number loss: {raw!r}", metrics=metrics)
     if isinstance(raw, (str, bytes)) and not text:

@@ -134,3 +134,13 @@ class Recorder(Optimizer):
         with open(os.environ["KILLABLE_TELLS"], "a") as f:
             for r in results:
                 f.write(f"{self.session} {r.task_id}\n")
+
+
+def two(params: dict) -> dict:
+    """Two objectives and a constrained metric (no ``loss``), past the gate: ``f1``, ``f2`` to
+    minimize, ``mem`` (feasible at most 1.5)."""
+    _gate()
+    time.sleep(float(os.environ.get("KILLABLE_SLEEP", "0.05")))
+    x0, x1 = float(params["x0"]), float(params["x1"])
+    _record(params)
+    return {"f1": (x0 - 0.5) ** 2 + x1 ** 2, "f2": (x0 + 0.5) ** 2 + x1 ** 2, "mem": 1.0 + x1}

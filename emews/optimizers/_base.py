@@ -9,6 +9,16 @@
   or ``queues.put(batch)`` / ``queues.get()`` itself.
 
 Both run in a process of their own, beside the driver.
+
+Several objectives and constraints (the config's ``objectives`` and ``constraints``): an
+optimizer learns of them only from the results it is told. Each finished result then carries
+:attr:`~emews.task.Result.objectives` (the values in the config's order, each *to minimize*:
+an objective to maximize arrives negated; ``loss`` is the first of them) and, with
+constraints, :attr:`~emews.task.Result.violation` (0 when feasible, else by how much the
+bounds are exceeded, ``inf`` for a missing metric). With one objective and no constraint both
+are ``None`` and ``loss`` is all there is. An optimizer that can search with several
+objectives or constraints says so with ``multi_objective = True``; a config that asks for
+them with any other optimizer is refused before the search starts (exit 2).
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ class _Seeded:
     #: settings that name files: a relative path given in a config file is read relative to
     #: the config file's directory (as ``space_file``)
     path_settings: ClassVar[tuple[str, ...]] = ()
+    #: True when the optimizer can search with several objectives or constraints: it reads
+    #: ``Result.objectives`` and ``Result.violation`` of the results it is told (see the module
+    #: docstring); False refuses a config with them
+    multi_objective: ClassVar[bool] = False
 
     @classmethod
     def check_settings(cls, space: Space, settings: Mapping[str, Any], seed: int | None = None) -> None:

@@ -27,6 +27,7 @@ class GridSearch(Optimizer):
     """
 
     lookahead = 64
+    multi_objective = True  # proposals never read the losses: any objectives do
 
     def __init__(self, space: Space, seed: int | None = None, points: int | Mapping[str, int] = 5, shuffle: bool = False):
         super().__init__(space, seed)

@@ -18,6 +18,7 @@ class RandomSearch(Optimizer):
     """
 
     lookahead = 64  # proposals cost nothing: keep a few queued so workers never wait
+    multi_objective = True  # proposals never read the losses: any objectives do
 
     def __init__(self, space, seed: int | None = None):
         super().__init__(space, seed)

@@ -30,6 +30,8 @@ class UPF(Optimizer):
     as often as it appears).
     """
 
+    multi_objective = True  # the file's lines are run as given, whatever the objectives
+
     def __init__(self, space: Space, seed: int | None = None, file: str | None = None):
         super().__init__(space, seed)
         if not file:

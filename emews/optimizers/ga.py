@@ -8,6 +8,11 @@
           └── select(mu+lambda | simple) ◀── vary (uniform crossover, typed mutation)
                                    └──▶ queues.log({generation, evals, min, mean, max, best})
 
+    several objectives / constraints (results carry ``objectives`` / ``violation``): the
+    survivors are chosen by NSGA-II (DEAP ``selNSGA2``: non-dominated sorting, then crowding
+    distance) under constraint-domination (feasible first; among infeasible ones the smaller
+    violation), parents by a binary tournament on the same order.
+
     SteadyStateGA (ask/tell)       no generation barrier: each result enters the population
                                    (replacing the worst), each free worker gets a child bred
                                    by tournament from the population as it is now.
@@ -51,6 +56,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["GA", "SteadyStateGA", "read_population_csv"]  # the reader lives in emews.formats
 
 _STRATEGIES = ("mu+lambda", "simple")
+#: crossover and mutation probabilities with several objectives when neither is set (the
+#: single-objective defaults are 0.2 and 0.8); measured on ZDT1 (benchmarks/quality/ga_nsga2.py)
+NSGA2_CXPB, NSGA2_MUTPB = 0.8, 0.2
 _IMPUTE = ("worst", "penalty")
 
 
@@ -60,12 +68,49 @@ class _FitnessMin(base.Fitness):
     weights = (-1.0,)
 
 
+class _ConstrainedFitness(base.Fitness):
+    """Several objectives, all minimized, with a constraint violation (0: feasible).
+
+    ``dominates`` is constraint-domination (Deb): a feasible point dominates an infeasible
+    one, of two infeasible ones the smaller violation dominates, and two feasible ones
+    compare by Pareto dominance. Subclasses set ``weights`` (:func:`_fitness_class`).
+    """
+
+    weights: tuple[float, ...] = ()
+    violation: float = 0.0
+
+    def dominates(self, other: base.Fitness, obj: slice = slice(None)) -> bool:
+        a, b = self.violation, getattr(other, "violation", 0.0)
+        if a > 0 or b > 0:
+            return a < b
+        return super().dominates(other, obj)
+
+    def __hash__(self) -> int:
+        return hash((self.wvalues, self.violation))
+
+    def __eq__(self, other: object) -> bool:
+        return self.wvalues == getattr(other, "wvalues", None) and self.violation == getattr(other, "violation", None)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+
+_FITNESS_CLASSES: dict[int, type] = {}
+
+
+def _fitness_class(m: int) -> type:
+    """The constrained fitness of ``m`` minimized objectives (made once, kept here: no ``deap.creator``)."""
+    if m not in _FITNESS_CLASSES:
+        _FITNESS_CLASSES[m] = type(f"_FitnessMin{m}", (_ConstrainedFitness,), {"weights": (-1.0,) * m})
+    return _FITNESS_CLASSES[m]
+
+
 class Individual(list):
     """A list of gene values (one per dimension) with a DEAP ``fitness``."""
 
-    def __init__(self, genes: Sequence[Any] = ()):
+    def __init__(self, genes: Sequence[Any] = (), fitness: type = _FitnessMin):
         super().__init__(genes)
-        self.fitness = _FitnessMin()
+        self.fitness = fitness()
 
 
 # -- settings validation ---------------------------------------------------------------------------
@@ -119,9 +164,12 @@ class _Genetics:
         return {n: plain(v) for n, v in zip(self.space.names, ind)}
 
     def clone(self, ind: Individual) -> Individual:
-        new = Individual(ind)
+        new = Individual(ind, type(ind.fitness))
         if ind.fitness.valid:
             new.fitness.values = ind.fitness.values
+            for extra in ("violation", "crowding_dist"):
+                if extra in vars(ind.fitness):
+                    setattr(new.fitness, extra, getattr(ind.fitness, extra))
         return new
 
     # variation
@@ -184,6 +232,20 @@ class _Genetics:
     def select(self, population: Sequence[Individual], k: int) -> list[Individual]:
         return [self.select_one(population) for _ in range(k)]
 
+    def select_one_pareto(self, population: Sequence[Individual]) -> Individual:
+        """Binary tournament of NSGA-II: the one that (constraint-)dominates, else the larger
+        crowding distance, else either."""
+        a = population[self.rnd.randrange(len(population))]
+        b = population[self.rnd.randrange(len(population))]
+        if a.fitness.dominates(b.fitness):
+            return a
+        if b.fitness.dominates(a.fitness):
+            return b
+        ca, cb = getattr(a.fitness, "crowding_dist", 0.0), getattr(b.fitness, "crowding_dist", 0.0)
+        if ca != cb:
+            return a if ca > cb else b
+        return a if self.rnd.random() < 0.5 else b
+
 
 def _stats(values: Sequence[float]) -> dict:
     finite = [v for v in values if math.isfinite(v)]
@@ -226,8 +288,9 @@ class GA(ResidentOptimizer):
         generations: stop after this many generations (default: until the budget is spent).
         strategy: ``"mu+lambda"`` (DEAP ``eaMuPlusLambda``: parents and children compete)
             or ``"simple"`` (DEAP ``eaSimple``: children replace the parents).
-        mutpb: probability that a child is a mutant. Default 0.8.
-        cxpb: probability that a child comes from crossover. Default 0.2.
+        mutpb: probability that a child is a mutant. Default 0.8 (0.2 with several objectives).
+        cxpb: probability that a child comes from crossover. Default 0.2 (0.8 with several
+            objectives, when neither ``cxpb`` nor ``mutpb`` is set).
         indpb: per-gene probability of mutation and of a crossover swap. Default 0.5.
         tournament: tournament size of the selection. Default 4.
         hall_of_fame: best individuals kept (and logged). Default 5.
@@ -241,12 +304,19 @@ class GA(ResidentOptimizer):
     A child identical to an individual already evaluated takes its loss without a new
     evaluation; the search ends early when 20 generations in a row bring nothing new.
 
+    Several objectives or constraints (the told results carry ``objectives`` or
+    ``violation``): NSGA-II. Survivors are chosen from parents and children (mu+lambda,
+    whatever ``strategy``) by DEAP's ``selNSGA2`` under constraint-domination, parents by a
+    binary tournament (dominance, then crowding distance). A failed evaluation gets the worst
+    value of each objective seen (or ``penalty``) and an infinite violation.
+
     Seeds: a generation is one batch (``queues.evaluate``), told in its own order whatever
     order its results arrive in, so a seeded search repeats exactly in either ``mode`` and on
     any number of workers.
     """
 
     path_settings = ("initial_population",)
+    multi_objective = True  # NSGA-II once the told results carry objectives or a violation
 
     def __init__(
         self,
@@ -257,8 +327,8 @@ class GA(ResidentOptimizer):
         offspring: int | None = None,
         generations: int | None = None,
         strategy: str = "mu+lambda",
-        mutpb: float = 0.8,
-        cxpb: float = 0.2,
+        mutpb: float | None = None,
+        cxpb: float | None = None,
         indpb: float = 0.5,
         tournament: int = 4,
         hall_of_fame: int = 5,
@@ -272,6 +342,9 @@ class GA(ResidentOptimizer):
         self.offspring = _check_int(owner, "offspring", offspring, 1, allow_none=True) or self.population
         self.generations = _check_int(owner, "generations", generations, 0, allow_none=True)
         self.strategy = _check_choice(owner, "strategy", strategy, _STRATEGIES)
+        self._given = {"mutpb": mutpb is not None, "cxpb": cxpb is not None}
+        mutpb = 0.8 if mutpb is None else mutpb
+        cxpb = 0.2 if cxpb is None else cxpb
         self.mutpb = _check_prob(owner, "mutpb", mutpb)
         self.cxpb = _check_prob(owner, "cxpb", cxpb)
         if self.strategy == "mu+lambda" and self.cxpb + self.mutpb > 1.0 + 1e-12:
@@ -287,17 +360,22 @@ class GA(ResidentOptimizer):
         self.evaluated = 0
         self._failed = 0
         self._cache: dict[str, float] = {}
+        self._told: dict[str, Result] = {}  # the result of each evaluated point (several objectives)
+        self._m = 0  # objectives the told results carry (0: one loss, no constraint: the classic GA)
+        self._worst: list[float] = []
 
     # -- the queue map -----------------------------------------------------------------------
     def _queue_map(self, queues: OptimizerQueues):
         """A ``toolbox.map`` that evaluates a whole list through the queues at once.
 
         Returns one fitness tuple per individual, ``None`` for those the driver cancelled
-        (budget spent). Repeats of evaluated individuals are answered from memory.
+        (budget spent). Repeats of evaluated individuals are answered from memory. With
+        several objectives or constraints (see :meth:`_pareto_fitness`) a fitness is a pair
+        ``(objective values, violation)``.
         """
         g = self.genetics
 
-        def queue_map(evaluate: Any, individuals: Sequence[Individual]) -> list[tuple[float] | None]:
+        def queue_map(evaluate: Any, individuals: Sequence[Individual]) -> list[Any]:
             keys = [self.space.key(g.params(ind)) for ind in individuals]
             todo: dict[str, dict] = {}
             for k, ind in zip(keys, individuals):
@@ -314,14 +392,64 @@ class GA(ResidentOptimizer):
                     self.evaluated += 1
                     self._failed += 0 if r.ok else 1
                     self._cache[k] = self.imputer.loss(r)
+                    self._told[k] = r
+                    self._learn(r)
+            if self._m:
+                return [self._pareto_fitness(self._told.get(k)) if k in self._cache else None for k in keys]
             return [(self._cache[k],) if k in self._cache else None for k in keys]
 
         return queue_map
 
+    # -- several objectives ------------------------------------------------------------------
+    def _learn(self, r: Result) -> None:
+        """Note the objectives a told result carries: the first with ``objectives`` or a
+        ``violation`` switches the search to NSGA-II; the worst value of each is kept for failures."""
+        if r.objectives is not None or r.violation is not None:
+            vals = tuple(r.objectives) if r.objectives is not None else (float(r.loss),)
+            if not self._m:
+                self._m = len(vals)
+                self._worst = [-math.inf] * self._m
+                # NSGA-II's variation: mostly crossover (unless the settings say otherwise)
+                if not self._given["cxpb"] and not self._given["mutpb"]:
+                    self.cxpb, self.mutpb = NSGA2_CXPB, NSGA2_MUTPB
+            if r.ok and len(vals) == self._m:
+                self._worst = [max(w, v) for w, v in zip(self._worst, vals)]
+
+    def _pareto_fitness(self, r: Result | None) -> tuple[tuple[float, ...], float]:
+        """``(objective values to minimize, violation)`` of a told result; a failed one (or one
+        without objectives) gets the worst value of each objective seen (``penalty`` with
+        ``impute="penalty"``) and an infinite violation, so every evaluated point dominates it."""
+        if r is not None and r.ok:
+            vals = tuple(r.objectives) if r.objectives is not None else (float(r.loss),)
+            if len(vals) == self._m:
+                return vals, float(r.violation or 0.0)
+        if self.imputer.impute == "penalty":
+            return (self.imputer.penalty,) * self._m, math.inf
+        return tuple(w if math.isfinite(w) else 1e300 for w in self._worst), math.inf
+
+    def _rescore(self, individuals: Sequence[Individual]) -> None:
+        """Give each individual its several-objective fitness from the told results."""
+        cls = _fitness_class(self._m)
+        for ind in individuals:
+            key = self.space.key(self.genetics.params(ind))
+            if key not in self._cache and key not in self._told:
+                continue
+            vals, violation = self._pareto_fitness(self._told.get(key))
+            crowd = getattr(ind.fitness, "crowding_dist", None)
+            ind.fitness = cls()
+            ind.fitness.values = vals
+            ind.fitness.violation = violation
+            if crowd is not None:
+                ind.fitness.crowding_dist = crowd
+
     def _assign(self, toolbox: base.Toolbox, individuals: Sequence[Individual]) -> list[Individual]:
         """Evaluate those without fitness; returns the individuals that have one."""
         invalid = [ind for ind in individuals if not ind.fitness.valid]
-        for ind, fit in zip(invalid, toolbox.map(toolbox.evaluate, invalid)):
+        fits = list(toolbox.map(toolbox.evaluate, invalid))
+        if self._m:
+            self._rescore(individuals)
+            return [ind for ind in individuals if ind.fitness.valid]
+        for ind, fit in zip(invalid, fits):
             if fit is not None:
                 ind.fitness.values = fit
         return [ind for ind in individuals if ind.fitness.valid]
@@ -331,7 +459,16 @@ class GA(ResidentOptimizer):
         g, out = self.genetics, []
         for _ in range(n):
             r = g.rnd.random()
-            if r < self.cxpb and len(population) > 1:
+            if self._m:  # NSGA-II: parents by binary tournament on (constraint-)dominance and crowding
+                if r < self.cxpb and len(population) > 1:
+                    a, _b = g.crossover(g.clone(g.select_one_pareto(population)),
+                                        g.clone(g.select_one_pareto(population)))
+                    out.append(a)
+                elif r < self.cxpb + self.mutpb:
+                    out.append(g.mutate(g.clone(g.select_one_pareto(population))))
+                else:
+                    out.append(g.clone(g.select_one_pareto(population)))
+            elif r < self.cxpb and len(population) > 1:
                 i, j = g.rnd.sample(range(len(population)), 2)
                 a, _b = g.crossover(g.clone(population[i]), g.clone(population[j]))
                 out.append(a)
@@ -354,6 +491,15 @@ class GA(ResidentOptimizer):
         return out
 
     def _log(self, queues: OptimizerQueues, gen: int, evals: int, population: Sequence[Individual]) -> None:
+        if self._m:
+            front = [ind for ind in population if not any(o.fitness.dominates(ind.fitness) for o in population)]
+            feasible = [ind for ind in population if ind.fitness.violation <= 0]
+            queues.log({"optimizer": "ga", "generation": gen, "evals": evals, "total_evals": self.evaluated,
+                        "failed": self._failed, "population": len(population), "selection": "nsga2",
+                        "front": len(front), "feasible": len(feasible),
+                        "objectives_min": [min((i.fitness.values[j] for i in feasible), default=None)
+                                           for j in range(self._m)]})
+            return
         best = self.hof[0] if len(self.hof) else None
         rec = {"optimizer": "ga", "generation": gen, "evals": evals, "total_evals": self.evaluated,
                "failed": self._failed, "population": len(population),
@@ -374,6 +520,7 @@ class GA(ResidentOptimizer):
         for r in warm:
             ind = g.individual(r.params)
             ind.fitness.values = (float(r.loss),)
+            self._told.setdefault(self.space.key(r.params), r)
             start.append(ind)
         start += [g.individual(p) for p in self.initial]
         if len(start) < self.population:
@@ -390,7 +537,7 @@ class GA(ResidentOptimizer):
         while queues.remaining > 0 and (self.generations is None or gen < self.generations):
             gen += 1
             before = self.evaluated
-            if self.strategy == "mu+lambda":
+            if self.strategy == "mu+lambda" or self._m:
                 children = self._assign(toolbox, self._vary_or(pop, self.offspring))
                 self.hof.update(children)
                 pop = self._survivors(pop + children)
@@ -405,7 +552,17 @@ class GA(ResidentOptimizer):
                 break
 
     def _survivors(self, candidates: list[Individual]) -> list[Individual]:
-        """``mu`` survivors by tournament (DEAP's eaMuPlusLambda with selTournament)."""
+        """``mu`` survivors by tournament (DEAP's eaMuPlusLambda with selTournament); with
+        several objectives or constraints, by NSGA-II (DEAP's ``selNSGA2``) over the distinct
+        candidates under constraint-domination."""
+        if self._m:
+            self._rescore(candidates)
+            unique: dict[str, Individual] = {}
+            for ind in candidates:
+                unique.setdefault(self.space.key(self.genetics.params(ind)), ind)
+            distinct = list(unique.values())
+            chosen = tools.selNSGA2(distinct, min(self.population, len(distinct)))
+            return [self.genetics.clone(ind) for ind in chosen]
         return [self.genetics.clone(ind) for ind in self.genetics.select(candidates, self.population)]
 
 

@@ -526,7 +526,9 @@ def report_data(src: Results, top: int = 5) -> dict:
     (``{busy, span, utilization}``), ``ramp`` (``{up, down}`` s), ``runtime`` (s), ``first``/``last`` (epoch s: first
     start, last timestamp), ``iterations`` (``{rule, size, count}``), ``plots`` (PNG files
     written, filled by :func:`~emews.report.write_report`), and, when tasks reported
-    intermediate losses, ``stopping`` (see :func:`stopping`: the epochs used and saved).
+    intermediate losses, ``stopping`` (see :func:`stopping`: the epochs used and saved);
+    with several objectives, ``pareto`` (see :func:`emews.report._front.front_data`: the
+    front, its hypervolume, the reference point and the hypervolume after each evaluation).
     Non-finite numbers become ``None``.
     """
     rows, final, meta = src.all_attempts, src.rows, src.meta
@@ -575,6 +577,11 @@ def report_data(src: Results, top: int = 5) -> dict:
     stop = stopping(src)
     if stop is not None:
         data["stopping"] = stop
+    from ._front import front_data  # several objectives: the front, its hypervolume and reference
+
+    front = front_data(src)
+    if front is not None:
+        data["pareto"] = front
     return clean(data)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ._source import Tally
 from . import _data
 from ._data import Results
+from ._front import plot_hypervolume, plot_pareto
 from ._plots import plot_learning, plot_load, plot_params, plot_trajectory, require_matplotlib
 
 
@@ -67,6 +68,15 @@ def summary_text(data: dict) -> str:
         lines.append(f"best loss {b['loss']:.6g} (task {b['task_id']}): {_fmt_params(b['params'])}")
     else:
         lines.append("best: no successful evaluation")
+    front = data.get("pareto")
+    if front:
+        names = ", ".join(f"{n} ({d})" for n, d in front["objectives"].items())
+        ref = front.get("reference_point")
+        hv = (f"; hypervolume {front['hypervolume']:.6g} against the reference point "
+              + ", ".join(f"{n} {v:.4g}" for n, v in ref["values"].items())) if ref else ""
+        more = f"; {front['infeasible']} infeasible (constraints: {', '.join(front['constraints'])})" \
+            if front.get("constraints") else ""
+        lines.append(f"Pareto front of {names}: {len(front['pareto'])} points{hv}{more}")
     models = data.get("models")
     if models:
         size = sum(int(m.get("bytes") or 0) for m in models)
@@ -111,6 +121,9 @@ def write_report(src: Results, out: str | Path | None = None, plots: bool = True
             todo = dict(PLOTS)
             if getattr(src, "reports", None):
                 todo["learning.png"] = plot_learning
+            if data.get("pareto") is not None:
+                todo["pareto.png"] = plot_pareto
+                todo["hypervolume.png"] = plot_hypervolume
             for name, draw in todo.items():
                 try:
                     kw = {"top": top} if draw is plot_params else {}

@@ -81,7 +81,7 @@ def main(payload: dict, fd: int, ctl: int | None = None) -> None:
     else:
         try:
             value = call_with_trial(fn, payload["params"], trial, accepts_trial(fn))
-            outcome = stopped_outcome(trial) if trial.stopped else outcome_from_value(value)
+            outcome = stopped_outcome(trial) if trial.stopped else outcome_from_value(value, loss_key=payload.get("loss_key"))
         except Stopped as e:
             outcome = stopped_outcome(trial, str(e) or "stopped early")
         except Exception as e:  # noqa: BLE001 - a failing objective is a failed result

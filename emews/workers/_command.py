@@ -381,7 +381,7 @@ class CommandRunner:
             more = f"; last lines of {d / 'stderr.txt'}:\n{_procs.tail(text)}" if text.strip() else f" (no stderr; logs in {d})"
             return Outcome.failed(f"command {_procs.describe_exit(proc.returncode)}{more}")
         if self.use_result_file:
-            return _from_result_file(result_path)
+            return _from_result_file(result_path, self.spec.get("loss_key"))
         return self._from_stdout(d / "stdout.txt")
 
     def _argv(self, task: Task, values: Mapping[str, Any]) -> list[str]:
@@ -501,7 +501,7 @@ def _read_tail(path: Path) -> str:
         return ""
 
 
-def _from_result_file(path: Path) -> Outcome:
+def _from_result_file(path: Path, loss_key: str | None = None) -> Outcome:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -513,7 +513,7 @@ def _from_result_file(path: Path) -> Outcome:
     except json.JSONDecodeError as e:
         return Outcome.failed(f"cannot parse the result file {path} as JSON ({e.msg} at line {e.lineno}); expected a "
                               f"number or {{\"loss\": ...}}, got {text[:200]!r}")
-    o = outcome_from_value(value, text=True)
+    o = outcome_from_value(value, text=True, loss_key=loss_key)
     return dataclasses.replace(o, error=f"result file {path}: {o.error}") if o.error else o
 
 

@@ -77,7 +77,7 @@ class IsolatedRunner:
         self.timeout: float | None = spec.get("timeout")
         self.kill_grace = float(spec.get("kill_grace") if spec.get("kill_grace") is not None else DEFAULT_KILL_GRACE)
         self.env = _procs.child_env(spec.get("env"), gpu)
-        self.checkpoints = {k: spec[k] for k in ("checkpoints", "checkpoint_local") if spec.get(k)}
+        self.checkpoints = {k: spec[k] for k in ("checkpoints", "checkpoint_local", "loss_key") if spec.get(k)}
 
     def run(self, task: Task, channel: Any = None) -> Outcome:
         start = time.time()

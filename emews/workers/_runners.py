@@ -132,7 +132,7 @@ class PythonRunner:
         end = time.time()
         if trial.stopped:  # told to stop: whatever it returned, its loss is the last judged report's
             return stopped_outcome(trial).timed(start, end)
-        return outcome_from_value(value).timed(start, end)
+        return outcome_from_value(value, loss_key=self.spec.get("loss_key")).timed(start, end)
 
     def close(self) -> None:
         pass

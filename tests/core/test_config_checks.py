@@ -127,14 +127,25 @@ CASES = [
     ("gpus", {"gpus_per_worker": 3, "devices": [0, 1]}, "gpus.gpus_per_worker", "[0, 1]"),
     ("gpus", {"device": [0]}, "gpus.device", "did you mean 'devices'"),
     ("gpus", 5, "gpus", "got 5"),
+    # objectives and constraints (several objectives)
+    ("objectives", {"loss": "min", "dropout": "minimize"}, "objectives.dropout", "'minimize'"),
+    ("objectives", "loss", "objectives", "'loss'"),
+    ("objectives", ["loss", "dropout", "loss"], "objectives", "'loss' twice"),
+    ("constraints", {"dropout": "at most 0.5"}, "constraints.dropout", "'at most 0.5'"),
+    ("constraints", "dropout <= 0.5", "constraints", "'dropout <= 0.5'"),
+    ("optimizer", "ga-steady", "optimizer", "does not declare multi_objective"),  # with _MORE's objectives
 ]
+
+#: what a case needs besides its key: the refused optimizer case asks for several objectives
+_MORE = {("optimizer", "'ga-steady'"): {"objectives": {"loss": "min", "dropout": "max"}}}
 
 # the ones that also run as a real `python -m emews.run` in a subprocess
 _CLI_PICKS = [("optimizer.settings.acquisition", "'foo'"), ("optimizer.settings.surrogate", "'svm'"),
               ("optimizer.settings.initial_population", "value 'abc' is not a number"),
               ("optimizer.name", "did you mean 'emews.optimizers:RandomSearch'"),
               ("stopper.reduction_factor", "reduction_factor=1"), ("simulation.failure_rate", "got 2"),
-              ("runner.type", "'gpu'"), ("gpus.devices[1]", "got -1")]
+              ("runner.type", "'gpu'"), ("gpus.devices[1]", "got -1"),
+              ("objectives.dropout", "'minimize'"), ("optimizer", "does not declare multi_objective")]
 CLI_CASES = [i for i, c in enumerate(CASES) if (c[2], c[3]) in _CLI_PICKS]
 
 
@@ -147,6 +158,7 @@ def _config(tmp_path, key, value) -> dict:
     if key == "runner" and isinstance(value, dict) and value.get("type") == "command":
         cfg.pop("objective")
     cfg[key] = value
+    cfg.update(_MORE.get((key, repr(value)), {}))
     return cfg
 
 

@@ -3,7 +3,8 @@
 Layers, bottom up (a module may import its own layer and the ones below)::
 
     records      errors, task, space, formats (Supervisor files -> Space), and small helpers (_pickling, _imports, _childsig, _clock, _progress), examples,
-                 the checkpoint place's file layout (_checkpoints), Pareto fronts and hypervolume (_pareto)
+                 the checkpoint place's file layout (_checkpoints), Pareto fronts and hypervolume (_pareto),
+                 the objectives and constraints a result is judged by (_objectives)
     journal      the SQLite journal
     results      Results and the report built from them (one layer: Results extends the report's
                  JournalView and its plot methods call the report; the report never imports results),
@@ -34,7 +35,8 @@ PKG = ROOT / "emews"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("emews.errors", "emews.task", "emews.space", "emews._pickling", "emews._imports", "emews._childsig", "emews._clock",
-                 "emews._progress", "emews.examples", "emews.formats", "emews._checkpoints", "emews._pareto")),
+                 "emews._progress", "emews.examples", "emews.formats", "emews._checkpoints", "emews._pareto",
+                 "emews._objectives")),
     ("journal", ("emews.journal",)),
     ("results", ("emews.results", "emews.report", "emews._failures")),
     ("resume", ("emews.resume",)),
