@@ -323,6 +323,8 @@ class Driver:
                     q.read()
                 if results:
                     self._on_results(results)
+                if self.models is not None and self.models.poll():  # model copies done (copier thread)
+                    self.journal.set_meta(models=self.models.kept)
                 now_m = self.clock.monotonic()
                 if stop_at is not None and led.stop is None and now_m >= stop_at:
                     self._limit = self.clock.time()  # the report's utilization span ends here
@@ -575,6 +577,22 @@ class Driver:
         self._recall()  # held ahead by workers: they come back unstarted and are cancelled at the end
         self.queues.stop(str(stop), cancelled)
 
+    def _close_models(self, kill: bool) -> None:
+        """keep_models: wait for the model copies under way (all of them at a normal end; after a
+        kill, half the kill margin, and no later than half the time left to the deadline)."""
+        if self.models is None:
+            return
+        timeout = None
+        if kill:
+            timeout = self.s.kill_margin / 2
+            if self.s.deadline is not None:
+                timeout = max(0.0, min(timeout, (self.s.deadline - self.clock.time()) / 2))
+        try:
+            if self.models.close(timeout):
+                self.journal.set_meta(models=self.models.kept)
+        except Exception as e:  # noqa: BLE001 - the journal and outputs come first
+            log.warning("keep_models: the model copies could not be waited for: %s", e)
+
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
         """Stop the pool and the optimizer, then always flush the journal and write the outputs."""
         led = self.ledger
@@ -605,6 +623,7 @@ class Driver:
             if opt is not None:
                 opt.process.terminate()
         finally:
+            self._close_models(kill)
             end_session(self.journal, self._sessions, self.resume, t0=t0, now=self.clock.time(),
                         outcome=str(led.stop or "finished"), evaluations=led.evaluations, limit=self._limit)
             self.journal.close()
