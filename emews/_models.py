@@ -107,19 +107,24 @@ class ModelKeeper:
         return self._better(score, worst)
 
     # -- the driver's side ------------------------------------------------------------------
-    def settle(self, r: Result) -> bool:
-        """A task's final result: queue the copy of its model when it ranks (else the deletion
-        of its checkpoint place). Returns True when the kept list changed (journal :attr:`kept`):
-        with ``background`` that happens in :meth:`poll`, once a copy is done."""
+    def settle(self, r: Result, keep_place: bool = False) -> bool:
+        """A task's final result: queue the copy of its model when it ranks, then the deletion
+        of its checkpoint place (``keep_place``: the place stays, another task starts from it).
+        Returns True when the kept list changed (journal :attr:`kept`): with ``background``
+        that happens in :meth:`poll`, once a copy is done."""
         place = self.directory / CHECKPOINTS_DIR / str(r.task_id)
         info = latest(place)
         score = self.score(r)
         if info is not None and score is not None and self._ranks(score, r.task_id):
             self._pending[r.task_id] = score
-            self._submit(("copy", (r.task_id, r.attempt, place, info, score)))
-        elif place.exists():
+            self._submit(("copy", (r.task_id, r.attempt, place, info, score, keep_place)))
+        elif place.exists() and not keep_place:
             self._submit(("delete", place))
         return self.poll() if not self._background else False
+
+    def discard(self, path: Path) -> None:
+        """Delete ``path`` in the copier's order (after the copies queued before)."""
+        self._submit(("delete", Path(path)))
 
     def poll(self) -> bool:
         """Take in the copies that are done; returns True when the kept list changed."""
@@ -192,9 +197,9 @@ class ModelKeeper:
             shutil.rmtree(payload, ignore_errors=True)
             self._done.put((None, None))
             return
-        task_id, attempt, place, info, score = payload
+        task_id, attempt, place, info, score, keep_place = payload
         entry = self._copy(task_id, attempt, place, info, score)
-        if entry is not None:
+        if entry is not None and not keep_place:
             shutil.rmtree(place, ignore_errors=True)
         self._done.put((task_id, entry))
 

@@ -84,8 +84,19 @@ class OptimizerQueues:
         return list(self._pending.values())
 
     # -- the queue pair --------------------------------------------------------------------
-    def put(self, params_list: Sequence[Mapping[str, Any]]) -> list[int]:
+    def put(self, params_list: Sequence[Mapping[str, Any]], *,
+            starts: Sequence[Mapping[str, Any] | None] | None = None) -> list[int]:
         """Send parameter sets to be evaluated; returns their task ids at once.
+
+        Args:
+            params_list: the parameter sets.
+            starts: one entry per parameter set (None: an ordinary task): the checkpoint it
+                starts from and its step budget, ``{"from": task_id or None, "until": step,
+                "release": [task ids]}``. ``from`` names a finished task whose final checkpoint
+                the new task's ``trial.load()`` returns (``trial.resumed_from``: its step);
+                ``until`` is ``trial.until``; ``release`` lists tasks whose checkpoints the
+                optimizer will not start from again (deleted once no task starts from them).
+                How ``pbt`` continues and copies its members.
 
         Raises:
             StopSearch: the driver has stopped the search.
@@ -94,13 +105,16 @@ class OptimizerQueues:
         if self.stopped:
             raise StopSearch(self.stopped)
         checked = [self.space.validate(p) for p in params_list]
+        if starts is not None and len(starts) != len(checked):
+            raise ValueError(f"starts has {len(starts)} entries for {len(checked)} parameter sets")
         ids, new = [], []
-        for p in checked:
+        for i, p in enumerate(checked):
+            start = dict(starts[i]) if starts is not None and starts[i] is not None else None
             claimed = self._replay.claim(p) if self._replay.active else None
             if claimed is None:
                 tid = self._next_id
                 self._next_id += 1
-                new.append((tid, p))
+                new.append((tid, p) if start is None else (tid, p, start))
             else:
                 tid, earlier = claimed
                 if earlier is not None:
