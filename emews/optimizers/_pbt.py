@@ -206,6 +206,10 @@ class PBT(ResidentOptimizer):
         self._release = []
         (tid,) = queues.put([params], starts=[start])
         self._open[tid] = m
+        if queues.earlier(tid):  # a resumed search retracing: the earlier session journaled this step
+            if donor is not None:
+                m.params = params
+            return
         rec = {"optimizer": "pbt", "member": m.index, "task": tid, "from_task": source,
                "from_member": donor.index if donor is not None else m.index, "step": step, "until": until,
                "exploit": donor is not None, "params": params}

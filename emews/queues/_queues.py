@@ -43,6 +43,7 @@ class OptimizerQueues:
         self.max_evals = max_evals
         handoff = handoff or Handoff()
         self._next_id = handoff.first_id
+        self._first_new_id = handoff.first_id
         self._pending: dict[int, dict] = {}
         self._ready: dict[int, Result] = {}  # results received but not yet handed out
         self.stopped: str | None = None
@@ -78,6 +79,11 @@ class OptimizerQueues:
     def pending(self) -> int:
         """Parameter sets put whose results have not been returned by ``get`` yet."""
         return len(self._pending)
+
+    def earlier(self, task_id: int) -> bool:
+        """True when ``task_id`` is a task of an earlier session (a put answered from the
+        journal, or attached to an interrupted task's re-run), not one this session created."""
+        return task_id < self._first_new_id
 
     def pending_params(self) -> list[dict]:
         """The parameter sets still being evaluated (for optimizers that avoid proposing them again)."""
