@@ -157,6 +157,7 @@ class CheckpointPlace:
             shared = Path(tempfile.gettempdir()) / f"emews-checkpoints-{os.getpid()}"
         self.shared = Path(shared) / str(task_id)
         self.tag = params_tag(params) if params is not None else None
+        self._start: dict | None = None
         if local:
             base = Path(os.path.expandvars(os.path.expanduser(local)))
             tag = hashlib.sha1(str(Path(shared).resolve()).encode()).hexdigest()[:12]
@@ -170,12 +171,25 @@ class CheckpointPlace:
         return self.dir != self.shared
 
     def start(self) -> dict:
-        """What the driver wrote for this task (``{"from": task id, "until": step}``), or ``{}``."""
-        try:
-            start = json.loads((self.shared / START).read_text())
-        except (OSError, ValueError):
-            return {}
-        return start if isinstance(start, dict) else {}
+        """What the driver wrote for this task (``{"from": task id, "until": step}``), or ``{}``
+        (read once)."""
+        if self._start is None:
+            try:
+                start = json.loads((self.shared / START).read_text())
+            except (OSError, ValueError):
+                start = {}
+            self._start = start if isinstance(start, dict) else {}
+        return self._start
+
+    def start_env(self) -> dict[str, str]:
+        """The start as environment variables for a command: ``EMEWS_CHECKPOINT_FROM`` (the
+        directory of the task it starts from) and ``EMEWS_CHECKPOINT_UNTIL`` (the step to train to)."""
+        start, env = self.start(), {}
+        if isinstance(start.get("from"), int):
+            env["EMEWS_CHECKPOINT_FROM"] = str(self.shared.parent / str(start["from"]))
+        if isinstance(start.get("until"), (int, float)):
+            env["EMEWS_CHECKPOINT_UNTIL"] = str(start["until"])
+        return env
 
     def _source(self) -> Path | None:
         source = self.start().get("from")

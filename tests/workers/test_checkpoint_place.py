@@ -162,3 +162,30 @@ def test_a_checkpointing_task_on_the_mpi_pool_resumes_after_a_sigkill_of_the_dri
         assert last["attempt"] >= 1 and last["metrics"]["resumed_from"] == hold
         assert [e for a, e in done[t] if a == last["attempt"]] == list(range(hold + 1, epochs + 1))
         assert sorted(e for _, e in done[t]) == list(range(1, epochs + 1))  # no epoch computed twice
+
+
+def test_a_task_started_from_another_s_checkpoint(tmp_path):
+    """pbt's start (emews._starts writes start.json): the Python runner's trial.load() returns
+    the source task's final checkpoint, read in place; a command gets the source's directory and
+    the step budget in its environment."""
+    from emews._checkpoints import write_start
+
+    root = tmp_path / "checkpoints"
+    CheckpointPlace(3, root, params={"x": 0.1}).save({"epoch": 4, "weights": [0.1] * 64}, 4)
+    write_start(root / "9", 3, 6)  # task 9, other parameters, starts from task 3's epoch 4 and trains to 6
+    t = Trial(9, 0, {"x": 0.7}, checkpoints=CheckpointPlace(9, root, params={"x": 0.7}))
+    assert (t.resumed_from, t.started_from, t.until) == (4, 3, 6) and t.load()["epoch"] == 4
+    t.save({"epoch": 6}, 6)  # its own checkpoint: a retry resumes from it, not from the source
+    again = Trial(9, 1, {"x": 0.7}, checkpoints=CheckpointPlace(9, root, params={"x": 0.7}))
+    assert (again.resumed_from, again.started_from, again.until) == (6, None, 6)
+    assert latest(root / "3")["step"] == 4  # the source is untouched
+
+    script = tmp_path / "train.py"
+    script.write_text("import os\nprint('loss:', os.environ['EMEWS_CHECKPOINT_UNTIL'])\n"
+                      "open(os.environ['EMEWS_RESULT_FILE'] + '.from', 'w').write(os.environ['EMEWS_CHECKPOINT_FROM'])\n")
+    write_start(root / "10", 3, 8)
+    spec = {"type": "command", "command": [sys.executable, str(script)], "workdir": str(tmp_path / "tasks"),
+            "checkpoints": str(root)}
+    out = make_runner(spec).run(Task(10, {}, 0))
+    assert (out.status, out.loss) == ("done", 8.0), out
+    assert next((tmp_path / "tasks" / "10").glob("*.from")).read_text() == str(root / "3")
