@@ -15,6 +15,16 @@ finds what the last one saved (``trial.resumed_from``). The shared place is
 job); with ``checkpoint_local`` (``$TMPDIR``, ``/dev/shm``) the checkpoints are written to a
 node-local directory instead, and the latest is copied to the shared place when the attempt
 ends (:func:`flush`).
+
+A task may also *start from another task's checkpoint* (population-based training: a member's
+next step continues its own last checkpoint, or a copy of a better member's)::
+
+    driver (told by the optimizer's put) ──▶ <experiment>/checkpoints/<task_id>/start.json
+                                               {"from": <source task id>, "until": <step>}
+    trial.load() ◀── the task's own latest checkpoint (an earlier attempt's), else the source
+                     task's final one, read in place (no copy: the source is finished and kept
+                     until no task starts from it); trial.resumed_from: its step;
+                     trial.until: the step this task trains to (its epoch budget)
 """
 
 from __future__ import annotations
@@ -27,12 +37,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointPlace", "latest", "flush", "place_size", "params_tag", "LATEST", "STATE"]
+__all__ = ["CheckpointPlace", "latest", "flush", "place_size", "params_tag", "write_start", "LATEST", "STATE",
+           "START"]
 
 #: the file naming a place's latest checkpoint (its commit point)
 LATEST = "latest.json"
 #: the file a saved Python state is pickled to
 STATE = "state.pkl"
+#: the file telling a task which checkpoint to start from and its step budget
+START = "start.json"
 
 
 def latest(place: Path) -> dict | None:
@@ -97,6 +110,13 @@ def flush(src: Path, dst: Path) -> dict | None:
     return info
 
 
+def write_start(place: Path, source: int | None, until: float | None) -> None:
+    """Tell the task of ``place`` to start from task ``source``'s latest checkpoint (None: from
+    scratch) and to train until step ``until`` (None: no budget given)."""
+    place.mkdir(parents=True, exist_ok=True)
+    _write_json_atomically(place / START, {"from": source, "until": until})
+
+
 def place_size(path: Path) -> int:
     """Bytes under ``path`` (a file or a directory)."""
     path = Path(path)
@@ -137,6 +157,7 @@ class CheckpointPlace:
             shared = Path(tempfile.gettempdir()) / f"emews-checkpoints-{os.getpid()}"
         self.shared = Path(shared) / str(task_id)
         self.tag = params_tag(params) if params is not None else None
+        self._start: dict | None = None
         if local:
             base = Path(os.path.expandvars(os.path.expanduser(local)))
             tag = hashlib.sha1(str(Path(shared).resolve()).encode()).hexdigest()[:12]
@@ -149,14 +170,45 @@ class CheckpointPlace:
         """True when checkpoints are written to a node-local directory."""
         return self.dir != self.shared
 
+    def start(self) -> dict:
+        """What the driver wrote for this task (``{"from": task id, "until": step}``), or ``{}``
+        (read once)."""
+        if self._start is None:
+            try:
+                start = json.loads((self.shared / START).read_text())
+            except (OSError, ValueError):
+                start = {}
+            self._start = start if isinstance(start, dict) else {}
+        return self._start
+
+    def start_env(self) -> dict[str, str]:
+        """The start as environment variables for a command: ``EMEWS_CHECKPOINT_FROM`` (the
+        directory of the task it starts from) and ``EMEWS_CHECKPOINT_UNTIL`` (the step to train to)."""
+        start, env = self.start(), {}
+        if isinstance(start.get("from"), int):
+            env["EMEWS_CHECKPOINT_FROM"] = str(self.shared.parent / str(start["from"]))
+        if isinstance(start.get("until"), (int, float)):
+            env["EMEWS_CHECKPOINT_UNTIL"] = str(start["until"])
+        return env
+
+    def _source(self) -> Path | None:
+        source = self.start().get("from")
+        return self.shared.parent / str(int(source)) if isinstance(source, int) else None
+
     def latest(self) -> dict | None:
         """The latest checkpoint: the node-local one, else the shared one (another node's,
-        flushed); None when there is none for these parameters."""
+        flushed), else the final one of the task this one starts from (``start.json``);
+        None when there is none for these parameters."""
         info = self._mine(latest(self.dir))
         if info is None and self.node_local:
             info = self._mine(latest(self.shared))
             if info is not None:
                 info = dict(info, shared=True)
+        if info is None:
+            source = self._source()
+            found = latest(source) if source is not None else None
+            if found is not None:
+                info = dict(found, source=int(source.name))
         return info
 
     def _mine(self, info: dict | None) -> dict | None:
@@ -198,7 +250,11 @@ class CheckpointPlace:
         info = self.latest()
         if info is None:
             return None
-        where = (self.shared if info.get("shared") else self.dir) / info["name"] / info["file"]
+        if "source" in info:
+            base = self.shared.parent / str(info["source"])
+        else:
+            base = self.shared if info.get("shared") else self.dir
+        where = base / info["name"] / info["file"]
         if info.get("kind") == "state":
             with open(where, "rb") as f:
                 return pickle.load(f)

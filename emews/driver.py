@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ._ledger import Ledger
-from ._models import ModelKeeper
+from ._models import CHECKPOINTS_DIR, ModelKeeper
+from ._starts import CheckpointStarts
 from ._progress import Progress
 from ._session import Outputs, end_session, start_session
 from .errors import OptimizerError
@@ -170,6 +171,9 @@ class Driver:
         if settings.keep_models:
             kept = (resume.meta.get("models") if resume is not None else None) or []
             self.models = ModelKeeper(self.directory, kept=kept, **settings.keep_models)
+        #: tasks that start from another task's checkpoint (pbt): start.json written, sources kept while used
+        self.starts = CheckpointStarts(self.directory / CHECKPOINTS_DIR,
+                                       self.models.discard if self.models is not None else None)
 
     # -- start ---------------------------------------------------------------------------
     def _take_over(self, plan: ResumePlan | None, now: float) -> Handoff | None:
@@ -324,6 +328,8 @@ class Driver:
                     q.read()
                 if results:
                     self._on_results(results)
+                if self.models is not None and self.models.poll():  # model copies done (copier thread)
+                    self.journal.set_meta(models=self.models.kept)
                 now_m = self.clock.monotonic()
                 if stop_at is not None and led.stop is None and now_m >= stop_at:
                     self._limit = self.clock.time()  # the report's utilization span ends here
@@ -483,16 +489,19 @@ class Driver:
         return self.ledger.over(self.pool.busy, len(self.waiting), q.over, q.error is not None)
 
     # -- the optimizer's messages (handlers of the driver's end of the pipe) -----------------
-    def _on_put(self, items: list[tuple[int, dict]]) -> list[Result]:
-        """New tasks: journaled and queued, or refused (their cancelled results are returned)."""
+    def _on_put(self, items: list[tuple]) -> list[Result]:
+        """New tasks: journaled and queued, or refused (their cancelled results are returned);
+        an item ``(tid, params, start)`` starts from another task's checkpoint (:mod:`emews._starts`)."""
         now = self.clock.time()
         batch = self.ledger.new_batch()
         refused = []
-        for tid, params in items:
+        for tid, params, *start in items:
             why = self.ledger.accept(tid, batch)  # after a stop nothing more runs
             if why is not None:
                 refused.append(Result.cancelled(Task(tid, params), why))
                 continue
+            if start and start[0] is not None:
+                self.starts.seed(tid, start[0])
             self.journal.queued(tid, 0, params, now, batch)
             self.waiting.append(Task(tid, params, 0))
         return refused
@@ -540,8 +549,11 @@ class Driver:
                 self.journal.queued(t.id, t.attempt, t.params, self.clock.time(), retry.batch)
                 self.waiting.appendleft(t)
                 continue
-            if self.models is not None and r.status != CANCELLED and self.models.settle(r):
+            if self.models is not None and r.status != CANCELLED and \
+                    self.models.settle(r, keep_place=self.starts.holds(r.task_id)):
                 self.journal.set_meta(models=self.models.kept)  # where each kept model lives, its size
+            if self.starts.active:
+                self.starts.finished(r.task_id)
             to_optimizer.append(r)
         # finished results reach the disk within RESULT_FLUSH seconds (at once when results are
         # rare, as with real training runs; in batches when thousands arrive per second)
@@ -579,6 +591,22 @@ class Driver:
         self._recall()  # held ahead by workers: they come back unstarted and are cancelled at the end
         self.queues.stop(str(stop), cancelled)
 
+    def _close_models(self, kill: bool) -> None:
+        """keep_models: wait for the model copies under way (all of them at a normal end; after a
+        kill, half the kill margin, and no later than half the time left to the deadline)."""
+        if self.models is None:
+            return
+        timeout = None
+        if kill:
+            timeout = self.s.kill_margin / 2
+            if self.s.deadline is not None:
+                timeout = max(0.0, min(timeout, (self.s.deadline - self.clock.time()) / 2))
+        try:
+            if self.models.close(timeout):
+                self.journal.set_meta(models=self.models.kept)
+        except Exception as e:  # noqa: BLE001 - the journal and outputs come first
+            log.warning("keep_models: the model copies could not be waited for: %s", e)
+
     def _finish(self, opt: OptimizerProcess | None, kill: bool, t0: float) -> None:
         """Stop the pool and the optimizer, then always flush the journal and write the outputs."""
         led = self.ledger
@@ -609,6 +637,7 @@ class Driver:
             if opt is not None:
                 opt.process.terminate()
         finally:
+            self._close_models(kill)
             end_session(self.journal, self._sessions, self.resume, t0=t0, now=self.clock.time(),
                         outcome=str(led.stop or "finished"), evaluations=led.evaluations, limit=self._limit)
             self.journal.close()

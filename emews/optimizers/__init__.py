@@ -1,7 +1,8 @@
 """Optimizers: the base classes, the built-ins and the name registry.
 
 Built-in names: ``random``, ``grid``, ``mbo`` (model-based, scikit-optimize surrogates),
-``ga`` (genetic algorithm on DEAP), ``upf`` (the parameter sets of a file, as given) and ``eqpy``
+``ga`` (genetic algorithm on DEAP), ``pbt`` (population-based training: members continue or
+copy each other's checkpoints, :mod:`._pbt`), ``upf`` (the parameter sets of a file, as given) and ``eqpy``
 (an unchanged EMEWS EQ/Py algorithm module, hosted in a thread: :mod:`._eqpy`). Any
 other optimizer is named ``package.module:Name`` where
 ``Name`` is an :class:`Optimizer` subclass (ask/tell), a :class:`ResidentOptimizer` subclass,
@@ -36,6 +37,7 @@ BUILTIN = {
     "ga-steady": "emews.optimizers.ga:SteadyStateGA",
     "upf": "emews.optimizers._upf:UPF",
     "eqpy": "emews.optimizers._eqpy:EQPy",
+    "pbt": "emews.optimizers._pbt:PBT",
 }
 
 

@@ -4,7 +4,10 @@ Every message is a ``(kind, body)`` pair sent over one duplex pipe; bodies are s
 picklable records. This module is the only place the kinds are spelled::
 
     optimizer ─▶ driver   PUT      [(task_id, params), ...]  new tasks (ids assigned on the
-                                                              optimizer side: one optimizer)
+                                                              optimizer side: one optimizer); an
+                                                              item (task_id, params, start) also
+                                                              names the checkpoint it starts from
+                                                              (``OptimizerQueues.put(starts=)``)
                           LOG      {record}                  journaled in optimizer_log
                           WAIT     None                      blocked waiting for results (sent only
                                                               when the driver's clock is simulated)

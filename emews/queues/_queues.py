@@ -43,6 +43,7 @@ class OptimizerQueues:
         self.max_evals = max_evals
         handoff = handoff or Handoff()
         self._next_id = handoff.first_id
+        self._first_new_id = handoff.first_id
         self._pending: dict[int, dict] = {}
         self._ready: dict[int, Result] = {}  # results received but not yet handed out
         self.stopped: str | None = None
@@ -79,13 +80,29 @@ class OptimizerQueues:
         """Parameter sets put whose results have not been returned by ``get`` yet."""
         return len(self._pending)
 
+    def earlier(self, task_id: int) -> bool:
+        """True when ``task_id`` is a task of an earlier session (a put answered from the
+        journal, or attached to an interrupted task's re-run), not one this session created."""
+        return task_id < self._first_new_id
+
     def pending_params(self) -> list[dict]:
         """The parameter sets still being evaluated (for optimizers that avoid proposing them again)."""
         return list(self._pending.values())
 
     # -- the queue pair --------------------------------------------------------------------
-    def put(self, params_list: Sequence[Mapping[str, Any]]) -> list[int]:
+    def put(self, params_list: Sequence[Mapping[str, Any]], *,
+            starts: Sequence[Mapping[str, Any] | None] | None = None) -> list[int]:
         """Send parameter sets to be evaluated; returns their task ids at once.
+
+        Args:
+            params_list: the parameter sets.
+            starts: one entry per parameter set (None: an ordinary task): the checkpoint it
+                starts from and its step budget, ``{"from": task_id or None, "until": step,
+                "release": [task ids]}``. ``from`` names a finished task whose final checkpoint
+                the new task's ``trial.load()`` returns (``trial.resumed_from``: its step);
+                ``until`` is ``trial.until``; ``release`` lists tasks whose checkpoints the
+                optimizer will not start from again (deleted once no task starts from them).
+                How ``pbt`` continues and copies its members.
 
         Raises:
             StopSearch: the driver has stopped the search.
@@ -94,13 +111,16 @@ class OptimizerQueues:
         if self.stopped:
             raise StopSearch(self.stopped)
         checked = [self.space.validate(p) for p in params_list]
+        if starts is not None and len(starts) != len(checked):
+            raise ValueError(f"starts has {len(starts)} entries for {len(checked)} parameter sets")
         ids, new = [], []
-        for p in checked:
+        for i, p in enumerate(checked):
+            start = dict(starts[i]) if starts is not None and starts[i] is not None else None
             claimed = self._replay.claim(p) if self._replay.active else None
             if claimed is None:
                 tid = self._next_id
                 self._next_id += 1
-                new.append((tid, p))
+                new.append((tid, p) if start is None else (tid, p, start))
             else:
                 tid, earlier = claimed
                 if earlier is not None:

@@ -342,6 +342,59 @@ def plot_learning(source: Results, path: str | Path | None = None, *, ax: Any = 
     return fig if ax is None else ax
 
 
+def pbt_steps(src: Results) -> list[dict]:
+    """The ``pbt`` optimizer's lineage records (one per step task), each with the loss its task
+    ended with (``loss``) and the loss of the task it started from (``from_loss``)."""
+    loss = {r["task_id"]: r["loss"] for r in src.rows if r.get("status") == "done"}
+    out = []
+    for x in src.optimizer_log:
+        if x.get("optimizer") == "pbt" and "task" in x:
+            out.append(dict(x, loss=loss.get(x["task"]), from_loss=loss.get(x.get("from_task"))))
+    return out
+
+
+def plot_pbt(source: Results, path: str | Path | None = None, *, ax: Any = None) -> Any:
+    """Population-based training's schedule (``pbt.png``): each step task a segment from the
+    step (and loss) it started from to the step it reached, one colour per member; a step that
+    copied another member's checkpoint (exploit) is dashed and starts with a triangle at the
+    donor's point, so a line of descent reads from left to right."""
+    src = source
+    if ax is None:
+        fig = _figure(7, 4.5)
+        a = fig.subplots(gridspec_kw=_margins(fig, 0.8, 0.15, 0.35, 0.6))
+    else:
+        require_matplotlib()
+        fig, a = ax.figure, ax
+    steps = pbt_steps(src)
+    if not steps:
+        _empty(a, "no pbt steps")
+    members = sorted({x["member"] for x in steps})
+    cmap = require_matplotlib().colormaps["tab20" if len(members) > 10 else "tab10"]
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(members)}
+    losses = [x["loss"] for x in steps if x["loss"] is not None]
+    for x in steps:
+        if x["loss"] is None:
+            continue
+        c = colour[x["member"]]
+        if x["from_loss"] is None:  # a first step: a point at the step it reached
+            a.plot([x["until"]], [x["loss"]], "o", color=c, ms=3)
+            continue
+        a.plot([x["step"], x["until"]], [x["from_loss"], x["loss"]], color=c, lw=1.0,
+               ls="--" if x["exploit"] else "-", alpha=0.9)
+        a.plot([x["until"]], [x["loss"]], "o", color=c, ms=2.5)
+        if x["exploit"]:
+            a.plot([x["step"]], [x["from_loss"]], "^", color=c, ms=5, mec="k", mew=0.4)
+    if losses and _use_log(losses):
+        _log_axis(a, "y")
+    a.set_xlabel("step (epoch)")
+    a.set_ylabel("loss")
+    exploits = sum(1 for x in steps if x["exploit"])
+    a.set_title(_title(src, f"pbt schedule ({len(members)} members, {len(steps)} steps, {exploits} copied "
+                            "a better member: dashed, from the triangle)"), fontsize=9)
+    _save(fig, path)
+    return fig if ax is None else ax
+
+
 # -- load ----------------------------------------------------------------------------------------
 
 def draw_load(ax: Any, src: Results) -> None:

@@ -14,7 +14,7 @@ from ._source import Tally
 from . import _data
 from ._data import Results
 from ._front import plot_hypervolume, plot_pareto
-from ._plots import plot_learning, plot_load, plot_params, plot_trajectory, require_matplotlib
+from ._plots import plot_learning, plot_load, plot_params, plot_pbt, plot_trajectory, require_matplotlib
 
 
 __all__ = ["PLOTS", "summary_text", "write_report"]
@@ -124,6 +124,8 @@ def write_report(src: Results, out: str | Path | None = None, plots: bool = True
             if data.get("pareto") is not None:
                 todo["pareto.png"] = plot_pareto
                 todo["hypervolume.png"] = plot_hypervolume
+            if any(x.get("optimizer") == "pbt" for x in getattr(src, "optimizer_log", ())):
+                todo["pbt.png"] = plot_pbt  # population-based training's schedule (its lineage)
             for name, draw in todo.items():
                 try:
                     kw = {"top": top} if draw is plot_params else {}

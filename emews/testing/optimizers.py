@@ -130,7 +130,7 @@ class _Watched(Driver):
         self.seen = SearchRun()
 
     def _on_put(self, items: list[tuple[int, dict]]) -> list[Result]:
-        self.seen.puts.extend(dict(p) for _, p in items)
+        self.seen.puts.extend(dict(item[1]) for item in items)
         refused = super()._on_put(items)
         self.seen.results.extend(refused)
         return refused

@@ -292,12 +292,15 @@ class CommandRunner:
 
     def checkpoint_dir(self, task: Task) -> Path | None:
         """The task's checkpoint directory (``EMEWS_CHECKPOINT_DIR``; one for all its attempts,
-        so a re-run finds what an interrupted one saved), created; None outside an experiment."""
+        so a re-run finds what an interrupted one saved), created; None outside an experiment.
+        A task that starts from another's checkpoint (``pbt``) also gets ``EMEWS_CHECKPOINT_FROM``
+        and ``EMEWS_CHECKPOINT_UNTIL`` (:meth:`~emews._checkpoints.CheckpointPlace.start_env`)."""
         from ._runners import checkpoint_place
 
         place = checkpoint_place(self.spec, task.id, task.params)
         if place is None:
             return None
+        self._start_env = place.start_env()
         place.dir.mkdir(parents=True, exist_ok=True)
         mark = place.dir / ".emews-params"  # what a task id given again for other parameters must not resume
         have = mark.read_text() if mark.exists() else None
@@ -348,6 +351,7 @@ class CommandRunner:
             return Outcome.failed(f"cannot prepare the checkpoint directory of task {task.id}: {e}")
         if ckpt is not None:
             env["EMEWS_CHECKPOINT_DIR"] = str(ckpt)
+            env.update(self._start_env)
         with open(d / "stdout.txt", "wb") as out, open(d / "stderr.txt", "wb") as err:
             try:
                 proc = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,

@@ -39,6 +39,19 @@ latest back; an attempt that follows an interrupted one starts with ``trial.resu
                 break
         return loss
 
+A task started from another task's checkpoint (population-based training, ``optimizer: pbt``)
+finds that checkpoint through the same calls: ``trial.load()`` returns it, ``trial.resumed_from``
+is its step, ``trial.started_from`` the task it came from, and ``trial.until`` the step to
+train to (the step budget: ``resumed_from + interval``)::
+
+    def train(params, trial):
+        model = trial.load() or new_model()
+        set_learning_rate(model, params["lr"])    # the (perturbed) hyperparameters of this step
+        for epoch in range((trial.resumed_from or 0) + 1, (trial.until or 27) + 1):
+            loss = fit_one_epoch(model)
+            trial.save(model, epoch)
+        return loss
+
 Reports made after a save carry its step (``metrics["checkpoint"]``); so does the outcome,
 with ``resumed_from`` when the attempt continued an earlier one.
 """
@@ -76,6 +89,8 @@ class Trial:
         reports: how many reports were sent.
         resumed_from: the step of the checkpoint an earlier attempt left (None: from the start).
         checkpoint_step: the step of the last checkpoint saved or found (None: none).
+        started_from: the task whose checkpoint this attempt started from (None: its own, or none).
+        until: the step to train to, when the optimizer gave a budget (``pbt``); else None.
     """
 
     def __init__(self, task_id: int, attempt: int, params: dict, channel: Any = None,
@@ -93,6 +108,9 @@ class Trial:
         self._place = checkpoints
         found = checkpoints.latest() if checkpoints is not None else None
         self.resumed_from: float | None = found["step"] if found is not None else None
+        self.started_from: int | None = found.get("source") if found is not None else None
+        until = checkpoints.start().get("until") if checkpoints is not None else None
+        self.until: float | None = until if isinstance(until, (int, float)) else None
         self.checkpoint_step: float | None = self.resumed_from
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -138,6 +156,8 @@ class Trial:
             m["checkpoint"] = self.checkpoint_step
         if self.resumed_from is not None:
             m["resumed_from"] = self.resumed_from
+        if self.started_from is not None:
+            m["started_from"] = self.started_from
         return m
 
     def report(self, step: float, loss: float, **metrics: Any) -> bool:

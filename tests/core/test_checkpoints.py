@@ -204,3 +204,38 @@ def test_search_api_keeps_the_best_models(tmp_path, monkeypatch):
                        seed=2, output=tmp_path / "runs", experiment="api", keep_models={"count": 2}, report=False)
     done = sorted((r["loss"], r["task_id"]) for r in final_attempts(read_journal(res.directory)["evals"]))
     assert sorted(p.name for p in (res.directory / "models").iterdir()) == sorted(f"task-{t}" for _, t in done[:2])
+
+
+def test_model_copies_run_beside_the_driver_and_leave_exactly_the_best_k(tmp_path, monkeypatch):
+    """The keeper's copies run in its copier thread: ``settle`` returns while a copy is held at
+    a gate the test opens; a model pushed out of the k while copies are under way (or before
+    its own copy ran) is not left behind, and the places of finished tasks are deleted."""
+    import shutil
+    import threading
+
+    from emews import _models
+    from emews._checkpoints import CheckpointPlace
+    from emews.task import DONE, Result
+
+    gate = threading.Event()
+    real_copytree = shutil.copytree
+
+    def gated_copytree(src, dst, *a, **kw):
+        assert gate.wait(120), "the test never opened the gate"
+        return real_copytree(src, dst, *a, **kw)
+
+    monkeypatch.setattr(_models.shutil, "copytree", gated_copytree)
+    keeper = _models.ModelKeeper(tmp_path, count=2)
+    losses = {1: 0.5, 2: 0.4, 3: 0.9, 4: 0.1, 5: 0.3, 6: 0.2}
+    for tid, loss in losses.items():
+        CheckpointPlace(tid, tmp_path / "checkpoints", params={"x": tid}).save({"w": [tid] * 1000}, 3)
+        assert keeper.settle(Result(tid, {"x": tid}, DONE, loss=loss)) is False  # journaled once copied
+    # task 3 never ranked (0.9 behind 0.5 and 0.4): its place is queued for deletion, no copy of it
+    assert keeper.busy >= 5 and keeper.kept == [] and not (tmp_path / "models" / "task-1").exists()
+    gate.set()
+    assert keeper.close(timeout=None) is True
+    assert [m["task_id"] for m in keeper.kept] == [4, 6]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["task-4", "task-6"]
+    assert not any((tmp_path / "checkpoints").iterdir())
+    for m in keeper.kept:
+        assert m["bytes"] == sum(p.stat().st_size for p in (tmp_path / m["path"]).rglob("*") if p.is_file()) > 0

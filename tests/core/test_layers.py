@@ -13,7 +13,7 @@ Layers, bottom up (a module may import its own layer and the ones below)::
     queues       the optimizer's queue pair and the wire protocol
     optimizers   bases, the optimizer host (its process), built-ins; the early-stopping rules (stoppers)
     driver       the loop between the queues and a pool, its ledger (budget, retries), the session meta and outputs,
-                 the best k models kept (_models)
+                 the best k models kept (_models), tasks started from checkpoints (_starts)
     pools        emews.workers: local and MPI pools, runners
     inputs       config parsing and config-time checks, experiment directories, the script guard (_guard),
                  the batch scheduler
@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("resume", ("emews.resume",)),
     ("queues", ("emews.queues",)),
     ("optimizers", ("emews.optimizers", "emews.stoppers", "emews.eqpy")),
-    ("driver", ("emews.driver", "emews._ledger", "emews._session", "emews._models")),
+    ("driver", ("emews.driver", "emews._ledger", "emews._session", "emews._models", "emews._starts")),
     ("pools", ("emews.workers",)),
     ("inputs", ("emews.config", "emews.experiment", "emews._guard", "emews.scheduler")),
     ("launch", ("emews.launch",)),

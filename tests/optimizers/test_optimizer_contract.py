@@ -96,6 +96,7 @@ OPTIMIZERS = [
     pytest.param("ga", {}, id="ga"),
     pytest.param("ga", {"strategy": "simple", "population": 6}, id="ga-simple"),
     pytest.param("ga-steady", {"population": 6}, id="ga-steady"),
+    pytest.param("pbt", {"population": 4, "interval": 2}, id="pbt"),
     pytest.param(Perturb, {"scale": 0.05}, id="user-ask-tell"),
     pytest.param(halving, {"rounds": 2}, id="user-function"),
     pytest.param(Sweep, {"batch": 4}, id="user-resident-class"),

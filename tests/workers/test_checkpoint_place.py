@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import pickle
 import sys
+from pathlib import Path
+
+import pytest
 
 from emews._checkpoints import CheckpointPlace, latest
 from emews.task import Task
@@ -97,3 +100,92 @@ def test_the_command_runner_gets_its_checkpoint_dir(tmp_path):
     assert json.loads((tmp_path / "tasks" / "5" / "params.json").read_text()) == {}
     # the same id given again for other parameters (a journal that lost it) starts afresh
     assert runner.run(Task(5, {"x": 1}, 0)).loss == 0.0
+
+
+@pytest.mark.mpi
+def test_a_checkpointing_task_on_the_mpi_pool_resumes_after_a_sigkill_of_the_driver(tmp_path):
+    """``mpiexec -n 3`` (rank 0 the driver, ranks 1-2 workers): the driver is SIGKILLed while
+    both worker ranks hold a task after saving epoch ``hold`` (a seeded random point); Hydra then
+    tears the job down. The run resumed under mpiexec continues each held task from that epoch."""
+    import collections
+    import os
+    import subprocess
+
+    from helpers import kill_driver, kill_rng, reap, start_cli, wait_until, write_config
+    from mpirun import mpiexec_argv
+
+    from emews.journal import final_attempts, read_journal
+
+    epochs = 5
+    hold = kill_rng().randint(1, epochs - 1)
+    print(f"kill point: the running tasks hold after saving epoch {hold}")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    tests = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests), os.environ.get("PYTHONPATH", "")]),
+               CKPT_LOG=str(tmp_path / "epochs.log"), CKPT_EPOCHS=str(epochs), CKPT_GATE=str(gate), CKPT_HOLD=str(hold))
+    env.pop("SLURM_JOB_END_TIME", None)
+    cfg = write_config(tmp_path, {"experiment": "k", "objective": "checkpointed:train", "pool": "mpi", "max_evals": 4,
+                                  "space": {"x": {"type": "real", "low": 0, "high": 1}}, "seed": 5,
+                                  "output": str(tmp_path / "runs"), "report": False})
+    out = tmp_path / "runs" / "k"
+    launcher = (*mpiexec_argv(), "-n", "3")
+    proc = start_cli([str(cfg)], tmp_path, env, launcher)
+    try:
+        held = wait_until(lambda: (h := sorted(p.name for p in gate.glob("held-*"))) and len(h) >= 2 and h,
+                          message="two tasks held at the gate", proc=proc)
+        held_ids = {int(name.split("-")[1]) for name in held}
+
+        def journaled_running() -> bool:
+            try:
+                rows = read_journal(out)["evals"]
+            except Exception:  # noqa: BLE001 - not written yet
+                return False
+            return held_ids <= {x["task_id"] for x in rows if x["status"] == "running"}
+
+        wait_until(journaled_running, message="the held tasks journaled as running", proc=proc)
+        kill_driver(out, proc)
+    finally:
+        reap(proc)
+    (gate / "open").write_text("")
+    r = subprocess.run([*launcher, sys.executable, "-m", "emews.run", str(cfg)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    finals = {x["task_id"]: x for x in final_attempts(read_journal(out)["evals"])}
+    assert len(finals) == 4 and all(x["status"] == "done" for x in finals.values())
+    done = collections.defaultdict(list)
+    for line in (tmp_path / "epochs.log").read_text().splitlines():
+        t, a, e = map(int, line.split())
+        done[t].append((a, e))
+    for t in held_ids:
+        last = finals[t]
+        assert last["attempt"] >= 1 and last["metrics"]["resumed_from"] == hold
+        assert [e for a, e in done[t] if a == last["attempt"]] == list(range(hold + 1, epochs + 1))
+        assert sorted(e for _, e in done[t]) == list(range(1, epochs + 1))  # no epoch computed twice
+
+
+def test_a_task_started_from_another_s_checkpoint(tmp_path):
+    """pbt's start (emews._starts writes start.json): the Python runner's trial.load() returns
+    the source task's final checkpoint, read in place; a command gets the source's directory and
+    the step budget in its environment."""
+    from emews._checkpoints import write_start
+
+    root = tmp_path / "checkpoints"
+    CheckpointPlace(3, root, params={"x": 0.1}).save({"epoch": 4, "weights": [0.1] * 64}, 4)
+    write_start(root / "9", 3, 6)  # task 9, other parameters, starts from task 3's epoch 4 and trains to 6
+    t = Trial(9, 0, {"x": 0.7}, checkpoints=CheckpointPlace(9, root, params={"x": 0.7}))
+    assert (t.resumed_from, t.started_from, t.until) == (4, 3, 6) and t.load()["epoch"] == 4
+    t.save({"epoch": 6}, 6)  # its own checkpoint: a retry resumes from it, not from the source
+    again = Trial(9, 1, {"x": 0.7}, checkpoints=CheckpointPlace(9, root, params={"x": 0.7}))
+    assert (again.resumed_from, again.started_from, again.until) == (6, None, 6)
+    assert latest(root / "3")["step"] == 4  # the source is untouched
+
+    script = tmp_path / "train.py"
+    script.write_text("import os\nprint('loss:', os.environ['EMEWS_CHECKPOINT_UNTIL'])\n"
+                      "open(os.environ['EMEWS_RESULT_FILE'] + '.from', 'w').write(os.environ['EMEWS_CHECKPOINT_FROM'])\n")
+    write_start(root / "10", 3, 8)
+    spec = {"type": "command", "command": [sys.executable, str(script)], "workdir": str(tmp_path / "tasks"),
+            "checkpoints": str(root)}
+    out = make_runner(spec).run(Task(10, {}, 0))
+    assert (out.status, out.loss) == ("done", 8.0), out
+    assert next((tmp_path / "tasks" / "10").glob("*.from")).read_text() == str(root / "3")
