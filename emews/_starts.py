@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,14 @@ class CheckpointStarts:
     Args:
         root: the experiment's checkpoint directory (``<experiment>/checkpoints``).
         delete: how a place is deleted (the model keeper's copier, so that a deletion comes
-            after a copy of the same place; default: at once).
+            after a copy of the same place; default: in a thread of its own, so that a large
+            checkpoint never holds up the driver's loop).
     """
 
     def __init__(self, root: Path, delete: Callable[[Path], None] | None = None):
         self.root = Path(root)
-        self._delete = delete or (lambda p: shutil.rmtree(p, ignore_errors=True))
+        self._delete = delete or self._delete_beside
+        self._threads: list[threading.Thread] = []
         self.active = False  # a start was ever seeded: finished places are kept until released
         self._source: dict[int, int] = {}  # open task -> the task it starts from
         self._users: collections.Counter[int] = collections.Counter()  # source -> open tasks using it
@@ -57,6 +60,19 @@ class CheckpointStarts:
             self._source[task_id] = int(source)
             self._users[int(source)] += 1
         self.release(start.get("release") or ())
+
+    def _delete_beside(self, place: Path) -> None:
+        t = threading.Thread(target=shutil.rmtree, args=(place, True), name="emews-delete", daemon=True)
+        t.start()
+        self._threads = [x for x in self._threads if x.is_alive()] + [t]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for the deletions under way (at most ``timeout`` seconds in all)."""
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - time.monotonic()))
 
     def holds(self, task_id: int) -> bool:
         """True while the place of finished task ``task_id`` must stay (not released, or in use)."""

@@ -592,15 +592,17 @@ class Driver:
         self.queues.stop(str(stop), cancelled)
 
     def _close_models(self, kill: bool) -> None:
-        """keep_models: wait for the model copies under way (all of them at a normal end; after a
-        kill, half the kill margin, and no later than half the time left to the deadline)."""
-        if self.models is None:
-            return
+        """keep_models: wait for the model copies (and pbt's deletions) under way (all of them at a
+        normal end; after a kill, half the kill margin, and no later than half the time left to
+        the deadline)."""
         timeout = None
         if kill:
             timeout = self.s.kill_margin / 2
             if self.s.deadline is not None:
                 timeout = max(0.0, min(timeout, (self.s.deadline - self.clock.time()) / 2))
+        self.starts.close(timeout)  # pbt: superseded checkpoints being deleted
+        if self.models is None:
+            return
         try:
             if self.models.close(timeout):
                 self.journal.set_meta(models=self.models.kept)

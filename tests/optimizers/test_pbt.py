@@ -44,6 +44,10 @@ def test_a_resumed_pbt_search_goes_on_from_the_earlier_checkpoints(tmp_path):
     rows, steps = _lineage(res, 16, resumed=True)
     # the second session's steps continued from checkpoints the first one left
     assert any(x["task"] >= 8 and x["from_task"] is not None and x["from_task"] < 8 for x in steps)
+    # without keep_models the superseded checkpoints are deleted beside the loop, waited for at the end
+    # (each session leaves its population's last and the releases its last puts could not carry)
+    places = [p.name for p in (res.directory / "checkpoints").iterdir()]
+    assert len(places) <= 3 * 4, places
 
 
 def _lineage(res, n: int, resumed: bool = False) -> tuple[dict, list]:
