@@ -271,3 +271,12 @@ def test_the_report_holds_the_front_and_draws_it(tmp_path):
     one = emews.search(lambda p: p["x0"] ** 2, SPACE, "random", max_evals=4, workers=1, output=tmp_path,
                        experiment="one")
     assert "pareto" not in report_data(one) and one.hypervolume() is None
+
+
+def test_a_resume_with_other_objectives_is_a_different_search(tmp_path):
+    kw = dict(max_evals=4, workers=1, seed=1, output=tmp_path, experiment="r", report=False)
+    emews.search(two_objectives, SPACE, "random", objectives={"f1": "min", "f2": "max"}, **kw)
+    with pytest.raises(ConfigError) as e:
+        emews.search(two_objectives, SPACE, "random", objectives={"f1": "min", "f2": "min"}, resume=True,
+                     **{**kw, "max_evals": 6})
+    assert 'objectives: {"f1": "min", "f2": "max"} -> {"f1": "min", "f2": "min"}' in str(e.value), str(e.value)
