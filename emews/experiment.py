@@ -40,7 +40,7 @@ log = logging.getLogger("emews")
 
 LOCK_NAME = ".lock"
 #: config keys that define the search; a resume refuses a change to them unless forced
-IDENTITY_KEYS = ("space", "objective", "optimizer", "runner")
+IDENTITY_KEYS = ("space", "objective", "optimizer", "runner", "objectives", "constraints")
 #: runner settings that change what an evaluation computes (a timeout or retries do not)
 _RUNNER_IDENTITY = ("type", "command", "result_file", "pattern")
 
@@ -218,7 +218,7 @@ def _code_changes(name: str, old: dict, new: dict) -> list[tuple[str, Any, Any]]
 def config_changes(meta: dict, cfg: Any) -> list[tuple[str, Any, Any]]:
     """``(key, old, new)`` for each difference between the journaled config and ``cfg``.
 
-    ``space``, ``objective``, ``optimizer`` and what the runner computes (``runner.type``,
+    ``space``, ``objective``, ``optimizer``, ``objectives``, ``constraints`` and what the runner computes (``runner.type``,
     ``.command``, ``.result_file``, ``.pattern``) define the search; budget, time, worker and
     seed changes are allowed on a resume and listed for information.
     """
@@ -238,6 +238,10 @@ def config_changes(meta: dict, cfg: Any) -> list[tuple[str, Any, Any]]:
     a, b = _canon(_optimizer_of(old.get("optimizer"))), _canon(_optimizer_of(new.get("optimizer")))
     if a != b:
         out.append(("optimizer", a, b))
+    for k in ("objectives", "constraints"):  # the journaled objective vectors and violations are theirs
+        if _canon(old.get(k)) != _canon(new.get(k)):
+            out.append((k, old.get(k) if old.get(k) is not None else "(absent)",
+                        new.get(k) if new.get(k) is not None else "(absent)"))
     ra, rb = old.get("runner") or {}, new.get("runner") or {}
     for k in _RUNNER_IDENTITY:
         default = "python" if k == "type" else None

@@ -100,6 +100,27 @@ def test_judge_sets_the_vector_to_minimize_the_violation_and_keeps_the_values_as
     assert one.loss == -0.75 and one.objectives is None and one.metrics == {"acc": 0.75}
 
 
+def test_a_journal_of_an_older_emews_gets_the_columns(tmp_path):
+    import sqlite3
+
+    from emews.journal import Journal
+
+    db = sqlite3.connect(tmp_path / "journal.sqlite")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute('CREATE TABLE evals (task_id INTEGER, attempt INTEGER, params TEXT, status TEXT, loss REAL, metrics TEXT, '
+               'worker INTEGER, host TEXT, gpu TEXT, queued REAL, start REAL, "end" REAL, error TEXT, '
+               'PRIMARY KEY (task_id, attempt))')
+    db.execute("INSERT INTO evals VALUES (0, 0, '{}', 'done', 0.5, NULL, 0, 'h', NULL, 1, 2, 3, NULL)")
+    db.commit()
+    db.close()
+    assert read_journal(tmp_path)["evals"][0]["objectives"] is None  # read as it is
+    j = Journal(tmp_path / "journal.sqlite")
+    j.finished(Result(1, {}, DONE, 0.1, {}, objectives=(0.1, 2.0), violation=math.inf))
+    j.close()
+    rows = read_journal(tmp_path)["evals"]
+    assert rows[0]["objectives"] is None and rows[1]["objectives"] == [0.1, 2.0] and rows[1]["violation"] == math.inf
+
+
 def test_the_spec_round_trips_through_the_journal_meta():
     spec = parse_objectives({"a": "min", "b": "max"}, {"m": ">= 1"})
     assert ObjectiveSpec.from_meta(json.loads(json.dumps(spec.to_meta()))) == spec
@@ -236,8 +257,11 @@ def test_the_report_holds_the_front_and_draws_it(tmp_path):
     assert (out / "pareto.png").stat().st_size > 0 and (out / "hypervolume.png").stat().st_size > 0
     assert "Pareto front of f1 (min), f2 (max)" in (out / "report.txt").read_text()
     # three objectives: parallel coordinates of the front
+    # (in a child process per task: the isolated runner takes the first objective as the loss too)
     res3 = emews.search(three, SPACE, "random", max_evals=12, workers=2, seed=1, output=tmp_path, experiment="three",
-                        objectives={"a": "min", "b": "min", "c": "max"}, constraints={"mem": "< 0.5"})
+                        objectives={"a": "min", "b": "min", "c": "max"}, constraints={"mem": "< 0.5"},
+                        runner={"type": "isolated"})
+    assert all(r["status"] == "done" and len(r["objectives"]) == 3 for r in res3.rows)
     data3 = report_data(res3)
     assert len(data3["pareto"]["pareto"]) == len(res3.pareto()) and "pareto.png" in json.loads(
         (tmp_path / "three" / "report.json").read_text())["plots"]
@@ -247,3 +271,12 @@ def test_the_report_holds_the_front_and_draws_it(tmp_path):
     one = emews.search(lambda p: p["x0"] ** 2, SPACE, "random", max_evals=4, workers=1, output=tmp_path,
                        experiment="one")
     assert "pareto" not in report_data(one) and one.hypervolume() is None
+
+
+def test_a_resume_with_other_objectives_is_a_different_search(tmp_path):
+    kw = dict(max_evals=4, workers=1, seed=1, output=tmp_path, experiment="r", report=False)
+    emews.search(two_objectives, SPACE, "random", objectives={"f1": "min", "f2": "max"}, **kw)
+    with pytest.raises(ConfigError) as e:
+        emews.search(two_objectives, SPACE, "random", objectives={"f1": "min", "f2": "min"}, resume=True,
+                     **{**kw, "max_evals": 6})
+    assert 'objectives: {"f1": "min", "f2": "max"} -> {"f1": "min", "f2": "min"}' in str(e.value), str(e.value)
