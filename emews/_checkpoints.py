@@ -129,10 +129,13 @@ class CheckpointPlace:
             worker), or None: checkpoints are written to the shared place directly.
         params: the task's parameters: a checkpoint saved for other parameters (a task id
             given again after a kill that left the journal without it) is not resumed from.
+        empty: the place is known to hold no checkpoint yet (:meth:`latest` looks only
+            after a :meth:`save`): a first attempt in an experiment where no task had saved
+            one when its worker started (see :class:`~emews.workers._runners.PythonRunner`).
     """
 
     def __init__(self, task_id: int, shared: str | os.PathLike | None = None, local: str | None = None,
-                 params: dict | None = None):
+                 params: dict | None = None, empty: bool = False):
         if shared is None:
             import tempfile
 
@@ -143,6 +146,7 @@ class CheckpointPlace:
         self._params = params
         self._tag: str | None = None
         self._local = bool(local)
+        self._empty = empty
         if local:
             base = os.path.expandvars(os.path.expanduser(local))
             tag = hashlib.sha1(str(Path(shared).resolve()).encode()).hexdigest()[:12]
@@ -176,6 +180,8 @@ class CheckpointPlace:
     def latest(self) -> dict | None:
         """The latest checkpoint: the node-local one, else the shared one (another node's,
         flushed); None when there is none for these parameters."""
+        if self._empty:
+            return None
         info = self._mine(latest(self._dir))
         if info is None and self._local:
             info = self._mine(latest(self._shared))
@@ -191,6 +197,7 @@ class CheckpointPlace:
     def save(self, state_or_path: Any, step: float) -> Path:
         """Save a checkpoint at ``step``: a path (file or directory) is copied, anything
         else is pickled. Returns the checkpoint's directory."""
+        self._empty = False
         self.dir.mkdir(parents=True, exist_ok=True)
         name = _step_name(step)
         tmp = self.dir / f".tmp-{name}-{os.getpid()}"

@@ -119,7 +119,10 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
             channel = wire.WorkerChannel(task.id, task.attempt, send, receive, inbox=inbox)
             send(wire.result(execute(runner, task, worker, HOST, gpu, channel)))
             try:
-                while readable():  # what came meanwhile: the next task, a recall, CLOSE
+                # what came meanwhile, before anything held starts: the next tasks, a recall, CLOSE
+                # (read even with nothing held yet: a task held while this one ran may be in the
+                # pipe with its RECALL behind it)
+                while readable():
                     wire.dispatch(conn.recv(), handlers)
             except EOFError:
                 break
