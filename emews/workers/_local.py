@@ -8,7 +8,9 @@
 One duplex pipe per worker; the driver blocks in ``multiprocessing.connection.wait`` on all
 pipes (and the optimizer's), so nothing spins. Each worker runs one task at a time and, while
 tasks are short, holds the next one (prefetch, see :mod:`emews.workers._pool`): it starts it
-right after sending the result of the current one.
+right after sending the result of the current one. While tasks are far shorter than a round
+trip through the driver (no-op and sub-millisecond tasks), it holds up to ``prefetch_deep``
+(8), so it keeps running while the driver reads a batch of results.
 
 Every message is one of :mod:`emews.workers._wire` (TASK, RECALL, CLOSE, STOP, ANSWER down
 the pipe; READY, FATAL, REPORT, RESULT, RETURN up). Intermediate reports travel on the same pipe::
@@ -146,6 +148,7 @@ class LocalPool(PoolBase):
 
     kind = "local"
     prefetch = 1
+    prefetch_deep = 8
 
     #: a worker slot whose process dies this many times before it is ready stops the run
     MAX_START_FAILURES = 3
