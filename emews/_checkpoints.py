@@ -50,11 +50,13 @@ START = "start.json"
 
 def latest(place: Path) -> dict | None:
     """The latest checkpoint of ``place`` (``{"step", "name", "kind", "file"}``), or None."""
+    place = os.fspath(place)  # plain strings: probed once per task, where there is mostly nothing
     try:
-        info = json.loads((Path(place) / LATEST).read_text())
+        with open(os.path.join(place, LATEST)) as f:
+            info = json.loads(f.read())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not (Path(place) / str(info.get("name"))).is_dir():
+    if not isinstance(info, dict) or not os.path.isdir(os.path.join(place, str(info.get("name")))):
         return None
     return info
 
@@ -147,28 +149,54 @@ class CheckpointPlace:
             worker), or None: checkpoints are written to the shared place directly.
         params: the task's parameters: a checkpoint saved for other parameters (a task id
             given again after a kill that left the journal without it) is not resumed from.
+        empty: the place is known to hold no checkpoint yet (:meth:`latest` looks only
+            after a :meth:`save`): a first attempt in an experiment where no task had saved
+            one when its worker started (see :class:`~emews.workers._runners.PythonRunner`).
     """
 
     def __init__(self, task_id: int, shared: str | os.PathLike | None = None, local: str | None = None,
-                 params: dict | None = None):
+                 params: dict | None = None, empty: bool = False):
         if shared is None:
             import tempfile
 
             shared = Path(tempfile.gettempdir()) / f"emews-checkpoints-{os.getpid()}"
-        self.shared = Path(shared) / str(task_id)
-        self.tag = params_tag(params) if params is not None else None
+        # plain strings, made Paths when used: a place is made for every task, and most
+        # tasks neither save nor find a checkpoint (only latest() is called)
+        self._shared = os.path.join(os.fspath(shared), str(task_id))
+        self._params = params
+        self._tag: str | None = None
+        self._local = bool(local)
+        self._empty = empty
         self._start: dict | None = None
         if local:
-            base = Path(os.path.expandvars(os.path.expanduser(local)))
+            base = os.path.expandvars(os.path.expanduser(local))
             tag = hashlib.sha1(str(Path(shared).resolve()).encode()).hexdigest()[:12]
-            self.dir = base / f"emews-{tag}" / str(task_id)
+            self._dir = os.path.join(base, f"emews-{tag}", str(task_id))
         else:
-            self.dir = self.shared
+            self._dir = self._shared
+
+    @property
+    def shared(self) -> Path:
+        """The task's place in the experiment (``<experiment>/checkpoints/<task_id>``)."""
+        return Path(self._shared)
+
+    @property
+    def dir(self) -> Path:
+        """Where the task's checkpoints are written: the node-local place, else :attr:`shared`."""
+        return Path(self._dir)
+
+    @property
+    def tag(self) -> str | None:
+        """The digest of the task's parameters (:func:`params_tag`; None: not given), computed
+        when first needed (most tasks never save nor find a checkpoint)."""
+        if self._tag is None and self._params is not None:
+            self._tag = params_tag(self._params)
+        return self._tag
 
     @property
     def node_local(self) -> bool:
         """True when checkpoints are written to a node-local directory."""
-        return self.dir != self.shared
+        return self._local
 
     def start(self) -> dict:
         """What the driver wrote for this task (``{"from": task id, "until": step}``), or ``{}``
@@ -197,11 +225,11 @@ class CheckpointPlace:
 
     def latest(self) -> dict | None:
         """The latest checkpoint: the node-local one, else the shared one (another node's,
-        flushed), else the final one of the task this one starts from (``start.json``);
-        None when there is none for these parameters."""
-        info = self._mine(latest(self.dir))
-        if info is None and self.node_local:
-            info = self._mine(latest(self.shared))
+        flushed), else the final one of the task this one starts from (``start.json``, which
+        is looked for also in an ``empty`` place); None when there is none for these parameters."""
+        info = None if self._empty else self._mine(latest(self._dir))
+        if info is None and self._local and not self._empty:
+            info = self._mine(latest(self._shared))
             if info is not None:
                 info = dict(info, shared=True)
         if info is None:
@@ -219,6 +247,7 @@ class CheckpointPlace:
     def save(self, state_or_path: Any, step: float) -> Path:
         """Save a checkpoint at ``step``: a path (file or directory) is copied, anything
         else is pickled. Returns the checkpoint's directory."""
+        self._empty = False
         self.dir.mkdir(parents=True, exist_ok=True)
         name = _step_name(step)
         tmp = self.dir / f".tmp-{name}-{os.getpid()}"

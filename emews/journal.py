@@ -75,6 +75,11 @@ _UPSERT = (
 )
 
 
+#: ``json.dumps(x, default=str)`` with one encoder made once (``json.dumps`` with an argument
+#: builds a new encoder on every call: a few µs of every task's journaling)
+_to_json = json.JSONEncoder(default=str).encode
+
+
 class JournalError(EmewsError):
     """A file is not a readable emews journal (missing, corrupted, or another program's)."""
 
@@ -140,7 +145,7 @@ class Journal:
             self._meta[k] = v if isinstance(v, str) else json.dumps(v, default=str)
 
     def queued(self, task_id: int, attempt: int, params: Mapping[str, Any], now: float, batch: int | None = None) -> None:
-        self._put(task_id, attempt, [task_id, attempt, json.dumps(params, default=str), "queued",
+        self._put(task_id, attempt, [task_id, attempt, _to_json(params), "queued",
                                      None, None, None, None, None, now, None, None, None, batch, None, None])
 
     def running(self, task_id: int, attempt: int, worker: int | None, now: float) -> None:
@@ -160,12 +165,12 @@ class Journal:
         key = (r.task_id, r.attempt)
         row = self._rows.get(key)
         if row is None:
-            row = [r.task_id, r.attempt, json.dumps(r.params, default=str), None, None, None, None, None, None, None, None, None, None,
+            row = [r.task_id, r.attempt, _to_json(r.params), None, None, None, None, None, None, None, None, None, None,
                    None, None, None]
             self._rows[key] = row
         row[3] = r.status
         row[4] = r.loss
-        row[5] = json.dumps(r.metrics, default=str) if r.metrics else None
+        row[5] = _to_json(r.metrics) if r.metrics else None
         row[6] = r.worker if r.worker is not None else row[6]
         row[7] = r.host
         row[8] = r.gpu
@@ -187,13 +192,13 @@ class Journal:
         self._closings.append((status, error, now, task_id, attempt))
 
     def log(self, record: Mapping[str, Any], now: float) -> None:
-        self._logs.append((now, json.dumps(dict(record), default=str)))
+        self._logs.append((now, _to_json(dict(record))))
 
     def report(self, rep: Any, stop: bool) -> None:
         """One intermediate report (a :class:`~emews.task.Report`) and whether it was answered with a stop."""
         loss = rep.loss if isinstance(rep.loss, float) and rep.loss == rep.loss else None  # NaN -> NULL
         self._reports.append((rep.task_id, rep.attempt, rep.step, loss,
-                              json.dumps(rep.metrics, default=str) if rep.metrics else None, rep.time, int(bool(stop))))
+                              _to_json(rep.metrics) if rep.metrics else None, rep.time, int(bool(stop))))
 
     def _put(self, task_id: int, attempt: int, row: list) -> None:
         self._rows[(task_id, attempt)] = row

@@ -6,13 +6,18 @@ A no-op objective, the random optimizer and journaling on (the whole emews path:
 process -> driver -> worker -> driver -> journal -> optimizer). The baseline maps the same
 function over the same number of items with ``ProcessPoolExecutor(workers).map`` (spawn
 context, like emews; the default chunksize=1, i.e. one task per message, like emews).
-Prints evaluations/s for both and the ratio (goal: >= 0.5).
+Prints evaluations/s for both and the ratios: end to end (goal: >= 0.5) and steady state
+(issue 19: >= 0.9), the span from the first task's start to the last one's end for emews,
+the ``map`` alone for the executor, once every one of its workers has started (with the
+spawn context it starts them one by one as tasks wait, so a warm-up of one task would leave
+the second worker's start inside the measured span).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -42,16 +47,30 @@ def run_emews(evals: int, workers: int) -> tuple[float, float]:
         return total, max(ends) - min(starts)
 
 
+#: each warm-up task sleeps this long, so the tasks of one round need more than one worker
+WARM_SLEEP = 0.05
+
+
+def _pid_after(delay: float) -> int:
+    time.sleep(delay)
+    return os.getpid()
+
+
 def run_ppe(evals: int, workers: int) -> tuple[float, float]:
     params = emews.Space.from_dict(SPACE).sample(evals, seed=0)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
         ex.submit(noop, params[0]).result()  # count pool start-up separately, as for emews
+        pids: set[int] = set()
+        slept = 0.0  # the warm-up's sleeps, not counted end to end
+        while len(pids) < workers:  # every worker started and has run a task (as emews's, before its span)
+            pids.update(ex.map(_pid_after, [WARM_SLEEP] * workers))
+            slept += WARM_SLEEP
         t2 = time.perf_counter()
         out = list(ex.map(noop, params))
         t3 = time.perf_counter()
     assert len(out) == evals
-    return time.perf_counter() - t0, t3 - t2
+    return time.perf_counter() - t0 - slept, t3 - t2
 
 
 def main() -> None:
@@ -73,7 +92,8 @@ def main() -> None:
     print(f"  emews (incl. start-up, journal, outputs): {a.evals / et:9.0f} evals/s  ({et:.2f} s)")
     print(f"  ProcessPoolExecutor.map (incl. start-up): {a.evals / pt:9.0f} evals/s  ({pt:.2f} s)")
     print(f"  ratio emews / ProcessPoolExecutor (end to end): {pt / et:.2f}   (goal >= 0.5)")
-    print(f"  steady state: emews {a.evals / es:.0f} evals/s vs PPE {a.evals / ps:.0f} evals/s -> ratio {ps / es:.2f}")
+    print(f"  steady state: emews {a.evals / es:.0f} evals/s vs PPE {a.evals / ps:.0f} evals/s -> ratio {ps / es:.2f}"
+          "   (goal >= 0.9)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 One duplex pipe per worker; the driver blocks in ``multiprocessing.connection.wait`` on all
 pipes (and the optimizer's), so nothing spins. Each worker runs one task at a time and, while
 tasks are short, holds the next one (prefetch, see :mod:`emews.workers._pool`): it starts it
-right after sending the result of the current one.
+right after sending the result of the current one. While tasks are far shorter than a round
+trip through the driver (no-op and sub-millisecond tasks), it holds up to ``prefetch_deep``
+(8), so it keeps running while the driver reads a batch of results.
 
 Every message is one of :mod:`emews.workers._wire` (TASK, RECALL, CLOSE, STOP, ANSWER down
 the pipe; READY, FATAL, REPORT, RESULT, RETURN up). Intermediate reports travel on the same pipe::
@@ -23,8 +25,11 @@ objective reports next (:class:`~emews.workers._wire.WorkerChannel`).
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
+import pickle
+import select
 import signal
 import time
 from collections.abc import Sequence
@@ -45,11 +50,40 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _pipe_receive(conn: Any) -> wire.Receive:
-    """A worker channel's ``receive`` over the worker's pipe."""
+#: messages on the pipes are pickled with plain :func:`pickle.dumps` (what ``Connection.send``
+#: does, without building a ``ForkingPickler`` and its dispatch table per message: a few µs
+#: of every task, twice); ``Connection.recv`` reads them as before
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def _pipe_sender(conn: Any) -> Any:
+    """``send(message)`` over a pipe end (see :data:`_PROTOCOL`)."""
+    send_bytes, dumps = conn.send_bytes, pickle.dumps
+
+    def send(message: Any) -> None:
+        send_bytes(dumps(message, _PROTOCOL))
+
+    return send
+
+
+def _readable(conn: Any) -> Any:
+    """``readable() -> bool``: has something come on ``conn`` (or has its other end closed)?
+    One ``poll`` registered once (``Connection.poll`` builds a selector on every call)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    poll = poller.poll
+
+    def readable() -> bool:
+        return bool(poll(0))
+
+    return readable
+
+
+def _pipe_receive(conn: Any, readable: Any) -> wire.Receive:
+    """A worker channel's ``receive`` over the worker's pipe (``readable``: see :func:`_readable`)."""
 
     def receive(block: bool) -> Any:
-        return conn.recv() if conn.poll(None if block else 0) else None
+        return conn.recv() if block or readable() else None
 
     return receive
 
@@ -65,9 +99,10 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
     except BaseException as e:  # noqa: BLE001 - reported to the driver, which stops the run
         conn.send(wire.fatal(f"{e}"))
         return
-    conn.send(wire.ready(gpu, HOST))
-    receive = _pipe_receive(conn)
-    send = conn.send
+    send = _pipe_sender(conn)
+    send(wire.ready(gpu, HOST))
+    readable = _readable(conn)
+    receive = _pipe_receive(conn, readable)
     inbox = wire.TaskInbox(send)
     # between tasks a late ANSWER or STOP (for a task that has ended) is passed over
     handlers = {**inbox.handlers, wire.ANSWER: wire.ignore, wire.STOP: wire.ignore}
@@ -86,7 +121,10 @@ def _worker_main(conn: Any, worker: int, runner_spec: dict, env: dict[str, str])
             channel = wire.WorkerChannel(task.id, task.attempt, send, receive, inbox=inbox)
             send(wire.result(execute(runner, task, worker, HOST, gpu, channel)))
             try:
-                while conn.poll(0):  # what came meanwhile: the next task, a recall, CLOSE
+                # what came meanwhile, before anything held starts: the next tasks, a recall, CLOSE
+                # (read even with nothing held yet: a task held while this one ran may be in the
+                # pipe with its RECALL behind it)
+                while readable():
                     wire.dispatch(conn.recv(), handlers)
             except EOFError:
                 break
@@ -110,6 +148,7 @@ class LocalPool(PoolBase):
 
     kind = "local"
     prefetch = 1
+    prefetch_deep = 8
 
     #: a worker slot whose process dies this many times before it is ready stops the run
     MAX_START_FAILURES = 3
@@ -121,6 +160,13 @@ class LocalPool(PoolBase):
         self._spec = runner_spec
         self._gpus = gpus
         self._conns: list[Any] = [None] * workers
+        self._sends: list[Any] = [None] * workers  # each pipe's send (see _pipe_sender)
+        # every worker's pipe end stays registered in one poll (wait() on it costs one system call;
+        # multiprocessing's wait() builds and fills a selector on every call); the extra
+        # connections wait() is given (the optimizer's pipe) are registered while they are given
+        self._poller = select.poll()
+        self._by_fd: dict[int, Any] = {}  # fd -> the worker's pipe end, or an extra connection
+        self._extra_fds: set[int] = set()
         self._procs: list[Any] = [None] * workers
         self._by_conn: dict[Any, int] = {}
         self._started: set[int] = set()  # slots whose current process said "ready"
@@ -153,12 +199,17 @@ class LocalPool(PoolBase):
             p.start()
         child.close()
         self._conns[i] = parent
+        self._sends[i] = _pipe_sender(parent)
         self._procs[i] = p
         self._by_conn[parent] = i
+        fd = parent.fileno()
+        self._by_fd[fd] = parent
+        self._extra_fds.discard(fd)  # a closed extra's number, now this pipe's
+        self._poller.register(fd, select.POLLIN)
 
     def _send_task(self, worker: int, task: Task) -> bool:
         try:
-            self._conns[worker].send(wire.task(task))
+            self._sends[worker](wire.task(task))
         except OSError:
             self._lost_out.extend(self._lost(worker))  # its running task's result: the next wait() returns it
             return False
@@ -166,13 +217,13 @@ class LocalPool(PoolBase):
 
     def _send_stop(self, worker: int, task: Task) -> None:
         try:
-            self._conns[worker].send(wire.stop(task.id, task.attempt))
+            self._sends[worker](wire.stop(task.id, task.attempt))
         except OSError:
             pass  # the worker died; wait() finds out
 
     def _send_recall(self, worker: int, task: Task) -> None:
         try:
-            self._conns[worker].send(wire.recall(task.id, task.attempt))
+            self._sends[worker](wire.recall(task.id, task.attempt))
         except OSError:
             pass  # the worker died; wait() finds out (its held task comes back)
 
@@ -185,10 +236,9 @@ class LocalPool(PoolBase):
         """
         if self._fatal:
             raise ObjectiveError(self._fatal)
-        live = [] if self.closed else list(self._by_conn)
         if self._lost_out or self._returned:  # found outside wait(): handed over at once
             timeout = 0
-        ready = mp_wait(live + list(extra), timeout)
+        ready = mp_wait(list(extra), timeout) if self.closed else self._poll(timeout, extra)
         out: list[Result] = self._lost_out
         self._lost_out = []
         self._out = out
@@ -207,6 +257,33 @@ class LocalPool(PoolBase):
             raise ObjectiveError(self._fatal)
         return out
 
+    def _poll(self, timeout: float | None, extra: Sequence[Any]) -> list[Any]:
+        """The worker pipes and ``extra`` connections that are readable (or closed), waiting
+        up to ``timeout`` seconds (None: until one is), as ``multiprocessing.connection.wait``."""
+        fds = {c.fileno(): c for c in extra}
+        if fds.keys() != self._extra_fds:
+            for fd in self._extra_fds - fds.keys():
+                if self._by_fd.get(fd) not in self._by_conn:  # (its number may be a worker's pipe now)
+                    self._by_fd.pop(fd, None)
+                    self._poller.unregister(fd)
+            for fd, c in fds.items():
+                self._by_fd[fd] = c
+                self._poller.register(fd, select.POLLIN)
+            self._extra_fds = set(fds)
+        ms = -1 if timeout is None else max(0, math.ceil(timeout * 1e3))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = self._poller.poll(ms)
+            if ready:
+                by_fd = self._by_fd
+                return [by_fd[fd] for fd, _ in ready if fd in by_fd]
+            if deadline is None:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            ms = math.ceil(left * 1e3)
+
     # -- the workers' messages (from worker slot ``self._from``, read in wait) --------------
     def _on_result(self, result: Result) -> None:
         self._finished(self._from, result)
@@ -214,7 +291,7 @@ class LocalPool(PoolBase):
 
     def _on_report(self, rep: Report) -> None:
         try:
-            self._conns[self._from].send(wire.answer(rep.task_id, rep.attempt, self._judge(rep)))
+            self._sends[self._from](wire.answer(rep.task_id, rep.attempt, self._judge(rep)))
         except OSError:
             pass  # the worker died; wait() finds out
 
@@ -234,6 +311,7 @@ class LocalPool(PoolBase):
         result and a fresh process takes the slot, so the pool keeps its size."""
         conn = self._conns[i]
         self._by_conn.pop(conn, None)
+        self._forget(conn)
         conn.close()
         self._procs[i].join(1)
         code = self._procs[i].exitcode
@@ -276,6 +354,17 @@ class LocalPool(PoolBase):
                 p.terminate()
                 p.join(5)
         for c in self._by_conn:
+            self._forget(c)
             c.close()
         self._by_conn.clear()
         return cancelled
+
+    def _forget(self, conn: Any) -> None:
+        """Take a worker's pipe end out of the poll (before it is closed: its number is reused)."""
+        try:
+            fd = conn.fileno()
+        except OSError:
+            return
+        if self._by_fd.get(fd) is conn:
+            del self._by_fd[fd]
+            self._poller.unregister(fd)

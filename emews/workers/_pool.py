@@ -31,6 +31,13 @@ A worker that goes idle while another holds a task, once tasks no longer look sh
 that task, so it runs on the idle worker unless its holder starts it first (a worker reads a
 recall between tasks or at a report). Long tasks get no prefetch: the round trip it saves is a negligible share of them,
 and a held task could wait a whole task's time behind its worker.
+
+Deep prefetch (a pool with ``prefetch_deep`` > ``prefetch``: local): once many tasks have
+ended (:attr:`PoolBase.DEEP_AFTER`) and their recent mean run time is far below a round trip
+through the driver (:attr:`PoolBase.DEEP_BELOW`), a busy worker holds up to ``prefetch_deep``
+tasks, started in the order sent. With one held task such a worker runs it and then waits
+for the driver anyway; with several it keeps running while the driver reads a batch of
+results, and a held task waits at most ``prefetch_deep`` such short tasks.
 """
 
 from __future__ import annotations
@@ -135,6 +142,13 @@ class PoolBase:
     prefetch = 0
     #: prefetch only while the recent mean run time of tasks is below this (seconds)
     PREFETCH_BELOW = 0.5
+    #: tasks a busy worker may hold while tasks are far shorter than a round trip (0: no more
+    #: than ``prefetch``; the local pool: 8)
+    prefetch_deep = 0
+    #: deep prefetch while the recent mean run time is below this (seconds)...
+    DEEP_BELOW = 0.001
+    #: ...once this many tasks have ended (a few instant ones, failures say, are not enough)
+    DEEP_AFTER = 32
 
     def __init__(self, size: int, on_report: OnReport | None = None, *, fifo: bool = False):
         self.size = int(size)
@@ -143,7 +157,9 @@ class PoolBase:
         self._fifo = fifo
         self._idle: collections.deque[Any] = collections.deque()
         self._busy: dict[Any, Task] = {}  # worker -> the task it runs
-        self._next: dict[Any, Task] = {}  # worker -> the task it holds, to start when its own ends
+        self._next: dict[Any, list[Task]] = {}  # worker -> the tasks it holds, started in this order when its own ends
+        self._held_n = 0  # tasks held, all workers (sum of the lists' lengths)
+        self._ended = 0  # tasks that ended (results counted)
         self._stopping: set[tuple[int, int]] = set()  # (task id, attempt) told to stop
         self._returned: list[Task] = []  # handed back unstarted, for take_returned()
         self._held_started: list[tuple[Task, Any, float]] = []  # held tasks started, for take_started()
@@ -153,8 +169,12 @@ class PoolBase:
     @property
     def idle(self) -> int:
         """Slots ready for a task: idle workers, and busy ones that may hold their next task."""
-        if self._prefetching():
+        depth = self._depth()
+        if depth == 1:
             return len(self._idle) + len(self._busy) - len(self._next)
+        if depth > 1:
+            nxt = self._next
+            return len(self._idle) + sum(max(0, depth - len(nxt.get(w, ()))) for w in self._busy)
         return len(self._idle)
 
     @property
@@ -165,7 +185,15 @@ class PoolBase:
     @property
     def prefetched(self) -> int:
         """Tasks held ahead by workers, not started."""
-        return len(self._next)
+        return self._held_n
+
+    def _depth(self) -> int:
+        """How many tasks a busy worker may hold now (0: none)."""
+        if not self._prefetching():
+            return 0
+        if self.prefetch_deep > self.prefetch and self._ended >= self.DEEP_AFTER and self._run_time < self.DEEP_BELOW:
+            return self.prefetch_deep
+        return self.prefetch
 
     def _prefetching(self) -> bool:
         """Offer the busy workers' slots: a pool with prefetch, open, its tasks seen to be short.
@@ -188,11 +216,17 @@ class PoolBase:
                 return None
             self._busy[worker] = task
             return worker
-        # prefetch: the busy worker free to hold a task that runs first (insertion order)
-        worker = next(w for w in self._busy if w not in self._next)
+        # prefetch: the busy worker free to hold a task that runs first (insertion order); deep:
+        # the one that holds the fewest
+        if self._depth() > 1:
+            nxt = self._next
+            worker = min(self._busy, key=lambda w: len(nxt.get(w, ())))
+        else:
+            worker = next(w for w in self._busy if w not in self._next)
         if self._send_task(worker, task) is False:
             return None
-        self._next[worker] = task
+        self._next.setdefault(worker, []).append(task)
+        self._held_n += 1
         return worker
 
     def stop_task(self, task_id: int) -> bool:
@@ -205,9 +239,31 @@ class PoolBase:
         return False
 
     def recall(self) -> None:
-        """Ask every worker for its held task back (see :class:`Pool`)."""
-        for worker, t in self._next.items():
+        """Ask every worker for its held tasks back (see :class:`Pool`)."""
+        for worker, t in self._held_items():
             self._recall(worker, t)
+
+    def _held_items(self) -> list[tuple[Any, Task]]:
+        """Every held task with its worker: ``(worker, task)``."""
+        return [(w, t) for w, ts in self._next.items() for t in ts]
+
+    def _take_held(self, worker: Any, key: tuple[int, int] | None = None) -> Task | None:
+        """Take from ``worker``'s held tasks the first one (``key`` None) or the one of ``key``;
+        None when it holds none (or not that one)."""
+        ts = self._next.get(worker)
+        if not ts:
+            return None
+        if key is None:
+            t = ts.pop(0)
+        else:
+            i = next((i for i, t in enumerate(ts) if (t.id, t.attempt) == key), None)
+            if i is None:
+                return None
+            t = ts.pop(i)
+        if not ts:
+            del self._next[worker]
+        self._held_n -= 1
+        return t
 
     def _recall(self, worker: Any, t: Task) -> None:
         key = (t.id, t.attempt)
@@ -247,7 +303,7 @@ class PoolBase:
             # task may wait long): take it back for this one. While they are short it waits at
             # most one short task, and a recall per idle moment would add work to a busy driver
             if self._next and not self._prefetching():
-                other, t = next(((w, t) for w, t in self._next.items()
+                other, t = next(((w, t) for w, t in self._held_items()
                                  if w != worker and (t.id, t.attempt) not in self._recalled), (None, None))
                 if t is not None:
                     self._recall(other, t)
@@ -261,7 +317,8 @@ class PoolBase:
         t = self._busy.get(worker)
         if t is None or (t.id, t.attempt) != key:
             return False
-        held = self._next.pop(worker, None)
+        self._ended += 1
+        held = self._take_held(worker)
         if held is not None:
             self._busy[worker] = held
             self._held_started.append((held, worker, result.end if result.end is not None else time.time()))
@@ -277,16 +334,13 @@ class PoolBase:
         """``worker`` handed ``task`` back unstarted (RETURN)."""
         key = (task.id, task.attempt)
         self._recalled.discard(key)
-        held = self._next.get(worker)
-        if held is not None and (held.id, held.attempt) == key:
-            del self._next[worker]
-        else:
+        if self._take_held(worker, key) is None:
             t = self._busy.get(worker)
             if t is None or (t.id, t.attempt) != key:
                 return  # not held here (the pool was shut down meanwhile)
             # it had counted as started when the task before it ended; the worker starts the
             # task it was sent after it (held since) instead, or is idle
-            held = self._next.pop(worker, None)
+            held = self._take_held(worker)
             if held is not None:
                 self._busy[worker] = held
                 self._held_started.append((held, worker, time.time()))
@@ -296,9 +350,8 @@ class PoolBase:
         self._returned.append(task)
 
     def _lost_held(self, worker: Any) -> None:
-        """``worker`` died: its held task did not start; it goes back to the driver."""
-        held = self._next.pop(worker, None)
-        if held is not None:
+        """``worker`` died: its held tasks did not start; they go back to the driver."""
+        while (held := self._take_held(worker)) is not None:
             self._returned.append(held)
 
     def _judge(self, rep: Report) -> bool:
@@ -319,8 +372,9 @@ class PoolBase:
     def _held_as_cancelled(self) -> list[Result]:
         """The held (not started) tasks as cancelled results, taken from the pool (``shutdown``)."""
         out = [Result.cancelled(t, "cancelled at shutdown (held by a worker, not started)")
-               for t in self._next.values()] + [Result.cancelled(t, "cancelled at shutdown (handed back, not started)")
+               for _, t in self._held_items()] + [Result.cancelled(t, "cancelled at shutdown (handed back, not started)")
                                                   for t in self._returned]
         self._next.clear()
+        self._held_n = 0
         self._returned.clear()
         return out

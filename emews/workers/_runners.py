@@ -109,9 +109,15 @@ class PythonRunner:
         self.fn = load_objective(spec["objective"])
         self.kwargs = {"comm": comm} if comm is not None and accepts_comm(self.fn) else {}
         self.with_trial = accepts_trial(self.fn)
+        # No task of the experiment had saved a checkpoint when this worker started (the shared
+        # place is made by the first save): a first attempt then has none to resume from (its
+        # task id is new), so its place is not probed on every task. Retries, interrupted
+        # tasks run again and resumed experiments with checkpoints are probed as always.
+        root = spec.get("checkpoints")
+        self._none_saved = bool(root) and not spec.get("checkpoint_local") and not os.path.exists(root)
 
     def run(self, task: Task, channel: Any = None) -> Outcome:
-        place = checkpoint_place(self.spec, task.id, task.params)
+        place = checkpoint_place(self.spec, task.id, task.params, empty=self._none_saved and task.attempt == 0)
         trial = Trial(task.id, task.attempt, dict(task.params), channel, place)
         try:
             outcome = self._run(task, trial)
@@ -138,13 +144,14 @@ class PythonRunner:
         pass
 
 
-def checkpoint_place(spec: dict, task_id: int, params: dict | None = None) -> CheckpointPlace | None:
+def checkpoint_place(spec: dict, task_id: int, params: dict | None = None, empty: bool = False) -> CheckpointPlace | None:
     """The task's checkpoint place from the runner spec (``checkpoints``: the experiment's
-    shared directory; ``checkpoint_local``: a node-local parent); None outside an experiment."""
+    shared directory; ``checkpoint_local``: a node-local parent); None outside an experiment.
+    ``empty``: known to hold no checkpoint yet (see :class:`~emews._checkpoints.CheckpointPlace`)."""
     root = spec.get("checkpoints")
     if not root:
         return None
-    return CheckpointPlace(task_id, root, spec.get("checkpoint_local"), params)
+    return CheckpointPlace(task_id, root, spec.get("checkpoint_local"), params, empty)
 
 
 def flush_node_local(trial: Trial) -> None:

@@ -432,7 +432,7 @@ class MPIPool(PoolBase):
             return []
         self.closed = True
         if kill:  # the held tasks too: one may start after its worker's running task ended
-            _send_cancels(self._comm, [*self._busy.items(), *self._next.items()])
+            _send_cancels(self._comm, [*self._busy.items(), *self._held_items()])
         cancelled = self._running_as_cancelled(self._hosts.get) if kill else self._held_as_cancelled()
         self._idle.clear()
         for leader in self._leaders:

@@ -189,3 +189,22 @@ def test_a_task_started_from_another_s_checkpoint(tmp_path):
     out = make_runner(spec).run(Task(10, {}, 0))
     assert (out.status, out.loss) == ("done", 8.0), out
     assert next((tmp_path / "tasks" / "10").glob("*.from")).read_text() == str(root / "3")
+
+
+def test_a_runner_started_before_any_checkpoint_still_resumes_a_retry_from_the_first_attempt_s(tmp_path, monkeypatch):
+    # no checkpoint anywhere when the worker starts: first attempts are not probed, but what they
+    # save is found by the task's next attempt (a retry), and by the attempt itself after a save
+    spec = {"type": "python", "objective": "checkpointed:train", "checkpoints": str(tmp_path / "checkpoints")}
+    runner = make_runner(spec)
+    monkeypatch.setenv("CKPT_EPOCHS", "3")  # the first attempt gets as far as epoch 3
+    first = runner.run(Task(7, {"x": 0.5}, attempt=0))
+    assert first.status == "done" and "resumed_from" not in first.metrics and first.metrics["checkpoint"] == 3
+    monkeypatch.setenv("CKPT_EPOCHS", "6")
+    retry = runner.run(Task(7, {"x": 0.5}, attempt=1))
+    assert retry.status == "done", retry.error
+    assert retry.metrics["resumed_from"] == 3 and retry.metrics["checkpoint"] == 6, retry.metrics
+    place = CheckpointPlace(8, tmp_path / "checkpoints", empty=True)
+    t = Trial(8, 0, {}, checkpoints=place)
+    assert t.resumed_from is None and t.load() is None
+    t.save({"epoch": 1}, 1)
+    assert t.load() == {"epoch": 1} and place.latest()["step"] == 1

@@ -165,3 +165,97 @@ def test_a_worker_going_idle_recalls_a_task_another_holds_once_tasks_look_long()
     assert pool.sent[-1] == ("recall", wc, 3)
     pool._handed_back(wc, c)
     assert [t.id for t in pool.take_returned()] == [3] and pool.prefetched == 0
+
+
+class _DeepRecorder(_Recorder):
+    prefetch_deep = 3
+    DEEP_AFTER = 4
+
+
+def _warm(pool: PoolBase, n: int, took: float = 0.0001) -> None:
+    """End ``n`` short tasks on every worker (tasks seen to be short)."""
+    for i in range(n):
+        t = Task(1000 + i, {})
+        w = pool.submit(t)
+        assert pool._finished(w, _result(t, w, end=took))
+
+
+def test_deep_prefetch_holds_several_tasks_once_many_very_short_ones_ended_and_starts_them_in_order():
+    pool = _DeepRecorder(2)
+    _warm(pool, 3)  # short, but fewer than DEEP_AFTER: one held task per busy worker
+    a, b = Task(1, {}), Task(2, {})
+    pool.submit(a), pool.submit(b)
+    assert pool.idle == 2
+    for t in (Task(3, {}), Task(4, {})):
+        pool.submit(t)
+    assert pool.idle == 0 and pool.prefetched == 2
+    for t in (a, b):  # 5 ended now (DEEP_AFTER 4), all far shorter than DEEP_BELOW
+        w = next(w for w, x in pool._busy.items() if x is t)
+        assert pool._finished(w, _result(t, w, end=0.0001))
+    assert [t.id for t, _, _ in pool.take_started()] == [3, 4]
+    assert pool.busy == 2 and pool.prefetched == 0 and pool.idle == 6  # each busy worker: 3 slots
+    held = [Task(10 + i, {}) for i in range(6)]
+    placed = [pool.submit(t) for t in held]
+    assert pool.idle == 0 and pool.prefetched == 6 and sorted(placed) == [0, 0, 0, 1, 1, 1]
+    # a worker starts what it holds in the order sent, one per result
+    w = placed[0]
+    mine = [t for t, p in zip(held, placed) if p == w]
+    running = pool._busy[w]
+    for nxt in mine:
+        assert pool._finished(w, _result(running, w, end=0.0001))
+        assert [t.id for t, _, _ in pool.take_started()] == [nxt.id]
+        running = nxt
+    # a stop recalls every held task; one handed back leaves the others held
+    pool.recall()
+    other = 1 - w
+    recalled = [x[2] for x in pool.sent if x[0] == "recall"]
+    assert sorted(recalled) == sorted(t.id for t, p in zip(held, placed) if p == other)
+    back = [t for t, p in zip(held, placed) if p == other][1]
+    pool._handed_back(other, back)
+    assert [t.id for t in pool.take_returned()] == [back.id] and pool.prefetched == 2
+    # shutdown: the held ones come back cancelled
+    cancelled = pool._held_as_cancelled()
+    assert sorted(r.task_id for r in cancelled) == sorted(t.id for t, p in zip(held, placed) if p == other and t is not back)
+    assert pool.prefetched == 0
+
+
+def test_deep_prefetch_ends_when_tasks_grow_and_a_dead_worker_hands_every_held_task_back():
+    pool = _DeepRecorder(1)
+    _warm(pool, 5)
+    run = Task(1, {})
+    pool.submit(run)
+    held = [Task(2 + i, {}) for i in range(3)]
+    for t in held:
+        pool.submit(t)
+    assert pool.idle == 0 and pool.prefetched == 3
+    pool._lost_held(0)
+    assert [t.id for t in pool.take_returned()] == [2, 3, 4] and pool.prefetched == 0
+    # tasks no longer far shorter than a round trip: one held task at most again
+    assert pool._finished(0, _result(run, 0, end=0.2))
+    pool.submit(Task(7, {}))
+    assert pool.idle == 1
+    pool.submit(Task(8, {}))
+    assert pool.idle == 0 and pool.prefetched == 1
+
+
+def test_the_local_pool_runs_every_task_held_deep_once_on_the_worker_that_held_it():
+    pool = LocalPool(2, SPEC)
+    pool.DEEP_BELOW = pool.PREFETCH_BELOW  # the no-op tasks count as very short on a loaded machine too
+    try:
+        _ready(pool)
+        drain(pool, [Task(i, {"x": i}) for i in range(pool.DEEP_AFTER + 2)])  # many very short tasks ended
+        tasks = [Task(100 + i, {"x": i}) for i in range(2 + 2 * pool.prefetch_deep)]
+        placed = {}
+        for t in tasks:
+            assert pool.idle > 0, f"no slot for task {t.id}"
+            placed[t.id] = pool.submit(t)
+        assert pool.idle == 0 and pool.prefetched == 2 * pool.prefetch_deep and pool.size == 2
+        results = _collect(pool, len(tasks))
+        assert sorted(r.task_id for r in results) == [t.id for t in tasks] and all(r.status == DONE for r in results)
+        assert all(r.worker == placed[r.task_id] for r in results)
+        for w in (0, 1):  # in the order sent, each after the one before it on that worker
+            mine = sorted((r for r in results if r.worker == w), key=lambda r: r.task_id)
+            assert all(a.end <= b.start for a, b in zip(mine, mine[1:])), mine
+        assert pool.busy == 0 and pool.prefetched == 0 and pool.idle == 2
+    finally:
+        pool.shutdown()
