@@ -256,17 +256,17 @@ def run_optuna(name: str, problem: MultiProblem, seed: int, evals: int, batch: i
     kw: dict = {"seed": seed}
     if problem.constrained:
         kw["constraints_func"] = lambda t: [t.user_attrs["violation"]]
-    if name == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(**kw)
-    elif name == "tpe":
-        sampler = optuna.samplers.TPESampler(constant_liar=True, **kw)
-    else:
-        sampler = optuna.samplers.GPSampler(**kw)
-    dists = {d.name: optuna.distributions.FloatDistribution(d.low, d.high) for d in problem.space.dims}
-    study = optuna.create_study(sampler=sampler, directions=["minimize"] * problem.m)
     trace: Trace = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # constraints_func is deprecated in Optuna 5 (still honoured)
+        if name == "nsga2":
+            sampler = optuna.samplers.NSGAIISampler(**kw)
+        elif name == "tpe":
+            sampler = optuna.samplers.TPESampler(constant_liar=True, **kw)
+        else:
+            sampler = optuna.samplers.GPSampler(**kw)
+        dists = {d.name: optuna.distributions.FloatDistribution(d.low, d.high) for d in problem.space.dims}
+        study = optuna.create_study(sampler=sampler, directions=["minimize"] * problem.m)
         while len(trace) < evals:
             trials = [study.ask(dists) for _ in range(min(batch, evals - len(trace)))]
             for t in trials:
@@ -362,7 +362,7 @@ def main() -> int:
         col = [row[k] for row in hv[p, m]]
         return math.nan if all(math.isnan(c) for c in col) else float(np.nanmedian(col))
 
-    w = 20
+    w = 22
     for k, b in enumerate(budgets):
         print(f"\nhypervolume after {b} evaluations, as a fraction of the true front's: median [25 %, 75 %]")
         print(f"{'problem':<10}" + "".join(f"{m:>{w}}" for m in methods))

@@ -28,6 +28,9 @@ and asynchrony come from
   candidates are first polished by local moves, then optimized (log-EI, L-BFGS-B on the
   ordered columns, coordinate moves on the discrete and categorical ones: ``_acquire.py``).
 
+Several objectives (ParEGO: one random augmented-Chebyshev scalarization per proposal) and
+constraints (a feasibility model) reuse all of the above: ``_multi.py``.
+
 The GP scales by never refitting what it need not (``_gp.py``): kernel hyperparameters on
 at most 300 observations, kept until the data grew by 20 %; conditioning on all of them,
 exact up to ``gp_max_points`` and through ``gp_inducing`` inducing points beyond.
@@ -171,7 +174,8 @@ class MBO(Optimizer):
             (default) or as ``penalty``. Cancelled ones are forgotten.
         penalty: the loss of a failed evaluation when ``impute="penalty"``.
         n_candidates: candidate points scored per proposal (at least ``20 * q`` for a batch
-            of ``q``). Default 5000.
+            of ``q``; with several objectives, a batch of ``q`` picks shares them, each pick
+            scoring ``n_candidates / q`` but at least 1000). Default 5000.
         local_fraction: share of candidates made by perturbing the best points found so far
             (the rest are uniform samples). Default 0.8.
         exclusion: radius, in the encoded unit space scaled by 1/sqrt(columns), around
@@ -206,6 +210,22 @@ class MBO(Optimizer):
             cores are busy with other work, idle BLAS threads spin: a proposal at 200,000
             observations took 3.4-4.2 s with the default threads and 1.2-1.5 s with one, on
             the 2-core development machine at load average 6. ``None`` leaves numpy's own.
+
+    Several objectives and constraints are learned from the results told, never from settings:
+
+    * results whose ``objectives`` hold 2 or more values (each to minimize): ParEGO (Knowles
+      2006; mlrMBO's default multi-objective method). Each objective is normalized to [0, 1]
+      by its observed range; each proposal draws a weight vector ``w`` from the simplex
+      lattice (at least 100 vectors) and the model learns the augmented Chebyshev
+      scalarization ``max_i(w_i f_i) + 0.05 * sum_i(w_i f_i)``; the ``q`` proposals of a
+      batch take ``q`` different weight vectors (mlrMBO's multi-point ParEGO), each pick a
+      pending point for the later ones. Up to 100 observations each pick searches its own
+      kernel hyperparameters, beyond the batch's later picks keep the first one's.
+    * results whose ``violation`` is not None (one objective or several): a GP on
+      feasibility labels (``_multi.FeasibilityModel``); the acquisition is multiplied by the
+      probability of feasibility (added to log EI) and the incumbent is the best feasible
+      point; until a feasible point is seen, the model learns the violation itself.
+    * failed results (no objectives) are imputed as with one objective (``impute``).
 
     Seeds: with a seed, ``mode: batch`` repeats exactly for the same ``batch_size`` (a batch is
     told in its own order, whatever order its results arrive in). In ``mode: async`` each
@@ -311,6 +331,8 @@ class MBO(Optimizer):
         self._scalar_id = 0  # changes with every scalarization: the model is fitted again
         self._feasibility: FeasibilityModel | None = None
         self._feasibility_size = -1  # observations the feasibility model was fitted on
+        self._share_hyper = False  # the model keeps the previous one's kernel hyperparameters
+        self._pick_candidates: int | None = None  # ParEGO: candidates scored per pick of a batch
         self._weights: WeightLattice | None = None
 
     # -- ask/tell ----------------------------------------------------------------------------
@@ -424,6 +446,10 @@ class MBO(Optimizer):
 
     #: observations up to which every fit searches the GP's kernel hyperparameters again
     _always_refit = 300
+    #: ParEGO: observations up to which each pick of a batch searches its own hyperparameters
+    _multi_refit = 100
+    #: ParEGO: the fewest candidates a pick of a batch scores (the batch shares ``n_candidates``)
+    _multi_candidates = 1000
 
     def _gp_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Length-scale group and weight of each encoded column: a categorical's one-hot
@@ -458,7 +484,8 @@ class MBO(Optimizer):
         model = make_surrogate(self.model_name, random_state=int(self.rng.integers(2**31 - 1)),
                                n_estimators=self.n_estimators, n_jobs=self.n_jobs, gp_max_points=self.gp_max_points,
                                gp_inducing=self.gp_inducing, previous=self._model,
-                               gp_columns=self._gp_columns(), gp_always_refit=self._always_refit)
+                               gp_columns=self._gp_columns(),
+                               gp_always_refit=0 if self._share_hyper else self._always_refit)
         model.fit(self.grid.encode(U), z)
         self._fits += 1
         self._model, self._model_size, self._model_scalar = model, len(self._y), self._scalar_id
@@ -500,13 +527,20 @@ class MBO(Optimizer):
             self._weights = WeightLattice(self._n_objectives)
         picks: list[np.ndarray] = []
         try:
-            for w in self._weights.draw(q, self.rng):
+            for j, w in enumerate(self._weights.draw(q, self.rng)):
                 self._scalarize(w)
+                # past _multi_refit observations the batch's later picks keep the first one's
+                # kernel hyperparameters (a conditioning, not a search, per scalarization)
+                self._share_hyper = j > 0 and len(self._y) > self._multi_refit
+                # the batch shares the candidate budget (each pick still polishes its best)
+                self._pick_candidates = min(self.n_candidates, max(self._multi_candidates, self.n_candidates // q))
                 u = self._propose_from_model(1)[0]
                 picks.append(u)
                 self._pending.setdefault(_BATCH, []).append(u)
         finally:
             self._pending.pop(_BATCH, None)
+            self._share_hyper = False
+            self._pick_candidates = None
         return np.asarray(picks)
 
     def _scalarize(self, weights: np.ndarray | None) -> None:
@@ -559,7 +593,7 @@ class MBO(Optimizer):
     def _propose_from_model(self, q: int) -> np.ndarray:
         if not self._fit():
             return self.grid.snap(self.rng.random((q, self.grid.n)))
-        n = max(self.n_candidates, 20 * q)
+        n = max(self.n_candidates, 20 * q) if self._pick_candidates is None else self._pick_candidates
         C = self._candidates(n)
         E = self.grid.encode(C)
         mu, sd = self._model.predict(E)
