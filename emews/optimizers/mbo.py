@@ -28,6 +28,9 @@ and asynchrony come from
   candidates are first polished by local moves, then optimized (log-EI, L-BFGS-B on the
   ordered columns, coordinate moves on the discrete and categorical ones: ``_acquire.py``).
 
+Several objectives (ParEGO: one random augmented-Chebyshev scalarization per proposal) and
+constraints (a feasibility model) reuse all of the above: ``_multi.py``.
+
 The GP scales by never refitting what it need not (``_gp.py``): kernel hyperparameters on
 at most 300 observations, kept until the data grew by 20 %; conditioning on all of them,
 exact up to ``gp_max_points`` and through ``gp_inducing`` inducing points beyond.
@@ -41,13 +44,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import log_ndtr, ndtr
 
 from ..space import Space
 from ..task import CANCELLED, Result
 from ._acquire import AcquisitionOptimizer, lcb, log_ei
 from ._base import Optimizer
 from ._model import BelieverSurrogate, GradientSurrogate
+from ._multi import FeasibilityModel, WeightLattice, chebyshev, normalized
+from ._multi import objective_vector as _objective_vector
 from ._surrogates import SURROGATES, make_surrogate
 from ._unit import UnitGrid
 
@@ -137,6 +142,10 @@ def _transform(y: np.ndarray, how: str) -> np.ndarray:
     return (z - z.mean()) / std
 
 
+#: the key under which a batch's earlier picks are pending for its later ones (no space key looks so)
+_BATCH = "\0batch"
+
+
 class MBO(Optimizer):
     """Model-based optimization: a surrogate, an acquisition function, batches from one fit.
 
@@ -165,7 +174,8 @@ class MBO(Optimizer):
             (default) or as ``penalty``. Cancelled ones are forgotten.
         penalty: the loss of a failed evaluation when ``impute="penalty"``.
         n_candidates: candidate points scored per proposal (at least ``20 * q`` for a batch
-            of ``q``). Default 5000.
+            of ``q``; with several objectives, a batch of ``q`` picks shares them, each pick
+            scoring ``n_candidates / q`` but at least 1000). Default 5000.
         local_fraction: share of candidates made by perturbing the best points found so far
             (the rest are uniform samples). Default 0.8.
         exclusion: radius, in the encoded unit space scaled by 1/sqrt(columns), around
@@ -201,6 +211,22 @@ class MBO(Optimizer):
             observations took 3.4-4.2 s with the default threads and 1.2-1.5 s with one, on
             the 2-core development machine at load average 6. ``None`` leaves numpy's own.
 
+    Several objectives and constraints are learned from the results told, never from settings:
+
+    * results whose ``objectives`` hold 2 or more values (each to minimize): ParEGO (Knowles
+      2006; mlrMBO's default multi-objective method). Each objective is normalized to [0, 1]
+      by its observed range; each proposal draws a weight vector ``w`` from the simplex
+      lattice (at least 100 vectors) and the model learns the augmented Chebyshev
+      scalarization ``max_i(w_i f_i) + 0.05 * sum_i(w_i f_i)``; the ``q`` proposals of a
+      batch take ``q`` different weight vectors (mlrMBO's multi-point ParEGO), each pick a
+      pending point for the later ones. Up to 100 observations each pick searches its own
+      kernel hyperparameters, beyond the batch's later picks keep the first one's.
+    * results whose ``violation`` is not None (one objective or several): a GP on
+      feasibility labels (``_multi.FeasibilityModel``); the acquisition is multiplied by the
+      probability of feasibility (added to log EI) and the incumbent is the best feasible
+      point; until a feasible point is seen, the model learns the violation itself.
+    * failed results (no objectives) are imputed as with one objective (``impute``).
+
     Seeds: with a seed, ``mode: batch`` repeats exactly for the same ``batch_size`` (a batch is
     told in its own order, whatever order its results arrive in). In ``mode: async`` each
     proposal follows the results that have arrived when a worker frees up, an order set by
@@ -217,6 +243,7 @@ class MBO(Optimizer):
     """
 
     lookahead = 0  # proposals depend on the latest results: never ask ahead of free workers
+    multi_objective = True  # results with several objectives: ParEGO (see _multi.py)
 
     def __init__(
         self,
@@ -289,10 +316,24 @@ class MBO(Optimizer):
         self._design_next = 0
         self._model = None
         self._model_size = -1  # observations the model was fitted on
+        self._model_scalar = 0  # ... and the scalarization (``_scalar_id``)
         self._best_z = 0.0  # the best observed loss, transformed as the model sees it
         self._record: dict | None = None
         self._fits = 0
         self._proposed = 0  # model-phase proposals so far (paces the interleaved random points)
+        # several objectives and constraints (see _multi.py), learned from the results told
+        self._objectives: list[np.ndarray | None] = []  # per observation: its objective vector (None: failed)
+        self._violation: list[float] = []  # per observation: its violation (nan: unknown)
+        self._n_objectives = 1
+        self._constrained = False
+        self._scalar: np.ndarray | None = None  # the losses the model learns in place of _y (nan: failed)
+        self._feasible: np.ndarray | None = None  # with constraints: which observations are feasible
+        self._scalar_id = 0  # changes with every scalarization: the model is fitted again
+        self._feasibility: FeasibilityModel | None = None
+        self._feasibility_size = -1  # observations the feasibility model was fitted on
+        self._share_hyper = False  # the model keeps the previous one's kernel hyperparameters
+        self._pick_candidates: int | None = None  # ParEGO: candidates scored per pick of a batch
+        self._weights: WeightLattice | None = None
 
     # -- ask/tell ----------------------------------------------------------------------------
     def ask(self, n: int) -> list[dict]:
@@ -336,6 +377,12 @@ class MBO(Optimizer):
             self._U.append(u)
             self._y.append(float(r.loss) if r.ok and r.loss is not None and math.isfinite(r.loss) else math.nan)
             self._keys.add(key)
+            self._objectives.append(_objective_vector(r))
+            if self._objectives[-1] is not None:
+                self._n_objectives = max(self._n_objectives, len(self._objectives[-1]))
+            if r.violation is not None:
+                self._constrained = True
+            self._violation.append(float(r.violation) if r.ok and r.violation is not None else math.nan)
 
     def log(self) -> dict | None:
         """A summary after each model fit: observations, failures, best loss, seconds."""
@@ -389,7 +436,7 @@ class MBO(Optimizer):
         return self._seen_lookup
 
     def _training_data(self) -> tuple[np.ndarray, np.ndarray] | None:
-        y = np.asarray(self._y, dtype=float)
+        y = np.asarray(self._y if self._scalar is None else self._scalar, dtype=float)
         ok = np.isfinite(y)
         if ok.sum() < 2 or np.ptp(y[ok]) == 0:
             return None
@@ -399,6 +446,10 @@ class MBO(Optimizer):
 
     #: observations up to which every fit searches the GP's kernel hyperparameters again
     _always_refit = 300
+    #: ParEGO: observations up to which each pick of a batch searches its own hyperparameters
+    _multi_refit = 100
+    #: ParEGO: the fewest candidates a pick of a batch scores (the batch shares ``n_candidates``)
+    _multi_candidates = 1000
 
     def _gp_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Length-scale group and weight of each encoded column: a categorical's one-hot
@@ -416,27 +467,33 @@ class MBO(Optimizer):
 
     def _fit(self) -> bool:
         """Fit the surrogate when observations changed since the last fit; False when too few."""
-        if self._model is not None and self._model_size == len(self._y):
+        if self._model is not None and self._model_size == len(self._y) and self._model_scalar == self._scalar_id:
             return True
         data = self._training_data()
         if data is None:
             return False
         U, y = data
-        raw = np.asarray(self._y, dtype=float)
+        raw = np.asarray(self._y if self._scalar is None else self._scalar, dtype=float)
+        feasible = self._feasible
         if len(y) > self.max_fit_points:
             keep = self._fit_subset(y)
             U, y, raw = U[keep], y[keep], raw[keep]
+            feasible = None if feasible is None else feasible[keep]
         z = _transform(y, self.transform_name)
         t0 = time.perf_counter()
         model = make_surrogate(self.model_name, random_state=int(self.rng.integers(2**31 - 1)),
                                n_estimators=self.n_estimators, n_jobs=self.n_jobs, gp_max_points=self.gp_max_points,
                                gp_inducing=self.gp_inducing, previous=self._model,
-                               gp_columns=self._gp_columns(), gp_always_refit=self._always_refit)
+                               gp_columns=self._gp_columns(),
+                               gp_always_refit=0 if self._share_hyper else self._always_refit)
         model.fit(self.grid.encode(U), z)
         self._fits += 1
-        self._model, self._model_size = model, len(self._y)
+        self._model, self._model_size, self._model_scalar = model, len(self._y), self._scalar_id
         finite = raw[np.isfinite(raw)]
-        self._best_z = float(z[np.isfinite(raw)].min())
+        incumbents = np.isfinite(raw)
+        if feasible is not None and (incumbents & feasible).any():  # the incumbent: the best feasible point
+            incumbents = incumbents & feasible
+        self._best_z = float(z[incumbents].min())
         self._record = {
             "optimizer": "mbo", "fit": self._fits, "observations": len(self._y), "fitted_on": len(y),
             "failed": int(len(raw) - len(finite)), "best": float(finite.min()),
@@ -459,9 +516,84 @@ class MBO(Optimizer):
     _top = 10
 
     def _propose(self, q: int) -> np.ndarray:
+        if self._n_objectives == 1 and not self._constrained:
+            return self._propose_from_model(q)
+        if self._n_objectives == 1:  # constraints on one objective: the loss, a feasibility model
+            self._scalarize(None)
+            return self._propose_from_model(q)
+        # ParEGO: each proposal of the batch on its own scalarization; the earlier picks of
+        # the batch are pending points for the later ones (believed, kept apart)
+        if self._weights is None or self._weights.m != self._n_objectives:
+            self._weights = WeightLattice(self._n_objectives)
+        picks: list[np.ndarray] = []
+        try:
+            for j, w in enumerate(self._weights.draw(q, self.rng)):
+                self._scalarize(w)
+                # past _multi_refit observations the batch's later picks keep the first one's
+                # kernel hyperparameters (a conditioning, not a search, per scalarization)
+                self._share_hyper = j > 0 and len(self._y) > self._multi_refit
+                # the batch shares the candidate budget (each pick still polishes its best)
+                self._pick_candidates = min(self.n_candidates, max(self._multi_candidates, self.n_candidates // q))
+                u = self._propose_from_model(1)[0]
+                picks.append(u)
+                self._pending.setdefault(_BATCH, []).append(u)
+        finally:
+            self._pending.pop(_BATCH, None)
+            self._share_hyper = False
+            self._pick_candidates = None
+        return np.asarray(picks)
+
+    def _scalarize(self, weights: np.ndarray | None) -> None:
+        """Set what the model learns: the augmented Chebyshev scalarization of the normalized
+        objectives with ``weights`` (None: the loss), and, with constraints, which observations
+        are feasible and the feasibility model. Until a feasible point is seen, the model
+        learns the violation itself (the search first looks for a feasible region)."""
+        n = len(self._y)
+        scalar = np.asarray(self._y, dtype=float)
+        if weights is not None:
+            have = np.fromiter((f is not None for f in self._objectives), bool, n)
+            scalar = np.full(n, math.nan)
+            if have.any():
+                F = np.asarray([f for f in self._objectives if f is not None], dtype=float)
+                scalar[have] = chebyshev(normalized(F), weights)
+        self._feasible = None
+        if self._constrained:
+            viol = np.asarray(self._violation, dtype=float)
+            known = np.isfinite(viol) | (viol == math.inf)
+            self._feasible = known & (viol <= 0)
+            if not self._feasible.any():
+                # nothing feasible yet: minimize the violation (an infinite one is imputed)
+                scalar = np.where(known, np.where(np.isfinite(viol), viol, math.nan), math.nan)
+                finite = scalar[np.isfinite(scalar)]
+                if len(finite) and np.isnan(scalar[known]).any():
+                    scalar = np.where(known & ~np.isfinite(scalar), 2.0 * float(finite.max()) + 1.0, scalar)
+                self._feasible = None
+            self._fit_feasibility(known, viol)
+        self._scalar = None if weights is None and not self._constrained else scalar
+        self._scalar_id += 1
+
+    def _fit_feasibility(self, known: np.ndarray, viol: np.ndarray) -> None:
+        """The feasibility model on the observations whose violation is known (once per data
+        size); None while every one is feasible or none is."""
+        n = len(self._y)
+        if self._feasibility_size == n:
+            return
+        self._feasibility_size = n
+        feasible = known & (viol <= 0)
+        if not feasible.any() or feasible.sum() == known.sum():
+            self._feasibility = None
+            return
+        model = make_surrogate("gp", random_state=int(self.rng.integers(2**31 - 1)), gp_max_points=self.gp_max_points,
+                               gp_inducing=self.gp_inducing, gp_columns=self._gp_columns(),
+                               previous=self._feasibility.model if self._feasibility is not None else None,
+                               gp_always_refit=self._always_refit)
+        U = self._observed()[known]
+        self._feasibility = FeasibilityModel(model).fit(self.grid.encode(U), viol[known])
+
+    def _propose_from_model(self, q: int) -> np.ndarray:
         if not self._fit():
             return self.grid.snap(self.rng.random((q, self.grid.n)))
-        n = max(self.n_candidates, 20 * q)
+        n = max(self.n_candidates, 20 * q) if self._pick_candidates is None else self._pick_candidates
         C = self._candidates(n)
         E = self.grid.encode(C)
         mu, sd = self._model.predict(E)
@@ -484,7 +616,7 @@ class MBO(Optimizer):
                 mu, sd = believer.mu, believer.sd  # pending points believed
         if self.model_name == "gp" and believer is None:
             # too large: the believer works on the best candidates (and a few uniform ones to draw from)
-            acq = self._acquisition(mu, sd, self.kappa)
+            acq = self._acquisition(mu, sd, self.kappa, lp=self._log_pof(E))
             top = np.argsort(-acq, kind="stable")[: max(1000, 10 * q)]
             glob = np.arange(n_global)
             if n_random and n_global:
@@ -557,8 +689,10 @@ class MBO(Optimizer):
         else:
             kappas = np.full(q, self.kappa)
         best = self._best_z
-        top = np.argsort(-self._acquisition(mu, sd, kappas[0], best), kind="stable")[:keep]
+        lp = self._log_pof(E)
+        top = np.argsort(-self._acquisition(mu, sd, kappas[0], best, lp), kind="stable")[:keep]
         C, E, mu, sd = C[top], E[top], mu[top], sd[top]
+        lp = None if lp is None else lp[top]
         scale = 1.0 / math.sqrt(max(1, E.shape[1]))
         dmin = np.full(len(E), np.inf)
         if pending:
@@ -575,7 +709,7 @@ class MBO(Optimizer):
                 mu, sd = model.predict(E)
             elif j or pending:
                 mu, sd = model.predict(E)
-                acq = self._acquisition(mu, sd, kappas[j], best)
+                acq = self._acquisition(mu, sd, kappas[j], best, lp)
                 starts = np.argsort(-acq, kind="stable")[: self._sequential_starts]
                 opt = AcquisitionOptimizer(self.grid, model, self._acquisition_fn(kappas[j], best),
                                            maxiter=self._maxiter)
@@ -584,10 +718,11 @@ class MBO(Optimizer):
                 m, s = model.predict(En)
                 C, E = np.vstack([C, new]), np.vstack([E, En])
                 mu, sd = np.r_[mu, m], np.r_[sd, s]
+                lp = None if lp is None else np.r_[lp, self._log_pof(En)]
                 dmin = np.r_[dmin, _min_distance(En, self.grid.encode(np.asarray(picks + pending))) * scale
                              if picks or pending else np.full(len(En), np.inf)]
                 seen = np.r_[seen, self._seen(En)]
-            score = self._acquisition(mu, sd, kappas[j], best)
+            score = self._acquisition(mu, sd, kappas[j], best, lp)
             free, radius = _free(dmin, seen, radius)
             i = int(np.argmax(np.where(free, score, -np.inf)))
             picks.append(C[i])
@@ -612,7 +747,7 @@ class MBO(Optimizer):
         discrete and categorical ones; see ``_acquire.py``)."""
         if self.acquisition == "pi" or not isinstance(self._model, GradientSurrogate) or self._starts < 1:
             return C, E, mu, sd
-        acq = self._acquisition(mu, sd, self.kappa)
+        acq = self._acquisition(mu, sd, self.kappa, lp=self._log_pof(E))
         order = np.argsort(-acq, kind="stable")
         starts = order[: self._starts]
         opt = AcquisitionOptimizer(self.grid, self._model, self._acquisition_fn(self.kappa, self._best_z),
@@ -630,8 +765,9 @@ class MBO(Optimizer):
         """Polish the candidates of highest acquisition by local moves (a smooth model's
         optimum lies between the candidates): a few rounds, each around the best so far."""
         k = min(len(C), max(16, q), 128)
+        lp = self._log_pof(E)
         for step in self._polish:
-            acq = self._acquisition(mu, sd, self.kappa)
+            acq = self._acquisition(mu, sd, self.kappa, lp=lp)
             top = C[np.argpartition(-acq, k - 1)[:k]]
             n = max(128, 4 * k)
             few = self._perturb(top, None, n // 2, (step,))  # a few columns each
@@ -646,6 +782,7 @@ class MBO(Optimizer):
             En = self.grid.encode(new)
             m, s = self._model.predict(En)
             C, E, mu, sd = np.vstack([C, new]), np.vstack([E, En]), np.r_[mu, m], np.r_[sd, s]
+            lp = None if lp is None else np.r_[lp, self._log_pof(En)]
         return C, E, mu, sd
 
     def _candidates(self, n: int) -> np.ndarray:
@@ -654,8 +791,7 @@ class MBO(Optimizer):
         out = [self.rng.random((n - n_local, d))]
         if n_local:
             U = self._observed()
-            y = np.asarray(self._y, dtype=float)
-            y = np.where(np.isfinite(y), y, np.inf)
+            y = self._ranking()
             k = max(1, min(self._top, len(y) // 5 + 1))
             top = np.argpartition(y, k - 1)[:k] if len(y) > k else np.arange(len(y))
             top = top[np.lexsort((top, y[top]))]  # by loss, ties in observation order (as a stable sort)
@@ -664,6 +800,17 @@ class MBO(Optimizer):
             weights[0] = 0.5 if len(top) > 1 else 1.0
             out.append(self._perturb(U[top], weights / weights.sum(), n_local, self._scales))
         return self.grid.snap(np.vstack(out))
+
+    def _ranking(self) -> np.ndarray:
+        """Each observation's rank key for local moves (lower: better; failed: inf): the loss
+        or the scalarization learned, infeasible points after every feasible one (by violation)."""
+        y = np.asarray(self._y if self._scalar is None else self._scalar, dtype=float)
+        y = np.where(np.isfinite(y), y, np.inf)
+        if self._feasible is not None and len(self._feasible) == len(y) and self._feasible.any():
+            viol = np.asarray(self._violation, dtype=float)
+            worst = float(y[np.isfinite(y)].max()) if np.isfinite(y).any() else 0.0
+            y = np.where(self._feasible, y, worst + 1.0 + np.where(np.isfinite(viol), viol, np.inf))
+        return y
 
     def _perturb(self, P: np.ndarray, weights: np.ndarray | None, n: int, scales: Sequence[float]) -> np.ndarray:
         """``n`` local moves from rows of ``P``: a few columns each, at one of ``scales``."""
@@ -689,14 +836,24 @@ class MBO(Optimizer):
             moved[:, cat] = self.rng.random((n, int(cat.sum())))
         return np.where(mask, moved, parents)
 
-    def _acquisition(self, mu: np.ndarray, sd: np.ndarray, kappa: float, best: float | None = None) -> np.ndarray:
-        """Higher is better."""
+    def _acquisition(self, mu: np.ndarray, sd: np.ndarray, kappa: float, best: float | None = None,
+                     lp: np.ndarray | None = None) -> np.ndarray:
+        """Higher is better. ``lp``: the log probability of feasibility of the same rows
+        (constraints), added to log EI (EI times the probability), to log PI, and to LCB."""
         best = self._best_z if best is None else best
         if self.acquisition == "lcb":
-            return -(mu - kappa * sd)
-        if self.acquisition == "pi":
+            value = -(mu - kappa * sd)
+        elif self.acquisition == "pi":
+            if lp is not None:
+                return log_ndtr((best - mu - self.xi) / sd) + lp
             return ndtr((best - mu - self.xi) / sd)
-        return log_ei(mu, sd, best, self.xi)[0]  # log EI: the same order, no underflow far away
+        else:
+            value = log_ei(mu, sd, best, self.xi)[0]  # log EI: the same order, no underflow far away
+        return value if lp is None else value + lp
+
+    def _log_pof(self, E: np.ndarray) -> np.ndarray | None:
+        """Log probability that encoded rows are feasible (None: no constraint model)."""
+        return None if self._feasibility is None else self._feasibility.log_probability(E)
 
     def _select(self, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int, n_random: int = 0,
                 n_global: int = 0, believer: _Believer | None = None) -> np.ndarray:
@@ -717,7 +874,8 @@ class MBO(Optimizer):
             kappas[0] = self.kappa  # a batch of one is plain LCB
         else:
             kappas = np.full(q, self.kappa)
-        base = None if self.acquisition == "lcb" else self._acquisition(mu, sd, self.kappa)
+        lp = self._log_pof(E)
+        base = None if self.acquisition == "lcb" else self._acquisition(mu, sd, self.kappa, lp=lp)
         radius = self.exclusion
         picked: list[int] = []
         uniform = np.zeros(q, dtype=bool)
@@ -727,15 +885,15 @@ class MBO(Optimizer):
             if believer is not None and picked:
                 believer.believe(picked[-1])
                 mu, sd = believer.mu[: len(E)], believer.sd[: len(E)]
-                base = None if self.acquisition == "lcb" else self._acquisition(mu, sd, self.kappa, believer.best)
+                base = None if self.acquisition == "lcb" else self._acquisition(mu, sd, self.kappa, believer.best, lp)
             if uniform[j]:  # any free uniform candidate
                 score = np.where(np.arange(len(E)) < n_global, self.rng.random(len(E)), -np.inf)
             else:
-                score = base if base is not None else self._acquisition(mu, sd, kappas[j])
+                score = base if base is not None else self._acquisition(mu, sd, kappas[j], lp=lp)
             free, radius = _free(dmin, seen, radius)
             masked = np.where(free, score, -np.inf)
             if uniform[j] and not np.isfinite(masked).any():  # no free uniform candidate left
-                score = base if base is not None else self._acquisition(mu, sd, kappas[j])
+                score = base if base is not None else self._acquisition(mu, sd, kappas[j], lp=lp)
                 masked = np.where(free, score, -np.inf)
             i = int(np.argmax(masked))
             picked.append(i)
