@@ -227,6 +227,10 @@ class DaskPool(PoolBase):
         self._address_of: dict[int, str] = {}  # worker id -> its Dask address
         self._id_of: dict[str, int] = {}  # Dask address -> worker id (a worker that comes back gets a new one)
         self._gone: set[str] = set()  # addresses that left (never taken back)
+        #: what each task asks of its worker (``dask.resources``, e.g. ``{GPU: 1}``): Dask runs at most
+        #: as many at once on a worker as it offers; workers that offer less are not used
+        self._resources: dict[str, float] = {k: float(v) for k, v in (self._settings.get("resources") or {}).items()}
+        self._unfit: set[str] = set()  # addresses of workers present without those resources (not used)
         self._futures: dict[int, Any] = {}  # worker id -> the future of the task it runs
         self._running: dict[tuple[int, int], int] = {}  # (task id, attempt) -> the worker running it
         self._by_key: dict[Any, int] = {}  # a running future's key -> its worker
@@ -286,6 +290,8 @@ class DaskPool(PoolBase):
             spec.setdefault("threads_per_worker", 1)
             spec.setdefault("processes", True)
             spec.setdefault("dashboard_address", None)
+            if self._resources:  # its workers offer what the tasks ask for
+                spec.setdefault("resources", dict(self._resources))
             cluster = distributed.LocalCluster(**spec)
         else:
             import dask_jobqueue
@@ -324,8 +330,10 @@ class DaskPool(PoolBase):
         except (BlockingIOError, OSError):
             pass  # the pipe is full: wait() is woken anyway
 
-    def _join(self, address: str) -> None:
-        if address in self._id_of or address in self._gone or self.closed:
+    def _join(self, address: str, info: Mapping[str, Any] | None = None) -> None:
+        if address in self._id_of or address in self._gone or address in self._unfit or self.closed:
+            return
+        if self._resources and not self._fits(address, info):
             return
         wid = self.joined
         self.joined += 1
@@ -337,7 +345,28 @@ class DaskPool(PoolBase):
             log.info("dask pool: worker %d joined (%s); the search goes on", wid, address)
             self._waiting_logged = False
 
+    def _fits(self, address: str, info: Mapping[str, Any] | None) -> bool:
+        """Whether the worker at ``address`` offers the resources every task asks for (``info``:
+        its entry in the scheduler's worker list; asked for when not given). One that does not
+        is never used (a task pinned to it would wait for good)."""
+        if info is None:
+            try:
+                info = self._client.scheduler_info(n_workers=-1)["workers"].get(address)
+            except Exception:  # noqa: BLE001 - the scheduler is unreachable: the periodic check retries
+                return False
+            if info is None:
+                return False  # gone already (or not yet listed: the periodic check sees it)
+        offered = info.get("resources") or {}
+        if all(float(offered.get(k, 0)) >= v for k, v in self._resources.items()):
+            return True
+        self._unfit.add(address)
+        log.warning("dask pool: worker %s offers resources %s, not %s: not used (start it with dask worker "
+                    "--resources %s)", address, dict(offered) or "none", self._resources,
+                    ",".join(f"{k}={v:g}" for k, v in self._resources.items()))
+        return False
+
     def _leave(self, address: str, out: list[Result]) -> None:
+        self._unfit.discard(address)
         wid = self._id_of.pop(address, None)
         self._gone.add(address)
         if wid is None:
@@ -376,13 +405,14 @@ class DaskPool(PoolBase):
             self._scheduler_trouble(now, f"the connection to it is {status}")
             return
         try:
-            present = set(self._client.scheduler_info(n_workers=-1)["workers"])
+            present = dict(self._client.scheduler_info(n_workers=-1)["workers"])
         except Exception as e:  # noqa: BLE001 - an unreachable scheduler, whatever the comm raises
             self._scheduler_trouble(now, e)
             return
         self._unreachable_since = None
+        self._unfit &= set(present)
         for address in sorted(present):
-            self._join(address)
+            self._join(address, present[address])
         for address in [a for a in self._id_of if a not in present]:
             self._leave(address, out if out is not None else [])
 
@@ -401,7 +431,8 @@ class DaskPool(PoolBase):
             return False
         future = self._client.submit(_attempt, self._id, self._spec, task, worker, self._topic,
                                      key=f"emews-{self._id}-{task.id}-{task.attempt}-{worker}", pure=False,
-                                     workers=[address], allow_other_workers=False, retries=0)
+                                     workers=[address], allow_other_workers=False, retries=0,
+                                     resources=self._resources or None)
         self._futures[worker] = future
         self._running[(task.id, task.attempt)] = worker
         self._by_key[future.key] = worker

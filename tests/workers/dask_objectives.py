@@ -36,3 +36,12 @@ class OneSlotEach:
 
     def tell(self, results: list) -> None:
         pass
+
+
+def bound(params: dict) -> dict:
+    """Sleeps a little and says where it ran: the worker's ``CUDA_VISIBLE_DEVICES``, its pid and
+    its own start and end times (``time.time()``)."""
+    t0 = time.time()
+    time.sleep(0.2)
+    return {"loss": float(params["x"]), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
+            "t0": t0, "t1": time.time()}

@@ -1,0 +1,75 @@
+"""Worker utilization of the Dask pool on many worker processes, against an ideal scheduler.
+
+    python benchmarks/perf/utilization_dask.py [--workers 64] [--tasks 640] [--mean 1.0]
+
+A ``LocalCluster`` of ``--workers`` processes (one thread each) runs a search of ``--tasks``
+tasks that sleep log-normal times (mean ``--mean`` s, sigma 0.5 in log space). From the
+journal, with d_i the measured run time of task i (end - start)::
+
+    measured makespan = last end - first start
+    ideal makespan    = the same d_i, in task-id order, each to the worker free first, no
+                        time between tasks (a scheduler with zero dispatch cost)
+    ratio             = ideal makespan / measured makespan      (goal >= 0.95)
+
+and the utilization ``sum(d_i) / (workers * makespan)`` of both. More workers than cores is
+fine (the tasks sleep); on a loaded machine the driver's share of the CPU shows in the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+SPACE_U = {"type": "real", "low": 0.0, "high": 1.0}
+
+
+def ideal_makespan(durations: list[float], workers: int) -> float:
+    """List scheduling with no dispatch cost: each task, in order, to the worker that is free first."""
+    free = [0.0] * workers
+    for d in durations:
+        heapq.heapreplace(free, free[0] + d)
+    return max(free)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=64)
+    ap.add_argument("--tasks", type=int, default=640)
+    ap.add_argument("--mean", type=float, default=1.0)
+    a = ap.parse_args()
+    from distributed import Client, LocalCluster
+
+    import emews
+    from emews.journal import read_journal
+
+    t0 = time.monotonic()
+    with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client, tempfile.TemporaryDirectory() as d:
+        client.wait_for_workers(a.workers, timeout=600)
+        print(f"{a.workers} Dask workers up in {time.monotonic() - t0:.1f} s")
+        space = {"u": SPACE_U, "mean": {"type": "constant", "value": a.mean}}
+        res = emews.search("benchmarks.perf.utilization_mpi:sleep_lognormal", space, max_evals=a.tasks,
+                           workers=a.workers, output=d, report=False, seed=0, pool="dask",
+                           dask={"address": cluster.scheduler_address})
+        j = read_journal(res.directory)
+    evals = sorted((e for e in j["evals"] if e["status"] == "done"), key=lambda e: e["task_id"])
+    assert len(evals) == a.tasks, f"{len(evals)} of {a.tasks} done"
+    durations = [e["end"] - e["start"] for e in evals]
+    measured = max(e["end"] for e in evals) - min(e["start"] for e in evals)
+    ideal = ideal_makespan(durations, a.workers)
+    busy = sum(durations)
+    print(f"{a.tasks} sleeping tasks (mean {a.mean:g} s) on {a.workers} Dask workers:")
+    print(f"  measured makespan {measured:7.2f} s   utilization {busy / (a.workers * measured):.3f}")
+    print(f"  ideal    makespan {ideal:7.2f} s   utilization {busy / (a.workers * ideal):.3f}")
+    print(f"ratio ideal / measured makespan: {ideal / measured:.3f}  (goal >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
