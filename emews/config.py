@@ -692,7 +692,7 @@ def _simulation(sim: Any, pool: str, runner_type: str, source: str) -> Simulatio
 
 
 DASK_KEYS = ("scheduler_file", "address", "cluster", "adapt", "connect_timeout", "resources")
-_ADAPT_KEYS = {"minimum", "maximum"}
+_ADAPT_KEYS = {"minimum", "maximum", "idle"}
 
 
 def _dask(d: Any, pool: str, source: str, base_dir: Path | None) -> dict | None:
@@ -766,7 +766,8 @@ def _dask(d: Any, pool: str, source: str, base_dir: Path | None) -> dict | None:
             hi = _int(a, "maximum", source, required=True, minimum=1, prefix="dask.adapt.")
             if lo > hi:
                 raise ConfigError(f"minimum {lo} exceeds maximum {hi}", source, "dask.adapt")
-            out["adapt"] = {"minimum": lo, "maximum": hi}
+            idle = _number(a, "idle", source, default=30.0, positive=True, prefix="dask.adapt.")
+            out["adapt"] = {"minimum": lo, "maximum": hi, "idle": idle}
         else:
             raise ConfigError(f"adapt needs a cluster emews starts (dask.cluster or none); with {ways[0]} the workers "
                               "are started by you", source, "dask.adapt")

@@ -2,7 +2,9 @@
 
     python benchmarks/perf/utilization_dask.py [--workers 64] [--tasks 640] [--mean 1.0]
 
-A ``LocalCluster`` of ``--workers`` processes (one thread each) runs a search of ``--tasks``
+A ``dask scheduler`` process and ``--workers`` ``dask worker`` processes (one thread each, no
+nanny; started in waves of 8, so a small machine is not swamped by 64 Python start-ups at once)
+run a search of ``--tasks``
 tasks that sleep log-normal times (mean ``--mean`` s, sigma 0.5 in log space). From the
 journal, with d_i the measured run time of task i (end - start)::
 
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "workers")]
 
 SPACE_U = {"type": "real", "low": 0.0, "high": 1.0}
 
@@ -44,21 +46,28 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=640)
     ap.add_argument("--mean", type=float, default=1.0)
     a = ap.parse_args()
-    from distributed import Client, LocalCluster
+    from dask_cluster import DaskProcesses
 
     import emews
     from emews.journal import read_journal
 
     t0 = time.monotonic()
-    with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client, tempfile.TemporaryDirectory() as d:
-        client.wait_for_workers(a.workers, timeout=600)
-        print(f"{a.workers} Dask workers up in {time.monotonic() - t0:.1f} s")
-        space = {"u": SPACE_U, "mean": {"type": "constant", "value": a.mean}}
-        res = emews.search("benchmarks.perf.utilization_mpi:sleep_lognormal", space, max_evals=a.tasks,
-                           workers=a.workers, output=d, report=False, seed=0, pool="dask",
-                           dask={"address": cluster.scheduler_address})
-        j = read_journal(res.directory)
+    with tempfile.TemporaryDirectory() as d:
+        c = DaskProcesses(Path(d))
+        try:
+            c.start_scheduler()
+            for i in range(a.workers):
+                c.start_worker(f"w{i}")
+                if (i + 1) % 8 == 0 or i + 1 == a.workers:
+                    c.wait_for_workers(i + 1, timeout=600)
+            print(f"{a.workers} Dask workers up in {time.monotonic() - t0:.1f} s", flush=True)
+            space = {"u": SPACE_U, "mean": {"type": "constant", "value": a.mean}}
+            res = emews.search("benchmarks.perf.utilization_mpi:sleep_lognormal", space, max_evals=a.tasks,
+                               workers=a.workers, output=Path(d, "runs"), report=False, seed=0, pool="dask",
+                               dask={"scheduler_file": str(c.scheduler_file)})
+            j = read_journal(res.directory)
+        finally:
+            c.close()
     evals = sorted((e for e in j["evals"] if e["status"] == "done"), key=lambda e: e["task_id"])
     assert len(evals) == a.tasks, f"{len(evals)} of {a.tasks} done"
     durations = [e["end"] - e["start"] for e in evals]

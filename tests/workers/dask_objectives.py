@@ -45,3 +45,10 @@ def bound(params: dict) -> dict:
     time.sleep(0.2)
     return {"loss": float(params["x"]), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
             "t0": t0, "t1": time.time()}
+
+
+def gate_first(params: dict) -> float:
+    """x = 0 waits for the test's gate (as :func:`gated`); every other x returns at once."""
+    if params["x"] == 0:
+        return gated(params)
+    return float(params["x"]) ** 2

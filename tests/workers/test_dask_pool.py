@@ -323,6 +323,44 @@ def test_scheduler_killed_stops_in_order_and_the_local_pool_resumes(tmp_path, fr
     _one_done_each(rows, n)
 
 
+@pytest.mark.slow
+def test_adapt_minimum_retires_idle_workers_down_to_it(tmp_path):
+    """``adapt: {minimum: 1, maximum: 3, idle: 0.5}`` on a cluster emews starts: three workers
+    come; once the budget is handed out and only the gated task runs, the two idle workers are
+    retired (no attempt interrupted) and the search holds at the minimum until it ends."""
+    n = 6
+    raw = {"experiment": "e", "objective": "dask_objectives:gate_first",
+           "space": {"x": {"type": "categorical", "values": list(range(n))}},
+           "optimizer": {"name": "grid", "settings": {}}, "max_evals": n, "seed": 1, "output": str(tmp_path / "runs"),
+           "pool": "dask", "progress": 0.2, "report": False,
+           "dask": {"cluster": {"type": "local"}, "adapt": {"minimum": 1, "maximum": 3, "idle": 0.5}}}
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    log_path = tmp_path / "search.log"
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([sys.executable, "-m", "emews.run", str(cfg)], env=_env(tmp_path), cwd=str(ROOT),
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _until(lambda: "3/3 busy" in log_path.read_text() or "/3 busy" in log_path.read_text(),
+               "three workers present", proc=p)
+        _until(lambda: any(f.name.startswith("started-0-") for f in tmp_path.iterdir()), "the gated task started",
+               proc=p)
+        _until(lambda: "retired" in log_path.read_text() and "1/1 busy" in log_path.read_text(),
+               "the idle workers retired down to the minimum", proc=p)
+        (tmp_path / "go").touch()
+        rc, out = _finish(p, tmp_path)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+    assert rc == 0, out
+    rows = _rows(tmp_path / "runs" / "e")
+    _one_done_each(rows, n)
+    assert all(len(rs) == 1 for rs in rows.values()), rows  # a retired worker ran no attempt away
+    sizes = [k for _, k in read_journal(tmp_path / "runs" / "e")["meta"]["sessions"][-1]["capacity"]]
+    assert max(sizes) == 3 and min(sizes[sizes.index(3):]) == 1 and sizes[-1] == 1, sizes
+
+
 # -- bad input ---------------------------------------------------------------------------
 def _raw(tmp_path: Path, **dask) -> dict:
     return {"experiment": "e", "objective": "emews.testing.pools:objective", "space": {"x": {"type": "int", "low": 0,
