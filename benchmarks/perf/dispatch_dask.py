@@ -96,19 +96,39 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--evals", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scheduler", choices=("inline", "process"), default="inline",
+                    help="inline: a LocalCluster whose scheduler runs in this process (beside the client and the "
+                         "emews driver); process: a `dask scheduler` process and `dask worker` processes, as a "
+                         "cluster deployment has them")
     a = ap.parse_args()
+    import contextlib
+
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with contextlib.ExitStack() as stack:
+        if a.scheduler == "inline":
+            cluster = stack.enter_context(LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None))
+            address = cluster.scheduler_address
+        else:
+            sys.path.insert(0, str(ROOT / "tests" / "workers"))
+            from dask_cluster import DaskProcesses
+
+            procs = DaskProcesses(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            stack.callback(procs.close)
+            address = procs.start_scheduler()
+            for i in range(a.workers):
+                procs.start_worker(f"w{i}")
+        client = stack.enter_context(Client(address))
         client.wait_for_workers(a.workers)
         run_baseline(client, 50)  # warm: the workers import the function once
         base, one, dask, local = [], [], [], []
         for _ in range(a.repeat):
             base.append(run_baseline(client, a.evals))
             one.append(run_one_per_worker(client, a.evals))
-            dask.append(run_emews("dask", a.evals, a.workers, cluster.scheduler_address))
+            dask.append(run_emews("dask", a.evals, a.workers, address))
             local.append(run_emews("local", a.evals, a.workers, None))
+    print(f"scheduler: {a.scheduler}")
     rate = {k: a.evals / statistics.median(v) for k, v in (("client.map", base), ("one/worker", one),
                                                             ("dask pool", dask), ("local pool", local))}
     print(f"{a.evals} no-op tasks on {a.workers} workers, median of {a.repeat} (evaluations/s, steady state):")
