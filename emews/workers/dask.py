@@ -410,7 +410,7 @@ class DaskPool(PoolBase):
         is never used (a task pinned to it would wait for good)."""
         if info is None:
             try:
-                info = self._client.scheduler_info(n_workers=-1)["workers"].get(address)
+                info = self._workers_info().get(address)
             except Exception:  # noqa: BLE001 - the scheduler is unreachable: the periodic check retries
                 return False
             if info is None:
@@ -469,7 +469,7 @@ class DaskPool(PoolBase):
             self._scheduler_trouble(now, f"the connection to it is {status}")
             return
         try:
-            present = dict(self._client.scheduler_info(n_workers=-1)["workers"])
+            present = self._workers_info()
         except Exception as e:  # noqa: BLE001 - an unreachable scheduler, whatever the comm raises
             self._scheduler_trouble(now, e)
             return
@@ -481,6 +481,12 @@ class DaskPool(PoolBase):
             self._leave(address, out if out is not None else [])
         if self._adapt is not None and not self.closed:
             self._adapt_plan(present)
+
+    def _workers_info(self) -> dict[str, Any]:
+        """Every worker the scheduler has now, asked of it (``Client.scheduler_info`` returns a
+        cache that Dask's own periodic refresh overwrites with a few workers, or none, at any
+        moment: beyond 5 workers it would make present workers look gone)."""
+        return dict(self._client.sync(self._client.scheduler.identity, n_workers=-1)["workers"])
 
     def _scheduler_trouble(self, now: float, error: Any) -> None:
         if self._unreachable_since is None:
