@@ -715,8 +715,8 @@ def _simulation(sim: Any, pool: str, runner_type: str, source: str) -> Simulatio
     return SimulationConfig(**dict(sim or {}))
 
 
-DASK_KEYS = ("scheduler_file", "address", "cluster", "adapt", "connect_timeout")
-_ADAPT_KEYS = {"minimum", "maximum"}
+DASK_KEYS = ("scheduler_file", "address", "cluster", "adapt", "connect_timeout", "resources")
+_ADAPT_KEYS = {"minimum", "maximum", "idle"}
 
 
 def _dask(d: Any, pool: str, source: str, base_dir: Path | None) -> dict | None:
@@ -773,6 +773,13 @@ def _dask(d: Any, pool: str, source: str, base_dir: Path | None) -> dict | None:
             raise ConfigError(f'cluster type {kind!r} needs dask-jobqueue, which is not installed; install it with: '
                               'pip install "emews[dask]"', source, "dask.cluster.type")
         out["cluster"] = dict(c)
+    if d.get("resources") is not None:  # what each task asks of its worker (Dask worker resources)
+        r = d["resources"]
+        if (not isinstance(r, Mapping) or not r or not all(isinstance(k, str) and k for k in r)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in r.values())):
+            raise ConfigError(f"must be a mapping of resource names to positive amounts like {{GPU: 1}}, got {r!r}",
+                              source, "dask.resources")
+        out["resources"] = dict(r)
     if d.get("adapt") is not None:
         a = d["adapt"]
         if not isinstance(a, Mapping):
@@ -783,7 +790,8 @@ def _dask(d: Any, pool: str, source: str, base_dir: Path | None) -> dict | None:
             hi = _int(a, "maximum", source, required=True, minimum=1, prefix="dask.adapt.")
             if lo > hi:
                 raise ConfigError(f"minimum {lo} exceeds maximum {hi}", source, "dask.adapt")
-            out["adapt"] = {"minimum": lo, "maximum": hi}
+            idle = _number(a, "idle", source, default=30.0, positive=True, prefix="dask.adapt.")
+            out["adapt"] = {"minimum": lo, "maximum": hi, "idle": idle}
         else:
             raise ConfigError(f"adapt needs a cluster emews starts (dask.cluster or none); with {ways[0]} the workers "
                               "are started by you", source, "dask.adapt")

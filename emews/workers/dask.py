@@ -20,6 +20,14 @@ Capacity is the workers present: :attr:`DaskPool.size` and :attr:`DaskPool.idle`
 join and leave; each worker runs one task at a time (start them with ``--nthreads 1``). With no
 worker the search waits; it goes on as soon as one joins.
 
+While tasks are short (see :mod:`emews.workers._pool`), each busy worker also holds its next
+task: a second future pinned to it, queued by Dask on the worker, which starts it the moment
+the one before ends (no round trip through the driver between two tasks). A held task is never
+taken back (its cancel could race its start); a worker lost while running the task before it
+hands it back unstarted. ``dask.resources`` (e.g. ``{GPU: 1}``) is asked by every task; only
+workers that offer it are used. With ``adapt``, the pool's demand steers Dask's ``Adaptive``:
+grow while every worker is busy, retire workers idle for ``adapt.idle`` s down to ``minimum``.
+
 Intermediate reports travel as Dask events (``Worker.log_event`` on a topic this pool subscribes
 to), the answers and stops as messages on a Dask ``Queue`` per worker (its *inbox*), both read by
 the same :class:`~emews.workers._wire.WorkerChannel` as on every other pool.
@@ -115,6 +123,9 @@ def scheduler_problem(settings: Mapping[str, Any], timeout: float) -> tuple[str,
 # -- the worker's side (runs inside a Dask worker process) ----------------------------------
 _RUNNER: dict[str, Any] = {}  # the runner of the pool this worker process serves (one at a time)
 _INBOX: dict[str, Any] = {}  # inbox name -> its Queue
+#: stops read from the inbox by the attempt before the one they are for (a task held ahead, told
+#: to stop at the pool's shutdown before it started): kept for that attempt's channel
+_STOPS_AHEAD: dict[tuple[int, int], list] = {}
 
 
 def _runner_for(pool_id: str, spec: dict) -> Any:
@@ -129,7 +140,7 @@ def _runner_for(pool_id: str, spec: dict) -> Any:
     return _RUNNER["runner"]
 
 
-def _inbox_receive(name: str) -> wire.Receive:
+def _inbox_receive(name: str, key: tuple[int, int]) -> wire.Receive:
     """A worker channel's ``receive`` over the worker's inbox (a Dask Queue, reached on the first
     read: an objective that never reports costs no queue, nor the worker's client to reach one)."""
     from distributed import Queue
@@ -140,18 +151,27 @@ def _inbox_receive(name: str) -> wire.Receive:
             queue = _INBOX[name] = Queue(name)
         return queue
 
-    buffered: collections.deque[Any] = collections.deque()
+    buffered: collections.deque[Any] = collections.deque(_STOPS_AHEAD.pop(key, ()))
+
+    def keep(messages: list) -> None:
+        for kind, body in messages:
+            other = (body[0], body[1]) if body and len(body) >= 2 else key
+            if other == key:
+                buffered.append((kind, body))
+            elif kind == wire.STOP:  # for an attempt this worker holds, not started yet
+                _STOPS_AHEAD.setdefault(other, []).append((kind, body))
+            # else: a late answer for an earlier attempt
 
     def receive(block: bool) -> Any:
         try:
             while not buffered:
                 if not block:
-                    buffered.extend(inbox().get(batch=True))  # whatever has come, at once
+                    keep(inbox().get(batch=True))  # whatever has come, at once
                     if not buffered:
                         return None
                     break
                 try:
-                    buffered.append(inbox().get(timeout=10.0))
+                    keep([inbox().get(timeout=10.0)])
                 except TimeoutError:
                     continue
         except Exception as e:  # noqa: BLE001 - the scheduler is gone: no answer will come
@@ -177,7 +197,8 @@ def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> R
         rep = message[1]
         me.log_event(topic, [wire.REPORT, [rep.task_id, rep.attempt, rep.step, rep.loss, rep.metrics, rep.time]])
 
-    channel = wire.WorkerChannel(task.id, task.attempt, post, _inbox_receive(_inbox_name(pool_id, me.address)))
+    receive = _inbox_receive(_inbox_name(pool_id, me.address), (task.id, task.attempt))
+    channel = wire.WorkerChannel(task.id, task.attempt, post, receive)
     result = execute(runner, task, worker, HOST, os.environ.get("CUDA_VISIBLE_DEVICES"), channel)
     try:
         me.log_event(topic, [wire.RESULT, list(result.__reduce__()[1])])
@@ -212,6 +233,9 @@ class DaskPool(PoolBase):
     """
 
     kind = "dask"
+    #: a worker holds one task ahead while tasks are short (see :mod:`emews.workers._pool`): Dask
+    #: queues it on the worker, which starts it the moment the one before it ends
+    prefetch = 1
 
     def __init__(self, runner_spec: dict, settings: Mapping[str, Any] | None = None, workers: int | None = None,
                  on_report: OnReport | None = None, *, connect_timeout: float = 30.0, start: bool = True):
@@ -227,10 +251,16 @@ class DaskPool(PoolBase):
         self._address_of: dict[int, str] = {}  # worker id -> its Dask address
         self._id_of: dict[str, int] = {}  # Dask address -> worker id (a worker that comes back gets a new one)
         self._gone: set[str] = set()  # addresses that left (never taken back)
-        self._futures: dict[int, Any] = {}  # worker id -> the future of the task it runs
-        self._running: dict[tuple[int, int], int] = {}  # (task id, attempt) -> the worker running it
-        self._by_key: dict[Any, int] = {}  # a running future's key -> its worker
-        self._unreported: dict[int, float] = {}  # worker id -> when its future ended with no result yet
+        #: what each task asks of its worker (``dask.resources``, e.g. ``{GPU: 1}``): Dask runs at most
+        #: as many at once on a worker as it offers; workers that offer less are not used
+        self._resources: dict[str, float] = {k: float(v) for k, v in (self._settings.get("resources") or {}).items()}
+        self._unfit: set[str] = set()  # addresses of workers present without those resources (not used)
+        # an attempt is (task id, attempt number); a worker has one running and may hold one ahead
+        self._futures: dict[tuple[int, int], Any] = {}  # attempt -> its future
+        self._running: dict[tuple[int, int], int] = {}  # attempt (running or held) -> its worker
+        self._by_key: dict[Any, tuple[int, int]] = {}  # a future's Dask key -> its attempt
+        self._unreported: dict[tuple[int, int], float] = {}  # attempt -> when its future ended with no result yet
+        self._early: dict[int, Result] = {}  # worker -> the result of its held task, come before the one before it
         self._inboxes: dict[int, Any] = {}  # worker id -> its inbox Queue
         self._events: collections.deque[tuple[str, Any]] = collections.deque()  # from Dask's threads
         self._wake_r, self._wake_w = os.pipe()
@@ -240,6 +270,11 @@ class DaskPool(PoolBase):
         self._unreachable_since: float | None = None
         self._fatal: str | None = None
         self._waiting_logged = False
+        self._adapt: dict[str, Any] | None = None  # adapt settings of a cluster this pool made
+        self._adapt_target = 0  # workers wanted (read by Dask's Adaptive in its own thread)
+        self._retiring: dict[str, Any] = {}  # address -> Dask name of a surplus worker being retired
+        self._idle_since: dict[int, float] = {}  # worker id -> when it last became idle
+        self._demand = True  # tasks handed out since the last worker was retired as surplus
         self.joined = 0
         self.left = 0
         self.interrupted = 0
@@ -286,6 +321,8 @@ class DaskPool(PoolBase):
             spec.setdefault("threads_per_worker", 1)
             spec.setdefault("processes", True)
             spec.setdefault("dashboard_address", None)
+            if self._resources:  # its workers offer what the tasks ask for
+                spec.setdefault("resources", dict(self._resources))
             cluster = distributed.LocalCluster(**spec)
         else:
             import dask_jobqueue
@@ -294,12 +331,40 @@ class DaskPool(PoolBase):
             if not adapt:
                 cluster.scale(jobs=self._workers_wanted or 1)
         if adapt:
-            # Dask's adaptive target follows the tasks queued on its scheduler, but emews keeps its
-            # queue on its own side (one task per worker present), so Dask would never see a reason
-            # to grow: the search keeps `maximum` workers, and Dask's Adaptive starts new ones (new
-            # jobs) as others end, at their walltime or by failure
-            cluster.adapt(minimum=adapt["maximum"], maximum=adapt["maximum"])
+            # Dask's own adaptive target follows the tasks queued on its scheduler, but emews keeps
+            # its queue on its side (one task per worker), so Dask would see no reason to grow and
+            # would retire busy workers: emews' demand drives Dask's Adaptive instead (see _adapt_plan)
+            self._adapt = dict(adapt)
+            self._adapt_target = int(adapt["maximum"])
+            cluster.adapt(Adaptive=_emews_adaptive(self), minimum=adapt.get("minimum", 0), maximum=adapt["maximum"])
         return cluster
+
+    def _adapt_plan(self, present: Mapping[str, Any]) -> None:
+        """The demand an adaptive cluster follows (driver's thread; read by Dask's Adaptive).
+
+        A worker idle for ``adapt.idle`` seconds while more than ``adapt.minimum`` are in use is
+        surplus: it is taken out of use here first (no task can reach it), then retired by the
+        Adaptive; the target holds at the workers in use. It grows to ``adapt.maximum`` again
+        once tasks were handed out since and every worker in use is busy (from the start too:
+        no worker, no surplus)."""
+        a = self._adapt
+        now = time.monotonic()
+        idle_for = float(a.get("idle", 30.0))
+        for wid in list(self._idle):
+            if self.size <= a.get("minimum", 0):
+                break
+            address = self._address_of.get(wid)
+            name = (present.get(address) or {}).get("name")
+            if address is None or name is None or now - self._idle_since.get(wid, now) < idle_for:
+                continue
+            self._idle.remove(wid)
+            self._retiring = {**self._retiring, address: name}  # replaced, never changed: read by Dask's thread
+            self.size -= 1
+            self._demand = False
+            log.info("dask pool: worker %d (%s) idle for %g s: retired (adapt.minimum %d)", wid, address, idle_for,
+                     a.get("minimum", 0))
+        grow = self._demand and not self._idle
+        self._adapt_target = int(a["maximum"]) if grow else max(int(a.get("minimum", 0)), self.size)
 
     # -- joins and leaves ------------------------------------------------------------------
     def _on_scheduler_event(self, event: tuple[float, Any]) -> None:
@@ -324,8 +389,10 @@ class DaskPool(PoolBase):
         except (BlockingIOError, OSError):
             pass  # the pipe is full: wait() is woken anyway
 
-    def _join(self, address: str) -> None:
-        if address in self._id_of or address in self._gone or self.closed:
+    def _join(self, address: str, info: Mapping[str, Any] | None = None) -> None:
+        if address in self._id_of or address in self._gone or address in self._unfit or self.closed:
+            return
+        if self._resources and not self._fits(address, info):
             return
         wid = self.joined
         self.joined += 1
@@ -337,24 +404,50 @@ class DaskPool(PoolBase):
             log.info("dask pool: worker %d joined (%s); the search goes on", wid, address)
             self._waiting_logged = False
 
+    def _fits(self, address: str, info: Mapping[str, Any] | None) -> bool:
+        """Whether the worker at ``address`` offers the resources every task asks for (``info``:
+        its entry in the scheduler's worker list; asked for when not given). One that does not
+        is never used (a task pinned to it would wait for good)."""
+        if info is None:
+            try:
+                info = self._workers_info().get(address)
+            except Exception:  # noqa: BLE001 - the scheduler is unreachable: the periodic check retries
+                return False
+            if info is None:
+                return False  # gone already (or not yet listed: the periodic check sees it)
+        offered = info.get("resources") or {}
+        if all(float(offered.get(k, 0)) >= v for k, v in self._resources.items()):
+            return True
+        self._unfit.add(address)
+        log.warning("dask pool: worker %s offers resources %s, not %s: not used (start it with dask worker "
+                    "--resources %s)", address, dict(offered) or "none", self._resources,
+                    ",".join(f"{k}={v:g}" for k, v in self._resources.items()))
+        return False
+
     def _leave(self, address: str, out: list[Result]) -> None:
+        self._unfit.discard(address)
         wid = self._id_of.pop(address, None)
         self._gone.add(address)
         if wid is None:
             return
+        self._early.pop(wid, None)
         self.left += 1
-        self.size -= 1
+        if address in self._retiring:  # counted out already
+            self._retiring = {a: n for a, n in self._retiring.items() if a != address}
+        else:
+            self.size -= 1
+        self._idle_since.pop(wid, None)
         if wid in self._idle:
             self._idle.remove(wid)
         self._inboxes.pop(wid, None)
+        held = self._next.get(wid)
+        if held is not None:  # sent ahead, not started (its worker was running the task before it)
+            self._forget((held.id, held.attempt), cancel=True)
+            self._lost_held(wid)  # back to the driver unstarted: no attempt spent
         task = self._busy.pop(wid, None)
-        future = self._futures.pop(wid, None)
-        self._unreported.pop(wid, None)
         if task is not None:
-            self._running.pop((task.id, task.attempt), None)
+            self._forget((task.id, task.attempt), cancel=True)
             self._stopping.discard((task.id, task.attempt))
-            if future is not None:
-                future.cancel()
             self.interrupted += 1
             out.append(Result.cancelled(task, f"interrupted: Dask worker {wid} ({address}) left while running it; "
                                               "the task runs again", worker=wid, host=_host_of(address),
@@ -376,15 +469,24 @@ class DaskPool(PoolBase):
             self._scheduler_trouble(now, f"the connection to it is {status}")
             return
         try:
-            present = set(self._client.scheduler_info(n_workers=-1)["workers"])
+            present = self._workers_info()
         except Exception as e:  # noqa: BLE001 - an unreachable scheduler, whatever the comm raises
             self._scheduler_trouble(now, e)
             return
         self._unreachable_since = None
+        self._unfit &= set(present)
         for address in sorted(present):
-            self._join(address)
+            self._join(address, present[address])
         for address in [a for a in self._id_of if a not in present]:
             self._leave(address, out if out is not None else [])
+        if self._adapt is not None and not self.closed:
+            self._adapt_plan(present)
+
+    def _workers_info(self) -> dict[str, Any]:
+        """Every worker the scheduler has now, asked of it (``Client.scheduler_info`` returns a
+        cache that Dask's own periodic refresh overwrites with a few workers, or none, at any
+        moment: beyond 5 workers it would make present workers look gone)."""
+        return dict(self._client.sync(self._client.scheduler.identity, n_workers=-1)["workers"])
 
     def _scheduler_trouble(self, now: float, error: Any) -> None:
         if self._unreachable_since is None:
@@ -395,18 +497,39 @@ class DaskPool(PoolBase):
                                 "stops, its journal is kept: run it again (on any pool) to resume")
 
     # -- what the driver calls -------------------------------------------------------------
+    def _ready(self, worker: int) -> None:
+        self._idle_since[worker] = time.monotonic()
+        super()._ready(worker)
+
     def _send_task(self, worker: int, task: Task) -> bool:
         address = self._address_of.get(worker)
         if address is None:
             return False
+        self._demand = True
         future = self._client.submit(_attempt, self._id, self._spec, task, worker, self._topic,
                                      key=f"emews-{self._id}-{task.id}-{task.attempt}-{worker}", pure=False,
-                                     workers=[address], allow_other_workers=False, retries=0)
-        self._futures[worker] = future
-        self._running[(task.id, task.attempt)] = worker
-        self._by_key[future.key] = worker
+                                     workers=[address], allow_other_workers=False, retries=0,
+                                     resources=self._resources or None)
+        key = (task.id, task.attempt)
+        self._futures[key] = future
+        self._running[key] = worker
+        self._by_key[future.key] = key
         future.add_done_callback(self._on_done)
         return True
+
+    def _forget(self, key: tuple[int, int], cancel: bool = False) -> None:
+        """Drop an attempt's bookkeeping (its late result, if one comes, is dropped too)."""
+        self._running.pop(key, None)
+        self._unreported.pop(key, None)
+        future = self._futures.pop(key, None)
+        if cancel and future is not None:
+            future.cancel()
+
+    def _send_recall(self, worker: int, task: Task) -> None:
+        """Nothing: a task held ahead on a Dask worker is never taken back. A cancelled future
+        may already be running there (its worker ends the task before it and starts it at once,
+        before the driver hears of that end), so taking it back could start it twice. It runs
+        after the task before it (prefetch happens only while tasks are short)."""
 
     def _inbox(self, worker: int) -> Any:
         q = self._inboxes.get(worker)
@@ -486,24 +609,39 @@ class DaskPool(PoolBase):
 
     def _on_result(self, result: Result, out: list[Result]) -> None:
         """An attempt's result (from its event, or its future's value); a late one is dropped."""
-        worker = self._running.pop((result.task_id, result.attempt), None)
+        key = (result.task_id, result.attempt)
+        worker = self._running.get(key)
         if worker is None:
             return  # its worker was declared gone and the attempt returned as interrupted: never doubled
-        self._futures.pop(worker, None)  # released: Dask forgets the task
-        self._unreported.pop(worker, None)
-        self._finished(worker, result)
-        out.append(result)
+        held = self._next.get(worker)
+        if held is not None and (held.id, held.attempt) == key:
+            # the result of the task held ahead came before the one of the task before it (a result
+            # carried by its future, not by an event): kept until that one comes
+            self._early[worker] = result
+            return
+        self._forget(key)  # its future released: Dask forgets the task
+        if self._finished(worker, result):
+            out.append(result)
+            early = self._early.pop(worker, None)
+            if early is not None:
+                self._on_result(early, out)
 
     def _collect(self, future: Any, out: list[Result]) -> None:
         """One ended future: its result's event has come (nothing to do), will come, or the attempt
         ended without one (its worker died, or the task function itself failed)."""
-        worker = self._by_key.pop(future.key, None)
-        if worker is None or self._futures.get(worker) is not future:
+        key = self._by_key.pop(future.key, None)
+        if key is None or self._futures.get(key) is not future:
             return  # its result came, or it was cancelled because its worker left
+        worker = self._running[key]
         task = self._busy[worker]
+        if (task.id, task.attempt) != key and future.status != "finished":
+            # the task held ahead ended without a result before the task before it reported:
+            # its worker is gone with both (the held one comes back unstarted)
+            self._interrupted(worker, task, future.exception(timeout=30) if future.status == "error" else None, out)
+            return
         if future.status == "finished":
             if getattr(future, "type", None) is type(None):
-                self._unreported[worker] = time.monotonic()  # the result's event is on its way
+                self._unreported[key] = time.monotonic()  # the result's event is on its way
                 return
             try:
                 result = future.result(timeout=30)
@@ -521,16 +659,15 @@ class DaskPool(PoolBase):
             self._interrupted(worker, task, error, out)  # the worker died with it (Dask gave up on it)
             return
         # the task function itself failed (not the objective, whose errors are results)
-        self._drop(worker, task)
-        self._ready(worker)
-        out.append(Result.failed(task, f"the Dask task failed: {type(error).__name__}: {error}", worker=worker,
-                                 host=_host_of(self._address_of.get(worker, "")), end=time.time()))
+        failed = Result.failed(task, f"the Dask task failed: {type(error).__name__}: {error}", worker=worker,
+                               host=_host_of(self._address_of.get(worker, "")), end=time.time())
+        self._forget(key)
+        self._finished(worker, failed)  # the worker goes on with the task it holds, or is idle
+        out.append(failed)
 
     def _drop(self, worker: int, task: Task) -> None:
         self._busy.pop(worker, None)
-        self._futures.pop(worker, None)
-        self._unreported.pop(worker, None)
-        self._running.pop((task.id, task.attempt), None)
+        self._forget((task.id, task.attempt))
 
     def _interrupted(self, worker: int, task: Task, why: Any, out: list[Result]) -> None:
         """An attempt that ended without a result: returned as cancelled (the driver runs it again)."""
@@ -546,7 +683,8 @@ class DaskPool(PoolBase):
     def _overdue(self, out: list[Result]) -> None:
         """Futures that ended :data:`RESULT_GRACE` seconds ago whose result never came."""
         now = time.monotonic()
-        for worker, since in list(self._unreported.items()):
+        for key, since in list(self._unreported.items()):
+            worker = self._running.get(key)
             if now - since >= RESULT_GRACE and worker in self._busy:
                 self._interrupted(worker, self._busy[worker], f"no result {RESULT_GRACE:g} s after it ended", out)
 
@@ -562,6 +700,7 @@ class DaskPool(PoolBase):
         if self.closed:
             return []
         self.closed = True
+        held = list(self._next.items())  # (a kill returns them as cancelled, and forgets them)
         cancelled = self._running_as_cancelled(lambda w: _host_of(self._address_of.get(w, ""))) if kill else []
         client, self._client = self._client, None
         if client is not None and client.status != "running":
@@ -578,8 +717,8 @@ class DaskPool(PoolBase):
             try:
                 # a task cannot be killed in a Dask worker's thread: one waiting for the answer to a
                 # report would wait for good and keep its worker; told to stop, it ends at once
-                for worker, t in list(self._busy.items()):
-                    self._send_stop(worker, t)
+                for worker, t in [*self._busy.items(), *held]:  # held ones too: one
+                    self._send_stop(worker, t)  # may start as the cancel of its future travels
                 for topic in ("all", self._topic):  # else the scheduler tells a closing client of its own leaving
                     client.unsubscribe_topic(topic)
                 client.cancel(list(self._futures.values()), force=True)
@@ -605,6 +744,27 @@ class DaskPool(PoolBase):
             except OSError:
                 pass
         return cancelled
+
+
+def _emews_adaptive(pool: DaskPool) -> type:
+    """Dask's ``Adaptive`` steered by the pool's demand (:meth:`DaskPool._adapt_plan`): its target
+    is the pool's, and the workers it closes are the ones the pool took out of use."""
+    import weakref
+
+    from distributed.deploy.adaptive import Adaptive
+
+    ref = weakref.ref(pool)
+
+    class EmewsAdaptive(Adaptive):
+        async def target(self) -> int:
+            p = ref()
+            return p._adapt_target if p is not None else 0
+
+        async def workers_to_close(self, target: int) -> list:
+            p = ref()
+            return list(p._retiring.values()) if p is not None else []
+
+    return EmewsAdaptive
 
 
 def _host_of(address: str) -> str | None:

@@ -5,6 +5,7 @@
 instead, so one worker holds a task past the job's end while the others finish theirs. With
 ``EMEWS_TEST_HOLD`` (a file), every task after a worker process's first one waits while that
 file exists: a job that cannot end by itself, with results already journaled.
+``gated_in_job`` marks which Slurm job started which task and waits for the test's gate.
 """
 
 from __future__ import annotations
@@ -27,3 +28,18 @@ def sleepy(params: dict) -> float:
         seconds = float(os.environ.get("EMEWS_TEST_LONG_SECONDS", "600"))
     time.sleep(seconds)
     return (params["x"] - 0.3) ** 2
+
+
+def gated_in_job(params: dict) -> float:
+    """Writes ``started-<x>-<Slurm job id>`` in ``$EMEWS_GATE_DIR``, then waits until ``go``
+    exists there (a Dask worker inside a Slurm job: the test learns which job runs which task)."""
+    from pathlib import Path
+
+    gate = Path(os.environ["EMEWS_GATE_DIR"])
+    (gate / f"started-{params['x']}-{os.environ.get('SLURM_JOB_ID', 'nojob')}").touch()
+    deadline = time.monotonic() + 600
+    while not (gate / "go").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.05)
+    return float(params["x"]) ** 2

@@ -34,10 +34,10 @@ class DaskProcesses:
         self.workers: dict[str, subprocess.Popen] = {}
         self._logs: list = []
 
-    def _popen(self, args: list[str], name: str) -> subprocess.Popen:
+    def _popen(self, args: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(self.directory / f"{name}.log", "w")
         self._logs.append(out)
-        return subprocess.Popen([sys.executable, "-m", *args], env=_env(self.directory), stdout=out,
+        return subprocess.Popen([sys.executable, "-m", *args], env={**_env(self.directory), **(env or {})}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_scheduler(self, timeout: float = 60.0) -> str:
@@ -66,11 +66,13 @@ class DaskProcesses:
             out.setdefault(int(pid), []).append(x)
         return out
 
-    def start_worker(self, name: str) -> subprocess.Popen:
-        """Start one worker process (one thread) that joins the scheduler."""
+    def start_worker(self, name: str, *args: str, nthreads: int = 1, env: dict[str, str] | None = None
+                     ) -> subprocess.Popen:
+        """Start one worker process (``nthreads`` threads, ``args`` added to its command line,
+        ``env`` to its environment) that joins the scheduler."""
         p = self._popen(["distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file),
-                         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name, "--host", "127.0.0.1",
-                         "--death-timeout", "20"], f"worker-{name}")
+                         "--nthreads", str(nthreads), "--no-nanny", "--no-dashboard", "--name", name, "--host",
+                         "127.0.0.1", "--death-timeout", "20", *args], f"worker-{name}", env)
         self.workers[name] = p
         return p
 

@@ -36,3 +36,19 @@ class OneSlotEach:
 
     def tell(self, results: list) -> None:
         pass
+
+
+def bound(params: dict) -> dict:
+    """Sleeps a little and says where it ran: the worker's ``CUDA_VISIBLE_DEVICES``, its pid and
+    its own start and end times (``time.time()``)."""
+    t0 = time.time()
+    time.sleep(0.2)
+    return {"loss": float(params["x"]), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
+            "t0": t0, "t1": time.time()}
+
+
+def gate_first(params: dict) -> float:
+    """x = 0 waits for the test's gate (as :func:`gated`); every other x returns at once."""
+    if params["x"] == 0:
+        return gated(params)
+    return float(params["x"]) ** 2

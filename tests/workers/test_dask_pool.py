@@ -138,6 +138,43 @@ def test_an_adaptive_cluster_emews_starts_gets_its_workers(tmp_path):
     assert res.count("done") == 4
 
 
+def test_gpu_resources_one_task_per_gpu_worker_each_with_its_own_binding(tmp_path, fresh):
+    """``dask: {resources: {GPU: 1}}``: every task asks its worker for one GPU. Two workers offer
+    GPU=1, each with its own ``CUDA_VISIBLE_DEVICES`` (one of them with two threads, which Dask's
+    resources still hold to one task at a time); a third offers none and gets no task. No GPU
+    is needed: the binding is the worker process's environment, as ``srun --gpus-per-task=1``
+    sets it."""
+    g0 = fresh.start_worker("g0", "--resources", "GPU=1", nthreads=2, env={"CUDA_VISIBLE_DEVICES": "0"})
+    g1 = fresh.start_worker("g1", "--resources", "GPU=1", env={"CUDA_VISIBLE_DEVICES": "1"})
+    cpu = fresh.start_worker("cpu", env={"CUDA_VISIBLE_DEVICES": "cpu-only"})
+    fresh.wait_for_workers(3)
+    n = 8
+    raw = {"experiment": "g", "objective": "dask_objectives:bound", "space": {"x": {"type": "categorical",
+           "values": list(range(n))}}, "optimizer": {"name": "grid", "settings": {}}, "max_evals": n, "seed": 1, "report": False,
+           "output": str(tmp_path / "runs"), "pool": "dask",
+           "dask": {"scheduler_file": str(fresh.scheduler_file), "resources": {"GPU": 1}}}
+    res = run_config(parse_config(raw, "test.yaml", base_dir=HERE))
+    j = read_journal(res.directory)
+    evals = j["evals"]
+    assert sorted(e["params"]["x"] for e in evals) == list(range(n)) and all(e["status"] == DONE for e in evals)
+    device_of = {g0.pid: "0", g1.pid: "1"}
+    assert cpu.pid not in {e["metrics"]["pid"] for e in evals}  # no GPU offered: never used
+    for e in evals:
+        m = e["metrics"]
+        assert m["cuda"] == device_of[m["pid"]] == e["gpu"], e  # the task saw its worker's binding, journaled
+    for pid in device_of:  # at most one task at a time on each GPU worker
+        spans = sorted((e["metrics"]["t0"], e["metrics"]["t1"]) for e in evals if e["metrics"]["pid"] == pid)
+        assert spans, f"worker {pid} ran nothing"
+        assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), spans
+    assert j["meta"]["workers"] == 2, j["meta"]  # the capacity: the GPU workers only
+
+
+def test_bad_dask_resources_are_refused(tmp_path):
+    for bad in ({"GPU": 0}, ["GPU"], {"GPU": "one"}, {}):
+        with pytest.raises(ConfigError, match=r"dask\.resources"):
+            parse_config(_raw(tmp_path, scheduler_file="s.json", resources=bad), "c.yaml")
+
+
 # -- searches in their own process, on workers the test starts and kills -------------------
 def _search(tmp_path: Path, c: DaskProcesses, n: int, **changes) -> tuple[subprocess.Popen, Path]:
     raw = {"experiment": "e", "objective": "dask_objectives:gated",
@@ -284,6 +321,44 @@ def test_scheduler_killed_stops_in_order_and_the_local_pool_resumes(tmp_path, fr
     assert r.returncode == 0, r.stdout + r.stderr
     rows = _rows(directory)
     _one_done_each(rows, n)
+
+
+@pytest.mark.slow
+def test_adapt_minimum_retires_idle_workers_down_to_it(tmp_path):
+    """``adapt: {minimum: 1, maximum: 3, idle: 0.5}`` on a cluster emews starts: three workers
+    come; once the budget is handed out and only the gated task runs, the two idle workers are
+    retired (no attempt interrupted) and the search holds at the minimum until it ends."""
+    n = 6
+    raw = {"experiment": "e", "objective": "dask_objectives:gate_first",
+           "space": {"x": {"type": "categorical", "values": list(range(n))}},
+           "optimizer": {"name": "grid", "settings": {}}, "max_evals": n, "seed": 1, "output": str(tmp_path / "runs"),
+           "pool": "dask", "progress": 0.2, "report": False,
+           "dask": {"cluster": {"type": "local"}, "adapt": {"minimum": 1, "maximum": 3, "idle": 0.5}}}
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    log_path = tmp_path / "search.log"
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([sys.executable, "-m", "emews.run", str(cfg)], env=_env(tmp_path), cwd=str(ROOT),
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _until(lambda: "3/3 busy" in log_path.read_text() or "/3 busy" in log_path.read_text(),
+               "three workers present", proc=p)
+        _until(lambda: any(f.name.startswith("started-0-") for f in tmp_path.iterdir()), "the gated task started",
+               proc=p)
+        _until(lambda: "retired" in log_path.read_text() and "1/1 busy" in log_path.read_text(),
+               "the idle workers retired down to the minimum", proc=p)
+        (tmp_path / "go").touch()
+        rc, out = _finish(p, tmp_path)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+    assert rc == 0, out
+    rows = _rows(tmp_path / "runs" / "e")
+    _one_done_each(rows, n)
+    assert all(len(rs) == 1 for rs in rows.values()), rows  # a retired worker ran no attempt away
+    sizes = [k for _, k in read_journal(tmp_path / "runs" / "e")["meta"]["sessions"][-1]["capacity"]]
+    assert max(sizes) == 3 and min(sizes[sizes.index(3):]) == 1 and sizes[-1] == 1, sizes
 
 
 # -- bad input ---------------------------------------------------------------------------
