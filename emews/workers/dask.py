@@ -440,10 +440,9 @@ class DaskPool(PoolBase):
         if wid in self._idle:
             self._idle.remove(wid)
         self._inboxes.pop(wid, None)
-        held = self._next.get(wid)
-        if held is not None:  # sent ahead, not started (its worker was running the task before it)
+        for held in self._next.get(wid, ()):  # sent ahead, not started (its worker was running the task before it)
             self._forget((held.id, held.attempt), cancel=True)
-            self._lost_held(wid)  # back to the driver unstarted: no attempt spent
+        self._lost_held(wid)  # back to the driver unstarted: no attempt spent
         task = self._busy.pop(wid, None)
         if task is not None:
             self._forget((task.id, task.attempt), cancel=True)
@@ -613,8 +612,7 @@ class DaskPool(PoolBase):
         worker = self._running.get(key)
         if worker is None:
             return  # its worker was declared gone and the attempt returned as interrupted: never doubled
-        held = self._next.get(worker)
-        if held is not None and (held.id, held.attempt) == key:
+        if any((held.id, held.attempt) == key for held in self._next.get(worker, ())):
             # the result of the task held ahead came before the one of the task before it (a result
             # carried by its future, not by an event): kept until that one comes
             self._early[worker] = result
@@ -700,7 +698,7 @@ class DaskPool(PoolBase):
         if self.closed:
             return []
         self.closed = True
-        held = list(self._next.items())  # (a kill returns them as cancelled, and forgets them)
+        held = self._held_items()  # (a kill returns them as cancelled, and forgets them)
         cancelled = self._running_as_cancelled(lambda w: _host_of(self._address_of.get(w, ""))) if kill else []
         client, self._client = self._client, None
         if client is not None and client.status != "running":
