@@ -176,7 +176,8 @@ def test_bad_dask_resources_are_refused(tmp_path):
 
 
 # -- searches in their own process, on workers the test starts and kills -------------------
-def _search(tmp_path: Path, c: DaskProcesses, n: int, **changes) -> tuple[subprocess.Popen, Path]:
+def _search(tmp_path: Path, c: DaskProcesses, n: int, env: dict | None = None, **changes
+            ) -> tuple[subprocess.Popen, Path]:
     raw = {"experiment": "e", "objective": "dask_objectives:gated",
            "space": {"x": {"type": "categorical", "values": list(range(n))}},
            "optimizer": {"name": "grid", "settings": {}}, "max_evals": n, "seed": 1, "output": str(tmp_path / "runs"),
@@ -185,7 +186,7 @@ def _search(tmp_path: Path, c: DaskProcesses, n: int, **changes) -> tuple[subpro
     cfg = tmp_path / "search.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     log = open(tmp_path / "search.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "emews.run", str(cfg)], env=_env(c.directory), cwd=str(ROOT),
+    p = subprocess.Popen([sys.executable, "-m", "emews.run", str(cfg)], env={**_env(c.directory), **(env or {})}, cwd=str(ROOT),
                          stdout=log, stderr=subprocess.STDOUT)
     return p, tmp_path / "runs" / "e"
 
@@ -240,6 +241,48 @@ def test_a_worker_killed_mid_task_costs_nothing(tmp_path, fresh):
     assert fresh.started()[pids[victim]] == [str(lost_x)]  # it died in its first task
     others = [rs for rs in rows.values() if rs[0]["params"]["x"] != lost_x]
     assert all(len(rs) == 1 for rs in others), others  # no other task was run twice
+
+
+@pytest.mark.slow
+def test_a_task_lost_with_its_worker_resumes_from_its_last_checkpoint(tmp_path, fresh):
+    """Issue 24: a checkpointing task whose Dask worker is SIGKILLed after it saved epoch
+    ``hold`` (seeded, printed) runs again on the other worker from that epoch, not from epoch 1;
+    the other task is not run twice."""
+    epochs = 5
+    seed = int(os.environ.get("EMEWS_TEST_SEED", random.randrange(10**6)))
+    hold = random.Random(seed).randint(1, epochs - 1)
+    print(f"seed {seed}: SIGKILL worker a once both tasks saved epoch {hold}")
+    gate = tmp_path / "ckpt-gate"
+    gate.mkdir()
+    log = tmp_path / "epochs.log"
+    tests = str(ROOT / "tests")
+    wenv = {"CKPT_LOG": str(log), "CKPT_EPOCHS": str(epochs), "CKPT_GATE": str(gate), "CKPT_HOLD": str(hold),
+            "PYTHONPATH": os.pathsep.join([_env()["PYTHONPATH"], tests])}
+    for name in ("a", "b"):
+        fresh.start_worker(name, env=wenv)
+    fresh.wait_for_workers(2)
+    p, directory = _search(tmp_path, fresh, 2, env=wenv, objective="checkpointed:train", optimizer="random",
+                           space={"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    try:
+        _until(lambda: len(list(gate.glob("held-*"))) == 2, "both tasks held after their checkpoint", proc=p)
+        fresh.kill_worker("a")
+        (gate / "open").touch()
+        rc, out = _finish(p, tmp_path)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert rc == 0, out
+    rows = _rows(directory)
+    lost = [rs for rs in rows.values() if len(rs) > 1]
+    assert len(lost) == 1 and [e["attempt"] for e in lost[0]] == [0, 1], rows
+    assert lost[0][0]["status"] == CANCELLED and "interrupted" in lost[0][0]["error"] and lost[0][1]["status"] == DONE
+    lost_id = lost[0][0]["task_id"]
+    done = {int(t): [(int(a), int(e)) for t2, a, e in (line.split() for line in log.read_text().splitlines())
+                     if int(t2) == int(t)] for t in rows}
+    # the lost task's first attempt computed epochs 1..hold; its second starts after hold
+    assert done[lost_id] == [(0, e) for e in range(1, hold + 1)] + [(1, e) for e in range(hold + 1, epochs + 1)], done
+    other = next(t for t in rows if t != lost_id)
+    assert done[other] == [(0, e) for e in range(1, epochs + 1)], done
 
 
 @pytest.mark.slow
