@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 from emews._pareto import hypervolume  # noqa: E402
 from emews.errors import StopSearch  # noqa: E402
 from emews.space import Real, Space  # noqa: E402
-from emews.task import CANCELLED, DONE, Result, Task  # noqa: E402
+from emews.task import CANCELLED, DONE, Result  # noqa: E402
 
 #: the weight of the violation in the summed loss of ``mbo-sum`` and ``ga-sum``
 PENALTY = 10.0

@@ -174,8 +174,8 @@ class MBO(Optimizer):
             (default) or as ``penalty``. Cancelled ones are forgotten.
         penalty: the loss of a failed evaluation when ``impute="penalty"``.
         n_candidates: candidate points scored per proposal (at least ``20 * q`` for a batch
-            of ``q``; with several objectives, a batch of ``q`` picks shares them, each pick
-            scoring ``n_candidates / q`` but at least 1000). Default 5000.
+            of ``q``; with several objectives past 100 observations, a batch of ``q`` picks
+            shares them, each pick scoring ``n_candidates / q`` but at least 1000). Default 5000.
         local_fraction: share of candidates made by perturbing the best points found so far
             (the rest are uniform samples). Default 0.8.
         exclusion: radius, in the encoded unit space scaled by 1/sqrt(columns), around
@@ -532,8 +532,10 @@ class MBO(Optimizer):
                 # past _multi_refit observations the batch's later picks keep the first one's
                 # kernel hyperparameters (a conditioning, not a search, per scalarization)
                 self._share_hyper = j > 0 and len(self._y) > self._multi_refit
-                # the batch shares the candidate budget (each pick still polishes its best)
-                self._pick_candidates = min(self.n_candidates, max(self._multi_candidates, self.n_candidates // q))
+                # past _multi_refit observations the batch shares the candidate budget (each
+                # pick still polishes its best)
+                if len(self._y) > self._multi_refit:
+                    self._pick_candidates = min(self.n_candidates, max(self._multi_candidates, self.n_candidates // q))
                 u = self._propose_from_model(1)[0]
                 picks.append(u)
                 self._pending.setdefault(_BATCH, []).append(u)

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from emews._pareto import hypervolume
-from emews.optimizers._multi import RHO, FeasibilityModel, WeightLattice, chebyshev, normalized, objective_vector
+from emews.optimizers._multi import (
+    RHO,
+    FeasibilityModel,
+    WeightLattice,
+    chebyshev,
+    normalized,
+    objective_vector,
+)
 from emews.optimizers._random import RandomSearch
 from emews.optimizers._surrogates import make_surrogate
 from emews.optimizers.mbo import MBO
