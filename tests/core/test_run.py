@@ -269,7 +269,8 @@ def test_journal_is_one_plain_sqlite_file(tmp_path):
     assert run_cli([str(p), "--out", str(tmp_path / "e")], cwd=tmp_path).returncode == 0
     db = sqlite3.connect(tmp_path / "e" / "journal.sqlite")
     cols = [r[1] for r in db.execute("PRAGMA table_info(evals)")]
-    assert cols == ["task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error", "batch"]
+    assert cols == ["task_id", "attempt", "params", "status", "loss", "metrics", "worker", "host", "gpu", "queued", "start", "end", "error", "batch",
+                    "objectives", "violation"]
     meta = dict(db.execute("SELECT key, value FROM meta"))
     assert json.loads(meta["config"])["max_evals"] == 3
     assert yaml.safe_load((tmp_path / "e" / "config.yaml").read_text())["max_evals"] == 3

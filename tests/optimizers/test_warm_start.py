@@ -46,7 +46,7 @@ def test_rows_outside_the_space_or_with_unknown_names_are_skipped_and_counted(tm
 
 
 def test_a_file_without_a_y_column_is_a_config_error_naming_it(tmp_path):
-    p = _restart_csv(tmp_path / "nolabel.csv", [[0.1, 0.2]], header=("x0", "x1"))
+    _restart_csv(tmp_path / "nolabel.csv", [[0.1, 0.2]], header=("x0", "x1"))
     cfg = {"experiment": "w", "objective": "emews.examples:sphere", "space": SPACE.to_dict(), "max_evals": 4,
            "warm_start": "nolabel.csv", "output": str(tmp_path / "runs")}
     r = run_cli([str(write_config(tmp_path, cfg))], cwd=tmp_path)

@@ -102,7 +102,7 @@ class DaskProcesses:
                     pass
         for p in list(self.workers.values()) + ([self.scheduler] if self.scheduler else []):
             try:
-                p.wait(15)
+                p.wait(5)  # a worker whose scheduler is going may try to reconnect: not worth waiting for
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)

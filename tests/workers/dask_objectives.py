@@ -52,3 +52,20 @@ def gate_first(params: dict) -> float:
     if params["x"] == 0:
         return gated(params)
     return float(params["x"]) ** 2
+
+
+def gate_three(params: dict) -> float:
+    """x = 0 waits for the test's gate ``go`` (as :func:`gated`); x = 1 and 2 mark their start
+    and wait for ``go-rest``; every other x returns at once."""
+    x = params["x"]
+    if x == 0:
+        return gated(params)
+    if x in (1, 2):
+        gate = Path(os.environ["EMEWS_GATE_DIR"])
+        (gate / f"started-{x}-{os.getpid()}").touch()
+        deadline = time.monotonic() + 300
+        while not (gate / "go-rest").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+    return float(x) ** 2
