@@ -9,14 +9,19 @@ from pathlib import Path
 
 def gated(params: dict) -> float:
     """Writes ``started-<x>-<pid>`` in ``$EMEWS_GATE_DIR``, then waits until ``go`` exists there."""
+    _wait_at_gate(params["x"], "go")
+    return float(params["x"]) ** 2
+
+
+def _wait_at_gate(x: object, name: str) -> None:
+    """Write ``started-<x>-<pid>`` in ``$EMEWS_GATE_DIR``, then wait until the file ``name`` exists there."""
     gate = Path(os.environ["EMEWS_GATE_DIR"])
-    (gate / f"started-{params['x']}-{os.getpid()}").touch()
+    (gate / f"started-{x}-{os.getpid()}").touch()
     deadline = time.monotonic() + 300
-    while not (gate / "go").exists():
+    while not (gate / name).exists():
         if time.monotonic() > deadline:
             raise TimeoutError("the test never opened the gate")
         time.sleep(0.02)
-    return float(params["x"]) ** 2
 
 
 class OneSlotEach:
@@ -61,11 +66,5 @@ def gate_three(params: dict) -> float:
     if x == 0:
         return gated(params)
     if x in (1, 2):
-        gate = Path(os.environ["EMEWS_GATE_DIR"])
-        (gate / f"started-{x}-{os.getpid()}").touch()
-        deadline = time.monotonic() + 300
-        while not (gate / "go-rest").exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never opened the gate")
-            time.sleep(0.02)
+        _wait_at_gate(x, "go-rest")
     return float(x) ** 2
