@@ -2,15 +2,18 @@
 
 ::
 
-    driver ──submit(task)──▶ DaskPool ──client.submit(_attempt, pinned to worker w)──▶ scheduler ──▶ worker w
-    driver ◀──wait()──────── DaskPool ◀── future done (result, or the worker died) ◀────┘
+    driver ──submit(task)──▶ DaskPool ──client.submit(_attempts, pinned to worker w)──▶ scheduler ──▶ worker w
+    driver ◀──wait()──────── DaskPool ◀── subscribe_topic(reports) ◀── worker.log_event(RESULT) ◀──┘
+                                      ◀── future ended (without a result: the worker died) ◀──┘
            ◀─on_report───── ◀── subscribe_topic(reports) ◀── worker.log_event(REPORT) ◀─ WorkerChannel
                             ──── Queue(inbox of w).put(ANSWER / STOP) ──────────────────▶ WorkerChannel
     joins, leaves ◀──────── subscribe_topic("all"): add-worker / remove-worker (and a periodic check)
 
-Dask distributed moves everything (no networking of ours): each task is one future pinned to the
-worker it was given (``workers=[w]``, no other worker allowed, ``retries=0``, never pure), so the
-scheduler never moves or reruns an attempt behind the journal's back. A worker that leaves
+Dask distributed moves everything (no networking of ours): the tasks the driver hands to one
+worker in one round travel as one future pinned to that worker (``workers=[w]``, no other worker
+allowed, ``retries=0``, never pure) that runs them one after the other, so the scheduler never
+moves or reruns an attempt behind the journal's back; each result travels as an event the moment
+it is ready. A worker that leaves
 (SIGKILL, node failure, the end of its batch job) takes its running attempt with it: the pool
 returns that attempt as *cancelled* with the worker it ran on, and the driver runs the task again
 first under a new attempt number (the same mechanism as a task left open by a killed job, on
@@ -21,8 +24,11 @@ join and leave; each worker runs one task at a time (start them with ``--nthread
 worker the search waits; it goes on as soon as one joins.
 
 While tasks are short (see :mod:`emews.workers._pool`), each busy worker also holds its next
-task: a second future pinned to it, queued by Dask on the worker, which starts it the moment
-the one before ends (no round trip through the driver between two tasks). A held task is never
+task, queued by Dask on the worker (a later future pinned to it, or a later place in the same
+one), which starts it the moment the one before ends (no round trip through the driver between
+two tasks); once tasks are far shorter than that round trip (:attr:`DaskPool.DEEP_BELOW`) a
+worker holds up to :attr:`DaskPool.prefetch_deep` tasks, and the driver's round hands each worker
+a batch. Futures carry decreasing priorities, so a worker starts them in the order sent. A held task is never
 taken back (its cancel could race its start); a worker lost while running the task before it
 hands it back unstarted. ``dask.resources`` (e.g. ``{GPU: 1}``) is asked by every task; only
 workers that offer it are used. With ``adapt``, the pool's demand steers Dask's ``Adaptive``:
@@ -38,6 +44,7 @@ the same :class:`~emews.workers._wire.WorkerChannel` as on every other pool.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import time
@@ -182,13 +189,16 @@ def _inbox_receive(name: str, key: tuple[int, int]) -> wire.Receive:
     return receive
 
 
-def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> Result | None:
-    """Run one attempt in a Dask worker: the task function every submitted future calls.
+def _attempts(pool_id: str, spec: dict, tasks: list[Task], worker: int, topic: str) -> None:
+    """Run attempts one after the other in a Dask worker: the task function every submitted future calls.
 
-    The result goes to the pool as an event on ``topic`` (on the worker's stream to the
-    scheduler, ahead of the task's end; the pool gathers nothing) and the future's value is
-    ``None``; a result that msgpack cannot carry is the future's value instead."""
+    A future carries the attempts sent to one worker in one round of the driver (one, or a few
+    while tasks are short: see :class:`DaskPool`). Each result goes to the pool as an event on
+    ``topic`` the moment it is ready (on the worker's stream to the scheduler, ahead of the next
+    attempt's start; the pool gathers nothing); a result that msgpack cannot carry as a list
+    (a numpy float, say) travels pickled in its event."""
     from distributed import get_worker
+    from distributed.protocol import pickle
 
     me = get_worker()
     runner = _runner_for(pool_id, spec)  # ObjectiveError: the future errs with it, the pool stops the run
@@ -197,14 +207,19 @@ def _attempt(pool_id: str, spec: dict, task: Task, worker: int, topic: str) -> R
         rep = message[1]
         me.log_event(topic, [wire.REPORT, [rep.task_id, rep.attempt, rep.step, rep.loss, rep.metrics, rep.time]])
 
-    receive = _inbox_receive(_inbox_name(pool_id, me.address), (task.id, task.attempt))
-    channel = wire.WorkerChannel(task.id, task.attempt, post, receive)
-    result = execute(runner, task, worker, HOST, os.environ.get("CUDA_VISIBLE_DEVICES"), channel)
-    try:
-        me.log_event(topic, [wire.RESULT, list(result.__reduce__()[1])])
-    except TypeError:  # not msgpack-serializable (a parameter of an exotic type): the future carries it
-        return result
-    return None
+    receive_of = functools.partial(_inbox_receive, _inbox_name(pool_id, me.address))
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+    for task in tasks:
+        channel = wire.WorkerChannel(task.id, task.attempt, post, receive_of((task.id, task.attempt)))
+        result = execute(runner, task, worker, HOST, gpu, channel)
+        try:
+            me.log_event(topic, [wire.RESULT, list(result.__reduce__()[1])])
+        except TypeError:  # not msgpack-serializable as it is (a numpy float, a parameter of an exotic type)
+            me.log_event(topic, [PICKLED, pickle.dumps(result)])
+
+
+#: an event kind of this pool: a result that travels pickled (see :func:`_attempts`)
+PICKLED = "result-pickled"
 
 
 def _inbox_name(pool_id: str, address: str) -> str:
@@ -236,6 +251,11 @@ class DaskPool(PoolBase):
     #: a worker holds one task ahead while tasks are short (see :mod:`emews.workers._pool`): Dask
     #: queues it on the worker, which starts it the moment the one before it ends
     prefetch = 1
+    #: ...and up to 8 while tasks are far shorter than a round trip through the driver and Dask
+    #: (a few ms on an idle machine, tens on a loaded one): no-op tasks ran at 0.4 of
+    #: ``client.map`` with one held, at 1 or more with 8 (benchmarks/perf/dispatch_dask.py)
+    prefetch_deep = 8
+    DEEP_BELOW = 0.01
 
     def __init__(self, runner_spec: dict, settings: Mapping[str, Any] | None = None, workers: int | None = None,
                  on_report: OnReport | None = None, *, connect_timeout: float = 30.0, start: bool = True):
@@ -258,9 +278,12 @@ class DaskPool(PoolBase):
         # an attempt is (task id, attempt number); a worker has one running and may hold one ahead
         self._futures: dict[tuple[int, int], Any] = {}  # attempt -> its future
         self._running: dict[tuple[int, int], int] = {}  # attempt (running or held) -> its worker
-        self._by_key: dict[Any, tuple[int, int]] = {}  # a future's Dask key -> its attempt
+        self._by_key: dict[Any, list[tuple[int, int]]] = {}  # a future's Dask key -> its attempts, in order
+        self._pending: dict[int, list[Task]] = {}  # worker -> tasks handed out, not yet submitted to Dask
+        self._seq = 0  # futures submitted (each one's priority is minus its number: FIFO on a worker)
         self._unreported: dict[tuple[int, int], float] = {}  # attempt -> when its future ended with no result yet
-        self._early: dict[int, Result] = {}  # worker -> the result of its held task, come before the one before it
+        #: worker -> results of tasks it holds, come before the result of the task before them
+        self._early: dict[int, dict[tuple[int, int], Result]] = {}
         self._inboxes: dict[int, Any] = {}  # worker id -> its inbox Queue
         self._events: collections.deque[tuple[str, Any]] = collections.deque()  # from Dask's threads
         self._wake_r, self._wake_w = os.pipe()
@@ -431,6 +454,7 @@ class DaskPool(PoolBase):
         if wid is None:
             return
         self._early.pop(wid, None)
+        self._pending.pop(wid, None)  # handed out in this round, never submitted: back below, unstarted
         self.left += 1
         if address in self._retiring:  # counted out already
             self._retiring = {a: n for a, n in self._retiring.items() if a != address}
@@ -501,23 +525,39 @@ class DaskPool(PoolBase):
         super()._ready(worker)
 
     def _send_task(self, worker: int, task: Task) -> bool:
-        address = self._address_of.get(worker)
-        if address is None:
+        """Queue ``task`` for ``worker``: the tasks the driver hands out in one round go to Dask
+        together at the next :meth:`wait` (:meth:`_flush`), one future per worker."""
+        if worker not in self._address_of:
             return False
         self._demand = True
-        future = self._client.submit(_attempt, self._id, self._spec, task, worker, self._topic,
-                                     key=f"emews-{self._id}-{task.id}-{task.attempt}-{worker}", pure=False,
-                                     workers=[address], allow_other_workers=False, retries=0,
-                                     resources=self._resources or None)
-        key = (task.id, task.attempt)
-        self._futures[key] = future
-        self._running[key] = worker
-        self._by_key[future.key] = key
-        future.add_done_callback(self._on_done)
+        self._pending.setdefault(worker, []).append(task)
+        self._running[(task.id, task.attempt)] = worker
         return True
 
+    def _flush(self) -> None:
+        """Submit the queued tasks: per worker one future pinned to it that runs them in the
+        order given (:func:`_attempts`). Its priority is below every earlier one's, so a worker
+        starts the futures it holds in the order they were sent (the order :class:`PoolBase`
+        counts them started in)."""
+        pending, self._pending = self._pending, {}
+        for worker, tasks in pending.items():
+            first = tasks[0]
+            future = self._client.submit(
+                _attempts, self._id, self._spec, tasks, worker, self._topic,
+                key=f"emews-{self._id}-{first.id}-{first.attempt}-{worker}-{len(tasks)}", pure=False,
+                workers=[self._address_of[worker]], allow_other_workers=False, retries=0,
+                resources=self._resources or None, priority=-self._seq)
+            self._seq += 1
+            keys = [(t.id, t.attempt) for t in tasks]
+            for key in keys:
+                self._futures[key] = future
+            self._by_key[future.key] = keys
+            future.add_done_callback(self._on_done)
+
     def _forget(self, key: tuple[int, int], cancel: bool = False) -> None:
-        """Drop an attempt's bookkeeping (its late result, if one comes, is dropped too)."""
+        """Drop an attempt's bookkeeping (its late result, if one comes, is dropped too); with
+        ``cancel`` its future is cancelled (its worker left: every attempt the future carries
+        is forgotten with it)."""
         self._running.pop(key, None)
         self._unreported.pop(key, None)
         future = self._futures.pop(key, None)
@@ -561,6 +601,8 @@ class DaskPool(PoolBase):
             raise ObjectiveError(self._fatal)
         if self.closed:
             return []
+        if self._pending:
+            self._flush()
         out: list[Result] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -597,6 +639,8 @@ class DaskPool(PoolBase):
                 done.append(body)
             elif kind == wire.RESULT:
                 self._on_result(Result(*body), out)
+            elif kind == PICKLED:
+                self._on_result(_unpickle(body), out)
             elif kind == wire.REPORT:
                 self._on_report(body)
             elif kind == "join":
@@ -607,60 +651,63 @@ class DaskPool(PoolBase):
             self._collect(future, out)
 
     def _on_result(self, result: Result, out: list[Result]) -> None:
-        """An attempt's result (from its event, or its future's value); a late one is dropped."""
+        """An attempt's result (from its event); a late one is dropped."""
         key = (result.task_id, result.attempt)
         worker = self._running.get(key)
         if worker is None:
             return  # its worker was declared gone and the attempt returned as interrupted: never doubled
         if any((held.id, held.attempt) == key for held in self._next.get(worker, ())):
-            # the result of the task held ahead came before the one of the task before it (a result
-            # carried by its future, not by an event): kept until that one comes
-            self._early[worker] = result
+            # the result of a task held ahead came before the one of the task before it (a worker
+            # starts its futures in the order sent, and sends their results in order, so this
+            # is a safety net): kept until that one comes
+            self._early.setdefault(worker, {})[key] = result
             return
-        self._forget(key)  # its future released: Dask forgets the task
+        self._forget(key)  # its future is released with its last attempt: Dask forgets the task
         if self._finished(worker, result):
             out.append(result)
-            early = self._early.pop(worker, None)
-            if early is not None:
-                self._on_result(early, out)
+            early = self._early.get(worker)
+            task = self._busy.get(worker)
+            if early and task is not None and (task.id, task.attempt) in early:
+                self._on_result(early.pop((task.id, task.attempt)), out)
 
     def _collect(self, future: Any, out: list[Result]) -> None:
-        """One ended future: its result's event has come (nothing to do), will come, or the attempt
-        ended without one (its worker died, or the task function itself failed)."""
-        key = self._by_key.pop(future.key, None)
-        if key is None or self._futures.get(key) is not future:
-            return  # its result came, or it was cancelled because its worker left
-        worker = self._running[key]
-        task = self._busy[worker]
-        if (task.id, task.attempt) != key and future.status != "finished":
-            # the task held ahead ended without a result before the task before it reported:
-            # its worker is gone with both (the held one comes back unstarted)
-            self._interrupted(worker, task, future.exception(timeout=30) if future.status == "error" else None, out)
-            return
+        """One ended future: the events of its attempts' results have come (nothing to do), will
+        come, or an attempt ended without one (its worker died, or the task function itself failed)."""
+        keys = self._by_key.pop(future.key, None)
+        left = [k for k in keys or () if self._futures.get(k) is future]
+        if not left:
+            return  # their results came, or it was cancelled because its worker left
+        worker = self._running[left[0]]
         if future.status == "finished":
-            if getattr(future, "type", None) is type(None):
-                self._unreported[key] = time.monotonic()  # the result's event is on its way
-                return
-            try:
-                result = future.result(timeout=30)
-            except Exception as e:  # noqa: BLE001 - its data went with its worker
-                self._interrupted(worker, task, e, out)
-            else:
-                self._on_result(result, out)
+            now = time.monotonic()
+            for key in left:
+                self._unreported[key] = now  # the results' events are on their way
+            return
+        task = self._busy.get(worker)
+        if task is None:
             return
         error = future.exception(timeout=30) if future.status == "error" else None
         if isinstance(error, ObjectiveError):
             self._fatal = str(error)
             self._drop(worker, task)
             return
-        if error is None or type(error).__name__ == "KilledWorker":
-            self._interrupted(worker, task, error, out)  # the worker died with it (Dask gave up on it)
+        key = (task.id, task.attempt)
+        if error is None or type(error).__name__ == "KilledWorker" or key not in left:
+            # the worker died with it (Dask gave up on it); or a future held ahead ended without a
+            # result before the task before it reported: its worker is gone with both
+            self._interrupted(worker, task, error, out)
             return
-        # the task function itself failed (not the objective, whose errors are results)
+        # the task function itself failed (not the objective, whose errors are results): the attempt
+        # it ran fails, the ones after it in the same future never start (back to the driver)
         failed = Result.failed(task, f"the Dask task failed: {type(error).__name__}: {error}", worker=worker,
                                host=_host_of(self._address_of.get(worker, "")), end=time.time())
+        for later in left[left.index(key) + 1:]:
+            held = self._take_held(worker, later)
+            self._forget(later)
+            if held is not None:
+                self._returned.append(held)
         self._forget(key)
-        self._finished(worker, failed)  # the worker goes on with the task it holds, or is idle
+        self._finished(worker, failed)  # the worker goes on with the next future it holds, or is idle
         out.append(failed)
 
     def _drop(self, worker: int, task: Task) -> None:
@@ -698,6 +745,7 @@ class DaskPool(PoolBase):
         if self.closed:
             return []
         self.closed = True
+        self._pending.clear()  # handed out, never submitted: counted running or held below
         held = self._held_items()  # (a kill returns them as cancelled, and forgets them)
         cancelled = self._running_as_cancelled(lambda w: _host_of(self._address_of.get(w, ""))) if kill else []
         client, self._client = self._client, None
@@ -708,7 +756,7 @@ class DaskPool(PoolBase):
         if client is not None:
             if not kill:
                 deadline = time.monotonic() + 10
-                pending = [f for f in self._futures.values() if not f.done()]
+                pending = [f for f in set(self._futures.values()) if not f.done()]
                 while pending and time.monotonic() < deadline:
                     time.sleep(0.05)
                     pending = [f for f in pending if not f.done()]
@@ -719,7 +767,7 @@ class DaskPool(PoolBase):
                     self._send_stop(worker, t)  # may start as the cancel of its future travels
                 for topic in ("all", self._topic):  # else the scheduler tells a closing client of its own leaving
                     client.unsubscribe_topic(topic)
-                client.cancel(list(self._futures.values()), force=True)
+                client.cancel(list(set(self._futures.values())), force=True)
                 for q in self._inboxes.values():
                     q.close()
             except Exception:  # noqa: BLE001 - the scheduler may be gone already
@@ -763,6 +811,12 @@ def _emews_adaptive(pool: DaskPool) -> type:
             return list(p._retiring.values()) if p is not None else []
 
     return EmewsAdaptive
+
+
+def _unpickle(data: bytes) -> Result:
+    from distributed.protocol import pickle
+
+    return pickle.loads(data)
 
 
 def _host_of(address: str) -> str | None:
