@@ -293,6 +293,8 @@ class Driver:
             progress.start(led.finished)
             while True:
                 if led.stop is None and not q.error:
+                    if self._pool_prefetches:  # how much work is still to come (see PoolBase.backlog)
+                        self.pool.backlog = len(self.waiting) + max(0, led.max_evals - led.accepted)
                     while self.waiting and self.pool.idle:
                         task = self.waiting.popleft()
                         held = self._held()

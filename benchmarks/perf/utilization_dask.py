@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import importlib
 import sys
 import tempfile
 import time
@@ -33,6 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "workers")]
 
 SPACE_U = {"type": "real", "low": 0.0, "high": 1.0}
+
+#: --quiet-workers: Dask's background work in each worker process reduced (environment variables,
+#: read by Dask's config in the scheduler and worker processes)
+QUIET = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+         "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__GIL__ENABLED": "False",
+         "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
+         "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s"}
 
 
 def ideal_makespan(durations: list[float], workers: int) -> float:
@@ -55,6 +63,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=64)
     ap.add_argument("--tasks", type=int, default=640)
     ap.add_argument("--mean", type=float, default=1.0)
+    ap.add_argument("--quiet-workers", action="store_true",
+                    help="start the workers (and the scheduler) with Dask's own background work reduced: no "
+                         "statistical profiler (10 ms samples), no GIL monitor, a 2 s system monitor, a 1 s "
+                         "memory monitor; emews, client.map and the ideal all run on these same workers")
+    ap.add_argument("--nworkers", type=int, default=1,
+                    help="worker processes per `dask worker` command (its --nworkers: one nanny starts them)")
+    ap.add_argument("--keep", type=Path, help="copy the search's journal directory here (for a closer look)")
     a = ap.parse_args()
     from dask_cluster import DaskProcesses
 
@@ -65,20 +80,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         c = DaskProcesses(Path(d))
         try:
-            c.start_scheduler()
-            for i in range(a.workers):
-                c.start_worker(f"w{i}")
-                if (i + 1) % 8 == 0 or i + 1 == a.workers:
-                    c.wait_for_workers(i + 1, timeout=600)
+            c.start_scheduler(env=QUIET if a.quiet_workers else None)
+            env = QUIET if a.quiet_workers else None
+            started = 0
+            for i in range(0, a.workers, a.nworkers):
+                n = min(a.nworkers, a.workers - i)
+                if n == 1:
+                    c.start_worker(f"w{i}", env=env)
+                else:
+                    c.start_worker(f"w{i}", "--nworkers", str(n), "--nanny", env=env)
+                started += n
+                if started % 8 == 0 or started == a.workers or n >= 8:
+                    c.wait_for_workers(started, timeout=600)
             print(f"{a.workers} Dask workers up in {time.monotonic() - t0:.1f} s", flush=True)
+            from distributed import Client
+
+            with Client(scheduler_file=str(c.scheduler_file), set_as_default=False) as client:
+                # every worker imports emews' task function and the objective before the clock starts,
+                # as client.map's function (pickled by value) needs no import: the measured makespan
+                # is dispatch, not 64 imports at once on a small machine
+                for module in ("emews.workers.dask", "benchmarks.perf.utilization_mpi"):
+                    client.run(importlib.import_module, module)
             space = {"u": SPACE_U, "mean": {"type": "constant", "value": a.mean}}
             res = emews.search("benchmarks.perf.utilization_mpi:sleep_lognormal", space, max_evals=a.tasks,
                                workers=a.workers, output=Path(d, "runs"), report=False, seed=0, pool="dask",
                                dask={"scheduler_file": str(c.scheduler_file)})
             j = read_journal(res.directory)
+            if a.keep is not None:
+                import shutil
+
+                shutil.copytree(res.directory, a.keep, dirs_exist_ok=True)
             # Dask alone on the same workers and the same durations, in the same order
             evals = sorted((e for e in j["evals"] if e["status"] == "done"), key=lambda e: e["task_id"])
-            from distributed import Client
 
             with Client(scheduler_file=str(c.scheduler_file), set_as_default=False) as client:
                 spans = client.gather(client.map(sleep_span, [e["end"] - e["start"] for e in evals], pure=False))
@@ -95,6 +128,19 @@ def main() -> None:
     dask_alone = max(b for _, b in spans) - min(a for a, _ in spans)
     print(f"  client.map makespan {dask_alone:5.2f} s   utilization {busy / (a.workers * dask_alone):.3f}  (Dask alone, "
           "every task queued at once)")
+    t0 = min(e["start"] for e in evals)
+    by_worker: dict = {}
+    for e in evals:
+        by_worker.setdefault(e["worker"], []).append(e)
+    firsts = sorted(min(x["start"] for x in es) - t0 for es in by_worker.values())
+    gaps = [b["start"] - x["end"] for es in by_worker.values()
+            for x, b in zip(sorted(es, key=lambda e: e["start"]), sorted(es, key=lambda e: e["start"])[1:])]
+    gaps.sort()
+    print(f"  workers used {len(by_worker)}; first start of each worker after the first task's: median "
+          f"{firsts[len(firsts) // 2]:.2f} s, last {firsts[-1]:.2f} s (the start-up wave)")
+    if gaps:
+        print(f"  gap between a worker's tasks: median {gaps[len(gaps) // 2] * 1000:.0f} ms, 90% "
+              f"{gaps[int(len(gaps) * 0.9)] * 1000:.0f} ms, mean {sum(gaps) / len(gaps) * 1000:.0f} ms")
     print(f"ratio ideal / measured makespan: {ideal / measured:.3f}  (goal >= 0.95)")
     print(f"ratio client.map / measured makespan: {dask_alone / measured:.3f}  (Dask's own scheduling on this machine "
           f"reaches {ideal / dask_alone:.3f} of ideal)")

@@ -149,6 +149,9 @@ class PoolBase:
     DEEP_BELOW = 0.001
     #: ...once this many tasks have ended (a few instant ones, failures say, are not enough)
     DEEP_AFTER = 32
+    #: tasks the driver has yet to hand out (queued, and the budget's not yet proposed), set by
+    #: the driver each round; None: unknown. A pool may hold tasks ahead only while it is large
+    backlog: int | None = None
 
     def __init__(self, size: int, on_report: OnReport | None = None, *, fifo: bool = False):
         self.size = int(size)

@@ -73,6 +73,10 @@ CLUSTER_TYPES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluste
 RECONCILE_EVERY = 2.0
 #: how long (seconds) the scheduler may be unreachable before the pool gives up on it
 SCHEDULER_GRACE = 10.0
+#: tasks shorter than this (seconds, recent mean) are held ahead by busy workers however much work
+#: is to come (one of them waits at most one short task); longer ones only while there is more
+#: work to come than workers (see DaskPool.PREFETCH_BELOW)
+SHORT = 0.5
 #: how long (seconds) after its future ended an attempt's result may take to come
 RESULT_GRACE = 30.0
 
@@ -256,6 +260,13 @@ class DaskPool(PoolBase):
     #: ``client.map`` with one held, at 1 or more with 8 (benchmarks/perf/dispatch_dask.py)
     prefetch_deep = 8
     DEEP_BELOW = 0.01
+    #: ...and one for tasks up to 10 s too, unlike the local pool: a round trip through the driver
+    #: and the Dask scheduler is tens of ms on a loaded machine (a 1 s task lost 0.2-0.3 of its
+    #: worker's time to it with 64 workers), not a negligible share. A task held behind a long
+    #: one cannot be taken back (see :meth:`_send_recall`), so tasks of :data:`SHORT` s or more are
+    #: held only while the driver has more work to come than there are workers: at the end of a
+    #: search the last tasks go to the workers that free up first, as a list scheduler would
+    PREFETCH_BELOW = 10.0
 
     def __init__(self, runner_spec: dict, settings: Mapping[str, Any] | None = None, workers: int | None = None,
                  on_report: OnReport | None = None, *, connect_timeout: float = 30.0, start: bool = True):
@@ -536,18 +547,29 @@ class DaskPool(PoolBase):
 
     def _flush(self) -> None:
         """Submit the queued tasks: per worker one future pinned to it that runs them in the
-        order given (:func:`_attempts`). Its priority is below every earlier one's, so a worker
-        starts the futures it holds in the order they were sent (the order :class:`PoolBase`
-        counts them started in)."""
+        order given (:func:`_attempts`), all of them in one graph (one message to the scheduler,
+        which handles each graph at some cost: 64 workers' first tasks one graph each took it
+        seconds on a loaded machine). Each future's priority is below every earlier one's, so a
+        worker starts the futures it holds in the order they were sent (the order
+        :class:`PoolBase` counts them started in)."""
         pending, self._pending = self._pending, {}
+        args = {}
         for worker, tasks in pending.items():
             first = tasks[0]
-            future = self._client.submit(
-                _attempts, self._id, self._spec, tasks, worker, self._topic,
-                key=f"emews-{self._id}-{first.id}-{first.attempt}-{worker}-{len(tasks)}", pure=False,
-                workers=[self._address_of[worker]], allow_other_workers=False, retries=0,
-                resources=self._resources or None, priority=-self._seq)
+            key = f"emews-{self._id}-{first.id}-{first.attempt}-{worker}-{len(tasks)}"
+            args[key] = (worker, tasks, {"workers": [self._address_of[worker]], "allow_other_workers": False,
+                                         "retries": 0, "priority": -self._seq})
+            if self._resources:
+                args[key][2]["resources"] = self._resources
             self._seq += 1
+        if len(args) == 1:
+            [(key, (worker, tasks, how))] = args.items()
+            futures = [self._client.submit(_attempts, self._id, self._spec, tasks, worker, self._topic, key=key,
+                                           pure=False, workers=how["workers"], allow_other_workers=False, retries=0,
+                                           resources=how.get("resources"), priority=how["priority"])]
+        else:
+            futures = self._client.get(_graph(args, self._id, self._spec, self._topic), list(args), sync=False)
+        for future, (worker, tasks, _) in zip(futures, args.values()):
             keys = [(t.id, t.attempt) for t in tasks]
             for key in keys:
                 self._futures[key] = future
@@ -563,6 +585,11 @@ class DaskPool(PoolBase):
         future = self._futures.pop(key, None)
         if cancel and future is not None:
             future.cancel()
+
+    def _prefetching(self) -> bool:
+        if not super()._prefetching():
+            return False
+        return self._run_time < SHORT or self.backlog is None or self.backlog > self.size
 
     def _send_recall(self, worker: int, task: Task) -> None:
         """Nothing: a task held ahead on a Dask worker is never taken back. A cancelled future
@@ -811,6 +838,20 @@ def _emews_adaptive(pool: DaskPool) -> type:
             return list(p._retiring.values()) if p is not None else []
 
     return EmewsAdaptive
+
+
+def _graph(futures: Mapping[str, tuple[int, list[Task], dict]], pool_id: str, spec: dict, topic: str) -> Any:
+    """A Dask graph of independent tasks, ``key -> (worker, tasks, annotations)``: one
+    :func:`_attempts` call each, with its own annotations (its worker, its priority), as
+    ``client.submit`` would make them one graph at a time."""
+    from dask._task_spec import Task as DaskTask, parse_input
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    layers = {key: MaterializedLayer({key: DaskTask(key, _attempts, parse_input(pool_id), parse_input(spec),
+                                                    parse_input(tasks), parse_input(worker), parse_input(topic))},
+                                     annotations=how)
+              for key, (worker, tasks, how) in futures.items()}
+    return HighLevelGraph(layers, {key: set() for key in layers})
 
 
 def _unpickle(data: bytes) -> Result:

@@ -40,10 +40,11 @@ class DaskProcesses:
         return subprocess.Popen([sys.executable, "-m", *args], env={**_env(self.directory), **(env or {})}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_scheduler(self, timeout: float = 60.0) -> str:
-        """Start the scheduler; returns its address once its scheduler file is written."""
+    def start_scheduler(self, timeout: float = 60.0, env: dict[str, str] | None = None) -> str:
+        """Start the scheduler (``env`` added to its environment); returns its address once its
+        scheduler file is written."""
         self.scheduler = self._popen(["distributed.cli.dask_scheduler", "--scheduler-file", str(self.scheduler_file),
-                                      "--host", "127.0.0.1", "--port", "0", "--no-dashboard"], "scheduler")
+                                      "--host", "127.0.0.1", "--port", "0", "--no-dashboard"], "scheduler", env)
         deadline = time.monotonic() + timeout
         while not self.scheduler_file.exists() or not self.scheduler_file.read_text().strip():
             assert self.scheduler.poll() is None, (self.directory / "scheduler.log").read_text()

@@ -68,3 +68,10 @@ def gate_three(params: dict) -> float:
     if x in (1, 2):
         _wait_at_gate(x, "go-rest")
     return float(x) ** 2
+
+
+def numpy_loss(params: dict) -> dict:
+    """A loss of numpy's float type (msgpack cannot carry it as it is) and the pid it ran in."""
+    import numpy as np
+
+    return {"loss": np.float64(params["x"]) ** 2, "pid": os.getpid()}

@@ -215,6 +215,79 @@ def _one_done_each(rows: dict[int, list[dict]], n: int) -> None:
     assert all(e["loss"] == float(e["params"]["x"]) ** 2 for e in done)
 
 
+def _deep(pool: DaskPool) -> DaskPool:
+    """The pool as after many tasks far shorter than a round trip: busy workers hold up to
+    ``prefetch_deep`` tasks each (see PoolBase._depth)."""
+    pool._ended, pool._run_time = pool.DEEP_AFTER, 0.0
+    return pool
+
+
+def test_tasks_sent_together_run_in_order_each_once_and_numpy_losses_arrive(cluster):
+    """Deep prefetch: the tasks of one driver round go to each worker as one future (several
+    tasks each), run in the order sent, every result once; a numpy loss (not msgpack) arrives."""
+    from emews.task import Task
+
+    pool = _deep(DaskPool({"type": "python", "objective": "dask_objectives:numpy_loss"},
+                          {"scheduler_file": str(cluster.scheduler_file)}))
+    try:
+        _until(lambda: pool.size == 2, "two workers")
+        tasks = [Task(i, {"x": i}) for i in range(12)]
+        sent: dict = {}
+        for t in tasks:
+            assert pool.idle > 0
+            sent.setdefault(pool.submit(t), []).append(t.id)
+        assert pool.prefetched == 10 and all(len(ids) == 6 for ids in sent.values()), sent
+        results: list = []
+        deadline = time.monotonic() + 120
+        while len(results) < len(tasks):
+            results += pool.wait(1.0)
+            assert time.monotonic() < deadline, results
+        assert sorted(r.task_id for r in results) == list(range(12)) and all(r.status == DONE for r in results)
+        assert all(r.loss == float(r.task_id) ** 2 for r in results)
+        for worker, ids in sent.items():
+            mine = sorted((r for r in results if r.worker == worker), key=lambda r: r.start)
+            assert [r.task_id for r in mine] == ids  # started in the order sent
+            assert len({r.metrics["pid"] for r in mine}) == 1  # on the worker they were sent to
+        assert pool.prefetched == 0 and pool.idle == 2 and not pool.take_returned()
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_lost_with_a_batch_loses_its_running_attempt_and_hands_back_the_rest(tmp_path, fresh):
+    """Worker a runs x=0 with x=2 and x=4 held behind it in the same future; SIGKILLed, x=0
+    comes back as an interrupted attempt on a, x=2 and x=4 unstarted; a never started them."""
+    from emews.task import Task
+
+    fresh.start_worker("a")
+    fresh.wait_for_workers(1)
+    pool = _deep(DaskPool({"type": "python", "objective": "dask_objectives:gated"},
+                          {"scheduler_file": str(fresh.scheduler_file)}))
+    try:
+        _until(lambda: pool.size == 1, "worker a")
+        assert [pool.submit(Task(x, {"x": x})) for x in (0, 2, 4)] == [0, 0, 0] and pool.prefetched == 2
+        assert pool.wait(0.0) == []  # sent: one future with the three
+        _until(lambda: fresh.started(), "x=0 started")
+        pid = fresh.workers["a"].pid
+        assert fresh.started() == {pid: ["0"]}
+        fresh.kill_worker("a")
+        out: list = []
+        _until(lambda: out.extend(pool.wait(0.5)) or out, "the lost attempt")
+        assert len(out) == 1 and out[0].task_id == 0 and out[0].status == CANCELLED, out
+        assert "interrupted" in out[0].error and out[0].worker == 0
+        assert sorted(t.id for t in pool.take_returned()) == [2, 4] and pool.prefetched == 0 and pool.busy == 0
+        assert pool.size == 0 and fresh.started() == {pid: ["0"]}  # the held ones never started
+        fresh.start_worker("b")  # they run on the next worker: once each
+        _until(lambda: pool.wait(0.2) == [] and pool.size == 1, "worker b")
+        (fresh.directory / "go").touch()
+        results: list = []
+        for x in (2, 4):
+            pool.submit(Task(x, {"x": x}, attempt=0))
+        _until(lambda: results.extend(pool.wait(0.5)) or len(results) == 2, "x=2 and x=4 on b")
+        assert sorted((r.task_id, r.status, r.loss) for r in results) == [(2, DONE, 4.0), (4, DONE, 16.0)]
+    finally:
+        pool.shutdown()
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_costs_nothing(tmp_path, fresh):
     for name in ("a", "b", "c"):
