@@ -1,6 +1,6 @@
 """Worker utilization of the Dask pool on many worker processes, against an ideal scheduler.
 
-    python benchmarks/perf/utilization_dask.py [--workers 64] [--tasks 640] [--mean 1.0]
+    python benchmarks/perf/utilization_dask.py [--workers 64] [--tasks 640] [--mean 1.0] [--quiet-workers]
 
 A ``dask scheduler`` process and ``--workers`` ``dask worker`` processes (one thread each, no
 nanny; started in waves of 8, so a small machine is not swamped by 64 Python start-ups at once)
@@ -18,6 +18,14 @@ of the same durations on the same workers (every task queued at once), whose mak
 what Dask itself achieves on this machine (on a small loaded one, 64 worker processes'
 own heartbeats and monitors compete with the scheduler and the driver for the CPU). More workers than cores is
 fine (the tasks sleep); on a loaded machine the driver's share of the CPU shows in the ratio.
+
+Before the clock starts every worker imports emews' task function and the objective's module
+(client.map's function, pickled by value, needs no import; 64 imports at once on 2 cores spread
+the first tasks' starts over a second). ``--quiet-workers`` starts the scheduler and workers
+with Dask's statistical profiler (a sample every 10 ms in each worker) and GIL monitor off and
+slower system and memory monitors: with the defaults, 64 idle workers alone keep 2 cores busy
+(load average ~45). Both baselines run on the same workers. Also printed: how the first tasks'
+starts spread (the start-up wave) and the gaps between a worker's tasks (the dispatch cost).
 """
 
 from __future__ import annotations

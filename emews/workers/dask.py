@@ -23,13 +23,17 @@ Capacity is the workers present: :attr:`DaskPool.size` and :attr:`DaskPool.idle`
 join and leave; each worker runs one task at a time (start them with ``--nthreads 1``). With no
 worker the search waits; it goes on as soon as one joins.
 
-While tasks are short (see :mod:`emews.workers._pool`), each busy worker also holds its next
-task, queued by Dask on the worker (a later future pinned to it, or a later place in the same
-one), which starts it the moment the one before ends (no round trip through the driver between
-two tasks); once tasks are far shorter than that round trip (:attr:`DaskPool.DEEP_BELOW`) a
-worker holds up to :attr:`DaskPool.prefetch_deep` tasks, and the driver's round hands each worker
-a batch. Futures carry decreasing priorities, so a worker starts them in the order sent. A held task is never
-taken back (its cancel could race its start); a worker lost while running the task before it
+Each busy worker also holds its next task, queued by Dask on the worker (a later future pinned
+to it, or a later place in the same one), which starts it the moment the one before ends (no
+round trip through the driver and the scheduler between two tasks): while tasks are short (see
+:mod:`emews.workers._pool`), and unlike the other pools for tasks up to
+:attr:`DaskPool.PREFETCH_BELOW` too while the driver has more work to come than half the workers
+(that round trip is tens to hundreds of ms on a loaded machine). Once tasks are far shorter than
+it (:attr:`DaskPool.DEEP_BELOW`) a worker holds up to :attr:`DaskPool.prefetch_deep` tasks, and
+the driver's round hands each worker a batch. Futures carry decreasing priorities, so a worker
+starts them in the order sent. A held task is never taken back (its cancel could race its start:
+a stop lets it run, and a worker idle at the end of a search does not take it over); a worker lost
+while running the task before it
 hands it back unstarted. ``dask.resources`` (e.g. ``{GPU: 1}``) is asked by every task; only
 workers that offer it are used. With ``adapt``, the pool's demand steers Dask's ``Adaptive``:
 grow while every worker is busy, retire workers idle for ``adapt.idle`` s down to ``minimum``.
@@ -75,7 +79,7 @@ RECONCILE_EVERY = 2.0
 SCHEDULER_GRACE = 10.0
 #: tasks shorter than this (seconds, recent mean) are held ahead by busy workers however much work
 #: is to come (one of them waits at most one short task); longer ones only while there is more
-#: work to come than workers (see DaskPool.PREFETCH_BELOW)
+#: work to come than half the workers (see DaskPool.PREFETCH_BELOW)
 SHORT = 0.5
 #: how long (seconds) after its future ended an attempt's result may take to come
 RESULT_GRACE = 30.0
@@ -264,8 +268,10 @@ class DaskPool(PoolBase):
     #: and the Dask scheduler is tens of ms on a loaded machine (a 1 s task lost 0.2-0.3 of its
     #: worker's time to it with 64 workers), not a negligible share. A task held behind a long
     #: one cannot be taken back (see :meth:`_send_recall`), so tasks of :data:`SHORT` s or more are
-    #: held only while the driver has more work to come than there are workers: at the end of a
-    #: search the last tasks go to the workers that free up first, as a list scheduler would
+    #: held only while the driver has more work to come than half the workers: the last tasks of
+    #: a search go to the workers that free up first, as a list scheduler would. (64 workers, 1 s
+    #: tasks, benchmarks/perf/utilization_dask.py: 0.91 of the ideal holding to the end, 0.945
+    #: stopping at a backlog of 64, 0.96 at 32, medians of 2-4 runs)
     PREFETCH_BELOW = 10.0
 
     def __init__(self, runner_spec: dict, settings: Mapping[str, Any] | None = None, workers: int | None = None,
@@ -589,7 +595,7 @@ class DaskPool(PoolBase):
     def _prefetching(self) -> bool:
         if not super()._prefetching():
             return False
-        return self._run_time < SHORT or self.backlog is None or self.backlog > self.size
+        return self._run_time < SHORT or self.backlog is None or 2 * self.backlog > self.size
 
     def _send_recall(self, worker: int, task: Task) -> None:
         """Nothing: a task held ahead on a Dask worker is never taken back. A cancelled future
