@@ -10,8 +10,9 @@ On one ``LocalCluster`` (``--workers`` processes, one thread each), back to back
   attempt has one worker and a lost worker loses exactly its attempt);
 * emews on the Dask pool: ``emews.search(noop, pool="dask", dask={"address": ...})`` — the
   whole path optimizer process -> driver -> Dask future pinned to a worker -> driver ->
-  journal -> optimizer; each worker runs one task and, as the tasks are short, holds its next
-  one (queued on it by Dask), so no round trip through the driver separates two tasks;
+  journal -> optimizer; each worker runs one task and, as the tasks are short, holds up to 8
+  more (queued on it by Dask), and the tasks the driver hands a worker in one round travel as one
+  future, all the round's futures in one graph;
 * emews on the local pool with as many worker processes.
 
 Prints evaluations/s in steady state (emews: first task start to last task end, from the
