@@ -562,19 +562,25 @@ class DaskPool(PoolBase):
         args = {}
         for worker, tasks in pending.items():
             first = tasks[0]
-            key = f"emews-{self._id}-{first.id}-{first.attempt}-{worker}-{len(tasks)}"
+            key = f"emews-{self._id}-{first.id}-{first.attempt}-{worker}-{len(tasks)}-{self._seq}"  # unique
             args[key] = (worker, tasks, {"workers": [self._address_of[worker]], "allow_other_workers": False,
                                          "retries": 0, "priority": -self._seq})
             if self._resources:
                 args[key][2]["resources"] = self._resources
             self._seq += 1
-        if len(args) == 1:
-            [(key, (worker, tasks, how))] = args.items()
+        graph = None
+        if len(args) > 1:
+            try:
+                graph = _graph(args, self._id, self._spec, self._topic)
+            except ImportError:  # a Dask without the task classes client.submit itself uses: one graph each
+                pass
+        if graph is not None:
+            futures = self._client.get(graph, list(args), sync=False)
+        else:
             futures = [self._client.submit(_attempts, self._id, self._spec, tasks, worker, self._topic, key=key,
                                            pure=False, workers=how["workers"], allow_other_workers=False, retries=0,
-                                           resources=how.get("resources"), priority=how["priority"])]
-        else:
-            futures = self._client.get(_graph(args, self._id, self._spec, self._topic), list(args), sync=False)
+                                           resources=how.get("resources"), priority=how["priority"])
+                       for key, (worker, tasks, how) in args.items()]
         for future, (worker, tasks, _) in zip(futures, args.values()):
             keys = [(t.id, t.attempt) for t in tasks]
             for key in keys:
