@@ -30,9 +30,11 @@ cancelled; a worker that dies hands its held task back (it did not start: no att
 A worker that goes idle while another holds a task, once tasks no longer look short, recalls
 that task, so it runs on the idle worker unless its holder starts it first (a worker reads a
 recall between tasks or at a report). Long tasks get no prefetch: the round trip it saves is a negligible share of them,
-and a held task could wait a whole task's time behind its worker.
+and a held task could wait a whole task's time behind its worker. (The Dask pool, whose round
+trip through its scheduler is not negligible, holds tasks up to 10 s too while the driver's
+:attr:`PoolBase.backlog` of work to come exceeds half its workers: see :mod:`emews.workers.dask`.)
 
-Deep prefetch (a pool with ``prefetch_deep`` > ``prefetch``: local): once many tasks have
+Deep prefetch (a pool with ``prefetch_deep`` > ``prefetch``: local, Dask): once many tasks have
 ended (:attr:`PoolBase.DEEP_AFTER`) and their recent mean run time is far below a round trip
 through the driver (:attr:`PoolBase.DEEP_BELOW`), a busy worker holds up to ``prefetch_deep``
 tasks, started in the order sent. With one held task such a worker runs it and then waits
