@@ -235,3 +235,18 @@ def test_auto_uses_parego_with_constraints():
     opt = MBO(SPACE2, seed=2, n_initial=8, n_candidates=300)
     _search(opt, _constrained, 16)
     assert opt._record is not None and opt._record["method"] == "parego", opt._record
+
+
+def _three(tid: int, p: dict) -> Result:
+    x = np.array([p[f"x{i}"] for i in range(6)])
+    f = tuple(float(((x - c) ** 2).sum()) for c in (0.0, 0.5, 1.0))
+    return Result(tid, p, DONE, loss=f[0], objectives=f)
+
+
+def test_three_objectives_with_a_front_too_large_for_the_boxes_fall_back_to_parego():
+    opt = MBO(SPACE6, seed=1, n_initial=8, n_candidates=300)
+    _search(opt, _three, 16)
+    assert opt._record["method"] == "ehvi"
+    opt._ehvi_max_front = 2  # any front of 3 points or more is 'too large'
+    _search(opt, _three, 8)
+    assert opt._record["method"] == "parego", opt._record
