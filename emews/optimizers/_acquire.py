@@ -118,7 +118,9 @@ class AcquisitionOptimizer:
             E[:, enc] = x.reshape(k, c)
             mu, sd, dmu, dsd = self.model.predict_grad(E)
             a, da_mu, da_sd = self.acquisition(mu, sd)
-            g = da_mu[:, None] * dmu[:, enc] + da_sd[:, None] * dsd[:, enc]
+            g = da_mu[..., None] * dmu[..., enc] + da_sd[..., None] * dsd[..., enc]
+            if g.ndim == 3:  # a stacked model (a prediction column per GP): the sum over them
+                g = g.sum(axis=1)
             return -float(a.sum()), -g.ravel()
 
         x0 = U[:, cols].ravel()

@@ -28,8 +28,10 @@ and asynchrony come from
   candidates are first polished by local moves, then optimized (log-EI, L-BFGS-B on the
   ordered columns, coordinate moves on the discrete and categorical ones: ``_acquire.py``).
 
-Several objectives (ParEGO: one random augmented-Chebyshev scalarization per proposal) and
-constraints (a feasibility model) reuse all of the above: ``_multi.py``.
+Several objectives: for 2 or 3 on the GP, expected hypervolume improvement (one GP per
+objective, the exact box form, a kriging-believer batch: ``_ehvi.py``); otherwise ParEGO (one
+random augmented-Chebyshev scalarization per proposal, reusing all of the above: ``_multi.py``).
+Constraints: a feasibility model whose probability multiplies either acquisition.
 
 The GP scales by never refitting what it need not (``_gp.py``): kernel hyperparameters on
 at most 300 observations, kept until the data grew by 20 %; conditioning on all of them,
@@ -51,6 +53,8 @@ from ..task import CANCELLED, Result
 from ._acquire import AcquisitionOptimizer, lcb, log_ei
 from ._base import Optimizer
 from ._model import BelieverSurrogate, GradientSurrogate
+from .._pareto import nondominated
+from ._ehvi import REFERENCE, StackedModels, box_decomposition, ehvi, ehvi_acquisition, normalization
 from ._multi import FeasibilityModel, WeightLattice, chebyshev, normalized
 from ._multi import objective_vector as _objective_vector
 from ._surrogates import SURROGATES, make_surrogate
@@ -62,6 +66,7 @@ _ACQUISITIONS = ("ei", "lcb", "pi")
 _DESIGNS = ("lhs", "sobol", "random")
 _IMPUTE = ("worst", "penalty")
 _TRANSFORMS = ("rank", "log", "none", "power")
+_MULTI_METHODS = ("auto", "ehvi", "parego")
 
 
 def _choice(setting: str, value: Any, allowed: Sequence[str]) -> str:
@@ -210,11 +215,27 @@ class MBO(Optimizer):
             cores are busy with other work, idle BLAS threads spin: a proposal at 200,000
             observations took 3.4-4.2 s with the default threads and 1.2-1.5 s with one, on
             the 2-core development machine at load average 6. ``None`` leaves numpy's own.
+        multi_method: how several objectives are searched: ``"auto"``, ``"ehvi"`` or
+            ``"parego"`` (below). Default ``"auto"``.
 
-    Several objectives and constraints are learned from the results told, never from settings:
+    Several objectives and constraints are learned from the results told (their number and
+    whether constraints exist, never from settings; ``multi_method`` only chooses how):
 
-    * results whose ``objectives`` hold 2 or more values (each to minimize): ParEGO (Knowles
-      2006; mlrMBO's default multi-objective method). Each objective is normalized to [0, 1]
+    * results whose ``objectives`` hold 2 or more values (each to minimize), with
+      ``multi_method``:
+
+      - ``"auto"`` (default): EHVI for 2 or 3 objectives without constraints when the
+        surrogate is the GP, ParEGO otherwise (4+ objectives: the boxes of the non-dominated
+        region grow as the front to the power ``m - 1``; with constraints ParEGO reached more
+        of C2-DTLZ2's hypervolume, 0.65 against 0.55);
+      - ``"ehvi"``: expected hypervolume improvement (``_ehvi.py``), the GP only. One GP per
+        objective, each normalized from the best value seen (0) to a fifth of the way from
+        the front's nadir to the worst value seen (1), reference point 1.1; a batch picks by
+        EHVI (times the probability of feasibility), believes each pick observed at its
+        predicted means and picks again. Until a feasible point with objectives is known,
+        ParEGO searches. At 100 evaluations (8 in flight, median of 5 seeds) it reached
+        0.99 of ZDT1's true hypervolume and 0.74 of DTLZ2's, against ParEGO's 0.97 and 0.67;
+      - ``"parego"``: ParEGO (Knowles 2006; mlrMBO's default multi-objective method). Each objective is normalized to [0, 1]
       by its observed range; each proposal draws a weight vector ``w`` from the simplex
       lattice (at least 100 vectors) and the model learns the augmented Chebyshev
       scalarization ``max_i(w_i f_i) + 0.05 * sum_i(w_i f_i)``; the ``q`` proposals of a
@@ -243,7 +264,7 @@ class MBO(Optimizer):
     """
 
     lookahead = 0  # proposals depend on the latest results: never ask ahead of free workers
-    multi_objective = True  # results with several objectives: ParEGO (see _multi.py)
+    multi_objective = True  # results with several objectives: EHVI or ParEGO (multi_method)
 
     def __init__(
         self,
@@ -269,6 +290,7 @@ class MBO(Optimizer):
         gp_inducing: int = 300,
         max_fit_points: int = 20_000,
         blas_threads: int | None = 1,
+        multi_method: str = "auto",
     ):
         super().__init__(space, seed)
         self.surrogate = _choice("surrogate", surrogate, ("auto", *SURROGATES))
@@ -294,12 +316,16 @@ class MBO(Optimizer):
         self.gp_inducing = _int_setting("gp_inducing", gp_inducing, 10)
         self.max_fit_points = _int_setting("max_fit_points", max_fit_points, 10)
         self.blas_threads = _int_setting("blas_threads", blas_threads, 1, allow_none=True)
+        self.multi_method = _choice("multi_method", multi_method, _MULTI_METHODS)
 
         self.grid = UnitGrid(space)
         #: the surrogate fitted: ``surrogate``, or the GP for ``"auto"``
         self.model_name = self.surrogate
         if self.surrogate == "auto":
             self.model_name = "gp"
+        if self.multi_method == "ehvi" and self.model_name != "gp":
+            raise ValueError(f"MBO setting multi_method='ehvi' needs surrogate 'gp' (or 'auto'), not {self.surrogate!r}; "
+                             "multi_method 'parego' works with every surrogate")
         #: the transform applied: ``transform``, or the surrogate's own for ``"auto"``
         self.transform_name = self.transform
         if self.transform == "auto":
@@ -334,6 +360,9 @@ class MBO(Optimizer):
         self._share_hyper = False  # the model keeps the previous one's kernel hyperparameters
         self._pick_candidates: int | None = None  # ParEGO: candidates scored per pick of a batch
         self._weights: WeightLattice | None = None
+        self._ehvi_models: list | None = None  # EHVI: one GP per objective ...
+        self._ehvi_size = -1  # ... fitted on this many observations
+        self._ehvi_scaling: tuple[np.ndarray, np.ndarray] | None = None  # ... on objectives normalized so
 
     # -- ask/tell ----------------------------------------------------------------------------
     def ask(self, n: int) -> list[dict]:
@@ -521,6 +550,10 @@ class MBO(Optimizer):
         if self._n_objectives == 1:  # constraints on one objective: the loss, a feasibility model
             self._scalarize(None)
             return self._propose_from_model(q)
+        if self._uses_ehvi():
+            picks = self._propose_ehvi(q)
+            if picks is not None:
+                return picks
         # ParEGO: each proposal of the batch on its own scalarization; the earlier picks of
         # the batch are pending points for the later ones (believed, kept apart)
         if self._weights is None or self._weights.m != self._n_objectives:
@@ -543,6 +576,178 @@ class MBO(Optimizer):
             self._pending.pop(_BATCH, None)
             self._share_hyper = False
             self._pick_candidates = None
+        if self._record is not None:
+            self._record["method"] = "parego"
+        return np.asarray(picks)
+
+    # -- several objectives: expected hypervolume improvement (see _ehvi.py) ---------------------
+    #: EHVI: candidates scored per batch (uniform and local moves around the front), polished
+    _ehvi_candidates = 2000
+    #: EHVI: starts of the gradient steps per pick (past ``_multi_refit`` observations, the
+    #: batch's later picks take ``_ehvi_later_starts``: the gradient steps are most of the cost)
+    _ehvi_starts = 5
+    _ehvi_later_starts = 2
+    #: EHVI with 3 or more objectives: past this many front points, ParEGO proposes (the boxes
+    #: grow about as front^1.5: 1,500 at 100 points, 4,200 at 200, 11,500 at 400, where cutting
+    #: them alone took 4 s)
+    _ehvi_max_front = 150
+
+    def _uses_ehvi(self) -> bool:
+        """EHVI when asked for, or (``multi_method="auto"``) for 2 or 3 objectives on the GP
+        without constraints: where it won in benchmarks/quality/multi.py (with C2-DTLZ2's
+        constraint ParEGO reached more hypervolume)."""
+        if self.multi_method == "parego" or self.model_name != "gp":
+            return False
+        return self.multi_method == "ehvi" or (self._n_objectives <= 3 and not self._constrained)
+
+    def _fit_ehvi(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """One GP per normalized objective (refitted when observations changed); returns the
+        unit rows of the front, its normalized objectives and the reference point, or None
+        while no feasible point with objectives is known (ParEGO then searches for one)."""
+        n = len(self._y)
+        have = np.fromiter((f is not None for f in self._objectives), bool, n)
+        if have.sum() < 2:
+            return None
+        F = np.asarray([f for f in self._objectives if f is not None], dtype=float)
+        ok = np.ones(len(F), dtype=bool)
+        if self._constrained:
+            viol = np.asarray(self._violation, dtype=float)[have]
+            ok = viol <= 0
+            known = np.isfinite(np.asarray(self._violation, dtype=float)) | (np.asarray(self._violation) == math.inf)
+            self._fit_feasibility(known, np.asarray(self._violation, dtype=float))
+            if not ok.any():
+                return None
+        front_mask = np.zeros(len(F), dtype=bool)
+        front_mask[np.flatnonzero(ok)[nondominated(F[ok])]] = True
+        if self._ehvi_size != n:
+            lo, span = normalization(F, F[front_mask])
+            Z = (F - lo) / span
+            U = self._observed()
+            # failed evaluations: the worst normalized value seen, in every objective (impute="worst")
+            Y = np.tile(Z.max(axis=0), (n, 1))
+            Y[have] = Z
+            E = self.grid.encode(U)
+            t0 = time.perf_counter()
+            models = []
+            for i in range(Y.shape[1]):
+                previous = self._ehvi_models[i] if self._ehvi_models and i < len(self._ehvi_models) else None
+                model = make_surrogate("gp", random_state=int(self.rng.integers(2**31 - 1)),
+                                       gp_max_points=self.gp_max_points, gp_inducing=self.gp_inducing,
+                                       previous=previous, gp_columns=self._gp_columns(),
+                                       gp_always_refit=self._always_refit)
+                models.append(model.fit(E, Y[:, i]))
+            self._fits += 1
+            self._ehvi_models, self._ehvi_size, self._ehvi_scaling = models, n, (lo, span)
+            self._record = {
+                "optimizer": "mbo", "method": "ehvi", "fit": self._fits, "observations": n,
+                "failed": int(n - have.sum()), "front": int(front_mask.sum()),
+                "surrogate": "gp", "fit_seconds": round(time.perf_counter() - t0, 4),
+            }
+        lo, span = self._ehvi_scaling
+        front_u = self._observed()[have][front_mask]
+        return front_u, (F[front_mask] - lo) / span, np.full(F.shape[1], REFERENCE)
+
+    def _propose_ehvi(self, q: int) -> np.ndarray | None:
+        """A batch by EHVI (times the probability of feasibility), each pick believed observed
+        at its predicted means before the next (the GPs conditioned while exact, the means
+        joining the front); pending points are believed first. None (ParEGO proposes): no
+        feasible front yet, or, with 3+ objectives, one of more than ``_ehvi_max_front`` points."""
+        fitted = self._fit_ehvi()
+        if fitted is None:
+            return None
+        front_u, front, ref = fitted
+        if front.shape[1] >= 3 and len(front) > self._ehvi_max_front:
+            if self._record is not None:
+                self._record["ehvi"] = f"front of {len(front)} > {self._ehvi_max_front}: ParEGO"
+            return None
+        models = list(self._ehvi_models)
+        exact = all(isinstance(mdl, BelieverSurrogate) and mdl.exact for mdl in models)
+        pending = [u for rows in self._pending.values() for u in rows]
+
+        def believe(u: np.ndarray) -> None:
+            nonlocal front, models
+            e = self.grid.encode(np.asarray(u)[None, :])
+            m = np.array([mdl.predict(e)[0][0] for mdl in models])
+            front = np.vstack([front, m[None, :]])
+            if exact:
+                models = [mdl.conditioned(e, m[i : i + 1]) for i, mdl in enumerate(models)]
+
+        for u in pending:
+            believe(u)
+        # candidates: uniform, and local moves around the front (the batch shares them); each
+        # one's predictions are kept (computed again only when a belief changed the GPs)
+        n = max(self._ehvi_candidates, 20 * q)
+        n_local = int(round(n * self.local_fraction))
+        C = np.empty((0, self.grid.n))
+        E = np.empty((0, self.grid.encode(C[:0]).shape[1]))
+        mu = np.empty((0, len(models)))
+        sd = np.empty_like(mu)
+        lp = np.empty(0)
+        dmin = np.empty(0)
+        seen = np.empty(0, dtype=bool)
+        scale = 1.0 / math.sqrt(max(1, E.shape[1]))
+        picks: list[np.ndarray] = []
+
+        def predict(En: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = [mdl.predict(En) for mdl in models]
+            return np.stack([o[0] for o in out], axis=1), np.stack([o[1] for o in out], axis=1)
+
+        def add(new: np.ndarray) -> None:
+            nonlocal C, E, mu, sd, lp, dmin, seen
+            En = self.grid.encode(new)
+            m_, s_ = predict(En)
+            lpn = self._log_pof(En)
+            kept = picks + pending
+            C, E = np.vstack([C, new]), np.vstack([E, En])
+            mu, sd = np.vstack([mu, m_]), np.vstack([sd, s_])
+            lp = np.r_[lp, np.zeros(len(En)) if lpn is None else lpn]
+            dmin = np.r_[dmin, _min_distance(En, self.grid.encode(np.asarray(kept))) * scale
+                         if kept else np.full(len(En), np.inf)]
+            seen = np.r_[seen, self._seen(En)]
+
+        def score(rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+            with np.errstate(divide="ignore"):
+                value = np.log(ehvi(mu[rows], sd[rows], *boxes)) + lp[rows]
+            if not np.isfinite(value).any():  # nothing expected anywhere: the best predicted sum
+                value = -mu[rows].sum(axis=1)
+            return value
+
+        add(self.grid.snap(np.vstack([self.rng.random((n - n_local, self.grid.n)),
+                                      self._perturb(front_u, None, n_local, self._scales)])))
+        radius = self.exclusion
+        boxes = None
+        for _ in range(q):
+            boxes = box_decomposition(front, ref)
+            s = score()
+            # polish the best free candidates by local moves (the acquisition is smooth)
+            k = min(16, len(C))
+            for step in self._polish:
+                free, radius = _free(dmin, seen, radius)
+                top = C[np.argsort(-np.where(free, s, -np.inf), kind="stable")[:k]]
+                before = len(C)
+                add(self.grid.snap(np.vstack([self._perturb(top, None, 64, (step,)),
+                                              self._perturb(top, None, 64, (step, step / 4))])))
+                s = np.r_[s, score(slice(before, None))]
+            # then gradient steps on log EHVI (+ log PoF) from the best few (GPSampler's recipe)
+            free, radius = _free(dmin, seen, radius)
+            if self._ehvi_starts > 0:
+                stack = models + ([self._feasibility.model] if self._feasibility is not None else [])
+                acq = ehvi_acquisition(*boxes, len(models), self._feasibility is not None)
+                opt = AcquisitionOptimizer(self.grid, StackedModels(stack), acq, maxiter=self._maxiter)
+                k = self._ehvi_starts if not picks or len(self._y) <= self._multi_refit else self._ehvi_later_starts
+                starts = np.argsort(-np.where(free, s, -np.inf), kind="stable")[:k]
+                before = len(C)
+                add(opt.optimize(C[starts])[0])
+                s = np.r_[s, score(slice(before, None))]
+                free, radius = _free(dmin, seen, radius)
+            i = int(np.argmax(np.where(free, s, -np.inf)))
+            picks.append(C[i])
+            dmin = np.minimum(dmin, np.sqrt(((E - E[i]) ** 2).sum(-1)) * scale)
+            believe(C[i])
+            if exact:  # the GPs were conditioned on the belief: every prediction changes
+                mu, sd = predict(E)
+        if self._record is not None:
+            self._record["boxes"] = len(boxes[0])
         return np.asarray(picks)
 
     def _scalarize(self, weights: np.ndarray | None) -> None:

@@ -31,6 +31,10 @@ CASES = [
     # optimizer.settings: mbo
     ("optimizer", {"name": "mbo", "settings": {"acquisition": "foo"}}, "optimizer.settings.acquisition", "'foo'"),
     ("optimizer", {"name": "mbo", "settings": {"surrogate": "svm"}}, "optimizer.settings.surrogate", "'svm'"),
+    ("optimizer", {"name": "mbo", "settings": {"multi_method": "sms-ego"}}, "optimizer.settings.multi_method",
+     "'sms-ego'"),
+    ("optimizer", {"name": "mbo", "settings": {"multi_method": "ehvi", "surrogate": "rf"}},
+     "optimizer.settings.multi_method", "'rf'"),
     ("optimizer", {"name": "mbo", "settings": {"kappa": -1}}, "optimizer.settings.kappa", "-1"),
     ("optimizer", {"name": "mbo", "settings": {"xi": float("nan")}}, "optimizer.settings.xi", "nan"),
     ("optimizer", {"name": "mbo", "settings": {"n_initial": 0}}, "optimizer.settings.n_initial", "=0"),

@@ -113,7 +113,7 @@ def test_parego_front_beats_random_on_zdt1():
     hypervolume than random search's with the same budget and seed."""
     ref = (1.1, 1.1)
     hv = {}
-    for name, opt in (("mbo", MBO(SPACE6, seed=3, n_initial=16, n_candidates=1000)),
+    for name, opt in (("mbo", MBO(SPACE6, seed=3, n_initial=16, n_candidates=1000, multi_method="parego")),
                       ("random", RandomSearch(SPACE6, seed=3))):
         told = _search(opt, _zdt1_result, 48)
         hv[name] = hypervolume([r.objectives for r in told], ref)
@@ -123,7 +123,7 @@ def test_parego_front_beats_random_on_zdt1():
 
 def test_parego_batch_is_spread_and_repeats_with_the_seed():
     def run() -> list[list[dict]]:
-        opt = MBO(SPACE6, seed=11, n_initial=10, n_candidates=500)
+        opt = MBO(SPACE6, seed=11, n_initial=10, n_candidates=500, multi_method="parego")
         asks = []
         tid = 0
         for _ in range(3):
@@ -142,7 +142,7 @@ def test_parego_batch_is_spread_and_repeats_with_the_seed():
 
 
 def test_failed_results_with_several_objectives_are_imputed():
-    opt = MBO(SPACE6, seed=0, n_initial=8, n_candidates=300)
+    opt = MBO(SPACE6, seed=0, n_initial=8, n_candidates=300, multi_method="parego")
     ps = opt.ask(8)
     rs = [_zdt1_result(i, p) if i % 2 else Result(i, p, FAILED, error="boom") for i, p in enumerate(ps)]
     opt.tell(rs)
