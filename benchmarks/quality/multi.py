@@ -20,7 +20,9 @@ fraction of the true front's):
 
 Methods, each ``--evals`` evaluations asked in batches of ``--batch`` (asked, evaluated, told):
 
-* ``mbo``: emews' ``MBO`` told results that carry ``objectives`` (and ``violation``): ParEGO;
+* ``mbo``: emews' ``MBO`` (its defaults) told results that carry ``objectives`` (and
+  ``violation``): EHVI without constraints, ParEGO with them (``multi_method: auto``);
+  ``mbo-ehvi``, ``mbo-parego``: one method on every problem;
 * ``mbo-sum``: ``MBO`` told the summed objectives plus ``PENALTY`` x violation as its one loss
   (the naive scalarization the goal is measured against);
 * ``ga``: emews' ``GA`` told results with objectives (run only when ``GA.multi_objective`` is
@@ -190,10 +192,10 @@ def result(tid: int, p: dict, e: Evaluation, multi: bool) -> Result:
 Trace = list[Evaluation]
 
 
-def run_mbo(problem: MultiProblem, seed: int, evals: int, batch: int, multi: bool) -> Trace:
+def run_mbo(problem: MultiProblem, seed: int, evals: int, batch: int, multi: bool, method: str = "auto") -> Trace:
     from emews.optimizers.mbo import MBO
 
-    opt = MBO(problem.space, seed=seed)
+    opt = MBO(problem.space, seed=seed, multi_method=method)
     trace: Trace = []
     while len(trace) < evals:
         ps = opt.ask(min(batch, evals - len(trace)))
@@ -281,6 +283,8 @@ def run_optuna(name: str, problem: MultiProblem, seed: int, evals: int, batch: i
 METHODS: dict[str, Callable[[MultiProblem, int, int, int], Trace]] = {
     "mbo": lambda pr, s, n, b: run_mbo(pr, s, n, b, True),
     "mbo-sum": lambda pr, s, n, b: run_mbo(pr, s, n, b, False),
+    "mbo-parego": lambda pr, s, n, b: run_mbo(pr, s, n, b, True, "parego"),
+    "mbo-ehvi": lambda pr, s, n, b: run_mbo(pr, s, n, b, True, "ehvi"),
     "ga": lambda pr, s, n, b: run_ga(pr, s, n, b, True),
     "ga-sum": lambda pr, s, n, b: run_ga(pr, s, n, b, False),
     "nsga2": lambda pr, s, n, b: run_optuna("nsga2", pr, s, n, b),
