@@ -316,3 +316,15 @@ def kill_and_resume(tmp_path, cfg_path, max_evals, workers, rnd: random.Random, 
     assert len(meta["sessions"]) == 2 and meta["sessions"][0]["outcome"].startswith("killed")
     assert meta["outcome"] == "max_evals reached" or meta["outcome"] == "optimizer finished"
     return before, finals
+
+
+def ask_tell(opt, evaluate: Callable[[int, dict], Any], evals: int, batch: int = 8) -> list:
+    """An optimizer driven in-process: ask a batch of up to ``batch``, ``evaluate(task_id,
+    params)`` each into a Result, tell them, until ``evals``; the Results in order."""
+    told: list = []
+    while len(told) < evals:
+        ps = opt.ask(min(batch, evals - len(told)))
+        rs = [evaluate(len(told) + i, p) for i, p in enumerate(ps)]
+        opt.tell(rs)
+        told += rs
+    return told

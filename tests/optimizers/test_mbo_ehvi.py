@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import ask_tell
 
 from emews._pareto import hypervolume, nondominated
 from emews.optimizers._ehvi import (
@@ -148,23 +149,13 @@ def _zdt1(tid: int, p: dict) -> Result:
     return Result(tid, p, DONE, loss=f[0], objectives=f)
 
 
-def _search(opt, evaluate, evals: int, batch: int = 8) -> list[Result]:
-    told: list[Result] = []
-    while len(told) < evals:
-        ps = opt.ask(min(batch, evals - len(told)))
-        rs = [evaluate(len(told) + i, p) for i, p in enumerate(ps)]
-        opt.tell(rs)
-        told += rs
-    return told
-
-
 def test_ehvi_is_the_default_for_two_objectives_and_beats_random_on_zdt1():
     ref = (1.1, 1.1)
     opt = MBO(SPACE6, seed=3, n_initial=16)
-    told = _search(opt, _zdt1, 48)
+    told = ask_tell(opt, _zdt1, 48)
     assert opt._record["method"] == "ehvi", opt._record
     assert opt._record["boxes"] >= 2
-    rand = _search(RandomSearch(SPACE6, seed=3), _zdt1, 48)
+    rand = ask_tell(RandomSearch(SPACE6, seed=3), _zdt1, 48)
     hv_mbo = hypervolume([r.objectives for r in told], ref)
     hv_rand = hypervolume([r.objectives for r in rand], ref)
     assert hv_mbo > hv_rand * 1.2, (hv_mbo, hv_rand)
@@ -176,7 +167,7 @@ def test_ehvi_is_the_default_for_two_objectives_and_beats_random_on_zdt1():
 
 def test_ehvi_repeats_with_the_seed():
     def run() -> list[dict]:
-        return [r.params for r in _search(MBO(SPACE6, seed=5, n_initial=8), _zdt1, 20, batch=6)]
+        return [r.params for r in ask_tell(MBO(SPACE6, seed=5, n_initial=8), _zdt1, 20, batch=6)]
 
     assert run() == run()
 
@@ -191,7 +182,7 @@ def _four(tid: int, p: dict) -> Result:
                                          ({"surrogate": "rf", "n_estimators": 20}, "parego")])
 def test_auto_uses_parego_for_four_objectives_or_another_surrogate(kw, method):
     opt = MBO(SPACE6, seed=1, n_initial=8, n_candidates=300, **kw)
-    _search(opt, _four, 16)
+    ask_tell(opt, _four, 16)
     assert opt._record is not None
     assert opt._record["method"] == method, opt._record
 
@@ -222,9 +213,9 @@ def test_ehvi_with_a_constraint_finds_a_better_feasible_front():
     probability of feasibility puts its picks along it, and the feasible front's hypervolume
     beats random search's at the same budget and seed."""
     opt = MBO(SPACE2, seed=2, n_initial=8, multi_method="ehvi")
-    told = _search(opt, _constrained, 40)
+    told = ask_tell(opt, _constrained, 40)
     assert opt._record["method"] == "ehvi"
-    rand = _search(RandomSearch(SPACE2, seed=2), _constrained, 40)
+    rand = ask_tell(RandomSearch(SPACE2, seed=2), _constrained, 40)
     assert _feasible_hv(told) > _feasible_hv(rand), (_feasible_hv(told), _feasible_hv(rand))
     # near the boundary: the later picks' mean |violation| is a fraction of random's
     near = np.mean([abs(r.violation) for r in told[16:]])
@@ -233,7 +224,7 @@ def test_ehvi_with_a_constraint_finds_a_better_feasible_front():
 
 def test_auto_uses_parego_with_constraints():
     opt = MBO(SPACE2, seed=2, n_initial=8, n_candidates=300)
-    _search(opt, _constrained, 16)
+    ask_tell(opt, _constrained, 16)
     assert opt._record is not None and opt._record["method"] == "parego", opt._record
 
 
@@ -245,8 +236,8 @@ def _three(tid: int, p: dict) -> Result:
 
 def test_three_objectives_with_a_front_too_large_for_the_boxes_fall_back_to_parego():
     opt = MBO(SPACE6, seed=1, n_initial=8, n_candidates=300)
-    _search(opt, _three, 16)
+    ask_tell(opt, _three, 16)
     assert opt._record["method"] == "ehvi"
     opt._ehvi_max_front = 2  # any front of 3 points or more is 'too large'
-    _search(opt, _three, 8)
+    ask_tell(opt, _three, 8)
     assert opt._record["method"] == "parego", opt._record

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import ask_tell
 
 from emews._pareto import hypervolume
 from emews.optimizers._multi import (
@@ -93,16 +94,6 @@ def zdt1(p: dict) -> tuple[float, float]:
     return float(x[0]), float(g * (1.0 - math.sqrt(x[0] / g)))
 
 
-def _search(opt, evaluate, evals: int, batch: int = 8) -> list[Result]:
-    told: list[Result] = []
-    while len(told) < evals:
-        ps = opt.ask(min(batch, evals - len(told)))
-        rs = [evaluate(len(told) + i, p) for i, p in enumerate(ps)]
-        opt.tell(rs)
-        told += rs
-    return told
-
-
 def _zdt1_result(tid: int, p: dict) -> Result:
     f = zdt1(p)
     return Result(tid, p, DONE, loss=f[0], objectives=f)
@@ -115,7 +106,7 @@ def test_parego_front_beats_random_on_zdt1():
     hv = {}
     for name, opt in (("mbo", MBO(SPACE6, seed=3, n_initial=16, n_candidates=1000, multi_method="parego")),
                       ("random", RandomSearch(SPACE6, seed=3))):
-        told = _search(opt, _zdt1_result, 48)
+        told = ask_tell(opt, _zdt1_result, 48)
         hv[name] = hypervolume([r.objectives for r in told], ref)
     assert hv["mbo"] > hv["random"] * 1.2, hv
     assert MBO.multi_objective is True
@@ -170,7 +161,7 @@ def test_constrained_single_objective_beats_random():
     results = {}
     for name, opt in (("mbo", MBO(SPACE2, seed=2, n_initial=8, n_candidates=1000)),
                       ("random", RandomSearch(SPACE2, seed=2))):
-        results[name] = _search(opt, _constrained, 32, batch=4)
+        results[name] = ask_tell(opt, _constrained, 32, batch=4)
     mbo, rnd = _best_feasible(results["mbo"]), _best_feasible(results["random"])
     assert mbo < rnd and mbo < 0.55, (mbo, rnd)
     # the feasibility model steers proposals to the feasible side and along the boundary
