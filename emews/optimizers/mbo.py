@@ -357,6 +357,7 @@ class MBO(Optimizer):
         self._scalar_id = 0  # changes with every scalarization: the model is fitted again
         self._feasibility: FeasibilityModel | None = None
         self._feasibility_size = -1  # observations the feasibility model was fitted on
+        self._pof_cache: tuple | None = None  # (feasibility model, rows, their log PoF): see _log_pof
         self._share_hyper = False  # the model keeps the previous one's kernel hyperparameters
         self._pick_candidates: int | None = None  # ParEGO: candidates scored per pick of a batch
         self._weights: WeightLattice | None = None
@@ -1062,8 +1063,24 @@ class MBO(Optimizer):
         return value if lp is None else value + lp
 
     def _log_pof(self, E: np.ndarray) -> np.ndarray | None:
-        """Log probability that encoded rows are feasible (None: no constraint model)."""
-        return None if self._feasibility is None else self._feasibility.log_probability(E)
+        """Log probability that encoded rows are feasible (None: no constraint model).
+
+        A proposal asks for it on growing candidate sets (candidates, then the polished ones
+        appended, then the optimized ones): rows that extend the last set asked for are the
+        only ones predicted (with constraints, ParEGO spent a third of a proposal predicting
+        the same candidates again)."""
+        feas = self._feasibility
+        if feas is None:
+            return None
+        cached = self._pof_cache
+        if cached is not None and cached[0] is feas and len(cached[1]) <= len(E) \
+                and np.array_equal(cached[1], E[: len(cached[1])]):
+            known = len(cached[1])
+            lp = cached[2] if known == len(E) else np.r_[cached[2], feas.log_probability(E[known:])]
+        else:
+            lp = feas.log_probability(E)
+        self._pof_cache = (feas, np.array(E, copy=True), lp)
+        return lp
 
     def _select(self, E: np.ndarray, mu: np.ndarray, sd: np.ndarray, q: int, n_random: int = 0,
                 n_global: int = 0, believer: _Believer | None = None) -> np.ndarray:
