@@ -109,12 +109,18 @@ def box_decomposition(front: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, n
     return lower, upper
 
 
-def _psi(c: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """``E[(c - Y)+]`` for ``Y ~ N(mu, sd)``: ``(c - mu) Phi(z) + sd phi(z)``, 0 at ``c = -inf``."""
+def _psi(c: np.ndarray, mu: np.ndarray, sd: np.ndarray, grad: bool = False):
+    """``E[(c - Y)+]`` for ``Y ~ N(mu, sd)``: ``(c - mu) Phi(z) + sd phi(z)``, 0 at ``c = -inf``;
+    with ``grad`` also its derivatives in ``mu`` (``-Phi(z)``) and ``sd`` (``phi(z)``)."""
+    inf = np.isneginf(c)
     with np.errstate(invalid="ignore"):
         z = (c - mu) / sd
-        out = (c - mu) * ndtr(z) + sd * np.exp(-0.5 * z * z) / _SQRT_2PI
-    return np.where(np.isneginf(c), 0.0, out)
+        cdf = ndtr(z)
+        if not grad:
+            return np.where(inf, 0.0, (c - mu) * cdf + sd * np.exp(-0.5 * z * z) / _SQRT_2PI)
+        pdf = np.exp(-0.5 * z * z) / _SQRT_2PI
+        psi = (c - mu) * cdf + sd * pdf
+    return np.where(inf, 0.0, psi), np.where(inf, 0.0, -cdf), np.where(inf, 0.0, pdf)
 
 
 def ehvi(mu: np.ndarray, sd: np.ndarray, lower: np.ndarray, upper: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -155,16 +161,8 @@ def _ehvi_grad(mu: np.ndarray, sd: np.ndarray, lower: np.ndarray,
     d, dd_mu, dd_sd = [], [], []
     for i in range(m):
         mi, si = mu[:, i : i + 1], sd[:, i : i + 1]
-        terms = []
-        for c in (upper[None, :, i], lower[None, :, i]):
-            with np.errstate(invalid="ignore"):
-                z = (c - mi) / si
-                pdf = np.exp(-0.5 * z * z) / _SQRT_2PI
-                cdf = ndtr(z)
-                psi = (c - mi) * cdf + si * pdf
-            inf = np.isneginf(c)
-            terms.append((np.where(inf, 0.0, psi), np.where(inf, 0.0, -cdf), np.where(inf, 0.0, pdf)))
-        (pu, gu_mu, gu_sd), (pl, gl_mu, gl_sd) = terms
+        pu, gu_mu, gu_sd = _psi(upper[None, :, i], mi, si, grad=True)
+        pl, gl_mu, gl_sd = _psi(lower[None, :, i], mi, si, grad=True)
         d.append(np.maximum(pu - pl, 0.0))
         dd_mu.append(gu_mu - gl_mu)
         dd_sd.append(gu_sd - gl_sd)

@@ -613,18 +613,17 @@ class MBO(Optimizer):
         F = np.asarray([f for f in self._objectives if f is not None], dtype=float)
         ok = np.ones(len(F), dtype=bool)
         if self._constrained:
-            viol = np.asarray(self._violation, dtype=float)[have]
-            ok = viol <= 0
-            known = np.isfinite(np.asarray(self._violation, dtype=float)) | (np.asarray(self._violation) == math.inf)
-            self._fit_feasibility(known, np.asarray(self._violation, dtype=float))
+            viol, known = self._violations()
+            ok = viol[have] <= 0
+            self._fit_feasibility(known, viol)
             if not ok.any():
                 return None
         front_mask = np.zeros(len(F), dtype=bool)
         front_mask[np.flatnonzero(ok)[nondominated(F[ok])]] = True
+        U = self._observed()
         if self._ehvi_size != n:
             lo, span = normalization(F, F[front_mask])
             Z = (F - lo) / span
-            U = self._observed()
             # failed evaluations: the worst normalized value seen, in every objective (impute="worst")
             Y = np.tile(Z.max(axis=0), (n, 1))
             Y[have] = Z
@@ -646,7 +645,7 @@ class MBO(Optimizer):
                 "surrogate": "gp", "fit_seconds": round(time.perf_counter() - t0, 4),
             }
         lo, span = self._ehvi_scaling
-        front_u = self._observed()[have][front_mask]
+        front_u = U[have][front_mask]
         return front_u, (F[front_mask] - lo) / span, np.full(F.shape[1], REFERENCE)
 
     def _propose_ehvi(self, q: int) -> np.ndarray | None:
@@ -659,8 +658,6 @@ class MBO(Optimizer):
             return None
         front_u, front, ref = fitted
         if front.shape[1] >= 3 and len(front) > self._ehvi_max_front:
-            if self._record is not None:
-                self._record["ehvi"] = f"front of {len(front)} > {self._ehvi_max_front}: ParEGO"
             return None
         models = list(self._ehvi_models)
         exact = all(isinstance(mdl, BelieverSurrogate) and mdl.exact for mdl in models)
@@ -681,7 +678,7 @@ class MBO(Optimizer):
         n = max(self._ehvi_candidates, 20 * q)
         n_local = int(round(n * self.local_fraction))
         C = np.empty((0, self.grid.n))
-        E = np.empty((0, self.grid.encode(C[:0]).shape[1]))
+        E = self.grid.encode(C)
         mu = np.empty((0, len(models)))
         sd = np.empty_like(mu)
         lp = np.empty(0)
@@ -690,14 +687,10 @@ class MBO(Optimizer):
         scale = 1.0 / math.sqrt(max(1, E.shape[1]))
         picks: list[np.ndarray] = []
 
-        def predict(En: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = [mdl.predict(En) for mdl in models]
-            return np.stack([o[0] for o in out], axis=1), np.stack([o[1] for o in out], axis=1)
-
         def add(new: np.ndarray) -> None:
             nonlocal C, E, mu, sd, lp, dmin, seen
             En = self.grid.encode(new)
-            m_, s_ = predict(En)
+            m_, s_ = StackedModels(models).predict(En)
             lpn = self._log_pof(En)
             kept = picks + pending
             C, E = np.vstack([C, new]), np.vstack([E, En])
@@ -749,7 +742,7 @@ class MBO(Optimizer):
             dmin = np.minimum(dmin, np.sqrt(((E - E[i]) ** 2).sum(-1)) * scale)
             believe(C[i])
             if exact:  # the GPs were conditioned on the belief: every prediction changes
-                mu, sd = predict(E)
+                mu, sd = StackedModels(models).predict(E)
         if self._record is not None:
             self._record["boxes"] = len(boxes[0])
         return np.asarray(picks)
@@ -769,8 +762,7 @@ class MBO(Optimizer):
                 scalar[have] = chebyshev(normalized(F), weights)
         self._feasible = None
         if self._constrained:
-            viol = np.asarray(self._violation, dtype=float)
-            known = np.isfinite(viol) | (viol == math.inf)
+            viol, known = self._violations()
             self._feasible = known & (viol <= 0)
             if not self._feasible.any():
                 # nothing feasible yet: minimize the violation (an infinite one is imputed)
@@ -782,6 +774,12 @@ class MBO(Optimizer):
             self._fit_feasibility(known, viol)
         self._scalar = None if weights is None and not self._constrained else scalar
         self._scalar_id += 1
+
+    def _violations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each observation's violation (nan: not known, a failed evaluation) and whether it
+        is known (finite, or infinite: a constrained metric missing)."""
+        viol = np.asarray(self._violation, dtype=float)
+        return viol, np.isfinite(viol) | (viol == math.inf)
 
     def _fit_feasibility(self, known: np.ndarray, viol: np.ndarray) -> None:
         """The feasibility model on the observations whose violation is known (once per data
